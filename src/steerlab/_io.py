@@ -1,0 +1,88 @@
+"""Atomic file writes and JSONL helpers shared by every module that writes results."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from steerlab.errors import InputError
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader never sees a half-written file.
+
+    The bytes go to a temporary file in the same directory, are flushed and fsynced,
+    then renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Atomically write UTF-8 text to ``path``."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def append_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Append rows to a JSONL file, each line written whole and fsynced.
+
+    A crash can at worst leave a truncated final line, which :func:`read_jsonl` with
+    ``skip_truncated_tail=True`` ignores; earlier lines are never touched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = "".join(json.dumps(r, default=str) + "\n" for r in rows)
+    if not payload:
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def iter_jsonl(
+    path: str | os.PathLike[str], *, skip_truncated_tail: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Yield one dict per non-empty line; a malformed line raises InputError naming its number."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    lines = path.read_text(encoding="utf-8").split("\n")
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if skip_truncated_tail and i == last:
+                return
+            raise InputError(f"{path}:{i + 1}: malformed JSON line ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"{path}:{i + 1}: expected a JSON object, got {type(obj).__name__}")
+        yield obj
+
+
+def read_jsonl(path: str | os.PathLike[str], *, skip_truncated_tail: bool = False) -> list[dict[str, Any]]:
+    """Read a whole JSONL file (see :func:`iter_jsonl`)."""
+    return list(iter_jsonl(path, skip_truncated_tail=skip_truncated_tail))
