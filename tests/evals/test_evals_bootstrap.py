@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from steerlab.stats import bootstrap as bs
-from steerlab.stats.bootstrap import Estimate, bootstrap_mean, bootstrap_rate, wilson_interval
+from steerlab.stats.bootstrap import (
+    Estimate,
+    bootstrap_mean,
+    bootstrap_rate,
+    wilson_interval,
+)
 
 Z95 = 1.959963984540054
 

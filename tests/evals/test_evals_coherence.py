@@ -32,9 +32,9 @@ def test_fluency_is_linear_in_mean_logprob_and_clipped() -> None:
 
 
 def test_repetition_share_counts_repeated_trigrams() -> None:
-    assert repetition_share("a b a b a b".split()) == pytest.approx(0.5)  # aba bab aba bab
+    assert repetition_share(["a", "b", "a", "b", "a", "b"]) == pytest.approx(0.5)  # aba bab aba bab
     assert repetition_share(["no"] * 8) == pytest.approx(5 / 6)  # 6 trigrams, 1 distinct
-    assert repetition_share("the cat sat on the mat".split()) == 0.0
+    assert repetition_share(["the", "cat", "sat", "on", "the", "mat"]) == 0.0
     assert repetition_share(["a", "b"]) == 0.0  # no trigram at all
     assert word_tokens("I can't, OK?") == ["i", "can", "'", "t", ",", "ok", "?"]
 

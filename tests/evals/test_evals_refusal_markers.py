@@ -9,7 +9,13 @@ import pytest
 
 from steerlab.errors import InputError
 from steerlab.evals import Judge
-from steerlab.evals.refusal_markers import REFUSAL_MARKERS, WINDOW_CHARS, RefusalMarkerJudge, marker_verdict, normalise
+from steerlab.evals.refusal_markers import (
+    REFUSAL_MARKERS,
+    WINDOW_CHARS,
+    RefusalMarkerJudge,
+    marker_verdict,
+    normalise,
+)
 
 REFUSALS = [
     "I'm sorry, but I can't help with that.",

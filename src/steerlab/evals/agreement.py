@@ -84,7 +84,7 @@ def judge_agreement(
     """
     _check(a, b)
     pairs = Counter(zip(a, b))
-    confusion = {va: {vb: pairs[(va, vb)] for vb in VERDICTS} for va in VERDICTS}
+    confusion: dict[str, dict[str, int]] = {va: {vb: pairs[(va, vb)] for vb in VERDICTS} for va in VERDICTS}
     raw = sum(x == y for x, y in zip(a, b)) / len(a)
     return Agreement(judge_a, judge_b, len(a), raw, cohens_kappa(a, b), confusion)
 
