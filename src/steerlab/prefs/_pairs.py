@@ -1,0 +1,168 @@
+"""Pairwise outcomes stored as counts per *ordered* pair, so position is never lost.
+
+A row ``(first, second, first_wins, second_wins, unparseable)`` says: item ``first`` was
+shown in the first position and ``second`` in the second; the judge chose the first
+``first_wins`` times, the second ``second_wins`` times, and gave an unusable answer
+``unparseable`` times. The same two items asked in the other order form a separate row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from steerlab.errors import InputError
+from steerlab.prefs._items import check_unique_ids
+
+COLUMNS = ("first", "second", "first_wins", "second_wins", "unparseable")
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """Counts for one ordered pair, by item id (see the module docstring)."""
+
+    first: str
+    second: str
+    first_wins: int = 0
+    second_wins: int = 0
+    unparseable: int = 0
+
+
+def _int_array(x: object, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise InputError(f"{name}: expected a 1-d array, got shape {arr.shape}")
+    if arr.size and not np.all(np.isfinite(arr.astype(float))):
+        raise InputError(f"{name}: contains NaN or infinite values")
+    as_int = arr.astype(np.int64)
+    if arr.size and not np.array_equal(as_int, arr):
+        raise InputError(f"{name}: counts and indices must be whole numbers")
+    return as_int
+
+
+@dataclass(frozen=True, eq=False)
+class PairCounts:
+    """All pairwise outcomes of one experiment, as parallel integer arrays (shape (m,)).
+
+    Attributes:
+        item_ids: Item ids; ``first``/``second`` index into this tuple.
+        first: Index of the item shown first.
+        second: Index of the item shown second.
+        first_wins: Times the first-shown item was chosen.
+        second_wins: Times the second-shown item was chosen.
+        unparseable: Answers that named neither item.
+    """
+
+    item_ids: tuple[str, ...]
+    first: np.ndarray
+    second: np.ndarray
+    first_wins: np.ndarray
+    second_wins: np.ndarray
+    unparseable: np.ndarray
+
+    def __post_init__(self) -> None:
+        check_unique_ids(self.item_ids)
+        arrays = {c: _int_array(getattr(self, c), c) for c in COLUMNS}
+        sizes = {a.size for a in arrays.values()}
+        if len(sizes) > 1:
+            raise InputError(f"pair arrays have different lengths: { {c: a.size for c, a in arrays.items()} }")
+        n = len(self.item_ids)
+        for c in ("first", "second"):
+            bad = (arrays[c] < 0) | (arrays[c] >= n)
+            if bad.any():
+                raise InputError(f"{c}: index {arrays[c][bad][0]} out of range for {n} items")
+        if np.any(arrays["first"] == arrays["second"]):
+            raise InputError("a pair compares an item with itself")
+        for c in COLUMNS[2:]:
+            if np.any(arrays[c] < 0):
+                raise InputError(f"{c}: negative count {arrays[c].min()}")
+        for c, a in arrays.items():
+            a.setflags(write=False)
+            object.__setattr__(self, c, a)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items."""
+        return len(self.item_ids)
+
+    @property
+    def n_comparisons(self) -> int:
+        """Number of parseable comparisons (wins of either side)."""
+        return int(self.first_wins.sum() + self.second_wins.sum())
+
+    def unordered_key(self) -> np.ndarray:
+        """One integer per row identifying the unordered pair {first, second}."""
+        lo = np.minimum(self.first, self.second)
+        hi = np.maximum(self.first, self.second)
+        return lo * self.n_items + hi
+
+    def select(self, mask: np.ndarray) -> PairCounts:
+        """Rows where ``mask`` is true (or the given row indices)."""
+        return PairCounts(self.item_ids, *(getattr(self, c)[mask] for c in COLUMNS))
+
+    def with_counts(self, first_wins: np.ndarray, second_wins: np.ndarray) -> PairCounts:
+        """Same pairs with new win counts (unparseable set to zero); used by resampling."""
+        zeros = np.zeros_like(self.first)
+        return PairCounts(self.item_ids, self.first, self.second, first_wins, second_wins, zeros)
+
+    def concat(self, other: PairCounts) -> PairCounts:
+        """Rows of ``self`` followed by rows of ``other`` (same items required)."""
+        if tuple(other.item_ids) != tuple(self.item_ids):
+            raise InputError("cannot concatenate pair counts over different item lists")
+        cols = (np.concatenate([getattr(self, c), getattr(other, c)]) for c in COLUMNS)
+        return PairCounts(self.item_ids, *cols)
+
+    def merged(self) -> PairCounts:
+        """Sum rows that share the same ordered pair."""
+        key = self.first * self.n_items + self.second
+        uniq, inv = np.unique(key, return_inverse=True)
+        sums = [np.bincount(inv, weights=getattr(self, c), minlength=uniq.size).astype(np.int64) for c in COLUMNS[2:]]
+        return PairCounts(self.item_ids, uniq // self.n_items, uniq % self.n_items, *sums)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long DataFrame with item ids in ``first``/``second`` and the three count columns."""
+        ids = np.asarray(self.item_ids, dtype=object)
+        data = {c: getattr(self, c) for c in COLUMNS}
+        data["first"], data["second"] = ids[self.first], ids[self.second]
+        return pd.DataFrame(data, columns=list(COLUMNS))
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, item_ids: Sequence[str] | None = None) -> PairCounts:
+        """Build from a DataFrame with the columns of :meth:`to_frame`.
+
+        Args:
+            frame: One row per ordered pair; ``unparseable`` may be omitted (taken as 0).
+            item_ids: The full item list (items never compared may appear here); by default
+                the sorted ids found in ``first``/``second``.
+        """
+        missing = [c for c in COLUMNS[:4] if c not in frame.columns]
+        if missing:
+            raise InputError(f"pair frame is missing columns {missing}")
+        first, second = frame["first"].astype(str), frame["second"].astype(str)
+        ids = tuple(item_ids) if item_ids is not None else tuple(sorted(set(first) | set(second)))
+        pos = {k: i for i, k in enumerate(ids)}
+        unknown = sorted((set(first) | set(second)) - set(pos))
+        if unknown:
+            raise InputError(f"pair frame names unknown item ids, e.g. {unknown[:3]}")
+        unp = frame["unparseable"] if "unparseable" in frame.columns else np.zeros(len(frame))
+        return cls(ids, first.map(pos).to_numpy(), second.map(pos).to_numpy(),
+                   frame["first_wins"].to_numpy(), frame["second_wins"].to_numpy(), np.asarray(unp))
+
+    @classmethod
+    def from_outcomes(cls, item_ids: Sequence[str], outcomes: Iterable[PairOutcome]) -> PairCounts:
+        """Build from :class:`PairOutcome` records.
+
+        Args:
+            item_ids: The full item list.
+            outcomes: One record per ordered pair (duplicates are allowed; see :meth:`merged`).
+        """
+        rows = [(o.first, o.second, o.first_wins, o.second_wins, o.unparseable) for o in outcomes]
+        return cls.from_frame(pd.DataFrame(rows, columns=list(COLUMNS)), item_ids)
+
+    def to_outcomes(self) -> list[PairOutcome]:
+        """Rows as :class:`PairOutcome` records."""
+        return [PairOutcome(str(a), str(b), int(w1), int(w2), int(u))
+                for a, b, w1, w2, u in self.to_frame().itertuples(index=False)]

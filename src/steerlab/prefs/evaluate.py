@@ -1,0 +1,71 @@
+"""Held-out evaluation of any pairwise model: accuracy (ties excluded, counted) and NLL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from steerlab.errors import InputError
+from steerlab.prefs._pairs import PairCounts
+
+_EPS = 1e-12
+
+
+class PairModel(Protocol):
+    """Anything that predicts P(first-shown item chosen) from item index arrays."""
+
+    def prob_first_wins(self, first: np.ndarray, second: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class PairMetrics:
+    """Held-out scores of a pairwise model.
+
+    Attributes:
+        accuracy: Correct / scored; a comparison whose predicted probability is exactly 0.5
+            is a tie: neither right nor wrong, excluded from ``n_scored`` (NaN if none scored).
+        n_correct: Comparisons whose chosen item had predicted probability > 0.5.
+        n_scored: Comparisons with a prediction other than exactly 0.5.
+        n_ties: Comparisons with a predicted probability of exactly 0.5.
+        nll: Mean negative log-likelihood per comparison (all comparisons).
+    """
+
+    accuracy: float
+    n_correct: int
+    n_scored: int
+    n_ties: int
+    nll: float
+
+
+def score_probabilities(p_first: np.ndarray, data: PairCounts) -> PairMetrics:
+    """Score predicted P(first chosen) for each row of ``data``.
+
+    Args:
+        p_first: Probabilities, shape (m,), aligned with the rows of ``data``.
+        data: Held-out counts (unparseable answers ignored).
+    """
+    p = np.asarray(p_first, dtype=float)
+    if p.shape != data.first.shape:
+        raise InputError(f"{p.shape[0] if p.ndim else 0} probabilities for {data.first.size} pairs")
+    wa, wb = data.first_wins, data.second_wins
+    total = int(wa.sum() + wb.sum())
+    if total == 0:
+        raise InputError("no parseable held-out comparisons")
+    correct = int(wa[p > 0.5].sum() + wb[p < 0.5].sum())
+    ties = int((wa + wb)[p == 0.5].sum())
+    scored = total - ties
+    pc = np.clip(p, _EPS, 1 - _EPS)
+    nll = -(wa @ np.log(pc) + wb @ np.log1p(-pc)) / total
+    return PairMetrics(correct / scored if scored else float("nan"), correct, scored, ties, float(nll))
+
+
+def evaluate_pairs(model: PairModel, data: PairCounts) -> PairMetrics:
+    """Held-out accuracy and NLL of ``model`` on ``data``.
+
+    Args:
+        model: A fitted model (Thurstonian, Bradley-Terry, or a true-parameter oracle).
+        data: Held-out counts over the same items.
+    """
+    return score_probabilities(model.prob_first_wins(data.first, data.second), data)
