@@ -1,0 +1,185 @@
+"""Where the decoder layers and the residual-stream sites live, for any causal LM.
+
+Four named sites per decoder layer:
+
+    resid_pre   the residual stream entering layer L (the layer's input hidden states)
+    resid_post  the residual stream leaving layer L (the block output)
+    attn_out    what the attention sub-block adds to the residual stream
+    mlp_out     what the MLP (or MoE) sub-block adds to the residual stream
+
+``attn_out``/``mlp_out`` are the actual residual *writes*: for Gemma 2/3 that is the output
+of the post-attention / post-feed-forward norm, for GPT-NeoX and Phi-3 the residual dropout,
+elsewhere the attention / MLP module itself.
+
+A new architecture is one :func:`register_architecture` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from steerlab.errors import ArchitectureError
+
+Site = Literal["resid_pre", "resid_post", "attn_out", "mlp_out"]
+SITES: tuple[Site, ...] = ("resid_pre", "resid_post", "attn_out", "mlp_out")
+RESIDUAL_WRITES: tuple[Site, ...] = ("attn_out", "mlp_out")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Dotted attribute paths, relative to the CausalLM, for one architecture family."""
+
+    base: str  # the decoder stack (holds the layers), e.g. "model"
+    layers: str  # the ModuleList of decoder layers, relative to the CausalLM
+    attn_out: str  # module inside a layer whose output is the attention residual write
+    mlp_out: str  # module inside a layer whose output is the MLP residual write
+
+
+_LLAMA_LIKE = ArchSpec(base="model", layers="model.layers", attn_out="self_attn", mlp_out="mlp")
+_GEMMA2_LIKE = ArchSpec(
+    base="model",
+    layers="model.layers",
+    attn_out="post_attention_layernorm",
+    mlp_out="post_feedforward_layernorm",
+)
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    **{
+        t: _LLAMA_LIKE
+        for t in (
+            "llama", "mistral", "qwen2", "qwen3", "gemma", "mixtral", "qwen2_moe", "qwen3_moe",
+            "olmo", "olmo2", "olmoe", "granite", "cohere", "starcoder2", "smollm3", "deepseek_v3",
+        )
+    },
+    "gemma2": _GEMMA2_LIKE,
+    "gemma3": _GEMMA2_LIKE,
+    "gemma3_text": _GEMMA2_LIKE,
+    "phi3": ArchSpec("model", "model.layers", "resid_attn_dropout", "resid_mlp_dropout"),
+    "gpt2": ArchSpec("transformer", "transformer.h", "attn", "mlp"),
+    "gpt_neox": ArchSpec("gpt_neox", "gpt_neox.layers", "post_attention_dropout", "post_mlp_dropout"),
+}
+
+_GUESS_LAYERS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "language_model.model.layers", "model.language_model.layers")
+_GUESS_ATTN = ("self_attn", "attn", "attention", "self_attention")
+_GUESS_MLP = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
+
+
+def register_architecture(model_type: str, *, base: str, layers: str, attn_out: str, mlp_out: str) -> None:
+    """Teach steerlab where the layers and residual writes are for ``config.model_type``.
+
+    Example:
+        >>> register_architecture("mymodel", base="model", layers="model.layers",
+        ...                       attn_out="self_attn", mlp_out="mlp")
+    """
+    ARCHITECTURES[model_type] = ArchSpec(base=base, layers=layers, attn_out=attn_out, mlp_out=mlp_out)
+
+
+def _get(obj: nn.Module, path: str) -> nn.Module | None:
+    for part in path.split("."):
+        obj = getattr(obj, part, None)  # type: ignore[assignment]
+        if obj is None:
+            return None
+    return obj
+
+
+def arch_spec(model: nn.Module) -> ArchSpec:
+    """The :class:`ArchSpec` for ``model``: registered by model_type, else found by structure."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in ARCHITECTURES:
+        spec = ARCHITECTURES[model_type]
+        if isinstance(_get(model, spec.layers), nn.ModuleList):
+            return spec
+    for lp in _GUESS_LAYERS:
+        layers = _get(model, lp)
+        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
+            first = layers[0]
+            attn = next((a for a in _GUESS_ATTN if _get(first, a) is not None), None)
+            mlp = next((m for m in _GUESS_MLP if _get(first, m) is not None), None)
+            if attn and mlp:
+                return ArchSpec(base=lp.rsplit(".", 1)[0], layers=lp, attn_out=attn, mlp_out=mlp)
+    raise ArchitectureError(
+        f"cannot locate the decoder layers of model_type={model_type!r} "
+        f"({type(model).__name__}): tried layer lists {', '.join(_GUESS_LAYERS)} with attention "
+        f"modules {'/'.join(_GUESS_ATTN)} and MLP modules {'/'.join(_GUESS_MLP)}. Register it with "
+        "steerlab.register_architecture(model_type, base=..., layers=..., attn_out=..., mlp_out=...)"
+    )
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The ModuleList of decoder layers."""
+    return _get(model, arch_spec(model).layers)  # type: ignore[return-value]
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The decoder stack without the LM head (``model.model`` for Llama, ``transformer`` for GPT-2)."""
+    return _get(model, arch_spec(model).base)  # type: ignore[return-value]
+
+
+def num_layers(model: nn.Module) -> int:
+    return len(decoder_layers(model))
+
+
+def hidden_size(model: nn.Module) -> int:
+    cfg = model.config
+    for key in ("hidden_size", "n_embd", "d_model"):
+        if getattr(cfg, key, None):
+            return int(getattr(cfg, key))
+    return int(model.get_input_embeddings().weight.shape[1])
+
+
+def check_layer(model: nn.Module, layer: int) -> int:
+    """Return ``layer`` as a non-negative index, or raise a clear error when out of range."""
+    n = num_layers(model)
+    idx = layer + n if layer < 0 else layer
+    if not 0 <= idx < n:
+        raise ArchitectureError(f"layer {layer} is out of range: the model has {n} layers (0..{n - 1})")
+    return idx
+
+
+def check_site(site: str) -> Site:
+    if site not in SITES:
+        raise ArchitectureError(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
+    return site  # type: ignore[return-value]
+
+
+def site_module(model: nn.Module, layer: int, site: Site) -> tuple[nn.Module, Literal["pre", "post"]]:
+    """The module to hook for ``site`` at ``layer`` and whether to hook its input or output."""
+    spec = arch_spec(model)
+    block = decoder_layers(model)[check_layer(model, layer)]
+    check_site(site)
+    if site == "resid_pre":
+        return block, "pre"
+    if site == "resid_post":
+        return block, "post"
+    path = spec.attn_out if site == "attn_out" else spec.mlp_out
+    mod = _get(block, path)
+    if mod is None:
+        raise ArchitectureError(
+            f"layer {layer} of {type(model).__name__} has no submodule {path!r} for site {site}; "
+            "register the architecture with steerlab.register_architecture(...)"
+        )
+    return mod, "post"
+
+
+def first_tensor(x: object) -> torch.Tensor:
+    """The hidden-states tensor inside a module output (a tensor, or a tuple starting with one)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
+        return x[0]
+    raise ArchitectureError(f"cannot find a hidden-states tensor in a module output of type {type(x).__name__}")
+
+
+def replace_first(x: object, new: torch.Tensor) -> object:
+    """``x`` with its hidden-states tensor replaced by ``new`` (same container type)."""
+    if isinstance(x, torch.Tensor):
+        return new
+    if isinstance(x, tuple):
+        return (new, *x[1:])
+    if isinstance(x, list):
+        return [new, *x[1:]]
+    raise ArchitectureError(f"cannot replace hidden states in a module output of type {type(x).__name__}")

@@ -1,0 +1,46 @@
+"""The public loader."""
+
+from __future__ import annotations
+
+from steerlab.models.hf import LanguageModel
+from steerlab.models.loading import pick_device, pick_dtype, resolve_spec
+
+
+def load_model(
+    spec: str = "default",
+    *,
+    device: str = "auto",
+    dtype: str | None = None,
+    chat_template: str = "auto",
+    thinking: bool = False,
+    batch_size: int = 8,
+) -> LanguageModel:
+    """Load a causal LM for steering.
+
+    Args:
+        spec: ``"default"`` (Gemma 3 270M base, shipped on PyPI), a hub id, a local model
+            directory, or a ``.gguf`` file.
+        device: ``"auto"`` (cuda → mps → cpu) or an explicit torch device string.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or None (bf16 on CUDA, else fp32).
+        chat_template: ``"auto"`` (the tokenizer's template if it has one, else the plain
+            format), or ``"plain"`` to force the plain format.
+        thinking: leave Qwen3-style thinking on (off by default).
+        batch_size: default batch size for generation and scoring.
+
+    Example:
+        >>> lm = load_model("default")
+        >>> lm.generate(["Name three colours."], max_new_tokens=16)
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from steerlab.models.chat import ChatFormatter
+
+    path, model_id = resolve_spec(spec)
+    dev = pick_device(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, dev))
+    model.to(dev)
+    tok = AutoTokenizer.from_pretrained(path)
+    return LanguageModel(
+        model=model, tokenizer=tok, model_id=model_id,
+        chat=ChatFormatter(tok, mode=chat_template, thinking=thinking), batch_size=batch_size,
+    )

