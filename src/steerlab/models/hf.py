@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -194,11 +194,13 @@ class LanguageModel:
         system: str | None = None,
         interventions: Sequence["Intervention"] = (),
         batch_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[str]:
         """Generate one reply per prompt. ``interventions`` apply to this call only.
 
         Per-row interventions (a strength or vector per row) need ``batch_size`` equal to the
         number of prompts, or per-row values aligned with each batch; pass a single batch for sweeps.
+        ``progress``, if given, is called as ``progress(done, total)`` (prompts) after each batch.
         """
         texts = [self.format(c, system) for c in conversations]
         bs = batch_size or self.batch_size
@@ -206,6 +208,8 @@ class LanguageModel:
         for i in range(0, len(texts), bs):
             batch = self.tokenize(texts[i : i + bs])
             replies.extend(self._generate_batch(batch, max_new_tokens, temperature, seed, interventions))
+            if progress is not None:
+                progress(len(replies), len(texts))
         return replies
 
     def _generate_batch(

@@ -19,7 +19,7 @@ Normalisation:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,8 +100,11 @@ def read_activations(
     site: Site = "resid_post",
     selector: Selector = "last",
     batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
     """Selected-token activations per layer, from one truncated forward pass per batch.
+
+    ``progress``, if given, is called as ``progress(done, total)`` (examples) after each batch.
 
     Returns ``(acts, norms)``: ``acts[layer]`` is ``[N, d]`` (selector-weighted mean over the
     selected tokens), ``norms[layer]`` is ``[N]`` (the weighted mean of per-token norms).
@@ -143,6 +146,8 @@ def read_activations(
             mgr.fixed_prompt_len = None
             for e in entries:
                 mgr.remove(e)
+        if progress is not None:
+            progress(min(i + bs, len(examples)), len(examples))
     return ({k: torch.cat(v) for k, v in acts.items()}, {k: torch.cat(v) for k, v in norms.items()})
 
 
@@ -174,8 +179,11 @@ def extract(
     selector: Selector = "last",
     normalization: Normalization = "none",
     batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, SteeringVector]:
     """Contrast vectors (positive minus negative) at every requested layer, one per layer.
+
+    ``progress``, if given, is called as ``progress(done, total)`` (examples, both sides) per batch.
 
     Example:
         >>> pos = [Example(p.prompt, p.refusal) for p in pairs]
@@ -194,7 +202,8 @@ def extract(
     if not positive or not negative:
         raise InputError("extract needs at least one positive and one negative example")
     both = list(positive) + list(negative)
-    acts, norms = read_activations(lm, both, layers, site=site, selector=selector, batch_size=batch_size)
+    acts, norms = read_activations(lm, both, layers, site=site, selector=selector, batch_size=batch_size,
+                                   progress=progress)
     n_pos = len(positive)
     dh = data_hash([[str(e.prompt), e.completion, e.system] for e in both])
     out: dict[int, SteeringVector] = {}
