@@ -1,8 +1,9 @@
 """Active learning of Thurstonian utilities: ask the pairs that teach the most.
 
 The loop (:func:`run_active_learning`):
-  1. Draw a fixed held-out set of uniformly random pairs, ask them once, never fit on them.
-  2. Ask every edge of a random ``initial_degree``-regular graph; fit.
+  1. Draw a random ``initial_degree``-regular graph, and a fixed held-out set of uniformly
+     random pairs outside it; ask the held-out pairs once and never fit on them.
+  2. Ask every edge of the graph; fit.
   3. Each round, score candidate unsampled pairs and ask the best ``pairs_per_round``
      (default: half as many as asked so far, so rounds grow geometrically). The score of
      a pair is the expected information of one more outcome, split between its two items:
@@ -185,9 +186,9 @@ def run_active_learning(
     budget = cfg.max_comparisons if cfg.max_comparisons is not None else 100 * n
     if (cfg.pairs_per_round is not None and cfg.pairs_per_round < 1) or budget < 1 or cfg.growth <= 0:
         raise InputError("pairs_per_round, growth and max_comparisons must be positive")
-    held_pairs = random_pairs(n, cfg.n_held_out or min(n, 2000), rng)
-    held = _ask(oracle, ids, held_pairs, rng)
     graph = random_regular_graph(n, cfg.initial_degree, rng)
+    held_pairs = random_pairs(n, cfg.n_held_out or min(n, 2000), rng, pair_keys(graph, n))
+    held = _ask(oracle, ids, held_pairs, rng)
     train = _ask(oracle, ids, graph, rng)
     asked = np.concatenate([pair_keys(held_pairs, n), pair_keys(graph, n)])
     fit = fit_thurstonian(train, lam=cfg.lam)

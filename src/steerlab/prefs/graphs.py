@@ -73,6 +73,11 @@ def random_pairs(n: int, m: int, rng: np.random.Generator, exclude: np.ndarray |
     available = n * (n - 1) // 2 - banned.size
     if m > available:
         raise InputError(f"asked for {m} pairs but only {available} are available")
+    if 4 * m > available:                            # dense request: enumerate what is left
+        i, j = np.triu_indices(n, k=1)
+        keys = i * n + j
+        keys = rng.permutation(keys[~np.isin(keys, banned)])[:m]
+        return np.stack([keys // n, keys % n], axis=1)
     chosen = np.empty(0, np.int64)
     while chosen.size < m:
         cand = rng.integers(0, n, size=(2 * (m - chosen.size) + 16, 2))
