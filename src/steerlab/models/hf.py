@@ -125,14 +125,15 @@ class LanguageModel:
     def _head(self, h: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Logits from hidden states ``[N, d]``, for all tokens or only ``token_ids`` ``[K]``."""
         head = self.model.get_output_embeddings()
-        w = head.weight if token_ids is None else head.weight[token_ids]
-        logits = h @ w.T
-        bias = getattr(head, "bias", None)
-        if bias is not None:
-            logits = logits + (bias if token_ids is None else bias[token_ids])
-        cap = getattr(self.model.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
+        with torch.inference_mode():
+            w = head.weight if token_ids is None else head.weight[token_ids]
+            logits = h @ w.T
+            bias = getattr(head, "bias", None)
+            if bias is not None:
+                logits = logits + (bias if token_ids is None else bias[token_ids])
+            cap = getattr(self.model.config, "final_logit_softcapping", None)
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
         return logits
 
     def next_token_logits(
