@@ -1,0 +1,56 @@
+"""ICC forms on a hand-computed 3 x 2 table, and against pingouin."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steerlab.errors import InputError
+from steerlab.stats import icc_across_seeds, icc_table
+
+TABLE = np.array([[1, 3], [2, 3], [4, 6]], dtype=float)
+
+
+def test_icc_by_hand():
+    # grand mean 19/6; row means 2, 2.5, 5; column means 7/3, 4.
+    # SSR = 2 * (49/36 + 16/36 + 121/36) = 31/3 -> MSR = 31/6
+    # SSC = 3 * (25/36 + 25/36) = 25/6      -> MSC = 25/6
+    # SST = 89/6, SSE = 89/6 - 62/6 - 25/6 = 1/3 -> MSE = 1/6
+    # MSW = (25/6 + 1/3) / 3 = 3/2
+    r = icc_table(TABLE)
+    assert (r.ms_rows, r.ms_cols, r.ms_error, r.ms_within) == pytest.approx((31 / 6, 25 / 6, 1 / 6, 3 / 2))
+    assert r.icc1 == pytest.approx((31 / 6 - 3 / 2) / (31 / 6 + 3 / 2))          # 0.55
+    assert r.icc1k == pytest.approx(22 / 31)
+    assert r.icc_c1 == pytest.approx(5 / (31 / 6 + 1 / 6))                       # 0.9375
+    assert r.icc_ck == pytest.approx(30 / 31)
+    assert r.icc_a1 == pytest.approx(5 / (32 / 6 + 2 * (25 / 6 - 1 / 6) / 3))   # 0.625
+    assert r.icc_ak == pytest.approx(10 / 13)
+    assert r.icc1 < r.icc_c1          # ICC(1) is not ICC(C,1) when seeds shift the mean
+
+
+def test_missing_rows_dropped_and_counted():
+    r = icc_table(np.vstack([TABLE, [[np.nan, 2.0]]]))
+    assert (r.n, r.k, r.n_dropped) == (3, 2, 1)
+    assert r.icc1 == pytest.approx(0.55)
+    with pytest.raises(InputError):
+        icc_table(np.array([[1.0, 2.0]]))
+
+
+def test_icc_from_long_ratings():
+    rows = [(f"i{i}", "m", "t", s, 0, TABLE[i, s]) for i in range(3) for s in range(2)]
+    frame = pd.DataFrame(rows, columns=["item", "rater", "template", "seed", "sample", "value"])
+    assert icc_across_seeds(frame).icc_a1 == pytest.approx(0.625)
+
+
+def test_against_pingouin():
+    pg = pytest.importorskip("pingouin")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(25, 1)) + rng.normal(size=(1, 4)) * 0.5 + rng.normal(size=(25, 4)) * 0.7
+    long = pd.DataFrame([(i, j, x[i, j]) for i in range(25) for j in range(4)], columns=["t", "r", "y"])
+    ref = pg.intraclass_corr(long, targets="t", raters="r", ratings="y").set_index("Type")["ICC"]
+    ours = icc_table(x)
+    assert ours.icc1 == pytest.approx(ref["ICC(1,1)"])
+    assert ours.icc_a1 == pytest.approx(ref["ICC(A,1)"])
+    assert ours.icc_c1 == pytest.approx(ref["ICC(C,1)"])
+    assert ours.icc1k == pytest.approx(ref["ICC(1,k)"])
+    assert ours.icc_ak == pytest.approx(ref["ICC(A,k)"])
+    assert ours.icc_ck == pytest.approx(ref["ICC(C,k)"])
