@@ -30,7 +30,7 @@ def _check_scales(frame: pd.DataFrame, scales: Mapping[str, Scale]) -> None:
     if unknown:
         raise InputError(f"no declared scale for template(s) {unknown[:3]}")
     for name, part in frame.groupby("template"):
-        scales[str(name)].check(part["value"].to_numpy())
+        scales[name].check(part["value"].to_numpy())
 
 
 def task_consistency(ratings: pd.DataFrame, scales: Mapping[str, Scale],
@@ -50,6 +50,7 @@ def task_consistency(ratings: pd.DataFrame, scales: Mapping[str, Scale],
     if not 0 <= inter_template_weight <= 1:
         raise InputError(f"inter_template_weight must be in [0, 1], got {inter_template_weight}")
     frame = check_ratings_frame(ratings, ("item", "rater", "template", "seed", "value"))
+    frame = frame.assign(template=frame["template"].astype(str))
     _check_scales(frame, scales)
     frame = frame.dropna(subset=["value"])
     lo = frame["template"].map(lambda t: scales[t].lo)
