@@ -1,0 +1,533 @@
+"""The ``steerlab`` command line: a thin layer over the library.
+
+Commands::
+
+    steerlab info MODEL                      architecture, template, per-layer activation norms
+    steerlab extract MODEL --out v.safetensors   contrast vectors (pairs file or two prompt sets)
+    steerlab generate MODEL --prompt ... --vector v.safetensors:6 --strength 4
+    steerlab export-gguf v.safetensors --out v.gguf   llama.cpp control vector
+    steerlab run CONFIG.yaml / steerlab demo  experiments (steerlab.experiments)
+
+Every command parses its options, calls library functions and prints rich tables. Errors
+meant for the user (:class:`~steerlab.errors.SteerlabError`, missing files) end the command
+with exit code 1 and ONE line ``error: ...`` on stderr, never a traceback; usage errors exit
+with code 2, also on one line. torch and transformers are imported inside the commands, so
+``steerlab --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from steerlab.errors import InputError, SteerlabError
+
+if TYPE_CHECKING:
+    from steerlab.models.hf import LanguageModel
+    from steerlab.vectors.extract import Example
+    from steerlab.vectors.vector import SteeringVector
+
+# typer ≥ 0.20 vendors click as ``typer._click``; older versions use click itself.
+_click: Any = getattr(typer, "_click", None) or __import__("click")
+UsageError: type[Exception] = _click.exceptions.UsageError
+NoArgsIsHelpError: type[Exception] = getattr(_click.exceptions, "NoArgsIsHelpError", ())  # type: ignore[assignment]
+
+#: Exceptions that end a command with one ``error:`` line instead of a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (SteerlabError, FileNotFoundError, IsADirectoryError,
+                                                NotADirectoryError, PermissionError)
+
+#: Prompts `steerlab info` reads activation norms on (short, neutral, varied).
+INFO_PROMPTS: tuple[str, ...] = (
+    "What is the capital of France?",
+    "Write a short poem about the sea.",
+    "Explain how a bicycle works.",
+    "Give me three tips for learning a new language.",
+)
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def error_message(e: BaseException) -> str:
+    """The single line printed for a user error."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or _one_line(str(e))}"
+    if isinstance(e, UsageError):
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        return _one_line(e.format_message()) + hint
+    return _one_line(str(e)) or type(e).__name__
+
+
+def fail(e: BaseException, code: int = 1) -> NoReturn:
+    """Print ``error: <one line>`` on stderr and exit with ``code``."""
+    typer.echo(f"error: {error_message(e)}", err=True)
+    raise typer.Exit(code)
+
+
+class _Group(TyperGroup):
+    """The command group: turns user errors into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            fail(e, 1)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as e:
+            fail(e, 2)
+
+
+app = typer.Typer(
+    cls=_Group, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    help="Find directions in a language model's activations, steer with them, measure what changes.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from steerlab import __version__
+
+        typer.echo(f"steerlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """steerlab: steering vectors for Hugging Face causal LMs."""
+
+
+def main() -> None:
+    """Console entry point (``steerlab = steerlab.cli:main``)."""
+    try:
+        app(prog_name="steerlab")
+    except USER_ERRORS as e:  # raised outside a command (should not happen; never a traceback)
+        typer.echo(f"error: {error_message(e)}", err=True)
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------------------- shared options
+
+ModelArg = Annotated[str, typer.Argument(help="'default' (Gemma 3 270M), a local model folder, a .gguf file or a hub id.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (cuda → mps → cpu), cpu, cuda, mps, ...")]
+DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: bf16 on CUDA, else fp32).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
+
+
+class Method(str, Enum):
+    mean_diff = "mean_diff"
+    pca = "pca"
+
+
+class Normalization(str, Enum):
+    none = "none"
+    unit = "unit"
+    activation_norm = "activation_norm"
+
+
+class SiteName(str, Enum):
+    resid_pre = "resid_pre"
+    resid_post = "resid_post"
+    attn_out = "attn_out"
+    mlp_out = "mlp_out"
+
+
+def load_lm(spec: str, device: str = "auto", dtype: str | None = None) -> LanguageModel:
+    """Load a model for a command; a path or id transformers cannot load is a user error."""
+    from transformers.utils import logging as hf_logging
+
+    from steerlab.models.load import load_model
+
+    hf_logging.disable_progress_bar()  # our own spinner says what is happening
+    with stderr.status(f"loading {spec} …"):
+        try:
+            return load_model(spec, device=device, dtype=dtype)
+        except OSError as e:  # transformers: not a model folder, not a hub id, or offline
+            raise InputError(f"cannot load model {spec!r}: {_one_line(str(e))}") from None
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_layers(text: str) -> list[int] | str:
+    """``"all"`` or a comma-separated list of layer indices (negatives count from the end)."""
+    if text.strip() == "all":
+        return "all"
+    try:
+        layers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        layers = []
+    if not layers:
+        raise InputError(f"--layers: expected 'all' or comma-separated layer indices like 4,6,8, got {text!r}")
+    return layers
+
+
+def parse_selector(text: str) -> str | int:
+    """A token selector name, or an integer token index."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if text not in ("last", "first", "mean", "post_instruction"):
+        raise InputError(f"--selector: expected last, first, mean, post_instruction or an integer, got {text!r}")
+    return text
+
+
+def parse_vector_spec(spec: str) -> tuple[Path, int | None]:
+    """``FILE`` or ``FILE:LAYER`` → (path, layer or None)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and tail.lstrip("-").isdigit():
+        return Path(head), int(tail)
+    return Path(spec), None
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as YAML scalars/lists); a repeated key is an error."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--set: expected key=value, got {item!r}")
+        if key in out:
+            raise InputError(f"--set: {key!r} given twice")
+        try:
+            out[key] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            raise InputError(f"--set {key}: cannot parse value {value!r}") from None
+    return out
+
+
+def pair_strengths(strengths: Sequence[float], n_vectors: int) -> list[float]:
+    """One strength per vector: none → 1.0 each, one → the same for all, else exactly one each."""
+    if not strengths:
+        return [1.0] * n_vectors
+    if len(strengths) == 1:
+        return [strengths[0]] * n_vectors
+    if len(strengths) != n_vectors:
+        raise InputError(f"--strength given {len(strengths)} times for {n_vectors} vectors; give one, or one per vector")
+    return list(strengths)
+
+
+def _require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}")
+    return path
+
+
+# ---------------------------------------------------------------------------- info
+
+
+def model_facts(lm: LanguageModel) -> list[tuple[str, str]]:
+    """(name, value) rows describing a loaded model."""
+    cfg = lm.model.config
+    template = "tokenizer chat template" if lm.chat.uses_template else "none: plain fallback (User:/Assistant:)"
+    n_params = sum(p.numel() for p in lm.model.parameters())
+    return [
+        ("model", lm.model_id),
+        ("architecture", f"{getattr(cfg, 'model_type', '?')} ({type(lm.model).__name__})"),
+        ("layers", str(lm.n_layers)),
+        ("hidden size", str(lm.hidden_size)),
+        ("parameters", f"{n_params / 1e6:.1f} M" if n_params >= 1e5 else f"{n_params:,}"),
+        ("chat template", template),
+        ("post-instruction tokens", str(lm.chat.post_instruction_tokens())),
+        ("device / dtype", f"{lm.device} / {str(next(lm.model.parameters()).dtype).removeprefix('torch.')}"),
+    ]
+
+
+def layer_norms(lm: LanguageModel, prompts: Sequence[str]) -> dict[int, tuple[float, float]]:
+    """Per layer: mean resid_post norm at the last prompt token, and averaged over all prompt tokens."""
+    from steerlab.vectors.extract import Example, read_activations
+
+    examples = [Example(p) for p in prompts]
+    layers = list(range(lm.n_layers))
+    _, last = read_activations(lm, examples, layers, selector="last")
+    _, mean = read_activations(lm, examples, layers, selector="mean")
+    return {layer: (float(last[layer].mean()), float(mean[layer].mean())) for layer in layers}
+
+
+@app.command()
+def info(model: ModelArg, device: DeviceOpt = "auto", dtype: DtypeOpt = None) -> None:
+    """Architecture, layers, hidden size, chat template and per-layer activation norms."""
+    lm = load_lm(model, device, dtype)
+    facts = Table(title="model", show_header=False)
+    facts.add_column(style="bold")
+    facts.add_column()
+    for name, value in model_facts(lm):
+        facts.add_row(name, value)
+    stdout.print(facts)
+    norms = Table(title=f"mean resid_post norm on {len(INFO_PROMPTS)} built-in prompts")
+    for col in ("layer", "last token", "mean over tokens"):
+        norms.add_column(col, justify="right")
+    for layer, (last, mean) in layer_norms(lm, INFO_PROMPTS).items():
+        norms.add_row(str(layer), f"{last:.2f}", f"{mean:.2f}")
+    stdout.print(norms)
+
+
+# ---------------------------------------------------------------------------- extract
+
+
+def contrast_examples(
+    pairs: Path | None, positive: Path | None, negative: Path | None, text_column: str, model_kind: str | None,
+) -> tuple[list[Example], list[Example]]:
+    """Positive and negative examples from a pairs file (default: shipped refusal pairs) or two prompt files."""
+    from steerlab.data import load_contrast_pairs, load_prompts, shipped_path
+    from steerlab.vectors.extract import Example
+
+    if (positive is None) != (negative is None):
+        raise InputError("--positive and --negative go together")
+    if positive is not None and negative is not None:
+        if pairs is not None:
+            raise InputError("give either --pairs or --positive/--negative, not both")
+        pos = [Example(p.text) for p in load_prompts(positive, text_column=text_column)]
+        neg = [Example(p.text) for p in load_prompts(negative, text_column=text_column)]
+        return pos, neg
+    rows = load_contrast_pairs(pairs or shipped_path("refusal_pairs"), model_kind=model_kind)
+    return [Example(r.prompt, r.positive) for r in rows], [Example(r.prompt, r.negative) for r in rows]
+
+
+@app.command()
+def extract(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option("--out", help="Output .safetensors file (all layers in one file).")],
+    pairs: Annotated[Optional[Path], typer.Option(help="Contrast pairs JSONL (id, prompt, refusal, compliance). Default: shipped refusal pairs.")] = None,
+    positive: Annotated[Optional[Path], typer.Option(help="Positive prompt set (.jsonl/.csv with a text column).")] = None,
+    negative: Annotated[Optional[Path], typer.Option(help="Negative prompt set (.jsonl/.csv with a text column).")] = None,
+    text_column: Annotated[str, typer.Option(help="Text column of --positive/--negative files.")] = "prompt",
+    model_kind: Annotated[Optional[str], typer.Option(help="Keep only pairs written for 'chat' or 'base' models.")] = None,
+    layers: Annotated[str, typer.Option(help="'all' or comma-separated indices, e.g. 4,6,8.")] = "all",
+    method: Annotated[Method, typer.Option(help="mean_diff (CAA) or pca of differences.")] = Method.mean_diff,
+    selector: Annotated[str, typer.Option(help="last, first, mean, post_instruction or a token index.")] = "last",
+    normalization: Annotated[Normalization, typer.Option(help="none, unit, or activation_norm (‖v‖ = mean activation norm).")] = Normalization.none,
+    site: Annotated[SiteName, typer.Option(help="Where to read activations.")] = SiteName.resid_post,
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+) -> None:
+    """Extract contrast vectors (positive − negative) at the chosen layers in one truncated pass."""
+    from steerlab.models.layers import check_layer
+    from steerlab.vectors.extract import extract as extract_vectors
+    from steerlab.vectors.io import save_vectors
+
+    layer_spec, sel = parse_layers(layers), parse_selector(selector)
+    pos, neg = contrast_examples(pairs, positive, negative, text_column, model_kind)
+    lm = load_lm(model, device, dtype)
+    if isinstance(layer_spec, list):
+        layer_spec = [check_layer(lm.model, layer) for layer in layer_spec]
+    with progress_bar(f"extracting ({len(pos)}+{len(neg)} examples)") as update:
+        vecs = extract_vectors(lm, pos, neg, layer_spec, method=method.value, site=site.value, selector=sel,
+                               normalization=normalization.value, batch_size=batch_size, progress=update)
+    path = save_vectors(out, vecs)
+    table = Table(title=f"{len(vecs)} vectors → {path}")
+    for col in ("layer", "raw norm", "activation norm", "saved norm"):
+        table.add_column(col, justify="right")
+    for layer, v in sorted(vecs.items()):
+        table.add_row(str(layer), f"{v.meta.raw_norm:.3f}", f"{v.meta.activation_norm:.3f}", f"{v.norm:.3f}")
+    stdout.print(table)
+
+
+# ---------------------------------------------------------------------------- generate
+
+
+def read_vector_specs(specs: Sequence[str], layer: int | None) -> list[tuple[str, SteeringVector]]:
+    """Load each ``FILE[:LAYER]`` (no model check yet) → (label, vector)."""
+    from steerlab.vectors.io import load_vectors
+
+    out = []
+    for spec in specs:
+        path, file_layer = parse_vector_spec(spec)
+        vecs = load_vectors(_require_file(path, "vector file"))
+        want = file_layer if file_layer is not None else layer if len(vecs) > 1 else None
+        if want is not None:
+            vecs = [v for v in vecs if v.layer == want]
+            if not vecs:
+                raise InputError(f"{path}: no vector for layer {want}")
+        if len(vecs) > 1:
+            held = ", ".join(str(v.layer) for v in load_vectors(path))
+            raise InputError(f"{path}: holds vectors for layers {held}; pick one with {path}:LAYER")
+        out.append((f"{path.name}@{vecs[0].layer}", vecs[0]))
+    return out
+
+
+def read_prompts(prompt: Sequence[str], prompts: Path | None, text_column: str) -> list[str]:
+    """Prompts from ``--prompt`` (repeatable) and ``--prompts FILE``, in that order."""
+    from steerlab.data import load_prompts
+
+    texts = list(prompt)
+    if prompts is not None:
+        texts += [p.text for p in load_prompts(prompts, text_column=text_column)]
+    if not texts:
+        raise InputError("no prompt: give --prompt TEXT (repeatable) or --prompts FILE")
+    return texts
+
+
+def _reply_table(prompts: Sequence[str], columns: dict[str, list[str]]) -> Table:
+    table = Table(show_lines=True, expand=True)
+    table.add_column("prompt", ratio=1)
+    for name in columns:
+        table.add_column(name, ratio=2)
+    for i, p in enumerate(prompts):
+        table.add_row(p, *(col[i] for col in columns.values()))
+    return table
+
+
+@app.command()
+def generate(
+    model: ModelArg,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="A user message (repeatable).")] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help="A .jsonl/.csv file of prompts.")] = None,
+    text_column: Annotated[str, typer.Option(help="Text column of --prompts.")] = "prompt",
+    vector: Annotated[Optional[list[str]], typer.Option("--vector", help="FILE or FILE:LAYER (repeatable).")] = None,
+    layer: Annotated[Optional[int], typer.Option(help="Apply the vectors at this layer (default: each vector's own layer).")] = None,
+    strength: Annotated[Optional[list[float]], typer.Option("--strength", help="One for all vectors, or one per --vector.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed (with --temperature > 0).")] = None,
+    system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
+    allow_other_model: Annotated[bool, typer.Option("--allow-other-model", help="Apply vectors made for a model with another config.")] = False,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the unsteered generation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt instead of a table.")] = False,
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+) -> None:
+    """Generate replies, unsteered and steered side by side."""
+    from steerlab.interventions.add import Add
+    from steerlab.models.layers import check_layer
+    from steerlab.vectors.io import check_compatible
+
+    texts = read_prompts(prompt or [], prompts, text_column)
+    named = read_vector_specs(vector or [], layer)
+    strengths = pair_strengths(strength or [], len(named))
+    lm = load_lm(model, device, dtype)
+    for label, v in named:
+        check_compatible(v, lm, strict=not allow_other_model, source=label)
+    at = check_layer(lm.model, layer) if layer is not None else None
+    steer = [Add(v, strength=s, layers=at) for (_, v), s in zip(named, strengths)]
+    kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, system=system,
+                              batch_size=batch_size)
+    columns: dict[str, list[str]] = {}
+    if not steer or not no_baseline:
+        with progress_bar("generating (unsteered)") as update:
+            columns["unsteered"] = lm.generate(texts, progress=update, **kw)
+    if steer:
+        desc = ", ".join(f"{label}{'→' + str(at) if at is not None else ''} ×{s:g}"
+                         for (label, _), s in zip(named, strengths))
+        with progress_bar("generating (steered)") as update:
+            columns[f"steered ({desc})"] = lm.generate(texts, interventions=steer, progress=update, **kw)
+    if as_json:
+        keys = {name: ("steered" if name.startswith("steered") else name) for name in columns}
+        for i, p in enumerate(texts):
+            typer.echo(json.dumps({"prompt": p, **{keys[n]: col[i] for n, col in columns.items()}}))
+    else:
+        stdout.print(_reply_table(texts, columns))
+
+
+# ---------------------------------------------------------------------------- export-gguf
+
+
+@app.command("export-gguf")
+def export_gguf(
+    vectors: Annotated[Path, typer.Argument(help="A steerlab vector file (.safetensors).")],
+    out: Annotated[Path, typer.Option("--out", help="Output .gguf file.")],
+    strength: Annotated[float, typer.Option(help="Multiply every vector by this before writing.")] = 1.0,
+    model_hint: Annotated[Optional[str], typer.Option(help="llama.cpp controlvector.model_hint.")] = None,
+) -> None:
+    """Write the vectors as a llama.cpp control vector (--control-vector)."""
+    from steerlab.vectors.gguf_export import export_gguf as write_gguf
+    from steerlab.vectors.gguf_export import llama_cpp_layer
+    from steerlab.vectors.io import load_vectors
+
+    vecs = load_vectors(_require_file(vectors, "vector file"))
+    path = write_gguf(vecs, out, strength=strength, model_hint=model_hint)
+    table = Table(title=f"{len(vecs)} vectors → {path}")
+    for col in ("layer", "site", "llama.cpp layer", "norm"):
+        table.add_column(col, justify="right")
+    for v in vecs:
+        table.add_row(str(v.layer), v.site, str(llama_cpp_layer(v)), f"{v.norm * abs(strength):.3f}")
+    stdout.print(table)
+
+
+# ---------------------------------------------------------------------------- experiments
+
+
+def _experiments(name: str) -> Callable[..., Any]:
+    """``steerlab.experiments.<name>``, or a clear error while that module is not there yet."""
+    try:
+        import steerlab.experiments as experiments
+    except ModuleNotFoundError as e:
+        if e.name not in ("steerlab.experiments",):
+            raise
+        experiments = None
+    fn = getattr(experiments, name, None)
+    if fn is None:
+        raise SteerlabError(f"steerlab.experiments.{name} is not available in this installation of steerlab")
+    return fn
+
+
+def _report_run(result: Any) -> None:
+    where = getattr(result, "run_dir", result)
+    if where is not None:
+        stdout.print(f"run directory: {where}")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")],
+    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: chosen by the runner).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key=value (repeatable).")] = None,
+) -> None:
+    """Run an experiment from a YAML config."""
+    _require_file(config, "config file")
+    overrides = parse_overrides(set_ or [])
+    _report_run(_experiments("run_experiment")(config, run_dir=run_dir, overrides=overrides))
+
+
+@app.command()
+def demo(
+    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run.")] = None,
+) -> None:
+    """Run the built-in demo on the default model."""
+    _report_run(_experiments("demo")(run_dir=run_dir))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
