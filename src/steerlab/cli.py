@@ -217,23 +217,18 @@ def parse_vector_spec(spec: str) -> tuple[Path, int | None]:
     return Path(spec), None
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` pairs (values parsed as YAML scalars/lists); a repeated key is an error."""
-    import yaml
-
-    out: dict[str, Any] = {}
+def check_overrides(items: Sequence[str]) -> list[str]:
+    """``--set key.path=value`` items, checked for form and repeated keys (the runner parses values)."""
+    seen: set[str] = set()
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, _ = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise InputError(f"--set: expected key=value, got {item!r}")
-        if key in out:
+            raise InputError(f"--set: expected key.path=value, got {item!r}")
+        if key in seen:
             raise InputError(f"--set: {key!r} given twice")
-        try:
-            out[key] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            raise InputError(f"--set {key}: cannot parse value {value!r}") from None
-    return out
+        seen.add(key)
+    return list(items)
 
 
 def pair_strengths(strengths: Sequence[float], n_vectors: int) -> list[float]:
@@ -504,29 +499,33 @@ def _experiments(name: str) -> Callable[..., Any]:
 
 
 def _report_run(result: Any) -> None:
-    where = getattr(result, "run_dir", result)
-    if where is not None:
-        stdout.print(f"run directory: {where}")
+    if result is not None:
+        stdout.print(f"report: {result}")
+
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key.path=value (repeatable).")]
 
 
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")],
-    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: chosen by the runner).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key=value (repeatable).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (resumed if it holds one).")] = None,
+    set_: SetOpt = None,
 ) -> None:
-    """Run an experiment from a YAML config."""
+    """Run (or resume) an experiment from a YAML config."""
     _require_file(config, "config file")
-    overrides = parse_overrides(set_ or [])
+    overrides = check_overrides(set_ or [])
     _report_run(_experiments("run_experiment")(config, run_dir=run_dir, overrides=overrides))
 
 
 @app.command()
 def demo(
-    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run.")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: runs/demo).")] = None,
+    set_: SetOpt = None,
 ) -> None:
-    """Run the built-in demo on the default model."""
-    _report_run(_experiments("demo")(run_dir=run_dir))
+    """Run the built-in demo study on the default model."""
+    overrides = check_overrides(set_ or [])
+    _report_run(_experiments("demo")(run_dir=run_dir, overrides=overrides))
 
 
 if __name__ == "__main__":  # pragma: no cover

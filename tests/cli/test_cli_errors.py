@@ -128,7 +128,7 @@ def test_run_missing_config_and_bad_override(runner, tmp_path):
     assert_one_line_error(runner.invoke(app, ["run", str(tmp_path / "c.yaml")]), "no such config file")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("kind: demo\n")
-    assert_one_line_error(runner.invoke(app, ["run", str(cfg), "--set", "novalue"]), "key=value")
+    assert_one_line_error(runner.invoke(app, ["run", str(cfg), "--set", "novalue"]), "key.path=value")
 
 
 def test_usage_error_is_one_line_exit_2(runner):
