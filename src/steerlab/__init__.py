@@ -38,6 +38,9 @@ _EXPORTS = {
     "load_vector": "steerlab.vectors.io",
     "export_gguf": "steerlab.vectors.gguf_export",
     "random_like": "steerlab.vectors.random",
+    # experiments
+    "run_experiment": "steerlab.experiments",
+    "demo": "steerlab.experiments",
     # errors
     "SteerlabError": "steerlab.errors",
 }

@@ -1,0 +1,135 @@
+"""The refusal study end to end on a tiny model saved to disk (loaded through load_model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import yaml
+from conftest import tiny_lm
+
+from steerlab.errors import ConfigError
+from steerlab.experiments import load_config, parse_config
+from steerlab.experiments.refusal import run_refusal_study
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny") / "model"
+    lm = tiny_lm("llama")
+    lm.model.save_pretrained(d)
+    lm.tokenizer.save_pretrained(d)
+    return d
+
+
+def _raw(model_dir, **over):
+    raw = {
+        "name": "tiny", "models": [{"id": str(model_dir), "layers": [0, 2], "device": "cpu"}],
+        "data": {"n_pairs": 6, "n_val": 3, "n_test": 5},
+        "conditions": {"strengths": [2.0, 8.0]},
+        "generation": {"max_new_tokens": 6, "batch_size": 8},
+        "bootstrap_resamples": 200,
+    }
+    raw.update(over)
+    return raw
+
+
+def test_pipeline_table_matches_rows(model_dir, tmp_path):
+    cfg = parse_config(_raw(model_dir))
+    report = run_refusal_study(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("config.yaml", "manifest.json", "results.jsonl", "summary.json", "report.md"):
+        assert (run / name).exists(), name
+    assert list(run.glob("*.png")) and list((run / "vectors").glob("*.safetensors"))
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    summary = json.loads((run / "summary.json").read_text())
+    label = str(model_dir)
+    conds = summary["models"][label]["conditions"]
+    eval_rows = [r for r in rows if r["stage"] == "eval"]
+    # 2 + 2·2 conditions × (5 harmful + 5 benign) test prompts; 2 layers × 6 val prompts
+    assert len(eval_rows) == 6 * 10 and len([r for r in rows if r["stage"] == "select"]) == 2 * 6
+    for e in conds:
+        rs = [r for r in eval_rows if r["condition"] == e["condition"] and r["strength"] == e["strength"]]
+        harmful = [r["refused"] for r in rs if r["label"] == "harmful"]
+        benign = [r["refused"] for r in rs if r["label"] == "benign"]
+        assert e["harmful_refusal"]["value"] == pytest.approx(np.mean(harmful))
+        assert e["harmful_refusal"]["n"] == len(harmful) == 5
+        assert e["false_positives"]["value"] == pytest.approx(np.mean(benign))
+        assert e["coherence"]["value"] == pytest.approx(np.mean([r["coherence"] for r in rs]))
+        assert e["coherence"]["low"] <= e["coherence"]["value"] <= e["coherence"]["high"]
+        # each row's verdict is the marker judge's reading of its own output
+        from steerlab.evals.refusal_markers import marker_verdict
+
+        assert all(r["verdict_markers"] == marker_verdict(r["output"]) for r in rs)
+    text = report.read_text()
+    assert "Harmful Refusal" in text and "False Positives" in text and "Coherence" in text
+    base = next(e for e in conds if e["condition"] == "base")
+    assert f"| {base['harmful_refusal']['n']} / {base['false_positives']['n']} |" in text
+
+
+def test_malformed_config_names_the_field(model_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"conditions\.strengths"):
+        parse_config(_raw(model_dir, conditions={"strengths": "strong"}))
+    with pytest.raises(ConfigError, match=r"generation\.max_new_tokenz"):
+        parse_config(_raw(model_dir, generation={"max_new_tokenz": 3}))
+    with pytest.raises(ConfigError, match=r"models\.0\.id"):
+        parse_config(_raw(model_dir, models=[{"layers": [1]}]))
+    p = tmp_path / "dup.yaml"
+    p.write_text("name: a\nname: b\nmodels: [{id: x}]\n")
+    with pytest.raises(ConfigError, match="duplicate key 'name'"):
+        load_config(p)
+    p.write_text(yaml.safe_dump(_raw(model_dir)))
+    cfg = load_config(p, overrides=["generation.max_new_tokens=3", "conditions.strengths=[1.0]"])
+    assert cfg.generation.max_new_tokens == 3 and cfg.conditions.strengths == [1.0]
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+_KILLER = textwrap.dedent("""
+    import os, signal, sys, yaml
+    from steerlab.experiments import store
+    from steerlab.experiments.config import parse_config
+    from steerlab.experiments.refusal import run_refusal_study
+    limit = int(sys.argv[3])
+    calls = {"n": 0}
+    original = store.RunStore.append
+    def append(self, rows):
+        original(self, rows)
+        calls["n"] += 1
+        if calls["n"] == limit:
+            os.kill(os.getpid(), signal.SIGKILL)  # die abruptly, as on a crash or kill -9
+    store.RunStore.append = append
+    run_refusal_study(parse_config(yaml.safe_load(open(sys.argv[1]))), sys.argv[2])
+""")
+
+
+def test_killed_run_resumes_with_identical_finished_cells(model_dir, tmp_path):
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(_raw(model_dir)))
+    script = tmp_path / "killer.py"
+    script.write_text(_KILLER)
+    run = tmp_path / "run"
+    env = {**os.environ, "STEERLAB_QUIET": "1"}
+    proc = subprocess.run([sys.executable, str(script), str(cfg_path), str(run), "3"], env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    before = (run / "results.jsonl").read_text().splitlines()
+    assert before and not (run / "summary.json").exists()
+    # a crash mid-write can also leave a truncated last line: simulate it
+    with open(run / "results.jsonl", "a") as f:
+        f.write('{"key": "half-writ')
+    run_refusal_study(load_config(cfg_path), run)
+    after = (run / "results.jsonl").read_text().splitlines()
+    assert after[: len(before)] == before  # finished cells untouched
+    keys = [json.loads(x)["key"] for x in after]
+    assert len(keys) == len(set(keys)) == 6 * 10 + 2 * 6  # nothing redone, nothing missing
+    # a second rerun does no work at all
+    run_refusal_study(load_config(cfg_path), run)
+    assert (run / "results.jsonl").read_text().splitlines() == after
+    # a different config in the same directory is refused
+    with pytest.raises(ConfigError, match="different config"):
+        run_refusal_study(parse_config(_raw(model_dir, seed=5)), run)
