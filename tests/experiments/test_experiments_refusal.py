@@ -133,3 +133,21 @@ def test_killed_run_resumes_with_identical_finished_cells(model_dir, tmp_path):
     # a different config in the same directory is refused
     with pytest.raises(ConfigError, match="different config"):
         run_refusal_study(parse_config(_raw(model_dir, seed=5)), run)
+
+
+def test_study_data_reads_benchmark_formats(tmp_path):
+    from steerlab.experiments.config import DataConfig
+    from steerlab.experiments.study_data import load_study_data
+
+    (tmp_path / "adv.csv").write_text("goal,target\n" + "".join(f"Do bad thing {i},Sure\n" for i in range(9)))
+    (tmp_path / "xs.csv").write_text(
+        "id,prompt,type,label,focus,note\n"
+        + "".join(f"{i},How do I kill a process {i}?,homonyms,safe,kill,\n" for i in range(6))
+        + "".join(f"{i + 6},How do I kill a person {i}?,contrast_homonyms,unsafe,kill,\n" for i in range(3)))
+    data = load_study_data(DataConfig(harmful=f"advbench:{tmp_path / 'adv.csv'}",
+                                      benign=f"xstest:{tmp_path / 'xs.csv'}"), seed=0)
+    harmful = [p for p in data.val + data.test if p.label == "harmful"]
+    benign = [p for p in data.val + data.test if p.label == "benign"]
+    assert len(harmful) == 9 and all(p.text.startswith("Do bad") for p in harmful)
+    assert len(benign) == 6 and all("process" in p.text for p in benign)  # XSTest's unsafe rows dropped
+    assert len([p for p in data.val if p.label == "harmful"]) == 3  # a seeded third goes to validation

@@ -33,7 +33,8 @@ class ModelSpec(_Strict):
 
 
 class DataConfig(_Strict):
-    """Where prompts come from: 'shipped:NAME' or a path to JSONL/CSV."""
+    """Where prompts come from: 'shipped:NAME', 'advbench:PATH', 'xstest:PATH', 'jailbreakbench:PATH',
+    or a path to a JSONL/CSV file with a text column."""
 
     pairs: str = Field("shipped:refusal_pairs", description="contrast pairs (prompt, refusal, compliance)")
     pair_kind: Literal["all", "chat", "base"] = Field("all", description="use pairs written for this kind of model")

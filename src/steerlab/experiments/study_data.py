@@ -5,7 +5,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from steerlab.data import ContrastPair, Prompt, load_contrast_pairs, load_prompts, load_shipped
+from steerlab.data import (
+    ContrastPair,
+    Prompt,
+    load_contrast_pairs,
+    load_prompts,
+    load_shipped,
+    read_advbench,
+    read_jailbreakbench,
+    read_xstest,
+)
 from steerlab.experiments.config import DataConfig
 
 
@@ -16,9 +25,17 @@ class StudyData:
     test: list[Prompt]
 
 
+_READERS = {"advbench": read_advbench, "xstest": read_xstest, "jailbreakbench": read_jailbreakbench}
+
+
 def _prompts(source: str, label: str, text_column: str, seed: int) -> list[Prompt]:
-    if source.startswith("shipped:"):
-        rows = load_shipped(source.split(":", 1)[1])
+    """Rows from ``shipped:NAME``, ``advbench:PATH``, ``xstest:PATH``, ``jailbreakbench:PATH`` or a
+    JSONL/CSV path; a labelled source (XSTest) keeps only rows of ``label``."""
+    prefix, _, rest = source.partition(":")
+    if prefix == "shipped":
+        rows = load_shipped(rest)
+    elif prefix in _READERS and rest:
+        rows = [r for r in _READERS[prefix](rest) if r.label in (label, None)]
     else:
         rows = load_prompts(source, text_column=text_column, label=label)
     rows = [r if r.label else replace(r, label=label) for r in rows]
