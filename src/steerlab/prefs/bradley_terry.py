@@ -16,6 +16,7 @@ from scipy.special import expit, log_expit
 
 from steerlab.errors import InputError
 from steerlab.prefs._pairs import PairCounts
+from steerlab.prefs._threads import single_threaded_blas
 
 DEFAULT_RIDGE = 1e-3
 
@@ -67,8 +68,9 @@ def fit_bradley_terry(data: PairCounts, *, ridge: float = DEFAULT_RIDGE) -> Brad
         raise InputError(f"ridge must be > 0, got {ridge}")
     if data.n_comparisons == 0:
         raise InputError("no parseable comparisons to fit")
-    res = minimize(bradley_terry_objective, np.zeros(data.n_items), args=(data, ridge),
-                   jac=True, method="L-BFGS-B")
+    with single_threaded_blas():
+        res = minimize(bradley_terry_objective, np.zeros(data.n_items), args=(data, ridge),
+                       jac=True, method="L-BFGS-B")
     beta = res.x - res.x.mean()
     nll = bradley_terry_objective(beta, data, 0.0)[0]
     return BradleyTerryFit(tuple(data.item_ids), beta, nll, bool(res.success))

@@ -36,6 +36,7 @@ from scipy.special import log_ndtr, ndtr
 
 from steerlab.errors import InputError
 from steerlab.prefs._pairs import PairCounts
+from steerlab.prefs._threads import single_threaded_blas
 
 DEFAULT_LAMBDA = 1.0
 DEFAULT_MU_BOUNDS = (-10.0, 10.0)
@@ -160,8 +161,9 @@ def fit_thurstonian(
         x0[:n] -= x0[k]
         x0[:n] = np.clip(x0[:n], *mu_bounds)
         bounds[k] = (0.0, 0.0)
-    res = minimize(thurstonian_objective, x0, args=(data, lam), jac=True, method="L-BFGS-B",
-                   bounds=bounds, options={"maxiter": max_iter, "maxfun": 2 * max_iter})
+    with single_threaded_blas():
+        res = minimize(thurstonian_objective, x0, args=(data, lam), jac=True, method="L-BFGS-B",
+                       bounds=bounds, options={"maxiter": max_iter, "maxfun": 2 * max_iter})
     mu, s = res.x[:n].copy(), res.x[n:].copy()
     if anchor is None:
         mu -= mu.mean()
