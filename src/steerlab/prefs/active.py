@@ -57,8 +57,11 @@ class ActiveLearningConfig:
         pairs_per_round: Pairs asked per round; None means ``growth`` times the training
             comparisons so far [None].
         growth: Round size relative to the data so far when ``pairs_per_round`` is None [0.5].
-            With geometric rounds, 1 - Spearman(successive fits) is roughly ``growth`` times
-            1 - Spearman(fit, truth), so ``threshold`` means the same at every data size.
+            Geometric rounds make successive fits differ by a fixed share of data, so the
+            stopping threshold means about the same at every data size. (For random pairs
+            1 - Spearman(successive) came out near ``growth`` * (1 - Spearman(fit, truth));
+            the active rule's fits agree with each other more than that, hence the strict
+            default threshold; see docs/benchmarks.md.)
         candidates_per_item: Random candidate pairs scored per item and round [20].
         threshold: Stop when Spearman(mu of this fit, mu of previous fit) >= this [0.997].
         max_comparisons: Budget of training comparisons [None: 100 per item].
