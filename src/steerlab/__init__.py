@@ -38,6 +38,10 @@ _EXPORTS = {
     "load_vector": "steerlab.vectors.io",
     "export_gguf": "steerlab.vectors.gguf_export",
     "random_like": "steerlab.vectors.random",
+    # preferences (seed 004)
+    "PairCounts": "steerlab.prefs",
+    "fit_thurstonian": "steerlab.prefs",
+    "run_active_learning": "steerlab.prefs",
     # experiments
     "run_experiment": "steerlab.experiments",
     "demo": "steerlab.experiments",
