@@ -176,6 +176,32 @@ def bench_sweep(lm: Any, vec: Any, repeats: int) -> dict[str, Any]:
             "strengths": SWEEP}
 
 
+def bench_profile(lm: Any, vec: Any) -> dict[str, Any]:
+    """Seconds spent inside steerlab's hook code during one all-layer steered generate (cProfile).
+
+    An upper bound on the steering overhead that the machine's load cannot blur: cProfile
+    inflates Python time, and the hook code is Python plus a few small tensor ops.
+    """
+    import cProfile
+    import pstats
+
+    from steerlab.interventions.add import Add
+
+    run = plain_generate(lm, prompts(lm, BATCH))
+    go = steered(lm, run, Add(vec, strength=0.1, layers="all"))
+    go()
+    plain_seconds = statistics.median(timed(run) for _ in range(3))
+    prof = cProfile.Profile()
+    prof.enable()
+    go()
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    hook = sum(ct for (f, _, name), (_, _, _, ct, _) in stats.items()
+               if f.endswith("interventions/hooks.py") and name in ("_run", "_track"))
+    return {"hook_code_seconds": hook, "plain_generate_seconds": plain_seconds,
+            "hook_share_of_plain": hook / plain_seconds}
+
+
 # ---------------------------------------------------------------------------- report
 
 
@@ -189,6 +215,14 @@ def markdown(res: dict[str, Any]) -> str:
         return (f"| {what} | {r['median_paired_ratio']:.3f} | {r['ratio_of_medians']:.3f} | {tgt} {verdict} |")
 
     med = {k: statistics.median(v) for k, v in g["seconds"].items()}
+    prof = res.get("profile")
+    note = [] if prof is None else [
+        f"Profile (cProfile, one all-layer steered generate): steerlab's hook code (`HookManager._run`, "
+        f"`_track`, and the `Add` function they call) took {prof['hook_code_seconds']:.2f} s against "
+        f"{prof['plain_generate_seconds']:.2f} s for the plain generate, i.e. at most "
+        f"{100 * prof['hook_share_of_plain']:.1f} % overhead; ratios further from 1 are the shared machine's noise.",
+        "",
+    ]
     return "\n".join([
         "## Core",
         "",
@@ -217,6 +251,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{statistics.median(s['seconds']['batched']):.2f} vs sequential "
         f"{statistics.median(s['seconds']['sequential']):.2f}. Raw times: `bench/results/core.json`.",
         "",
+        *note,
     ])
 
 
@@ -236,8 +271,8 @@ def write_section(path: Path, heading: str, body: str) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per benchmark (≥5 recommended)")
-    parser.add_argument("--only", choices=["generation", "extraction", "sweep"], action="append",
-                        help="run only these parts (default: all); results are not written then")
+    parser.add_argument("--only", choices=["generation", "extraction", "sweep", "profile"], action="append",
+                        help="run only these parts (default: all), merged into the existing results file")
     args = parser.parse_args(argv)
 
     import steerlab
@@ -246,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     lm = steerlab.load_model("default", device="cpu")
     vec = random_like(steerlab.extract(lm, *_tiny_contrast(), layers=[STEER_LAYER],
                                        normalization="activation_norm")[STEER_LAYER])[0]
-    parts = args.only or ["generation", "extraction", "sweep"]
+    parts = args.only or ["generation", "extraction", "sweep", "profile"]
     res: dict[str, Any] = {
         "date": dt.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
         "transformers": __import__("transformers").__version__, "steerlab": steerlab.__version__,
@@ -257,15 +292,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for part in parts:
         fn = {"generation": lambda: bench_generation(lm, vec, args.repeats),
               "extraction": lambda: bench_extraction(lm, args.repeats),
-              "sweep": lambda: bench_sweep(lm, vec, args.repeats)}[part]
+              "sweep": lambda: bench_sweep(lm, vec, args.repeats),
+              "profile": lambda: bench_profile(lm, vec)}[part]
         res[part] = fn()
         print(part, json.dumps({k: v for k, v in res[part].items() if k != "seconds"}, indent=1))
     res["machine"]["loadavg_end"] = os.getloadavg()
-    if args.only is None:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(res, indent=1) + "\n")
+    if args.only and RESULTS.exists():  # keep the other parts from the last full run
+        old = json.loads(RESULTS.read_text())
+        res = {**old, **{p: res[p] for p in parts}, "partial_rerun": {"parts": parts, "date": res["date"]}}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(res, indent=1) + "\n")
+    if all(k in res for k in ("generation", "extraction", "sweep")):
         write_section(DOCS, "## Core", markdown(res))
-        print(f"wrote {RESULTS.relative_to(ROOT)} and the Core section of {DOCS.relative_to(ROOT)}")
+    print(f"wrote {RESULTS.relative_to(ROOT)} and the Core section of {DOCS.relative_to(ROOT)}")
     return res
 
 
