@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl
 
+from cli_fixtures import other_dir, pairs_file, runner, tiny_dir, write_jsonl  # noqa: F401 (fixtures)
 from steerlab.cli import app
 
 

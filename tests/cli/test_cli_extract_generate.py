@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_fixtures import pairs_file, runner, tiny_dir, write_jsonl  # noqa: F401 (fixtures)
 from cli_reference import greedy, layer_outputs, load, prompt_text
-from conftest import write_jsonl
 
 from steerlab.cli import app
 from steerlab.vectors.io import load_vectors

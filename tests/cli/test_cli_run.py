@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import steerlab.experiments as experiments
+from cli_fixtures import runner  # noqa: F401 (fixtures)
 from steerlab.cli import app
 
 

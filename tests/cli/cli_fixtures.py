@@ -1,27 +1,20 @@
-"""CLI fixtures: a tiny random Llama with a word-level tokenizer saved to a folder, and a runner."""
+"""CLI fixtures: a tiny random Llama with a word-level tokenizer saved to a folder, and a runner.
+
+Not a ``conftest.py``: pytest imports every conftest under the module name ``conftest``, and
+tests elsewhere import helpers from the top-level one. Test modules import these fixtures.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import tiny_model  # tests/conftest.py
 from typer.testing import CliRunner
 
 
-def _top_conftest() -> Any:
-    """tests/conftest.py as a module of its own name (two files are called conftest.py)."""
-    spec = importlib.util.spec_from_file_location("steerlab_tests_conftest", Path(__file__).parents[1] / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tiny_model = _top_conftest().tiny_model
 
 #: Words of the tiny tokenizer; with the specials they fill the tiny model's vocabulary of 96.
 WORDS = (
