@@ -151,3 +151,9 @@ def test_study_data_reads_benchmark_formats(tmp_path):
     assert len(harmful) == 9 and all(p.text.startswith("Do bad") for p in harmful)
     assert len(benign) == 6 and all("process" in p.text for p in benign)  # XSTest's unsafe rows dropped
     assert len([p for p in data.val if p.label == "harmful"]) == 3  # a seeded third goes to validation
+
+
+def test_bad_overrides_are_config_errors(model_dir):
+    for bad in ["generation.max_new_tokens=[1, 2", "models.x.id=3", "models.9.id=3", "name.sub=1", "novalue"]:
+        with pytest.raises(ConfigError, match="override"):
+            parse_config(_raw(model_dir), overrides=[bad])

@@ -125,17 +125,22 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         raise ConfigError(f"override {assignment!r} must look like key.path=value")
     path, value = assignment.split("=", 1)
     keys = path.strip().split(".")
+    try:
+        parsed = yaml.load(value, Loader=_NoDuplicatesLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {assignment!r}: the value is not valid YAML ({e})") from None
     node: Any = raw
-    for k in keys[:-1]:
+    try:
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
         if isinstance(node, list):
-            node = node[int(k)]
+            node[int(keys[-1])] = parsed
+        elif isinstance(node, dict):
+            node[keys[-1]] = parsed
         else:
-            node = node.setdefault(k, {})
-    parsed = yaml.load(value, Loader=_NoDuplicatesLoader)
-    if isinstance(node, list):
-        node[int(keys[-1])] = parsed
-    else:
-        node[keys[-1]] = parsed
+            raise TypeError
+    except (ValueError, IndexError, TypeError, AttributeError):
+        raise ConfigError(f"override {assignment!r}: {path} does not name a field of the config") from None
 
 
 def _format_error(e: ValidationError, source: str) -> str:
