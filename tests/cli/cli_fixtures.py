@@ -83,3 +83,14 @@ def pairs_file(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "pairs.jsonl", [
         {"id": f"p{i}", "prompt": p, "refusal": r, "compliance": c} for i, (p, r, c) in enumerate(rows)
     ])
+
+
+@pytest.fixture
+def vec_file(runner: CliRunner, tiny_dir: Path, pairs_file: Path, tmp_path: Path) -> Path:
+    """A vector file made by ``steerlab extract`` at layers 1 and 2 of the tiny model."""
+    from steerlab.cli import app
+
+    out = tmp_path / "v.safetensors"
+    res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out

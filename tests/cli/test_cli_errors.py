@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_fixtures import other_dir, pairs_file, runner, tiny_dir, write_jsonl  # noqa: F401 (fixtures)
+from cli_fixtures import other_dir, pairs_file, vec_file, runner, tiny_dir, write_jsonl  # noqa: F401 (fixtures)
 from steerlab.cli import app
 
 
@@ -21,14 +21,6 @@ def assert_one_line_error(res, *fragments: str, code: int = 1) -> None:
     assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit)
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
-
-
-@pytest.fixture
-def vec_file(runner, tiny_dir, pairs_file, tmp_path) -> Path:
-    out = tmp_path / "v.safetensors"
-    res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    return out
 
 
 def test_missing_pairs_file(runner, tiny_dir, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_fixtures import pairs_file, runner, tiny_dir, write_jsonl  # noqa: F401 (fixtures)
+from cli_fixtures import pairs_file, vec_file, runner, tiny_dir, write_jsonl  # noqa: F401 (fixtures)
 from cli_reference import greedy, layer_outputs, load, prompt_text
 
 from steerlab.cli import app
@@ -21,14 +21,6 @@ def _last_token_acts(model, tok, pairs: Path, side: str) -> list[list[torch.Tens
         row = json.loads(line)
         ids = tok(prompt_text(row["prompt"]))["input_ids"] + tok(" " + row[side], add_special_tokens=False)["input_ids"]
         out.append([h[-1] for h in layer_outputs(model, ids)])
-    return out
-
-
-@pytest.fixture
-def vec_file(runner, tiny_dir, pairs_file, tmp_path) -> Path:
-    out = tmp_path / "v.safetensors"
-    res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(out)])
-    assert res.exit_code == 0, res.output
     return out
 
 
