@@ -157,3 +157,22 @@ def test_bad_overrides_are_config_errors(model_dir):
     for bad in ["generation.max_new_tokens=[1, 2", "models.x.id=3", "models.9.id=3", "name.sub=1", "novalue"]:
         with pytest.raises(ConfigError, match="override"):
             parse_config(_raw(model_dir), overrides=[bad])
+
+
+def test_two_models_give_the_cross_model_table(model_dir, tmp_path):
+    other = tmp_path / "gemma"
+    lm = tiny_lm("gemma3", seed=1)
+    lm.model.save_pretrained(other)
+    lm.tokenizer.save_pretrained(other)
+    raw = _raw(model_dir, models=[{"id": str(model_dir), "label": "llama-tiny", "layers": [1], "device": "cpu"},
+                                  {"id": str(other), "label": "gemma-tiny", "layers": [1], "device": "cpu"}],
+               data={"n_pairs": 4, "n_val": 2, "n_test": 3})
+    report = run_refusal_study(parse_config(raw), tmp_path / "run").read_text()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [r["model"] for r in summary["cross_model"]] == ["llama-tiny", "gemma-tiny"]
+    for row in summary["cross_model"]:
+        base = next(e for e in summary["models"][row["model"]]["conditions"] if e["condition"] == "base")
+        assert row["base_refusal"] == base["harmful_refusal"]["value"]
+        if row["best_strength"] is not None:
+            assert row["improvement"] == pytest.approx(row["best_refusal"] - row["base_refusal"])
+        assert f"| {row['model']} |" in report.split("## Across models")[1]
