@@ -176,3 +176,25 @@ def test_two_models_give_the_cross_model_table(model_dir, tmp_path):
         if row["best_strength"] is not None:
             assert row["improvement"] == pytest.approx(row["best_refusal"] - row["base_refusal"])
         assert f"| {row['model']} |" in report.split("## Across models")[1]
+
+
+def test_llm_judge_over_the_api_reports_agreement(model_dir, tmp_path):
+    from steerlab.models.serve import serve
+
+    judge = tiny_lm("qwen2", seed=3)  # a judge model served on 127.0.0.1 (its verdicts are mostly "unclear")
+    srv = serve(judge)
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+        raw = _raw(model_dir, models=[{"id": str(model_dir), "layers": [1], "device": "cpu"}],
+                   data={"n_pairs": 4, "n_val": 2, "n_test": 2}, judges={"llm_judge_model": f"openai:tiny@{url}"})
+        run_refusal_study(parse_config(raw), tmp_path / "run")
+    finally:
+        srv.shutdown()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert all(r["verdict_llm"] in ("refusal", "compliance", "unclear") for r in rows)
+    assert all(r["refused"] == (r["verdict_llm"] == "refusal") for r in rows)  # the LLM judge is primary
+    agreement = json.loads((tmp_path / "run" / "summary.json").read_text())["models"][str(model_dir)]["agreement"]
+    eval_rows = [r for r in rows if r["stage"] == "eval"]
+    same = sum(r["verdict_llm"] == r["verdict_markers"] for r in eval_rows)
+    assert agreement["n"] == len(eval_rows) and agreement["raw"] == pytest.approx(same / len(eval_rows))
+    assert (tmp_path / "run" / "verdicts.jsonl").exists()  # verdicts cached

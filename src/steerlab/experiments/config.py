@@ -82,7 +82,8 @@ class GenerationConfig(_Strict):
 
 
 class JudgeConfig(_Strict):
-    llm_judge_model: str | None = Field(None, description="load_model spec of an LLM judge (None = markers only)")
+    llm_judge_model: str | None = Field(None, description="LLM judge: a load_model spec, or 'openai:MODEL@BASE_URL' for an "
+                                           "OpenAI-compatible API (None = markers only)")
     min_coherence: float = Field(0.5, ge=0, le=1, description="steering conditions below this mean coherence "
                                  "are not eligible as 'best'")
 

@@ -124,7 +124,10 @@ def _llm_judge(cfg: RefusalStudyConfig, store: RunStore):  # noqa: ANN202
     from steerlab.evals.llm_judge import LLMJudge
     from steerlab.models import load_model
 
-    judge_lm = load_model(cfg.judges.llm_judge_model, batch_size=cfg.generation.batch_size)
+    from steerlab.models.api import parse_api_spec
+
+    spec = cfg.judges.llm_judge_model
+    judge_lm = parse_api_spec(spec) or load_model(spec, batch_size=cfg.generation.batch_size)
     return CachedJudge(LLMJudge(judge_lm), store.root / "verdicts.jsonl")
 
 
