@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-import torch
-
 from steerlab.evals.base import Judge
 from steerlab.evals.coherence import CoherenceScorer
 from steerlab.evals.refusal_markers import RefusalMarkerJudge
@@ -75,8 +73,7 @@ def run_cells(
         prompts = [c.prompt for c in chunk]
         verdicts = markers.judge(prompts, outputs)
         llm_verdicts = llm_judge.judge(prompts, outputs) if llm_judge is not None else [None] * len(chunk)
-        with torch.inference_mode():
-            coh = coherence.score(convs, outputs)  # the unsteered model: no intervention attached
+        coh = coherence.score(convs, outputs)  # the unsteered model: no intervention attached
         rows = []
         for c, out, v, lv, co in zip(chunk, outputs, verdicts, llm_verdicts, coh):
             row = asdict(c)

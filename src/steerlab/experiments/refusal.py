@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from steerlab.errors import ConfigError
 from steerlab.experiments.cells import Cell, make_key, run_cells
 from steerlab.experiments.config import ModelSpec, RefusalStudyConfig
 from steerlab.experiments.refusal_summary import choose_layer, condition_table, cross_model_row
@@ -27,17 +28,10 @@ def candidate_layers(spec: ModelSpec, n_layers: int) -> list[int]:
     if spec.layers == "middle":
         lo, hi = round(0.3 * (n_layers - 1)), round(0.6 * (n_layers - 1))
         return sorted({round(lo + i * (hi - lo) / 4) for i in range(5)})
-    from steerlab.models.layers import check_layer
-
-    return [check_layer_or_config_error(layer, n_layers, check_layer) for layer in spec.layers]
-
-
-def check_layer_or_config_error(layer: int, n_layers: int, _check: object) -> int:
-    from steerlab.errors import ConfigError
-
-    if not -n_layers <= layer < n_layers:
-        raise ConfigError(f"models.layers: layer {layer} is out of range for a model with {n_layers} layers")
-    return layer % n_layers
+    for layer in spec.layers:
+        if not -n_layers <= layer < n_layers:
+            raise ConfigError(f"models.layers: layer {layer} is out of range for a model with {n_layers} layers")
+    return [layer % n_layers for layer in spec.layers]
 
 
 def slug(text: str) -> str:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from steerlab.interventions.hooks import hook_manager
-from steerlab.models.layers import num_layers
+from steerlab.models.layers import check_layer, num_layers
 
 
 class Intervention:
@@ -74,8 +74,6 @@ def resolve_layers(model: nn.Module, layers: int | Sequence[int] | str | None, d
         return list(range(n))
     if isinstance(layers, int):
         layers = [layers]
-    from steerlab.models.layers import check_layer
-
     return [check_layer(model, int(layer)) for layer in layers]
 
 

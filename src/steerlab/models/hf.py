@@ -102,6 +102,29 @@ class LanguageModel:
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
         return Batch(ids, mask, mask.sum(-1), list(texts))
 
+    def tokenize_with_completions(
+        self, prompts: Sequence[str], completions: Sequence[str]
+    ) -> tuple[Batch, list[list[int]]]:
+        """Left-padded batch of formatted prompts each followed by its completion.
+
+        ``prompt_len`` counts the prompt tokens only, so the completion's tokens are the
+        "generated" positions. In the plain format a completion gets a leading space (replies
+        follow "Assistant:"). Also returns each completion's token ids.
+        """
+        add_special = not self.chat.uses_template  # templates write their own BOS
+        p_ids = [self.tokenizer(p, add_special_tokens=add_special)["input_ids"] for p in prompts]
+        c_ids = []
+        for c in completions:
+            if c and add_special and not c.startswith((" ", "\n")):
+                c = " " + c
+            c_ids.append(self.tokenizer(c, add_special_tokens=False)["input_ids"] if c else [])
+        seqs = [p + c for p, c in zip(p_ids, c_ids)]
+        width = max(len(q) for q in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(q)) + q for q in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(q)) + [1] * len(q) for q in seqs], device=self.device)
+        return Batch(ids, mask, torch.tensor([len(p) for p in p_ids], device=self.device), list(prompts)), c_ids
+
     # ---- forward passes ----------------------------------------------------------------
     @contextlib.contextmanager
     def _session(self, interventions: Sequence["Intervention"], prompt_len: torch.Tensor | None) -> Iterator[None]:
@@ -162,17 +185,8 @@ class LanguageModel:
         out: list[list[float]] = []
         for i in range(0, len(conversations), self.batch_size):
             prompts = [self.format(c) for c in conversations[i : i + self.batch_size]]
-            conts = list(continuations[i : i + self.batch_size])
-            add_special = not self.chat.uses_template
-            p_ids = [self.tokenizer(p, add_special_tokens=add_special)["input_ids"] for p in prompts]
-            c_ids = [self.tokenizer(" " + c if c and not c.startswith((" ", "\n")) and not self.chat.uses_template else c,
-                                    add_special_tokens=False)["input_ids"] for c in conts]
-            seqs = [p + c for p, c in zip(p_ids, c_ids)]
-            width = max(len(s) for s in seqs)
-            pad = self.tokenizer.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
-            mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-            batch = Batch(ids, mask, mask.sum(-1), prompts)
+            batch, c_ids = self.tokenize_with_completions(prompts, continuations[i : i + self.batch_size])
+            width = batch.input_ids.shape[1]
             h = self.hidden_states(batch, interventions)  # [B, T, d]
             for b, c in enumerate(c_ids):
                 if not c:

@@ -77,19 +77,7 @@ def _selector_weights(sel: Selector, prompt_len: torch.Tensor, attn: torch.Tenso
 
 def _encode(lm: LanguageModel, examples: Sequence[Example]) -> Batch:
     prompts = [lm.format(e.prompt, e.system) for e in examples]
-    add_special = not lm.chat.uses_template
-    p_ids = [lm.tokenizer(p, add_special_tokens=add_special)["input_ids"] for p in prompts]
-    seqs = []
-    for p, e in zip(p_ids, examples):
-        c = e.completion
-        if c and not lm.chat.uses_template and not c.startswith((" ", "\n")):
-            c = " " + c  # the plain format ends with "Assistant:"; replies follow a space
-        seqs.append(p + (lm.tokenizer(c, add_special_tokens=False)["input_ids"] if c else []))
-    width = max(len(s) for s in seqs)
-    pad = lm.tokenizer.pad_token_id
-    ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=lm.device)
-    attn = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=lm.device)
-    return Batch(ids, attn, torch.tensor([len(p) for p in p_ids], device=lm.device), prompts)
+    return lm.tokenize_with_completions(prompts, [e.completion for e in examples])[0]
 
 
 def read_activations(
