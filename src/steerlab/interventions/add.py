@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,7 +37,6 @@ class Add(Intervention):
     layers: int | Sequence[int] | str | None = None
     site: Site | None = None
     positions: PositionSpec | Sequence[int] = "all"
-    _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def _vector_tensor(self) -> torch.Tensor:
         v = getattr(self.vector, "vector", self.vector)
