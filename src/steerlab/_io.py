@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -12,25 +13,44 @@ from typing import Any
 from steerlab.errors import InputError
 
 
+def apply_umask(path: str | os.PathLike[str], mode: int = 0o666) -> None:
+    """Give a file the permissions a plain ``open()`` would have (``mode`` minus the umask).
+
+    Temporary files from :mod:`tempfile` are created 0600; a result file renamed from one
+    would otherwise be unreadable to the user's group.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so a reader never sees a half-written file.
 
     The bytes go to a temporary file in the same directory, are flushed and fsynced,
-    then renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+    then renamed over the target (``os.replace`` is atomic on POSIX and Windows). Errors name
+    ``path``, never the temporary file, and leave no temporary file behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise InputError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        apply_umask(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as e:
+        raise InputError(f"{path}: cannot write ({e.strerror or e})") from None
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -86,3 +106,8 @@ def iter_jsonl(
 def read_jsonl(path: str | os.PathLike[str], *, skip_truncated_tail: bool = False) -> list[dict[str, Any]]:
     """Read a whole JSONL file (see :func:`iter_jsonl`)."""
     return list(iter_jsonl(path, skip_truncated_tail=skip_truncated_tail))
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text`` (letters, digits, ``._-``; at most 80 characters)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "model"

@@ -18,6 +18,7 @@ with code 2, also on one line. torch and transformers are imported inside the co
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from steerlab.errors import InputError, SteerlabError
+from steerlab.names import METHODS, NORMALIZATIONS, SELECTORS, SITES
 
 if TYPE_CHECKING:
     from steerlab.models.hf import LanguageModel
@@ -135,22 +137,10 @@ DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or floa
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
 
 
-class Method(str, Enum):
-    mean_diff = "mean_diff"
-    pca = "pca"
-
-
-class Normalization(str, Enum):
-    none = "none"
-    unit = "unit"
-    activation_norm = "activation_norm"
-
-
-class SiteName(str, Enum):
-    resid_pre = "resid_pre"
-    resid_post = "resid_post"
-    attn_out = "attn_out"
-    mlp_out = "mlp_out"
+# Choices come from steerlab.names, where each set is defined once.
+Method = Enum("Method", {m: m for m in METHODS}, type=str)  # type: ignore[misc]
+Normalization = Enum("Normalization", {n: n for n in NORMALIZATIONS}, type=str)  # type: ignore[misc]
+SiteName = Enum("SiteName", {s: s for s in SITES}, type=str)  # type: ignore[misc]
 
 
 def load_lm(spec: str, device: str = "auto", dtype: str | None = None) -> LanguageModel:
@@ -204,8 +194,8 @@ def parse_selector(text: str) -> str | int:
         return int(text)
     except ValueError:
         pass
-    if text not in ("last", "first", "mean", "post_instruction"):
-        raise InputError(f"--selector: expected last, first, mean, post_instruction or an integer, got {text!r}")
+    if text not in SELECTORS:
+        raise InputError(f"--selector: expected {', '.join(SELECTORS)} or an integer, got {text!r}")
     return text
 
 
@@ -231,15 +221,47 @@ def check_overrides(items: Sequence[str]) -> list[str]:
     return list(items)
 
 
-def pair_strengths(strengths: Sequence[float], n_vectors: int) -> list[float]:
-    """One strength per vector: none → 1.0 each, one → the same for all, else exactly one each."""
-    if not strengths:
-        return [1.0] * n_vectors
-    if len(strengths) == 1:
-        return [strengths[0]] * n_vectors
-    if len(strengths) != n_vectors:
-        raise InputError(f"--strength given {len(strengths)} times for {n_vectors} vectors; give one, or one per vector")
+def check_strengths(strengths: Sequence[float]) -> list[float]:
+    """``--strength`` values, each finite."""
+    for x in strengths:
+        if not math.isfinite(x):
+            raise InputError(f"--strength must be a finite number, got {x}")
     return list(strengths)
+
+
+def default_strength(v: SteeringVector) -> float:
+    """A strength that is meaningful for the vector's normalisation: a tenth of a typical
+    activation (0.1 for ``activation_norm``, 0.1 × the recorded activation norm for ``unit``),
+    or the raw contrast itself (1.0) for ``none``."""
+    if v.meta.normalization == "activation_norm":
+        return 0.1
+    if v.meta.normalization == "unit":
+        return 0.1 * v.meta.activation_norm if v.meta.activation_norm > 0 else 1.0
+    return 1.0
+
+
+def steering_columns(vectors: Sequence[SteeringVector], strengths: Sequence[float]) -> list[list[float]]:
+    """The steered columns, each a list of one strength per vector.
+
+    One vector: every ``--strength`` is its own column (a sweep; default: the vector's
+    :func:`default_strength`). Several vectors are applied together in one column: one
+    ``--strength`` for all, or exactly one per vector.
+    """
+    strengths = check_strengths(strengths)
+    if not vectors:
+        if strengths:
+            raise InputError("--strength needs a --vector")
+        return []
+    if len(vectors) == 1:
+        return [[s] for s in strengths] or [[default_strength(vectors[0])]]
+    if not strengths:
+        return [[default_strength(v) for v in vectors]]
+    if len(strengths) == 1:
+        return [[strengths[0]] * len(vectors)]
+    if len(strengths) != len(vectors):
+        raise InputError(f"--strength given {len(strengths)} times for {len(vectors)} vectors; give one, or one per "
+                         "vector (a sweep of strengths takes a single --vector)")
+    return [list(strengths)]
 
 
 def _require_file(path: Path, what: str) -> Path:
@@ -354,8 +376,8 @@ def extract(
     table = Table(title=f"{len(vecs)} vectors → {path}")
     for col in ("layer", "raw norm", "activation norm", "saved norm"):
         table.add_column(col, justify="right")
-    for layer, v in sorted(vecs.items()):
-        table.add_row(str(layer), f"{v.meta.raw_norm:.3f}", f"{v.meta.activation_norm:.3f}", f"{v.norm:.3f}")
+    for v in sorted(vecs.values(), key=lambda v: v.layer):
+        table.add_row(str(v.layer), f"{v.meta.raw_norm:.3f}", f"{v.meta.activation_norm:.3f}", f"{v.norm:.3f}")
     stdout.print(table)
 
 
@@ -363,22 +385,31 @@ def extract(
 
 
 def read_vector_specs(specs: Sequence[str], layer: int | None) -> list[tuple[str, SteeringVector]]:
-    """Load each ``FILE[:LAYER]`` (no model check yet) → (label, vector)."""
+    """Load each ``FILE``, ``FILE:LAYER`` or ``FILE:NAME`` (no model check yet) → (label, vector)."""
     from steerlab.vectors.io import load_vectors
 
     out = []
     for spec in specs:
         path, file_layer = parse_vector_spec(spec)
+        name = None
+        if file_layer is None and not Path(spec).exists() and ":" in spec:
+            head, _, name = spec.rpartition(":")
+            path = Path(head)
         vecs = load_vectors(_require_file(path, "vector file"))
-        want = file_layer if file_layer is not None else layer if len(vecs) > 1 else None
-        if want is not None:
-            vecs = [v for v in vecs if v.layer == want]
-            if not vecs:
+        if name is not None:
+            if name not in vecs:
+                raise InputError(f"{path}: no vector named {name!r}; it holds {', '.join(vecs)}")
+            found = [vecs[name]]
+        else:
+            want = file_layer if file_layer is not None else layer if len(vecs) > 1 else None
+            found = list(vecs.values()) if want is None else vecs.at(want)
+            if not found:
                 raise InputError(f"{path}: no vector for layer {want}")
-        if len(vecs) > 1:
-            held = ", ".join(str(v.layer) for v in load_vectors(path))
-            raise InputError(f"{path}: holds vectors for layers {held}; pick one with {path}:LAYER")
-        out.append((f"{path.name}@{vecs[0].layer}", vecs[0]))
+        if len(found) > 1:
+            held = ", ".join(str(v.layer) for v in vecs.values())
+            raise InputError(f"{path}: holds vectors for layers {held}; pick one with {path}:LAYER or {path}:NAME")
+        v = found[0]
+        out.append((f"{path.name}@{v.layer}" if v.name == f"{v.site}.{v.layer}" else f"{path.name}:{v.name}", v))
     return out
 
 
@@ -410,12 +441,12 @@ def generate(
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="A user message (repeatable).")] = None,
     prompts: Annotated[Optional[Path], typer.Option(help="A .jsonl/.csv file of prompts.")] = None,
     text_column: Annotated[str, typer.Option(help="Text column of --prompts.")] = "prompt",
-    vector: Annotated[Optional[list[str]], typer.Option("--vector", help="FILE or FILE:LAYER (repeatable).")] = None,
+    vector: Annotated[Optional[list[str]], typer.Option("--vector", help="FILE, FILE:LAYER or FILE:NAME (repeatable).")] = None,
     layer: Annotated[Optional[int], typer.Option(help="Apply the vectors at this layer (default: each vector's own layer).")] = None,
-    strength: Annotated[Optional[list[float]], typer.Option("--strength", help="One for all vectors, or one per --vector.")] = None,
+    strength: Annotated[Optional[list[float]], typer.Option("--strength", help="Repeat for a sweep with one --vector (one batched pass); with several vectors, one for all or one per vector. Default: 0.1 of a typical activation.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
-    seed: Annotated[Optional[int], typer.Option(help="Sampling seed (with --temperature > 0).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed (with --temperature > 0); prompt i uses seed+i in every column.")] = None,
     system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
     allow_other_model: Annotated[bool, typer.Option("--allow-other-model", help="Apply vectors made for a model with another config.")] = False,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the unsteered generation.")] = False,
@@ -424,36 +455,63 @@ def generate(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = None,
 ) -> None:
-    """Generate replies, unsteered and steered side by side."""
-    from steerlab.interventions.add import Add
+    """Generate replies, unsteered and steered side by side (every column in the same batched passes)."""
     from steerlab.models.layers import check_layer
     from steerlab.vectors.io import check_compatible
 
     texts = read_prompts(prompt or [], prompts, text_column)
     named = read_vector_specs(vector or [], layer)
-    strengths = pair_strengths(strength or [], len(named))
+    columns = steering_columns([v for _, v in named], strength or [])
+    if not math.isfinite(temperature):
+        raise InputError(f"--temperature must be a finite number, got {temperature}")
     lm = load_lm(model, device, dtype)
     for label, v in named:
         check_compatible(v, lm, strict=not allow_other_model, source=label)
     at = check_layer(lm.model, layer) if layer is not None else None
-    steer = [Add(v, strength=s, layers=at) for (_, v), s in zip(named, strengths)]
-    kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, system=system,
-                              batch_size=batch_size)
-    columns: dict[str, list[str]] = {}
-    if not steer or not no_baseline:
-        with progress_bar("generating (unsteered)") as update:
-            columns["unsteered"] = lm.generate(texts, progress=update, **kw)
-    if steer:
-        desc = ", ".join(f"{label}{'→' + str(at) if at is not None else ''} ×{s:g}"
-                         for (label, _), s in zip(named, strengths))
-        with progress_bar("generating (steered)") as update:
-            columns[f"steered ({desc})"] = lm.generate(texts, interventions=steer, progress=update, **kw)
+    if not columns or not no_baseline:
+        columns.insert(0, [0.0] * len(named))  # the unsteered column: every strength 0
+    names = [column_name(named, col, at) for col in columns]
+    with progress_bar(f"generating ({len(texts)} prompts × {len(columns)} columns)") as update:
+        replies = generate_columns(lm, texts, [v for _, v in named], columns, at, update, batch_size=batch_size,
+                                   max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, system=system)
+    table = dict(zip(names, replies))
     if as_json:
-        keys = {name: ("steered" if name.startswith("steered") else name) for name in columns}
+        one = sum(n != "unsteered" for n in names) == 1  # a single steered column is keyed "steered"
+        keys = {n: "steered" if one and n != "unsteered" else n for n in names}
         for i, p in enumerate(texts):
-            typer.echo(json.dumps({"prompt": p, **{keys[n]: col[i] for n, col in columns.items()}}))
+            typer.echo(json.dumps({"prompt": p, **{keys[n]: col[i] for n, col in table.items()}}))
     else:
-        stdout.print(_reply_table(texts, columns))
+        stdout.print(_reply_table(texts, table))
+
+
+def column_name(named: Sequence[tuple[str, SteeringVector]], strengths: Sequence[float], at: int | None) -> str:
+    if not any(strengths):
+        return "unsteered"
+    where = f"→{at}" if at is not None else ""
+    return "steered (" + ", ".join(f"{label}{where} ×{s:g}" for (label, _), s in zip(named, strengths)) + ")"
+
+
+def generate_columns(
+    lm: LanguageModel, texts: Sequence[str], vectors: Sequence[SteeringVector], columns: Sequence[Sequence[float]],
+    at: int | None, progress: Callable[[int, int], None], *, batch_size: int, seed: int | None, **kw: Any,
+) -> list[list[str]]:
+    """Replies for every (column, prompt) in batched passes: a row's column is its per-row strengths.
+
+    Prompt ``i`` samples with seed ``seed + i`` in every column, so columns differ only by steering.
+    """
+    from steerlab.interventions.add import Add
+
+    rows = [(c, i) for c in range(len(columns)) for i in range(len(texts))]
+    out: list[list[str]] = [[""] * len(texts) for _ in columns]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        adds = [Add(v, strength=[columns[c][j] for c, _ in chunk], layers=at) for j, v in enumerate(vectors)]
+        seeds = [seed + i for _, i in chunk] if seed is not None else None
+        replies = lm.generate([texts[i] for _, i in chunk], interventions=adds, batch_size=len(chunk), seed=seeds, **kw)
+        for (c, i), reply in zip(chunk, replies):
+            out[c][i] = reply
+        progress(min(start + batch_size, len(rows)), len(rows))
+    return out
 
 
 # ---------------------------------------------------------------------------- export-gguf
@@ -476,7 +534,7 @@ def export_gguf(
     table = Table(title=f"{len(vecs)} vectors → {path}")
     for col in ("layer", "site", "llama.cpp layer", "norm"):
         table.add_column(col, justify="right")
-    for v in vecs:
+    for v in vecs.values():
         table.add_row(str(v.layer), v.site, str(llama_cpp_layer(v)), f"{v.norm * abs(strength):.3f}")
     stdout.print(table)
 
@@ -504,6 +562,9 @@ def _report_run(result: Any) -> None:
 
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key.path=value (repeatable).")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (default) or ray (pip install steerlab[ray]).")]
+AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster: auto, or ray://host:port (default: start Ray here).")]
+ActorsOpt = Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray workers, each holding one model (default: one per GPU, else one per CPU).")]
 
 
 @app.command()
@@ -511,21 +572,37 @@ def run(
     config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")],
     run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (resumed if it holds one).")] = None,
     set_: SetOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Run (or resume) an experiment from a YAML config."""
     _require_file(config, "config file")
     overrides = check_overrides(set_ or [])
-    _report_run(_experiments("run_experiment")(config, run_dir=run_dir, overrides=overrides))
+    _report_run(_experiments("run_experiment")(config, run_dir=run_dir, overrides=overrides, executor=executor,
+                                               address=address, actors=actors))
 
 
 @app.command()
 def demo(
     run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: runs/demo).")] = None,
     set_: SetOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Run the built-in demo study on the default model."""
     overrides = check_overrides(set_ or [])
-    _report_run(_experiments("demo")(run_dir=run_dir, overrides=overrides))
+    _report_run(_experiments("demo")(run_dir=run_dir, overrides=overrides, executor=executor, address=address,
+                                     actors=actors))
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")]) -> None:
+    """Re-render report.md and plots of a run from its summary.json and config.yaml alone."""
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: no such run directory")
+    _report_run(_experiments("render_report")(run_dir))
 
 
 if __name__ == "__main__":  # pragma: no cover

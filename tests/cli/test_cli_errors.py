@@ -107,9 +107,10 @@ def test_bad_extract_options(runner, tiny_dir, option, value, fragment):
 
 
 def test_strength_count_mismatch(runner, tiny_dir, vec_file):
+    """Several vectors take one strength or one each; a sweep of strengths takes a single vector."""
     res = runner.invoke(app, ["generate", str(tiny_dir), "--prompt", "hi", "--vector", f"{vec_file}:1",
-                              "--strength", "1", "--strength", "2"])
-    assert_one_line_error(res, "--strength")
+                              "--vector", f"{vec_file}:2", "--strength", "1", "--strength", "2", "--strength", "3"])
+    assert_one_line_error(res, "--strength given 3 times for 2 vectors")
 
 
 def test_no_prompt(runner, tiny_dir):

@@ -23,7 +23,7 @@ def test_export_gguf_reads_back(runner, tiny_dir, pairs_file, tmp_path, strength
 
     reader = gguf.GGUFReader(str(out))
     tensors = {t.name: np.array(t.data, dtype=np.float32).reshape(-1) for t in reader.tensors}
-    expected = {f"direction.{v.layer}": v.vector.numpy() * np.float32(strength) for v in load_vectors(vec)}
+    expected = {f"direction.{v.layer}": v.vector.numpy() * np.float32(strength) for v in load_vectors(vec).values()}
     assert sorted(tensors) == sorted(expected)  # resid_post at layer L is llama.cpp's direction.L
     for name, values in expected.items():
         np.testing.assert_array_equal(tensors[name], values)

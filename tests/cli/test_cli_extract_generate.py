@@ -27,7 +27,7 @@ def _last_token_acts(model, tok, pairs: Path, side: str) -> list[list[torch.Tens
 def test_extract_mean_diff_equals_by_hand(vec_file, tiny_dir, pairs_file):
     model, tok = load(str(tiny_dir))
     pos, neg = (_last_token_acts(model, tok, pairs_file, side) for side in ("refusal", "compliance"))
-    vecs = {v.layer: v for v in load_vectors(vec_file)}
+    vecs = {v.layer: v for v in load_vectors(vec_file).values()}
     assert sorted(vecs) == [1, 2]
     for layer, v in vecs.items():
         ref = torch.stack([p[layer] for p in pos]).mean(0) - torch.stack([n[layer] for n in neg]).mean(0)
@@ -40,7 +40,7 @@ def test_extract_prints_norm_table(runner, tiny_dir, pairs_file, tmp_path):
     res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "2",
                               "--normalization", "activation_norm", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    (v,) = load_vectors(out)
+    (v,) = load_vectors(out).values()
     model, tok = load(str(tiny_dir))
     acts = _last_token_acts(model, tok, pairs_file, "refusal") + _last_token_acts(model, tok, pairs_file, "compliance")
     ref_act_norm = sum(float(a[2].norm()) for a in acts) / len(acts)
@@ -61,7 +61,7 @@ def test_extract_from_two_prompt_sets_mean_selector(runner, tiny_dir, tmp_path):
         rows = [json.loads(line)["text"] for line in path.read_text().splitlines()]
         return torch.stack([layer_outputs(model, tok(prompt_text(r))["input_ids"])[0].mean(0) for r in rows]).mean(0)
 
-    (v,) = load_vectors(out)
+    (v,) = load_vectors(out).values()
     torch.testing.assert_close(v.vector, mean_act(pos) - mean_act(neg), atol=1e-5, rtol=1e-4)
 
 
@@ -78,7 +78,7 @@ def test_generate_with_vector_matches_hooked_greedy(runner, tiny_dir, vec_file):
     args = [str(tiny_dir), *[a for p in PROMPTS for a in ("--prompt", p)], "--vector", f"{vec_file}:1", "--strength", "4"]
     rows = _generate_json(runner, args)
     model, tok = load(str(tiny_dir))
-    v1 = {v.layer: v for v in load_vectors(vec_file)}[1].vector
+    v1 = {v.layer: v for v in load_vectors(vec_file).values()}[1].vector
     assert [r["prompt"] for r in rows] == PROMPTS
     for r in rows:
         assert r["unsteered"] == greedy(model, tok, r["prompt"], 6)
@@ -91,7 +91,7 @@ def test_generate_two_vectors_layer_override_no_baseline(runner, tiny_dir, vec_f
     (row,) = _generate_json(runner, args)
     assert "unsteered" not in row
     model, tok = load(str(tiny_dir))
-    vecs = {v.layer: v.vector for v in load_vectors(vec_file)}
+    vecs = {v.layer: v.vector for v in load_vectors(vec_file).values()}
     assert row["steered"] == greedy(model, tok, PROMPTS[0], 6, [(0, 3 * vecs[1] - 2 * vecs[2])])
 
 

@@ -15,12 +15,12 @@ from steerlab.cli import app
 def calls(monkeypatch) -> list[tuple]:
     seen: list[tuple] = []
 
-    def fake_run(config_path, run_dir=None, overrides=None):
-        seen.append(("run", config_path, run_dir, overrides))
+    def fake_run(config_path, run_dir=None, overrides=None, **executor):
+        seen.append(("run", config_path, run_dir, overrides, executor))
         return Path("runs/x/report.md")
 
-    def fake_demo(run_dir=None, overrides=None):
-        seen.append(("demo", run_dir, overrides))
+    def fake_demo(run_dir=None, overrides=None, **executor):
+        seen.append(("demo", run_dir, overrides, executor))
         return Path("runs/demo/report.md")
 
     monkeypatch.setattr(experiments, "run_experiment", fake_run)
@@ -34,7 +34,8 @@ def test_run_passes_config_run_dir_and_overrides(runner, calls, tmp_path):
     res = runner.invoke(app, ["run", str(cfg), "--run-dir", str(tmp_path / "r"),
                               "--set", "seed=3", "--set", "conditions.strengths=[0.1, 0.2]"])
     assert res.exit_code == 0, res.output
-    assert calls == [("run", cfg, tmp_path / "r", ["seed=3", "conditions.strengths=[0.1, 0.2]"])]
+    local = {"executor": "local", "address": None, "actors": None}
+    assert calls == [("run", cfg, tmp_path / "r", ["seed=3", "conditions.strengths=[0.1, 0.2]"], local)]
     assert "runs/x/report.md" in res.stdout
 
 
@@ -47,9 +48,10 @@ def test_run_rejects_repeated_override(runner, calls, tmp_path):
 
 
 def test_demo_passes_run_dir(runner, calls, tmp_path):
-    res = runner.invoke(app, ["demo", "--run-dir", str(tmp_path)])
+    res = runner.invoke(app, ["demo", "--run-dir", str(tmp_path), "--executor", "ray", "--address", "auto",
+                              "--actors", "2"])
     assert res.exit_code == 0, res.output
-    assert calls == [("demo", tmp_path, [])]
+    assert calls == [("demo", tmp_path, [], {"executor": "ray", "address": "auto", "actors": 2})]
 
 
 def test_invalid_config_is_one_line(runner, tmp_path):

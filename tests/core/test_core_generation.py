@@ -18,7 +18,7 @@ def test_kv_cached_steered_generation_equals_full_recomputation(arch, positions)
     steer = Add(v, strength=[2.0, -3.0], layers=[1, 2], positions=positions)
     prompts = ["hello there", "hi"]
     batch = lm.tokenize([lm.format(p) for p in prompts])
-    with lm._session([steer], batch.prompt_len):
+    with lm.session([steer], batch.prompt_len):
         out = lm.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=6,
                                 min_new_tokens=6, do_sample=False, output_logits=True, return_dict_in_generate=True,
                                 pad_token_id=0)
@@ -27,11 +27,9 @@ def test_kv_cached_steered_generation_equals_full_recomputation(arch, positions)
     # Full recomputation: one forward over prompt + generated tokens, no cache.
     full_mask = torch.cat([batch.attention_mask, torch.ones(2, 6, dtype=torch.long)], 1)
     mgr = hook_manager(lm.model)
-    with torch.no_grad(), steer.on(lm.model):
-        mgr.fixed_prompt_len = batch.prompt_len
+    with torch.no_grad(), steer.on(lm.model), mgr.prompt_lengths(batch.prompt_len):
         pos_ids = (full_mask.cumsum(-1) - 1).clamp(min=0)  # as generate() numbers left-padded rows
         logits = lm.model(input_ids=seq, attention_mask=full_mask, position_ids=pos_ids, use_cache=False).logits
-        mgr.fixed_prompt_len = None
     t0 = batch.input_ids.shape[1]
     recomputed = logits[:, t0 - 1 : t0 + 5]
     assert (recomputed - cached_scores).abs().max() <= 1e-4

@@ -15,7 +15,7 @@ from conftest import tiny_lm
 
 from steerlab.errors import ConfigError
 from steerlab.experiments import load_config, parse_config
-from steerlab.experiments.refusal import run_refusal_study
+from steerlab.experiments.engine import execute as run_refusal_study
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def model_dir(tmp_path_factory):
 
 def _raw(model_dir, **over):
     raw = {
-        "name": "tiny", "models": [{"id": str(model_dir), "layers": [0, 2], "device": "cpu"}],
+        "kind": "refusal_study", "name": "tiny", "models": [{"id": str(model_dir), "layers": [0, 2], "device": "cpu"}],
         "data": {"n_pairs": 6, "n_val": 3, "n_test": 5},
         "conditions": {"strengths": [2.0, 8.0]},
         "generation": {"max_new_tokens": 6, "batch_size": 8},
@@ -59,6 +59,12 @@ def test_pipeline_table_matches_rows(model_dir, tmp_path):
         benign = [r["refused"] for r in rs if r["label"] == "benign"]
         assert e["harmful_refusal"]["value"] == pytest.approx(np.mean(harmful))
         assert e["harmful_refusal"]["n"] == len(harmful) == 5
+        # rates carry Wilson intervals: by hand, z = 1.959964, k refusals of n = 5
+        k, n, z = sum(harmful), 5, 1.959963984540054
+        centre = (k / n + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(k / n * (1 - k / n) / n + z * z / (4 * n * n))
+        assert e["harmful_refusal"]["low"] == pytest.approx(0.0 if k == 0 else centre - half)
+        assert e["harmful_refusal"]["high"] == pytest.approx(1.0 if k == n else centre + half)
         assert e["false_positives"]["value"] == pytest.approx(np.mean(benign))
         assert e["coherence"]["value"] == pytest.approx(np.mean([r["coherence"] for r in rs]))
         assert e["coherence"]["low"] <= e["coherence"]["value"] <= e["coherence"]["high"]
@@ -94,7 +100,7 @@ _KILLER = textwrap.dedent("""
     import os, signal, sys, yaml
     from steerlab.experiments import store
     from steerlab.experiments.config import parse_config
-    from steerlab.experiments.refusal import run_refusal_study
+    from steerlab.experiments.engine import execute as run_refusal_study
     limit = int(sys.argv[3])
     calls = {"n": 0}
     original = store.RunStore.append
@@ -130,14 +136,13 @@ def test_killed_run_resumes_with_identical_finished_cells(model_dir, tmp_path):
     # a second rerun does no work at all
     run_refusal_study(load_config(cfg_path), run)
     assert (run / "results.jsonl").read_text().splitlines() == after
-    # a different config in the same directory is refused
+    # a different config in a directory holding results is refused
     with pytest.raises(ConfigError, match="different config"):
         run_refusal_study(parse_config(_raw(model_dir, seed=5)), run)
 
 
 def test_study_data_reads_benchmark_formats(tmp_path):
-    from steerlab.experiments.config import DataConfig
-    from steerlab.experiments.study_data import load_study_data
+    from steerlab.experiments.study_data import DataConfig, load_study_data
 
     (tmp_path / "adv.csv").write_text("goal,target\n" + "".join(f"Do bad thing {i},Sure\n" for i in range(9)))
     (tmp_path / "xs.csv").write_text(
@@ -197,4 +202,3 @@ def test_llm_judge_over_the_api_reports_agreement(model_dir, tmp_path):
     eval_rows = [r for r in rows if r["stage"] == "eval"]
     same = sum(r["verdict_llm"] == r["verdict_markers"] for r in eval_rows)
     assert agreement["n"] == len(eval_rows) and agreement["raw"] == pytest.approx(same / len(eval_rows))
-    assert (tmp_path / "run" / "verdicts.jsonl").exists()  # verdicts cached

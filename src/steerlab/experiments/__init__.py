@@ -1,15 +1,27 @@
-"""Experiments as data: a YAML config → a run directory (see ``store.py`` for its layout)."""
+"""Experiments as data: a YAML config → a run directory, on the local or the Ray executor.
+
+    run_experiment(config.yaml, run_dir)   validate, run or resume, write summary and report
+    render_report(run_dir)                  redraw report.md and plots from summary.json + config.yaml
+    demo()                                  the refusal study on the default model (``make demo``)
+
+The engine (:mod:`~steerlab.experiments.engine`) runs any registered experiment kind
+(:mod:`~steerlab.experiments.kinds`); each study is one module defining one kind.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
 
-from steerlab.experiments.config import RefusalStudyConfig, load_config, parse_config
+from steerlab.experiments.config import ExperimentConfig, load_config, parse_config
+from steerlab.experiments.kinds import ExperimentKind, get_kind, known_kinds, register_kind
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 
-__all__ = ["DEMO_CONFIG", "RefusalStudyConfig", "demo", "load_config", "parse_config", "run_experiment"]
+__all__ = [
+    "DEMO_CONFIG", "ExperimentConfig", "ExperimentKind", "demo", "get_kind", "known_kinds", "load_config",
+    "parse_config", "register_kind", "render_report", "run_experiment",
+]
 
 
 def _default_run_dir(name: str) -> Path:
@@ -17,17 +29,34 @@ def _default_run_dir(name: str) -> Path:
     return Path("runs") / f"{name}-{stamp}"
 
 
-def run_experiment(config_path: str | Path, run_dir: str | Path | None = None,
-                   overrides: list[str] | None = None) -> Path:
-    """Validate the config, run (or resume, if ``run_dir`` holds it) the experiment; returns the report path."""
+def run_experiment(config_path: str | Path, run_dir: str | Path | None = None, overrides: list[str] | None = None,
+                   *, executor: str = "local", address: str | None = None, actors: int | None = None) -> Path:
+    """Validate the config, run (or resume, if ``run_dir`` holds it) the experiment; returns the report path.
+
+    Args:
+        config_path: the YAML config.
+        run_dir: where the run lives (default ``runs/<name>-<timestamp>``).
+        overrides: ``key.path=value`` strings applied before validation.
+        executor: ``local`` (default) or ``ray``.
+        address: Ray cluster address (``auto``, ``ray://host:port``; None starts Ray locally).
+        actors: number of Ray workers (default: one per GPU, else one per CPU).
+    """
+    from steerlab.experiments.engine import execute
+
     cfg = load_config(config_path, overrides)
-    if isinstance(cfg, RefusalStudyConfig):
-        from steerlab.experiments.refusal import run_refusal_study
-
-        return run_refusal_study(cfg, run_dir or _default_run_dir(cfg.name))
-    raise NotImplementedError(f"no runner for {type(cfg).__name__}")  # pragma: no cover
+    return execute(cfg, run_dir or _default_run_dir(cfg.name), executor=executor,  # type: ignore[attr-defined]
+                   address=address, actors=actors)
 
 
-def demo(run_dir: str | Path | None = None, overrides: list[str] | None = None) -> Path:
+def render_report(run_dir: str | Path) -> Path:
+    """Re-render ``report.md`` and plots from a run's ``config.yaml`` and ``summary.json`` alone."""
+    from steerlab.experiments.engine import render
+
+    return render(run_dir)
+
+
+def demo(run_dir: str | Path | None = None, overrides: list[str] | None = None, *, executor: str = "local",
+         address: str | None = None, actors: int | None = None) -> Path:
     """The refusal study on the default model with the shipped data (``make demo``)."""
-    return run_experiment(DEMO_CONFIG, run_dir or Path("runs") / "demo", overrides)
+    return run_experiment(DEMO_CONFIG, run_dir or Path("runs") / "demo", overrides, executor=executor,
+                          address=address, actors=actors)

@@ -4,29 +4,35 @@
       config.yaml       the fully resolved config (defaults written out)
       manifest.json     steerlab/torch/transformers versions, git revision, start times
       results.jsonl     one row per finished cell, appended and fsynced batch by batch
-      vectors/          extracted vectors (safetensors with provenance)
-      verdicts.jsonl    judge cache
-      summary.json      aggregated numbers (rewritten atomically)
-      report.md         tables and the reading of them, from results files only
-      *.png             plots, from results files only
+      vectors/          vectors the run made (safetensors with provenance)
+      summary.json      the kind's Summary (rewritten atomically)
+      report.md, *.png  rendered from summary.json and config.yaml only (steerlab report)
+      .lock             held by the one process running this directory
 
-A row is never rewritten; a rerun reads the finished cells' keys and skips them, so an
-interrupted run resumes where it stopped and finished cells keep their exact results.
+Rules:
+- One runner at a time: :meth:`RunStore.start` takes an exclusive lock on ``.lock`` and a
+  second runner is refused with one line naming the holder.
+- A directory is *bound* to its config once it holds results: a different config is then
+  refused. A run that failed before writing anything (missing data file, layer out of range)
+  leaves the directory free for the corrected config.
+- A row is never rewritten. Rows are read back keyed by cell key, first one wins, so a
+  duplicate line can never be counted twice.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel
 
 from steerlab._io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
-from steerlab.errors import ConfigError
+from steerlab.errors import ConfigError, InputError
 from steerlab.experiments.config import dump_config
 
 
@@ -45,39 +51,95 @@ class RunStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.results_path = self.root / "results.jsonl"
+        self._lock_file: IO[str] | None = None
+
+    # ---- binding and locking -------------------------------------------------------------
+    def has_results(self) -> bool:
+        """True once the directory holds any finished work (rows or vectors)."""
+        rows = self.results_path.exists() and self.results_path.stat().st_size > 0
+        vectors = (self.root / "vectors").is_dir() and any((self.root / "vectors").iterdir())
+        return rows or vectors
+
+    def lock(self) -> None:
+        """Take the directory's exclusive lock, or raise InputError naming the process that holds it."""
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"{self.root}: exists and is not a directory")
+        self.root.mkdir(parents=True, exist_ok=True)
+        f = open(self.root / ".lock", "a+", encoding="utf-8")
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; one runner per directory is on the user
+            self._lock_file = f
+            return
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise InputError(f"{self.root}: another steerlab run is using this directory ({holder}); "
+                             "wait for it to finish or choose another --run-dir") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {platform.node()}\n")
+        f.flush()
+        self._lock_file = f
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor releases the flock
+            self._lock_file = None
 
     def start(self, cfg: BaseModel) -> None:
-        """Create the directory, or check that an existing one belongs to the same config."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        text = dump_config(cfg)
-        cfg_path = self.root / "config.yaml"
-        if cfg_path.exists() and cfg_path.read_text(encoding="utf-8") != text:
-            raise ConfigError(
-                f"{self.root} holds a run of a different config; choose another --run-dir or delete it"
-            )
-        atomic_write_text(cfg_path, text)
+        """Lock the directory and write config.yaml and manifest.json.
+
+        A directory that already holds results of a *different* config is refused.
+        """
+        self.lock()
+        try:
+            text = dump_config(cfg)
+            cfg_path = self.root / "config.yaml"
+            if cfg_path.exists() and cfg_path.read_text(encoding="utf-8") != text and self.has_results():
+                raise ConfigError(
+                    f"{self.root} holds results of a different config; choose another --run-dir or delete it"
+                )
+            atomic_write_text(cfg_path, text)
+            self._write_manifest()
+        except BaseException:
+            self.unlock()
+            raise
+
+    def _write_manifest(self) -> None:
         import torch
         import transformers
 
         from steerlab import __version__
 
-        manifest_path = self.root / "manifest.json"
+        path = self.root / "manifest.json"
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         manifest: dict[str, Any] = {
             "steerlab": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "git_revision": _git_revision(), "started": [],
         }
-        if manifest_path.exists():
-            import json
-
-            manifest["started"] = json.loads(manifest_path.read_text()).get("started", [])
+        if path.exists():
+            try:
+                manifest["started"] = json.loads(path.read_text(encoding="utf-8")).get("started", [])
+            except (json.JSONDecodeError, AttributeError):
+                pass
         manifest["started"].append(now)
-        atomic_write_json(manifest_path, manifest)
+        atomic_write_json(path, manifest)
 
+    # ---- rows ------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
+        """Every row on disk, one per cell key (the first written wins), in file order."""
         if not self.results_path.exists():
             return []
-        return read_jsonl(self.results_path, skip_truncated_tail=True)
+        seen: dict[str, dict[str, Any]] = {}
+        for r in read_jsonl(self.results_path, skip_truncated_tail=True):
+            key = r.get("key")
+            if key is not None and key not in seen:
+                seen[key] = r
+        return list(seen.values())
 
     def done_keys(self) -> set[str]:
         return {r["key"] for r in self.rows()}
@@ -97,6 +159,7 @@ class RunStore:
             with open(p, "r+b") as f:
                 f.truncate(cut)
 
+    # ---- other files -------------------------------------------------------------------------
     def write_json(self, name: str, obj: Any) -> Path:
         atomic_write_json(self.root / name, obj)
         return self.root / name

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from typing import Literal
+
+from pydantic import Field
 
 from steerlab.data import (
     ContrastPair,
@@ -15,7 +18,21 @@ from steerlab.data import (
     read_jailbreakbench,
     read_xstest,
 )
-from steerlab.experiments.config import DataConfig
+from steerlab.experiments.config import Strict
+
+
+class DataConfig(Strict):
+    """Where prompts come from: 'shipped:NAME', 'advbench:PATH', 'xstest:PATH', 'jailbreakbench:PATH',
+    or a path to a JSONL/CSV file with a text column."""
+
+    pairs: str = Field("shipped:refusal_pairs", description="contrast pairs (prompt, refusal, compliance)")
+    pair_kind: Literal["all", "chat", "base"] = Field("all", description="use pairs written for this kind of model")
+    n_pairs: int | None = Field(None, ge=2, description="use only the first N pairs")
+    harmful: str = Field("shipped:harmful_requests", description="harmful evaluation requests")
+    benign: str = Field("shipped:benign_requests", description="benign evaluation requests")
+    text_column: str = Field("prompt", description="text column for user files")
+    n_val: int | None = Field(None, ge=1, description="at most N validation prompts per set (None = all)")
+    n_test: int | None = Field(None, ge=1, description="at most N test prompts per set (None = all)")
 
 
 @dataclass(frozen=True)

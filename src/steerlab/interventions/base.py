@@ -8,14 +8,16 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from steerlab.interventions.hooks import hook_manager
+from steerlab.errors import InputError
+from steerlab.interventions.hooks import HookEntry, hook_manager
 from steerlab.models.layers import check_layer, num_layers
 
 
 class Intervention:
-    """Base class. Subclasses implement :meth:`_entries` returning (layer, site, fn, capture)."""
+    """Base class. Subclasses implement :meth:`entries`, the hook functions to install."""
 
-    def _entries(self, model: nn.Module) -> list[tuple]:  # pragma: no cover - abstract
+    def entries(self, model: nn.Module) -> list[HookEntry]:  # pragma: no cover - abstract
+        """The :class:`~steerlab.interventions.hooks.HookEntry` list this intervention installs on ``model``."""
         raise NotImplementedError
 
     def attach(self, model: nn.Module) -> list[int]:
@@ -23,8 +25,8 @@ class Intervention:
         mgr = hook_manager(model)
         ids: list[int] = []
         try:
-            for layer, site, fn, capture in self._entries(model):
-                ids.append(mgr.add(layer, site, fn, capture=capture))
+            for entry in self.entries(model):
+                ids.append(mgr.add_entry(entry))
         except BaseException:
             for i in ids:
                 mgr.remove(i)
@@ -77,6 +79,23 @@ def resolve_layers(model: nn.Module, layers: int | Sequence[int] | str | None, d
     return [check_layer(model, int(layer)) for layer in layers]
 
 
-def as_row_tensor(x: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """A scalar or per-row sequence as a float tensor (0-d or [B])."""
-    return torch.as_tensor(x, dtype=torch.float32)
+def as_row_tensor(x: float | Sequence[float] | torch.Tensor, what: str = "value") -> torch.Tensor:
+    """A scalar or per-row sequence as a float tensor (0-d or [B]); NaN or infinity is an InputError."""
+    t = x.float() if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float32)
+    if not torch.isfinite(t.detach()).all():
+        raise InputError(f"{what} must be finite, got {x!r}")
+    return t
+
+
+def check_finite_output(out: torch.Tensor, before: torch.Tensor, where: str) -> torch.Tensor:
+    """``out`` unchanged, or an InputError when an intervention made finite activations non-finite.
+
+    This is how a steering strength too large for the model's dtype shows up (fp32 overflows
+    near 3e38, fp16 near 65504): as one clear error instead of generated garbage.
+    """
+    if not torch.isfinite(out.detach()).all() and torch.isfinite(before.detach()).all():
+        raise InputError(
+            f"{where}: the steered activations overflowed to inf/NaN ({before.dtype}); the strength is far "
+            "too large for this vector"
+        )
+    return out

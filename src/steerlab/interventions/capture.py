@@ -10,6 +10,7 @@ from torch import nn
 
 from steerlab.errors import InputError
 from steerlab.interventions.base import Intervention, resolve_layers
+from steerlab.interventions.hooks import HookEntry
 from steerlab.interventions.positions import PositionInfo, PositionSpec, parse_positions
 from steerlab.models.layers import Site, check_site
 
@@ -34,7 +35,7 @@ class Capture(Intervention):
     keep_dtype: bool = False
     records: dict[tuple[int, str], list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict, init=False)
 
-    def _entries(self, model: nn.Module) -> list[tuple]:
+    def entries(self, model: nn.Module) -> list[HookEntry]:
         sites = [self.sites] if isinstance(self.sites, str) else list(self.sites)
         pos = parse_positions(self.positions)
         out = []
@@ -48,7 +49,7 @@ class Capture(Intervention):
                     x = x.to("cpu") if self.keep_dtype else x.to("cpu", torch.float32)
                     self.records[key].append((x, pos.mask(info).cpu()))
 
-                out.append((layer, site, fn, True))
+                out.append(HookEntry(layer, key[1], fn, capture=True))
         return out
 
     def stacked(self, layer: int, site: Site = "resid_post") -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,8 @@ original code path.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +26,25 @@ from steerlab.models.layers import Site, base_model, check_layer, first_tensor, 
 
 # fn(hidden [B, T, d], info) -> new hidden (modifier) or None (capture)
 HookFn = Callable[[torch.Tensor, PositionInfo], "torch.Tensor | None"]
+
+
+@dataclass(frozen=True)
+class HookEntry:
+    """One function an intervention runs at one (layer, site).
+
+    Attributes:
+        layer: decoder layer index (non-negative).
+        site: ``resid_pre``, ``resid_post``, ``attn_out`` or ``mlp_out``.
+        fn: ``fn(hidden [B, T, d], info) -> new hidden`` for a modifier, ``-> None`` for a capture.
+        capture: True for a read-only entry (runs after every modifier at that site).
+    """
+
+    layer: int
+    site: Site
+    fn: HookFn
+    capture: bool = False
+
+
 _ATTR = "_steerlab_hook_manager"
 _ids = itertools.count()
 
@@ -47,7 +67,7 @@ class HookManager:
         self.model = model
         self.slots: dict[tuple[int, Site], _Slot] = {}
         self.info: PositionInfo | None = None
-        self.fixed_prompt_len: torch.Tensor | None = None  # set by generate(); else inferred
+        self.fixed_prompt_len: torch.Tensor | None = None  # set through prompt_lengths(); else inferred
         self._prompt_len: torch.Tensor | None = None
         self._tracker: torch.utils.hooks.RemovableHandle | None = None
 
@@ -79,7 +99,31 @@ class HookManager:
         self._prompt_len = prompt_len
         self.info = PositionInfo(token_index=token_index, prompt_len=prompt_len)
 
+    @contextmanager
+    def prompt_lengths(self, prompt_len: torch.Tensor | None) -> Iterator["HookManager"]:
+        """Tell position specs how many prompt tokens each row has, for the ``with`` block.
+
+        Without it, the prompt length is inferred from the first forward call (its real
+        tokens); pass it when a forward call holds prompt *and* completion tokens (scoring a
+        continuation, extraction with completions), so ``prompt``/``generated``/``last``
+        select the right tokens.
+
+        Example:
+            >>> with hook_manager(model).prompt_lengths(batch.prompt_len):
+            ...     model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        """
+        previous = self.fixed_prompt_len
+        self.fixed_prompt_len = prompt_len
+        try:
+            yield self
+        finally:
+            self.fixed_prompt_len = previous
+
     # ---- entries -----------------------------------------------------------------------
+    def add_entry(self, entry: HookEntry) -> int:
+        """Register a :class:`HookEntry`; returns an id for :meth:`remove`."""
+        return self.add(entry.layer, entry.site, entry.fn, capture=entry.capture)
+
     def add(self, layer: int, site: Site, fn: HookFn, *, capture: bool = False) -> int:
         """Register ``fn`` at (layer, site); returns an id for :meth:`remove`."""
         layer = check_layer(self.model, layer)

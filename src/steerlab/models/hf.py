@@ -21,9 +21,11 @@ from steerlab.errors import InputError
 from steerlab.models.backend import Conversation
 from steerlab.models.chat import ChatFormatter
 from steerlab.models.layers import arch_spec, base_model, hidden_size, num_layers
+from steerlab.models.sampling import Completion, FinishReason, SeededSampler, StopOnStrings, cut_at_stops, row_seeds
 
 if TYPE_CHECKING:
     from steerlab.interventions.base import Intervention
+    from steerlab.models.layers import Site
 
 _ARCH_KEYS = ("model_type", "hidden_size", "n_embd", "num_hidden_layers", "n_layer", "intermediate_size",
               "num_attention_heads", "num_key_value_heads", "vocab_size", "head_dim")
@@ -127,36 +129,76 @@ class LanguageModel:
 
     # ---- forward passes ----------------------------------------------------------------
     @contextlib.contextmanager
-    def _session(self, interventions: Sequence["Intervention"], prompt_len: torch.Tensor | None) -> Iterator[None]:
+    def session(
+        self, interventions: Sequence["Intervention"] = (), prompt_len: torch.Tensor | None = None, *,
+        grad: bool = False,
+    ) -> Iterator[None]:
+        """Apply ``interventions`` with known prompt lengths for the ``with`` block.
+
+        Forward passes inside run under ``torch.inference_mode`` unless ``grad=True``, in which
+        case autograd records them (to train a vector through the hooks, as MELBO does).
+        """
         from steerlab.interventions.base import intervene
         from steerlab.interventions.hooks import hook_manager
 
-        mgr = hook_manager(self.model)
-        with torch.inference_mode(), intervene(self.model, *interventions):
-            mgr.fixed_prompt_len = prompt_len
-            try:
-                yield
-            finally:
-                mgr.fixed_prompt_len = None
+        mode = torch.enable_grad() if grad else torch.inference_mode()
+        with mode, intervene(self.model, *interventions), hook_manager(self.model).prompt_lengths(prompt_len):
+            yield
 
-    def hidden_states(self, batch: Batch, interventions: Sequence["Intervention"] = ()) -> torch.Tensor:
+    def hidden_states(
+        self, batch: Batch, interventions: Sequence["Intervention"] = (), *, grad: bool = False
+    ) -> torch.Tensor:
         """Final-norm hidden states ``[B, T, d]`` (no LM head)."""
-        with self._session(interventions, batch.prompt_len):
+        with self.session(interventions, batch.prompt_len, grad=grad):
             out = base_model(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
         return out[0] if isinstance(out, tuple) else out.last_hidden_state
 
-    def _head(self, h: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits from hidden states ``[N, d]``, for all tokens or only ``token_ids`` ``[K]``."""
+    def forward_to_layer(
+        self, batch: Batch, layer: int, interventions: Sequence["Intervention"] = (), *, site: "Site" = "resid_post",
+        grad: bool = False,
+    ) -> torch.Tensor:
+        """Activations ``[B, T, d]`` at ``(layer, site)``; the forward pass stops right there.
+
+        Layers after ``layer`` and the LM head are never computed. With ``grad=True`` the result
+        keeps its autograd graph (back to any trainable tensor in ``interventions``).
+        """
+        from steerlab.interventions.hooks import StopForward, hook_manager
+        from steerlab.models.layers import check_layer
+
+        layer = check_layer(self.model, layer)
+        got: list[torch.Tensor] = []
+
+        def grab(h: torch.Tensor, info: object) -> None:
+            got.append(h)
+            raise StopForward
+
+        mgr = hook_manager(self.model)
+        with self.session(interventions, batch.prompt_len, grad=grad):
+            entry = mgr.add(layer, site, grab, capture=True)
+            try:
+                base_model(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            except StopForward:
+                pass
+            finally:
+                mgr.remove(entry)
+        return got[0]
+
+    def logits_for(self, h: torch.Tensor, token_ids: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
+        """LM-head logits from final hidden states ``[..., d]``: for all tokens, or only ``token_ids`` ``[K]``.
+
+        Scoring a few answer tokens (A/B letters, rating digits) this way multiplies by K rows
+        of the head instead of the whole vocabulary. Final-logit soft-capping is applied.
+        """
         head = self.model.get_output_embeddings()
-        with torch.inference_mode():
-            w = head.weight if token_ids is None else head.weight[token_ids]
-            logits = h @ w.T
-            bias = getattr(head, "bias", None)
-            if bias is not None:
-                logits = logits + (bias if token_ids is None else bias[token_ids])
-            cap = getattr(self.model.config, "final_logit_softcapping", None)
-            if cap:
-                logits = torch.tanh(logits / cap) * cap
+        ids = None if token_ids is None else torch.as_tensor(token_ids, device=head.weight.device)
+        w = head.weight if ids is None else head.weight[ids]
+        logits = h.to(w.dtype) @ w.T
+        bias = getattr(head, "bias", None)
+        if bias is not None:
+            logits = logits + (bias if ids is None else bias[ids])
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
         return logits
 
     def next_token_logits(
@@ -168,7 +210,8 @@ class LanguageModel:
         rows = []
         for batch in self._batches([self.format(p, system) for p in prompts]):
             h = self.hidden_states(batch, interventions)[:, -1]
-            rows.append(self._head(h, ids).float().cpu())
+            with torch.inference_mode():
+                rows.append(self.logits_for(h, ids).float().cpu())
         return torch.cat(rows)
 
     def _batches(self, texts: Sequence[str]) -> Iterator[Batch]:
@@ -194,60 +237,135 @@ class LanguageModel:
                     continue
                 n = len(c)
                 hh = h[b, width - n - 1 : width - 1]  # positions predicting each continuation token
-                lp = torch.log_softmax(self._head(hh).float(), dim=-1)
+                with torch.inference_mode():
+                    lp = torch.log_softmax(self.logits_for(hh).float(), dim=-1)
                 out.append(lp[torch.arange(n), torch.tensor(c, device=lp.device)].cpu().tolist())
         return out
 
     # ---- generation --------------------------------------------------------------------
+    def stop_strings(self) -> tuple[str, ...]:
+        """Strings that end the assistant's turn beyond the tokenizer's end-of-sequence tokens.
+
+        The plain format (no chat template) has no end token: a base model goes on to write the
+        next ``User:`` turn, so its reply ends there. A chat template ends the turn with its own
+        end token, which Hugging Face's ``generate`` already stops on.
+        """
+        from steerlab.models.chat import PLAIN_ASSISTANT, PLAIN_USER
+
+        return () if self.chat.uses_template else ("\n" + PLAIN_USER.strip(), "\n" + PLAIN_ASSISTANT)
+
     def generate(
         self,
         conversations: Sequence[str | Conversation],
         *,
         max_new_tokens: int = 64,
         temperature: float = 0.0,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         system: str | None = None,
         interventions: Sequence["Intervention"] = (),
         batch_size: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        stop: Sequence[str] = (),
+        top_p: float = 1.0,
+        top_k: int = 0,
     ) -> list[str]:
-        """Generate one reply per prompt. ``interventions`` apply to this call only.
+        """Generate one reply per prompt (the texts of :meth:`complete`)."""
+        return [c.text for c in self.complete(
+            conversations, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, system=system,
+            interventions=interventions, batch_size=batch_size, progress=progress, stop=stop, top_p=top_p,
+            top_k=top_k)]
 
-        Per-row interventions (a strength or vector per row) need ``batch_size`` equal to the
-        number of prompts, or per-row values aligned with each batch; pass a single batch for sweeps.
-        ``progress``, if given, is called as ``progress(done, total)`` (prompts) after each batch.
+    def complete(
+        self,
+        conversations: Sequence[str | Conversation],
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int | Sequence[int] | None = None,
+        system: str | None = None,
+        interventions: Sequence["Intervention"] = (),
+        batch_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        stop: Sequence[str] = (),
+        top_p: float = 1.0,
+        top_k: int = 0,
+    ) -> list[Completion]:
+        """Generate one reply per prompt, with its finish reason and token counts.
+
+        Args:
+            conversations: user messages (str) or conversations.
+            max_new_tokens: most tokens per reply.
+            temperature: 0 = greedy; > 0 samples, each row from its own seeded stream.
+            seed: one int (row ``i`` gets ``seed + i``), one per prompt, or None (fresh seeds).
+                A sampled row depends only on its own prompt, interventions and seed.
+            system: a system prompt for every conversation.
+            interventions: applied for this call only. Per-row values (a strength or vector
+                per row) need ``batch_size`` equal to the number of prompts.
+            batch_size: rows per forward pass (default: the model's).
+            progress: called as ``progress(done, total)`` after each batch.
+            stop: extra stop strings (the reply is cut before them).
+            top_p, top_k: nucleus / top-k filtering when sampling (1.0 / 0 = off).
+
+        Rows stop at the end-of-sequence token, at a stop string (see :meth:`stop_strings`), or
+        after ``max_new_tokens``; a batch ends when all its rows have stopped.
         """
+        import math
+
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+            raise InputError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if not 0 < top_p <= 1:
+            raise InputError(f"top_p must be in (0, 1], got {top_p}")
         texts = [self.format(c, system) for c in conversations]
+        try:
+            seeds = row_seeds(seed, len(texts)) if temperature > 0 else [0] * len(texts)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        stops = (*self.stop_strings(), *stop)
         bs = batch_size or self.batch_size
-        replies: list[str] = []
+        out: list[Completion] = []
         for i in range(0, len(texts), bs):
             batch = self.tokenize(texts[i : i + bs])
-            replies.extend(self._generate_batch(batch, max_new_tokens, temperature, seed, interventions))
+            out.extend(self._generate_batch(batch, max_new_tokens, temperature, seeds[i : i + bs], interventions,
+                                            stops, top_p, top_k))
             if progress is not None:
-                progress(len(replies), len(texts))
-        return replies
+                progress(len(out), len(texts))
+        return out
+
+    def _eos_ids(self) -> set[int]:
+        ids = getattr(self.model.generation_config, "eos_token_id", None)
+        if ids is None:
+            ids = self.tokenizer.eos_token_id
+        return set(ids if isinstance(ids, (list, tuple)) else [] if ids is None else [ids])
 
     def _generate_batch(
-        self, batch: Batch, max_new_tokens: int, temperature: float, seed: int | None,
-        interventions: Sequence["Intervention"],
-    ) -> list[str]:
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
-        if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if seed is not None:
-            torch.manual_seed(seed)
-        with self._session(interventions, batch.prompt_len):
-            out = self.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
-        new = out[:, batch.input_ids.shape[1] :]
-        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return [self._trim(t) for t in texts]
+        self, batch: Batch, max_new_tokens: int, temperature: float, seeds: Sequence[int],
+        interventions: Sequence["Intervention"], stops: Sequence[str], top_p: float, top_k: int,
+    ) -> list[Completion]:
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
-    def _trim(self, text: str) -> str:
-        """Cut a base model's reply where it starts writing the next turn of the plain format."""
-        if not self.chat.uses_template:
-            for stop in ("\nUser:", "\nAssistant:"):
-                if stop in text:
-                    text = text[: text.index(stop)]
-        return text.strip()
+        width = batch.input_ids.shape[1]
+        stopper = StopOnStrings(self.tokenizer, stops, width)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id,
+            "do_sample": False, "temperature": None, "top_p": None, "top_k": None,
+            "stopping_criteria": StoppingCriteriaList([stopper]),
+        }
+        if temperature > 0:
+            sampler = SeededSampler(seeds, temperature, max_new_tokens, top_k=top_k, top_p=top_p)
+            kwargs["logits_processor"] = LogitsProcessorList([sampler])
+        with self.session(interventions, batch.prompt_len):
+            out = self.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
+        eos = self._eos_ids()
+        results = []
+        for row in range(out.shape[0]):
+            new = out[row, width:].tolist()
+            n = stopper.stop_step.get(row, len(new))
+            hit_eos = next((j for j, t in enumerate(new[:n]) if t in eos), None)
+            if hit_eos is not None:
+                n = hit_eos + 1
+            text, hit_stop = cut_at_stops(self.tokenizer.decode(new[:n], skip_special_tokens=True), stops)
+            reason: FinishReason = "stop" if hit_eos is not None or hit_stop else "length"
+            results.append(Completion(text.strip(), reason, int(batch.prompt_len[row]), n, tuple(new[:n])))
+        return results

@@ -23,20 +23,62 @@ import torch
 from torch import nn
 
 from steerlab.errors import ArchitectureError
+from steerlab.names import SITES, Site  # defined once in steerlab.names, re-exported here
 
-Site = Literal["resid_pre", "resid_post", "attn_out", "mlp_out"]
-SITES: tuple[Site, ...] = ("resid_pre", "resid_post", "attn_out", "mlp_out")
 RESIDUAL_WRITES: tuple[Site, ...] = ("attn_out", "mlp_out")
 
 
 @dataclass(frozen=True)
+class WeightRef:
+    """A parameter that writes into the residual stream.
+
+    ``path`` is a dotted parameter name relative to a decoder layer (attention and MLP writes)
+    or to the CausalLM (embeddings); ``*`` matches one name component (an expert index).
+    ``axis`` is the axis of length ``hidden_size`` along which the parameter's output lands
+    in the residual stream: 0 for ``nn.Linear`` weights ``[d, in]`` and for biases ``[d]``,
+    1 for embeddings ``[vocab, d]``, GPT-2's ``Conv1D`` weights ``[in, d]`` and fused expert
+    weights ``[E, d, ff]``.
+    """
+
+    path: str
+    axis: int
+
+
+def _linear(path: str) -> tuple[WeightRef, ...]:
+    """An ``nn.Linear`` write: its weight and (when it has one) its bias."""
+    return (WeightRef(f"{path}.weight", 0), WeightRef(f"{path}.bias", 0))
+
+
+#: MLP writes of the Llama-like families, dense and mixture-of-experts (absent paths are skipped).
+_LLAMA_MLP_WRITES = (
+    *_linear("mlp.down_proj"),
+    WeightRef("mlp.experts.down_proj", 1),  # fused experts [E, d, ff] (Mixtral, Qwen-MoE in transformers 5)
+    *_linear("mlp.experts.*.down_proj"),  # one module per expert
+    *_linear("mlp.shared_expert.down_proj"),
+    *_linear("block_sparse_moe.experts.*.w2"),  # older Mixtral layout
+)
+
+
+@dataclass(frozen=True)
 class ArchSpec:
-    """Dotted attribute paths, relative to the CausalLM, for one architecture family."""
+    """Dotted attribute paths, relative to the CausalLM, for one architecture family.
+
+    Besides where to hook (``layers``, ``attn_out``, ``mlp_out``), it names the weights that
+    write into the residual stream (``embed``, ``attn_write``, ``mlp_write``), which is what
+    weight orthogonalisation edits (see :func:`residual_writers`). ``norm_after_write`` marks
+    layouts (Gemma 2/3) whose attention and MLP outputs pass through a norm *after* those
+    weights and before joining the residual stream, so an edit of the weights is not a plain
+    projection of the write there.
+    """
 
     base: str  # the decoder stack (holds the layers), e.g. "model"
     layers: str  # the ModuleList of decoder layers, relative to the CausalLM
     attn_out: str  # module inside a layer whose output is the attention residual write
     mlp_out: str  # module inside a layer whose output is the MLP residual write
+    embed: tuple[WeightRef, ...] = (WeightRef("model.embed_tokens.weight", 1),)
+    attn_write: tuple[WeightRef, ...] = _linear("self_attn.o_proj")
+    mlp_write: tuple[WeightRef, ...] = _LLAMA_MLP_WRITES
+    norm_after_write: bool = False
 
 
 _LLAMA_LIKE = ArchSpec(base="model", layers="model.layers", attn_out="self_attn", mlp_out="mlp")
@@ -45,6 +87,7 @@ _GEMMA2_LIKE = ArchSpec(
     layers="model.layers",
     attn_out="post_attention_layernorm",
     mlp_out="post_feedforward_layernorm",
+    norm_after_write=True,
 )
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -59,8 +102,17 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "gemma3": _GEMMA2_LIKE,
     "gemma3_text": _GEMMA2_LIKE,
     "phi3": ArchSpec("model", "model.layers", "resid_attn_dropout", "resid_mlp_dropout"),
-    "gpt2": ArchSpec("transformer", "transformer.h", "attn", "mlp"),
-    "gpt_neox": ArchSpec("gpt_neox", "gpt_neox.layers", "post_attention_dropout", "post_mlp_dropout"),
+    "gpt2": ArchSpec(
+        "transformer", "transformer.h", "attn", "mlp",
+        embed=(WeightRef("transformer.wte.weight", 1), WeightRef("transformer.wpe.weight", 1)),
+        attn_write=(WeightRef("attn.c_proj.weight", 1), WeightRef("attn.c_proj.bias", 0)),
+        mlp_write=(WeightRef("mlp.c_proj.weight", 1), WeightRef("mlp.c_proj.bias", 0)),
+    ),
+    "gpt_neox": ArchSpec(
+        "gpt_neox", "gpt_neox.layers", "post_attention_dropout", "post_mlp_dropout",
+        embed=(WeightRef("gpt_neox.embed_in.weight", 1),),
+        attn_write=_linear("attention.dense"), mlp_write=_linear("mlp.dense_4h_to_h"),
+    ),
 }
 
 _GUESS_LAYERS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "language_model.model.layers", "model.language_model.layers")
@@ -68,14 +120,26 @@ _GUESS_ATTN = ("self_attn", "attn", "attention", "self_attention")
 _GUESS_MLP = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
 
 
-def register_architecture(model_type: str, *, base: str, layers: str, attn_out: str, mlp_out: str) -> None:
+def register_architecture(
+    model_type: str, *, base: str, layers: str, attn_out: str, mlp_out: str,
+    embed: tuple[WeightRef, ...] | None = None, attn_write: tuple[WeightRef, ...] | None = None,
+    mlp_write: tuple[WeightRef, ...] | None = None, norm_after_write: bool = False,
+) -> None:
     """Teach steerlab where the layers and residual writes are for ``config.model_type``.
+
+    The weight lists (``embed``, ``attn_write``, ``mlp_write``) default to the Llama layout;
+    they matter only for weight orthogonalisation.
 
     Example:
         >>> register_architecture("mymodel", base="model", layers="model.layers",
         ...                       attn_out="self_attn", mlp_out="mlp")
     """
-    ARCHITECTURES[model_type] = ArchSpec(base=base, layers=layers, attn_out=attn_out, mlp_out=mlp_out)
+    d = ArchSpec(base=base, layers=layers, attn_out=attn_out, mlp_out=mlp_out)
+    ARCHITECTURES[model_type] = ArchSpec(
+        base=base, layers=layers, attn_out=attn_out, mlp_out=mlp_out, embed=embed or d.embed,
+        attn_write=attn_write or d.attn_write, mlp_write=mlp_write or d.mlp_write,
+        norm_after_write=norm_after_write,
+    )
 
 
 def _get(obj: nn.Module, path: str) -> nn.Module | None:
@@ -107,6 +171,66 @@ def arch_spec(model: nn.Module) -> ArchSpec:
         f"modules {'/'.join(_GUESS_ATTN)} and MLP modules {'/'.join(_GUESS_MLP)}. Register it with "
         "steerlab.register_architecture(model_type, base=..., layers=..., attn_out=..., mlp_out=...)"
     )
+
+
+@dataclass(frozen=True)
+class ResidualWriter:
+    """One parameter that writes into the residual stream, found by :func:`residual_writers`.
+
+    Attributes:
+        name: full parameter name in ``model.named_parameters()``.
+        param: the parameter itself.
+        axis: the axis of length ``hidden_size`` (see :class:`WeightRef`).
+        kind: ``"embed"``, ``"attn"`` or ``"mlp"``.
+        layer: decoder layer index, or None for embeddings.
+    """
+
+    name: str
+    param: nn.Parameter
+    axis: int
+    kind: Literal["embed", "attn", "mlp"]
+    layer: int | None
+
+
+def residual_writers(model: nn.Module) -> list[ResidualWriter]:
+    """Every parameter that writes into the residual stream: embeddings, then per layer the
+    attention output and MLP output weights (and biases), per the model's :class:`ArchSpec`.
+
+    Raises ArchitectureError when a layer has no attention or no MLP write among the listed
+    paths (register the architecture with its weight paths).
+    """
+    import fnmatch
+
+    spec = arch_spec(model)
+    d = hidden_size(model)
+    params = dict(model.named_parameters())
+    out: list[ResidualWriter] = []
+
+    def add(prefix: str, refs: tuple[WeightRef, ...], kind: str, layer: int | None) -> int:
+        found = 0
+        for ref in refs:
+            pattern = f"{prefix}{ref.path}"
+            names = [n for n in params if fnmatch.fnmatchcase(n, pattern)] if "*" in pattern else (
+                [pattern] if pattern in params else [])
+            for name in sorted(names):
+                p = params[name]
+                if p.dim() <= ref.axis or p.shape[ref.axis] != d:
+                    raise ArchitectureError(f"{name}: expected size {d} on axis {ref.axis}, got shape {tuple(p.shape)}")
+                out.append(ResidualWriter(name, p, ref.axis, kind, layer))  # type: ignore[arg-type]
+                found += 1
+        return found
+
+    if not add("", spec.embed, "embed", None):
+        raise ArchitectureError(f"no embedding weight found at {[r.path for r in spec.embed]}")
+    for i in range(num_layers(model)):
+        prefix = f"{spec.layers}.{i}."
+        for refs, kind in ((spec.attn_write, "attn"), (spec.mlp_write, "mlp")):
+            if not add(prefix, refs, kind, i):
+                raise ArchitectureError(
+                    f"layer {i}: no {kind} output weight among {[r.path for r in refs]}; pass "
+                    f"{kind}_write=... to steerlab.register_architecture"
+                )
+    return out
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -35,8 +35,8 @@ def load_model(
 
     from steerlab.models.chat import ChatFormatter
 
+    dev = pick_device(device)  # checked before any weight is read
     path, model_id = resolve_spec(spec)
-    dev = pick_device(device)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, dev))
     model.to(dev)
     tok = AutoTokenizer.from_pretrained(path)

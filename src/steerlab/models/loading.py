@@ -24,17 +24,39 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STEERLAB_CACHE", Path.home() / ".cache" / "steerlab"))
 
 
-def pick_device(device: str = "auto") -> str:
-    """``auto`` → cuda if available, else mps, else cpu."""
+def _mps_available() -> bool:
     import torch
 
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` → cuda if available, else mps, else cpu; an explicit device is checked.
+
+    Raises InputError for a string torch cannot parse (``junk``) and for a device this machine
+    does not have (``cuda`` without CUDA, ``cuda:3`` with two GPUs, ``mps`` off Apple silicon).
+    """
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if _mps_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r}: this machine has no CUDA GPU (or torch was built without CUDA); "
+                             "use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif dev.type == "mps" and not _mps_available():
+        raise InputError(f"device {device!r}: Apple MPS is not available here; use --device cpu or auto")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {device!r}: steerlab supports cpu, cuda and mps")
+    return device
 
 
 def pick_dtype(dtype: str | None, device: str):
@@ -93,4 +115,34 @@ def resolve_spec(spec: str) -> tuple[str, str]:
         return str(p), str(p.resolve())
     if spec.startswith((".", "/", "~")):
         raise InputError(f"{spec}: no such file or directory")
-    return spec, spec  # a hub id: transformers downloads it (or reads the HF cache offline)
+    check_hub_reachable(spec)
+    return spec, spec  # a hub id: transformers downloads it (or reads the HF cache)
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:
+        return False
+
+
+def check_hub_reachable(repo_id: str, timeout: float = 3.0) -> None:
+    """Fail fast, with one clear line, when a hub id can be neither read from the local Hugging
+    Face cache nor downloaded: offline (``HF_HUB_OFFLINE=1``) or the hub does not answer within
+    ``timeout`` seconds — instead of waiting through the hub client's retries."""
+    if _in_hub_cache(repo_id):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise InputError(f"{repo_id}: not a local folder and not in the Hugging Face cache, and HF_HUB_OFFLINE is set")
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        raise InputError(f"{repo_id}: not a local folder and not in the Hugging Face cache, and the hub ({host}) "
+                         f"cannot be reached (offline?); for a local folder write ./{repo_id}") from None

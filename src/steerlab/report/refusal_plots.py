@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 
-def plot_rates_vs_strength(table: list[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
+def plot_rates_vs_strength(table: Sequence[Any], path: str | Path, *, title: str = "") -> Path:
     """Two panels (harmful refusal, false positives) against strength, with and without the
-    system prompt; strength 0 is the base / prompt-only condition. Error bars: 95% bootstrap CIs."""
+    system prompt; strength 0 is the base / prompt-only condition. Error bars: 95% intervals
+    (Wilson for rates, bootstrap for coherence). ``table`` holds the summary's condition entries."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,12 +20,14 @@ def plot_rates_vs_strength(table: list[dict[str, Any]], path: str | Path, *, tit
     metrics = [("harmful_refusal", "harmful refusal"), ("false_positives", "false positives (benign refused)"),
                ("coherence", "coherence")]
     for system, colour, name in ((False, "tab:blue", "steering only"), (True, "tab:orange", "system prompt + steering")):
-        entries = sorted((e for e in table if e["system"] == system), key=lambda e: e["strength"])
-        xs = [e["strength"] for e in entries]
+        entries = sorted((e for e in table if e.system == system and getattr(e, "coherence").value is not None),
+                         key=lambda e: e.strength)
+        xs = [e.strength for e in entries]
         for ax, (key, label) in zip(axes, metrics):
-            ys = [e[key]["value"] for e in entries]
-            lo = [e[key]["value"] - e[key]["low"] for e in entries]
-            hi = [e[key]["high"] - e[key]["value"] for e in entries]
+            ests = [getattr(e, key) for e in entries]
+            ys = [x.value if x.value is not None else float("nan") for x in ests]
+            lo = [x.value - x.low if x.value is not None else 0.0 for x in ests]
+            hi = [x.high - x.value if x.value is not None else 0.0 for x in ests]
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", color=colour, label=name, capsize=3)
             ax.set_title(label)
             ax.set_xlabel("steering strength (0 = none)")

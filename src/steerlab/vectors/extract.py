@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
@@ -30,11 +29,10 @@ from steerlab.interventions.hooks import StopForward, hook_manager
 from steerlab.models.backend import Conversation
 from steerlab.models.hf import Batch, LanguageModel
 from steerlab.models.layers import Site, base_model, check_layer, check_site
-from steerlab.vectors.vector import SteeringVector, VectorMeta, data_hash
+from steerlab.names import METHODS, NORMALIZATIONS, SELECTORS, Method, Normalization, SelectorName
+from steerlab.vectors.vector import SteeringVector, VectorMeta, VectorSet, data_hash
 
-Method = Literal["mean_diff", "pca"]
-Normalization = Literal["none", "unit", "activation_norm"]
-Selector = str | int
+Selector = SelectorName | int
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def _selector_weights(sel: Selector, prompt_len: torch.Tensor, attn: torch.Tenso
         target = end + sel if sel < 0 else torch.full_like(end, sel)
         m = idx == target
     else:
-        raise InputError(f"unknown token selector {sel!r}; use last, first, mean, post_instruction or an int")
+        raise InputError(f"unknown token selector {sel!r}; use {', '.join(SELECTORS)} or an int")
     w = m.float()
     count = w.sum(-1, keepdim=True)
     if (count == 0).any():
@@ -125,13 +123,11 @@ def read_activations(
         try:
             for layer in layers:
                 entries.append(mgr.add(layer, site, make(layer), capture=True))
-            mgr.fixed_prompt_len = batch.prompt_len
-            with torch.inference_mode():
+            with mgr.prompt_lengths(batch.prompt_len), torch.inference_mode():
                 base_model(lm.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
         except StopForward:
             pass
         finally:
-            mgr.fixed_prompt_len = None
             for e in entries:
                 mgr.remove(e)
         if progress is not None:
@@ -153,7 +149,7 @@ def _direction(pos: torch.Tensor, neg: torch.Tensor, method: Method) -> torch.Te
         pc = vh[0]
         proj = diffs @ pc  # sign and length: the mean projection of the differences on the PC
         return (pc * proj.mean()).float()
-    raise InputError(f"unknown method {method!r}; use mean_diff or pca")
+    raise InputError(f"unknown method {method!r}; use {' or '.join(METHODS)}")
 
 
 def extract(
@@ -168,8 +164,10 @@ def extract(
     normalization: Normalization = "none",
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[int, SteeringVector]:
+) -> VectorSet:
     """Contrast vectors (positive minus negative) at every requested layer, one per layer.
+
+    Returns a :class:`~steerlab.vectors.VectorSet`; ``vecs[6]`` is the vector at layer 6.
 
     ``progress``, if given, is called as ``progress(done, total)`` (examples, both sides) per batch.
 
@@ -185,8 +183,8 @@ def extract(
             raise InputError(f"layers must be a list of ints or 'all', got {layers!r}")
         layers = list(range(lm.n_layers))
     layers = [layers] if isinstance(layers, int) else list(layers)
-    if normalization not in ("none", "unit", "activation_norm"):
-        raise InputError(f"unknown normalization {normalization!r}; use none, unit or activation_norm")
+    if normalization not in NORMALIZATIONS:
+        raise InputError(f"unknown normalization {normalization!r}; use {', '.join(NORMALIZATIONS)}")
     if not positive or not negative:
         raise InputError("extract needs at least one positive and one negative example")
     both = list(positive) + list(negative)
@@ -194,7 +192,7 @@ def extract(
                                    progress=progress)
     n_pos = len(positive)
     dh = data_hash([[str(e.prompt), e.completion, e.system] for e in both])
-    out: dict[int, SteeringVector] = {}
+    out: list[SteeringVector] = []
     for layer in acts:
         v = _direction(acts[layer][:n_pos], acts[layer][n_pos:], method)
         raw = float(v.norm())
@@ -207,5 +205,5 @@ def extract(
             normalization=normalization, activation_norm=act_norm, raw_norm=raw,
             n_examples=len(both), data_hash=dh, steerlab_version=__version__,
         )
-        out[layer] = SteeringVector(v.contiguous(), meta)
-    return out
+        out.append(SteeringVector(v.contiguous(), meta))
+    return VectorSet(out)

@@ -1,8 +1,9 @@
 """Vector files: safetensors with provenance metadata, and the compatibility check on load.
 
-Layout: one tensor per vector, named ``"{site}.{layer}"`` (``[hidden_size]`` float32); the
-safetensors header metadata holds ``format`` (``steerlab-vector/1``) and ``vectors`` (a JSON
-list of :class:`VectorMeta`, one per tensor, in order).
+Layout: one tensor per vector (``[hidden_size]`` float32), named by the vector's name
+(``"{site}.{layer}"`` unless it was given one); the safetensors header metadata holds
+``format`` (``steerlab-vector/2``; ``/1`` files, which had no names, still load) and
+``vectors`` (a JSON list of :class:`VectorMeta`, one per tensor, in order).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ import torch
 
 from steerlab._io import atomic_write_bytes
 from steerlab.errors import InputError, VectorMismatchError
-from steerlab.vectors.vector import FORMAT_VERSION, SteeringVector, VectorMeta
+from steerlab.vectors.vector import FORMAT_VERSION, READABLE_FORMATS, SteeringVector, VectorMeta, VectorSet
 
 
-def _key(v: SteeringVector) -> str:
-    return f"{v.meta.site}.{v.meta.layer}"
+def save_vectors(path: str | os.PathLike[str], vectors: Iterable[SteeringVector] | Mapping[object, SteeringVector]) -> Path:
+    """Write vectors (a :class:`VectorSet`, a mapping or a list) to one safetensors file, atomically.
 
-
-def save_vectors(path: str | os.PathLike[str], vectors: Iterable[SteeringVector] | Mapping[int, SteeringVector]) -> Path:
-    """Write vectors (a list, or the dict returned by :func:`extract`) to one safetensors file, atomically."""
+    Vectors with NaN or infinite values are refused; names must be unique in a file.
+    """
     from safetensors.torch import save
 
     vecs = list(vectors.values()) if isinstance(vectors, Mapping) else list(vectors)
@@ -32,17 +32,28 @@ def save_vectors(path: str | os.PathLike[str], vectors: Iterable[SteeringVector]
         raise InputError("save_vectors: nothing to save")
     tensors: dict[str, torch.Tensor] = {}
     for v in vecs:
-        if _key(v) in tensors:
-            raise InputError(f"save_vectors: two vectors for {_key(v)}; save them to separate files")
-        tensors[_key(v)] = v.vector.detach().to("cpu", torch.float32).contiguous()
+        if v.name in tensors:
+            raise InputError(f"save_vectors: two vectors named {v.name!r}; give them distinct names")
+        v.check_finite("save_vectors")
+        tensors[v.name] = v.vector.detach().to("cpu", torch.float32).contiguous()
     meta = {"format": FORMAT_VERSION, "vectors": json.dumps([v.meta.to_json() for v in vecs])}
     path = Path(path)
     atomic_write_bytes(path, save(tensors, metadata=meta))
     return path
 
 
-def load_vectors(path: str | os.PathLike[str], model: object | None = None, *, strict: bool = True) -> list[SteeringVector]:
-    """Read every vector in a file; with ``model`` given, refuse vectors that do not fit it.
+def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise InputError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def load_vectors(path: str | os.PathLike[str], model: object | None = None, *, strict: bool = True) -> VectorSet:
+    """Read every vector in a file as a :class:`VectorSet`; with ``model``, refuse vectors that do not fit it.
 
     Args:
         path: a file written by :func:`save_vectors`.
@@ -50,40 +61,57 @@ def load_vectors(path: str | os.PathLike[str], model: object | None = None, *, s
         strict: also require the same architecture config (config hash). With
             ``strict=False`` only hidden size and layer range must fit, e.g. to apply a chat
             model's vector to its base model whose config differs.
-    """
-    from safetensors import safe_open
 
+    Raises:
+        InputError: not a steerlab vector file, malformed metadata, a listed tensor missing,
+            a tensor of the wrong shape, or NaN/infinite values.
+        VectorMismatchError: the vectors were made for a model that ``model`` is not.
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise InputError(f"{path}: no such vector file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise InputError(f"{path}: not a readable safetensors file ({e})") from None
-    if header.get("format") != FORMAT_VERSION:
+    header, tensors = _read(path)
+    if header.get("format") not in READABLE_FORMATS:
         raise InputError(f"{path}: not a steerlab vector file (format={header.get('format')!r})")
-    metas = [VectorMeta.from_json(d) for d in json.loads(header["vectors"])]
-    out = [SteeringVector(tensors[f"{m.site}.{m.layer}"], m) for m in metas]
+    if "vectors" not in header:
+        raise InputError(f"{path}: the header has no 'vectors' metadata")
+    try:
+        records = json.loads(header["vectors"])
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: the 'vectors' metadata is not valid JSON ({e.msg})") from None
+    if not isinstance(records, list) or not records:
+        raise InputError(f"{path}: the 'vectors' metadata must be a non-empty list")
+    out = []
+    for rec in records:
+        m = VectorMeta.from_json(rec, source=str(path))
+        if m.key not in tensors:
+            raise InputError(f"{path}: metadata lists vector {m.key!r} but the file has no such tensor")
+        t = tensors[m.key]
+        if tuple(t.shape) != (m.hidden_size,):
+            raise InputError(f"{path}: vector {m.key!r} has shape {tuple(t.shape)}, expected ({m.hidden_size},)")
+        out.append(SteeringVector(t.float(), m).check_finite(str(path)))
+    vecs = VectorSet(out)
     if model is not None:
-        for v in out:
+        for v in vecs.values():
             check_compatible(v, model, strict=strict, source=str(path))
-    return out
+    return vecs
 
 
 def load_vector(path: str | os.PathLike[str], model: object | None = None, *, layer: int | None = None,
-                strict: bool = True) -> SteeringVector:
-    """One vector from a file: the only one, or the one at ``layer``."""
+                name: str | None = None, strict: bool = True) -> SteeringVector:
+    """One vector from a file: the only one, the one at ``layer``, or the one called ``name``."""
     vecs = load_vectors(path, model, strict=strict)
-    if layer is not None:
-        vecs = [v for v in vecs if v.layer == layer]
-        if not vecs:
-            raise InputError(f"{path}: no vector at layer {layer}")
-    if len(vecs) > 1:
-        layers = ", ".join(str(v.layer) for v in vecs)
-        raise InputError(f"{path}: holds vectors for layers {layers}; choose one with layer=")
-    return vecs[0]
+    if name is not None:
+        if name not in vecs:
+            raise InputError(f"{path}: no vector named {name!r}; it holds {', '.join(vecs)}")
+        return vecs[name]
+    found = list(vecs.values()) if layer is None else vecs.at(layer)
+    if not found:
+        raise InputError(f"{path}: no vector at layer {layer}")
+    if len(found) > 1:
+        raise InputError(f"{path}: holds {len(found)} vectors ({', '.join(v.name for v in found)}); "
+                         "choose one with layer= or name=")
+    return found[0]
 
 
 def check_compatible(v: SteeringVector, model: object, *, strict: bool = True, source: str = "vector") -> None:

@@ -1,0 +1,51 @@
+"""Formatting numbers for reports: rates and means with their intervals, Markdown tables.
+
+Every function takes plain values or any object with ``value``/``low``/``high`` attributes
+(or keys), so reports of every study share one look and none depends on another's types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def _get(est: Any, name: str) -> Any:
+    return est.get(name) if isinstance(est, dict) else getattr(est, name, None)
+
+
+def pct(est: Any, digits: int = 0) -> str:
+    """``"42% [30, 55]"`` for an estimate with an interval, ``"42%"`` for a number, ``"–"`` for None."""
+    if est is None:
+        return "–"
+    if isinstance(est, (int, float)):
+        return f"{100 * est:.{digits}f}%"
+    value, low, high = _get(est, "value"), _get(est, "low"), _get(est, "high")
+    if value is None:
+        return "–"
+    if low is None or high is None:
+        return f"{100 * value:.{digits}f}%"
+    return f"{100 * value:.{digits}f}% [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+
+
+def num(est: Any, digits: int = 2) -> str:
+    """``"0.71 [0.65, 0.77]"`` for an estimate with an interval, ``"–"`` when empty."""
+    if est is None:
+        return "–"
+    if isinstance(est, (int, float)):
+        return f"{est:.{digits}f}"
+    value, low, high = _get(est, "value"), _get(est, "low"), _get(est, "high")
+    if value is None:
+        return "–"
+    if low is None or high is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: Sequence[str] | None = None) -> list[str]:
+    """Lines of a Markdown table; ``align`` per column is ``"l"``, ``"r"`` or ``"c"`` (default left)."""
+    marks = {"l": "---", "r": "---:", "c": ":---:"}
+    align = align or ["l"] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
