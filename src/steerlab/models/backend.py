@@ -8,11 +8,74 @@ local one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 # A conversation is a list of {"role": "system"|"user"|"assistant", "content": str}.
 Message = dict[str, str]
 Conversation = list[Message]
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated reply (from a local model or an API).
+
+    Attributes:
+        text: the reply, cut before any stop string and stripped of surrounding whitespace.
+        finish_reason: ``"stop"`` (end-of-sequence token or stop string) or ``"length"``
+            (``max_new_tokens`` reached).
+        prompt_tokens: tokens in the formatted prompt.
+        completion_tokens: tokens generated up to and including the one that stopped the row.
+        token_ids: the generated token ids counted in ``completion_tokens``.
+    """
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    token_ids: tuple[int, ...] = ()
+
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Anything that answers conversations with :class:`Completion` records: the local
+    :class:`~steerlab.models.hf.LanguageModel` (optionally steered) or an API client.
+
+    ``seed`` is one int (row ``i`` gets ``seed + i``), one per conversation, or None; a sampled
+    reply depends only on its own conversation and seed.
+    """
+
+    name: str
+
+    def complete(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        seed: int | Sequence[int] | None = None,
+        stop: Sequence[str] = (),
+    ) -> list[Completion]:
+        ...
+
+
+@runtime_checkable
+class OptionScorer(Protocol):
+    """A backend that can say how likely each option is as the *first token* of the reply
+    (rating digits, A/B letters) from one forward pass, instead of sampling K replies."""
+
+    name: str
+
+    def option_logprobs(self, conversations: Sequence[Conversation], options: Sequence[str]) -> list[dict[str, float]]:
+        """Per conversation, ``{option: log-probability}`` of the reply starting with that option.
+
+        Log-probabilities are over the whole vocabulary (they need not sum to one over the
+        options); an option the backend cannot score (absent from an API's top log-probs) is -inf.
+        """
+        ...
 
 
 @runtime_checkable

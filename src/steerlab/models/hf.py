@@ -21,7 +21,8 @@ from steerlab.errors import InputError
 from steerlab.models.backend import Conversation
 from steerlab.models.chat import ChatFormatter
 from steerlab.models.layers import arch_spec, base_model, hidden_size, num_layers
-from steerlab.models.sampling import Completion, FinishReason, SeededSampler, StopOnStrings, cut_at_stops, row_seeds
+from steerlab.models.backend import Completion, FinishReason
+from steerlab.models.sampling import SeededSampler, StopOnStrings, cut_at_stops, row_seeds
 
 if TYPE_CHECKING:
     from steerlab.interventions.base import Intervention

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from steerlab.models.hf import LanguageModel
 from steerlab.models.loading import pick_device, pick_dtype, resolve_spec
+
+if TYPE_CHECKING:
+    from steerlab.models.backend import ChatBackend
 
 
 def load_model(
@@ -44,3 +49,15 @@ def load_model(
         model=model, tokenizer=tok, model_id=model_id,
         chat=ChatFormatter(tok, mode=chat_template, thinking=thinking), batch_size=batch_size,
     )
+
+
+def load_backend(spec: str, **kwargs: object) -> "ChatBackend":
+    """A :class:`~steerlab.models.backend.ChatBackend` from one spec string.
+
+    ``openai:MODEL@BASE_URL`` (or ``openai:MODEL`` for api.openai.com) → an OpenAI-compatible
+    API client; anything else → :func:`load_model` (``kwargs`` go to it).
+    """
+    from steerlab.models.api import parse_api_spec
+
+    api = parse_api_spec(spec)
+    return api if api is not None else load_model(spec, **kwargs)  # type: ignore[arg-type,return-value]

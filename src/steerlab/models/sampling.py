@@ -20,36 +20,14 @@ before the stop string and carries its finish reason: ``"stop"`` or ``"length"``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
-FinishReason = Literal["stop", "length"]
+from steerlab.models.backend import Completion, FinishReason  # noqa: F401  (re-exported)
 
 #: Largest seed accepted (seeds are reduced modulo 2**63 by torch; we keep them explicit).
 MAX_SEED = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One generated reply.
-
-    Attributes:
-        text: the reply, cut before any stop string and stripped of surrounding whitespace.
-        finish_reason: ``"stop"`` (end-of-sequence token or stop string) or ``"length"``
-            (``max_new_tokens`` reached).
-        prompt_tokens: tokens in the formatted prompt.
-        completion_tokens: tokens generated up to and including the one that stopped the row.
-        token_ids: the generated token ids counted in ``completion_tokens``.
-    """
-
-    text: str
-    finish_reason: FinishReason
-    prompt_tokens: int
-    completion_tokens: int
-    token_ids: tuple[int, ...] = ()
 
 
 def row_seeds(seed: int | Sequence[int] | None, n: int) -> list[int]:

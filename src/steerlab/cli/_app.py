@@ -1,0 +1,261 @@
+"""The ``steerlab`` Typer app and what every command shares: one-line errors, common options,
+model loading, progress bars and argument parsing.
+
+Errors meant for the user (:class:`~steerlab.errors.SteerlabError`, missing files) end a
+command with exit code 1 and ONE line ``error: ...`` on stderr, never a traceback; usage
+errors exit with code 2, also on one line. torch and transformers are imported inside the
+commands, so ``steerlab --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from steerlab.errors import InputError, SteerlabError
+from steerlab.names import METHODS, NORMALIZATIONS, SELECTORS, SITES
+
+if TYPE_CHECKING:
+    from steerlab.models.hf import LanguageModel
+    from steerlab.vectors.vector import SteeringVector
+
+# typer ≥ 0.20 vendors click as ``typer._click``; older versions use click itself.
+_click: Any = getattr(typer, "_click", None) or __import__("click")
+UsageError: type[Exception] = _click.exceptions.UsageError
+NoArgsIsHelpError: type[Exception] = getattr(_click.exceptions, "NoArgsIsHelpError", ())  # type: ignore[assignment]
+
+#: Exceptions that end a command with one ``error:`` line instead of a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (SteerlabError, FileNotFoundError, IsADirectoryError,
+                                                NotADirectoryError, PermissionError)
+
+#: Prompts `steerlab info` reads activation norms on (short, neutral, varied).
+INFO_PROMPTS: tuple[str, ...] = (
+    "What is the capital of France?",
+    "Write a short poem about the sea.",
+    "Explain how a bicycle works.",
+    "Give me three tips for learning a new language.",
+)
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def error_message(e: BaseException) -> str:
+    """The single line printed for a user error."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or _one_line(str(e))}"
+    if isinstance(e, UsageError):
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        return _one_line(e.format_message()) + hint
+    return _one_line(str(e)) or type(e).__name__
+
+
+def fail(e: BaseException, code: int = 1) -> NoReturn:
+    """Print ``error: <one line>`` on stderr and exit with ``code``."""
+    typer.echo(f"error: {error_message(e)}", err=True)
+    raise typer.Exit(code)
+
+
+class _Group(TyperGroup):
+    """The command group: turns user errors into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            fail(e, 1)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as e:
+            fail(e, 2)
+
+
+app = typer.Typer(
+    cls=_Group, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    help="Find directions in a language model's activations, steer with them, measure what changes.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from steerlab import __version__
+
+        typer.echo(f"steerlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """steerlab: steering vectors for Hugging Face causal LMs."""
+
+
+def main() -> None:
+    """Console entry point (``steerlab = steerlab.cli:main``)."""
+    try:
+        app(prog_name="steerlab")
+    except USER_ERRORS as e:  # raised outside a command (should not happen; never a traceback)
+        typer.echo(f"error: {error_message(e)}", err=True)
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------------------- shared options
+
+ModelArg = Annotated[str, typer.Argument(help="'default' (Gemma 3 270M), a local model folder, a .gguf file or a hub id.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (cuda → mps → cpu), cpu, cuda, mps, ...")]
+DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: bf16 on CUDA, else fp32).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
+
+
+# Choices come from steerlab.names, where each set is defined once.
+Method = Enum("Method", {m: m for m in METHODS}, type=str)  # type: ignore[misc]
+Normalization = Enum("Normalization", {n: n for n in NORMALIZATIONS}, type=str)  # type: ignore[misc]
+SiteName = Enum("SiteName", {s: s for s in SITES}, type=str)  # type: ignore[misc]
+
+
+def load_lm(spec: str, device: str = "auto", dtype: str | None = None) -> LanguageModel:
+    """Load a model for a command; a path or id transformers cannot load is a user error."""
+    from transformers.utils import logging as hf_logging
+
+    from steerlab.models.load import load_model
+
+    hf_logging.disable_progress_bar()  # our own spinner says what is happening
+    with stderr.status(f"loading {spec} …"):
+        try:
+            return load_model(spec, device=device, dtype=dtype)
+        except OSError as e:  # transformers: not a model folder, not a hub id, or offline
+            raise InputError(f"cannot load model {spec!r}: {_one_line(str(e))}") from None
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_layers(text: str) -> list[int] | str:
+    """``"all"`` or a comma-separated list of layer indices (negatives count from the end)."""
+    if text.strip() == "all":
+        return "all"
+    try:
+        layers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        layers = []
+    if not layers:
+        raise InputError(f"--layers: expected 'all' or comma-separated layer indices like 4,6,8, got {text!r}")
+    return layers
+
+
+def parse_selector(text: str) -> str | int:
+    """A token selector name, or an integer token index."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if text not in SELECTORS:
+        raise InputError(f"--selector: expected {', '.join(SELECTORS)} or an integer, got {text!r}")
+    return text
+
+
+def parse_vector_spec(spec: str) -> tuple[Path, int | None]:
+    """``FILE`` or ``FILE:LAYER`` → (path, layer or None)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and tail.lstrip("-").isdigit():
+        return Path(head), int(tail)
+    return Path(spec), None
+
+
+def check_overrides(items: Sequence[str]) -> list[str]:
+    """``--set key.path=value`` items, checked for form and repeated keys (the runner parses values)."""
+    seen: set[str] = set()
+    for item in items:
+        key, sep, _ = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--set: expected key.path=value, got {item!r}")
+        if key in seen:
+            raise InputError(f"--set: {key!r} given twice")
+        seen.add(key)
+    return list(items)
+
+
+def check_strengths(strengths: Sequence[float]) -> list[float]:
+    """``--strength`` values, each finite."""
+    for x in strengths:
+        if not math.isfinite(x):
+            raise InputError(f"--strength must be a finite number, got {x}")
+    return list(strengths)
+
+
+def default_strength(v: SteeringVector) -> float:
+    """A strength that is meaningful for the vector's normalisation: a tenth of a typical
+    activation (0.1 for ``activation_norm``, 0.1 × the recorded activation norm for ``unit``),
+    or the raw contrast itself (1.0) for ``none``."""
+    if v.meta.normalization == "activation_norm":
+        return 0.1
+    if v.meta.normalization == "unit":
+        return 0.1 * v.meta.activation_norm if v.meta.activation_norm > 0 else 1.0
+    return 1.0
+
+
+def steering_columns(vectors: Sequence[SteeringVector], strengths: Sequence[float]) -> list[list[float]]:
+    """The steered columns, each a list of one strength per vector.
+
+    One vector: every ``--strength`` is its own column (a sweep; default: the vector's
+    :func:`default_strength`). Several vectors are applied together in one column: one
+    ``--strength`` for all, or exactly one per vector.
+    """
+    strengths = check_strengths(strengths)
+    if not vectors:
+        if strengths:
+            raise InputError("--strength needs a --vector")
+        return []
+    if len(vectors) == 1:
+        return [[s] for s in strengths] or [[default_strength(vectors[0])]]
+    if not strengths:
+        return [[default_strength(v) for v in vectors]]
+    if len(strengths) == 1:
+        return [[strengths[0]] * len(vectors)]
+    if len(strengths) != len(vectors):
+        raise InputError(f"--strength given {len(strengths)} times for {len(vectors)} vectors; give one, or one per "
+                         "vector (a sweep of strengths takes a single --vector)")
+    return [list(strengths)]
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}")
+    return path
+
+
