@@ -88,3 +88,15 @@ def tiny_lm(arch: str = "llama", seed: int = 0):
     from steerlab.models.hf import LanguageModel
 
     return LanguageModel(model=tiny_model(arch, seed), tokenizer=tiny_tokenizer(), model_id=f"tiny-{arch}")
+
+
+@pytest.fixture(scope="session")
+def default_lm():
+    """The default model (Gemma 3 270M, real weights), loaded once per test run for every slow test.
+
+    The first load on a machine builds the float cache (about a minute). Tests that use it are
+    marked ``slow``; they must not attach interventions that outlive the test.
+    """
+    import steerlab as sl
+
+    return sl.load_model("default", device="cpu")

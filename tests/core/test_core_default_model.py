@@ -8,9 +8,9 @@ import torch
 import steerlab as sl
 
 
-@pytest.fixture(scope="module")
-def lm():
-    return sl.load_model("default", device="cpu")  # the first call on a machine builds the cache (~1 min)
+@pytest.fixture
+def lm(default_lm):
+    return default_lm  # loaded once per test run (tests/conftest.py)
 
 
 def test_default_model_shape_and_plain_template(lm):
