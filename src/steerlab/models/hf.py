@@ -290,6 +290,7 @@ class LanguageModel:
         stop: Sequence[str] = (),
         top_p: float = 1.0,
         top_k: int = 0,
+        logits_processors: Sequence[Any] = (),
     ) -> list[Completion]:
         """Generate one reply per prompt, with its finish reason and token counts.
 
@@ -306,9 +307,39 @@ class LanguageModel:
             progress: called as ``progress(done, total)`` after each batch.
             stop: extra stop strings (the reply is cut before them).
             top_p, top_k: nucleus / top-k filtering when sampling (1.0 / 0 = off).
+            logits_processors: Hugging Face ``LogitsProcessor`` objects run on the raw logits of
+                each step before sampling (they see every step; e.g. to record log-probabilities
+                or stream tokens). They must return the scores unchanged to leave decoding as is.
 
         Rows stop at the end-of-sequence token, at a stop string (see :meth:`stop_strings`), or
         after ``max_new_tokens``; a batch ends when all its rows have stopped.
+        """
+        texts = [self.format(c, system) for c in conversations]
+        return self.complete_texts(
+            texts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, interventions=interventions,
+            batch_size=batch_size, progress=progress, stop=(*self.stop_strings(), *stop), top_p=top_p, top_k=top_k,
+            logits_processors=logits_processors)
+
+    def complete_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int | Sequence[int] | None = None,
+        interventions: Sequence["Intervention"] = (),
+        batch_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        stop: Sequence[str] = (),
+        top_p: float = 1.0,
+        top_k: int = 0,
+        logits_processors: Sequence[Any] = (),
+    ) -> list[Completion]:
+        """:meth:`complete` on prompt texts that are already formatted (no chat formatting, and
+        no implicit stop strings: only the end-of-sequence token and ``stop`` end a row).
+
+        Used for raw text completion (``/v1/completions`` of ``steerlab serve``). Arguments as
+        in :meth:`complete`.
         """
         import math
 
@@ -318,18 +349,17 @@ class LanguageModel:
             raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if not 0 < top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {top_p}")
-        texts = [self.format(c, system) for c in conversations]
         try:
             seeds = row_seeds(seed, len(texts)) if temperature > 0 else [0] * len(texts)
         except ValueError as e:
             raise InputError(str(e)) from None
-        stops = (*self.stop_strings(), *stop)
+        stops = tuple(stop)
         bs = batch_size or self.batch_size
         out: list[Completion] = []
         for i in range(0, len(texts), bs):
             batch = self.tokenize(texts[i : i + bs])
             out.extend(self._generate_batch(batch, max_new_tokens, temperature, seeds[i : i + bs], interventions,
-                                            stops, top_p, top_k))
+                                            stops, top_p, top_k, logits_processors))
             if progress is not None:
                 progress(len(out), len(texts))
         return out
@@ -343,6 +373,7 @@ class LanguageModel:
     def _generate_batch(
         self, batch: Batch, max_new_tokens: int, temperature: float, seeds: Sequence[int],
         interventions: Sequence["Intervention"], stops: Sequence[str], top_p: float, top_k: int,
+        logits_processors: Sequence[Any] = (),
     ) -> list[Completion]:
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -353,9 +384,11 @@ class LanguageModel:
             "do_sample": False, "temperature": None, "top_p": None, "top_k": None,
             "stopping_criteria": StoppingCriteriaList([stopper]),
         }
+        processors = list(logits_processors)
         if temperature > 0:
-            sampler = SeededSampler(seeds, temperature, max_new_tokens, top_k=top_k, top_p=top_p)
-            kwargs["logits_processor"] = LogitsProcessorList([sampler])
+            processors.append(SeededSampler(seeds, temperature, max_new_tokens, top_k=top_k, top_p=top_p))
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         with self.session(interventions, batch.prompt_len):
             out = self.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
         eos = self._eos_ids()
