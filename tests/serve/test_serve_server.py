@@ -34,7 +34,7 @@ def vec(lm):
 
 @pytest.fixture(scope="module")
 def server(lm, vec):
-    srv = serve(lm, vectors={"v": vec}, any_model_name=False, max_tokens=64, max_n=4, max_batch=8,
+    srv = serve(lm, vectors={"v": vec}, any_model_name=False, check_context=True, max_tokens=64, max_n=4, max_batch=8,
                 max_request_bytes=20_000, batch_wait_ms=2)
     yield srv
     srv.shutdown()

@@ -27,6 +27,10 @@ from steerlab.models.backend import Conversation, FinishReason
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 
+#: Body fields every SDK version takes by name; the rest (``temperature``, which recent SDKs no longer
+#: name) goes in ``extra_body`` — the JSON sent is the same either way.
+_SDK_FIELDS = frozenset({"model", "max_tokens", "messages", "system", "stop_sequences"})
+
 _FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                                     "model_context_window_exceeded": "length", "refusal": "content_filter",
                                     "tool_use": "stop", "pause_turn": "stop"}
@@ -91,8 +95,9 @@ class AnthropicChat(APIBackend):
     async def _send(self, client: Any, request: dict[str, Any], n: int) -> list[Sample]:
         if n != 1:
             raise InputError("the Anthropic API returns one sample per request; ask with n=1")
-        body = {k: v for k, v in request.items() if k != "steerlab_seed"}
-        reply = await client.messages.create(**body)
+        named = {k: v for k, v in request.items() if k in _SDK_FIELDS}
+        extra = {k: v for k, v in request.items() if k not in _SDK_FIELDS and k != "steerlab_seed"}
+        reply = await client.messages.create(**named, extra_body=extra or None)
         text = "".join(getattr(b, "text", "") for b in reply.content if getattr(b, "type", "") == "text")
         usage = reply.usage
         return [Sample(text.strip(), _FINISH.get(reply.stop_reason or "end_turn", "stop"),

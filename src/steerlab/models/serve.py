@@ -2,7 +2,8 @@
 
 The server is the real one (:mod:`steerlab.serve`: FastAPI + uvicorn, batching, streaming,
 log-probabilities, per-request steering); this function only starts it in-process. Unlike the
-command line, it accepts any ``model`` name by default, so a test can stand it in for an API
+command line, it accepts any ``model`` name and does not check prompts against the model's
+context length by default, so a test can stand a tiny model (128 positions) in for an API
 model under whatever name its config uses.
 
 Example:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 def serve(lm: "LanguageModel", host: str = "127.0.0.1", port: int = 0, *,
           vectors: Mapping[str, "SteeringVector"] | None = None, api_key: str | None = None,
-          any_model_name: bool = True, **limits: Any) -> "ServerHandle":
+          any_model_name: bool = True, check_context: bool = False, **limits: Any) -> "ServerHandle":
     """Serve ``lm`` in a background thread; ``.server_address`` is ``(host, port)``, ``.shutdown()`` stops it.
 
     Args:
@@ -33,10 +34,12 @@ def serve(lm: "LanguageModel", host: str = "127.0.0.1", port: int = 0, *,
         vectors: named vectors requests may steer with (``extra_body={"steer": {"vector": NAME, ...}}``).
         api_key: require ``Authorization: Bearer <api_key>`` on ``/v1`` routes.
         any_model_name: accept any ``model`` in requests (else only ``lm.model_id``).
+        check_context: refuse prompts longer than the model's context (the command line does).
         **limits: other :class:`~steerlab.serve.ServeConfig` fields (``max_tokens``, ``max_n``,
             ``max_batch``, ``batch_wait_ms``, ...).
     """
     from steerlab.serve import ServeConfig, create_app, start_server
 
-    config = ServeConfig(model_names=(lm.model_id,), any_model_name=any_model_name, api_key=api_key, **limits)
+    config = ServeConfig(model_names=(lm.model_id,), any_model_name=any_model_name, api_key=api_key,
+                         check_context=check_context, **limits)
     return start_server(create_app(lm, vectors=vectors, config=config), host, port)

@@ -60,6 +60,8 @@ class ServeConfig:
         batch_wait_ms: how long a request waits for batch-mates.
         max_queue: most rows waiting; beyond, requests get 429.
         max_stop: most stop strings per request.
+        check_context: refuse a prompt whose tokens plus ``max_tokens`` exceed the model's
+            ``max_position_embeddings`` (400, as vLLM does).
     """
 
     model_names: tuple[str, ...]
@@ -73,6 +75,7 @@ class ServeConfig:
     batch_wait_ms: float = 5.0
     max_queue: int = 256
     max_stop: int = 4
+    check_context: bool = True
 
     def __post_init__(self) -> None:
         if not self.model_names:
@@ -165,7 +168,7 @@ class _Server:
 
     def check_context(self, texts: Sequence[str], max_tokens: int) -> list[int]:
         counts = [self.prompt_tokens(t) for t in texts]
-        if self.context and max(counts) + max_tokens > self.context:
+        if self.config.check_context and self.context and max(counts) + max_tokens > self.context:
             raise RequestError(f"the prompt ({max(counts)} tokens) plus max_tokens ({max_tokens}) exceeds the "
                                f"model's context of {self.context} tokens", param="max_tokens",
                                code="context_length_exceeded")
