@@ -83,6 +83,8 @@ def test_failures_and_errors(key, tmp_path, monkeypatch):
     assert c.failed and c.error == "HTTP 400: injected 400 (after 1 attempt)"
     with pytest.raises(BackendError, match="HTTP 401"):
         backend(FakeAnthropic(plan=[401]), tmp_path).complete([user("y")])
+    with pytest.raises(InputError, match="one sample per request"):
+        backend(FakeAnthropic(), tmp_path).complete([user("x")], n=2)
     with pytest.raises(InputError, match="between 0 and 1"):
         backend(FakeAnthropic(), tmp_path).complete([user("x")], temperature=1.5)
     with pytest.raises(InputError, match="one system message"):

@@ -131,7 +131,7 @@ def test_stream_joins_to_the_reply(client):
 def test_raw_completions_with_logprobs_match_a_teacher_forced_pass(client, lm):
     prompt = "The cat"
     r = client.completions.create(model="tiny-llama", prompt=prompt, max_tokens=6, temperature=0, logprobs=3)
-    (ref,) = lm.complete_texts([prompt], max_new_tokens=6)
+    (ref,) = lm.complete([prompt], max_new_tokens=6, formatted=True)
     assert r.choices[0].text == lm.tokenizer.decode(list(ref.token_ids), skip_special_tokens=True)
     assert r.choices[0].finish_reason == ref.finish_reason and r.id.startswith("cmpl-")
     full, chosen = teacher_forced_logprobs(lm, prompt, list(ref.token_ids))

@@ -16,12 +16,9 @@ if TYPE_CHECKING:
     from steerlab.vectors.vector import SteeringVector
 
 
-def parse_named_vectors(specs: Sequence[str], lm: "LanguageModel", *, strict: bool) -> dict[str, "SteeringVector"]:
-    """``NAME=FILE`` / ``NAME=FILE:LAYER`` / ``NAME=FILE:VECTOR_NAME`` items → vectors checked against ``lm``."""
-    from steerlab.cli.core import read_vector_specs
-    from steerlab.vectors.io import check_compatible
-
-    out: dict[str, SteeringVector] = {}
+def split_named_vectors(specs: Sequence[str]) -> dict[str, str]:
+    """``NAME=FILE`` / ``NAME=FILE:LAYER`` / ``NAME=FILE:VECTOR_NAME`` items → ``{NAME: file spec}``."""
+    out: dict[str, str] = {}
     for spec in specs:
         name, sep, file_spec = spec.partition("=")
         name = name.strip()
@@ -29,6 +26,17 @@ def parse_named_vectors(specs: Sequence[str], lm: "LanguageModel", *, strict: bo
             raise InputError(f"--vector: expected NAME=FILE (or NAME=FILE:LAYER), got {spec!r}")
         if name in out:
             raise InputError(f"--vector: the name {name!r} is given twice")
+        out[name] = file_spec
+    return out
+
+
+def load_named_vectors(named: dict[str, str], lm: "LanguageModel", *, strict: bool) -> dict[str, "SteeringVector"]:
+    """Read each named vector and check that it fits ``lm``."""
+    from steerlab.cli.core import read_vector_specs
+    from steerlab.vectors.io import check_compatible
+
+    out: dict[str, SteeringVector] = {}
+    for name, file_spec in named.items():
         ((_, v),) = read_vector_specs([file_spec], None)
         check_compatible(v, lm, strict=strict, source=file_spec)
         out[name] = v
@@ -92,8 +100,9 @@ def serve(
         raise InputError(f"--max-n ({max_n}) must not exceed --max-batch ({max_batch})")
     if default_max_tokens is not None and default_max_tokens > max_tokens:
         raise InputError(f"--default-max-tokens ({default_max_tokens}) must not exceed --max-tokens ({max_tokens})")
+    named = split_named_vectors(vector or [])
     lm = load_lm(model, device, dtype)
-    vectors = parse_named_vectors(vector or [], lm, strict=not allow_other_model)
+    vectors = load_named_vectors(named, lm, strict=not allow_other_model)
     names = tuple(dict.fromkeys(served_model_name or [model, lm.model_id]))
     config = ServeConfig(model_names=names, api_key=api_key or None, max_tokens=max_tokens,
                          default_max_tokens=default_max_tokens, max_n=max_n, max_batch=max_batch,

@@ -172,15 +172,10 @@ class OpenAICompatible(APIBackend):
         """
         if not options or any(not isinstance(o, str) or not o.strip() for o in options):
             raise InputError(f"options must be non-empty strings, got {list(options)!r}")
-        return self._sync(lambda: self.aoption_logprobs(conversations, options))
-
-    async def aoption_logprobs(self, conversations: Sequence[Conversation], options: Sequence[str],
-                               ) -> list[OptionLogprobs]:
-        """The async form of :meth:`option_logprobs`."""
         jobs = [self._job(self._body(check_conversation(c), max_new_tokens=1, temperature=0.0, seed=None, stop=(),
                                      top_logprobs=self.top_logprobs), 1, cacheable=True) for c in conversations]
         out = []
-        for (sample,) in await self._run(jobs):
+        for (sample,) in self._sync(lambda: self._run(jobs)):
             if isinstance(sample, str):
                 out.append(OptionLogprobs({o: math.nan for o in options}, error=sample))
             else:

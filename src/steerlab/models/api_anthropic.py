@@ -50,6 +50,7 @@ class AnthropicChat(APIBackend):
     """
 
     provider = "anthropic"
+    supports_n = False
 
     def __init__(self, model: str, *, api_key_env: str = "ANTHROPIC_API_KEY", base_url: str = ANTHROPIC_URL,
                  transport: Any = None, **options: Any) -> None:
@@ -93,8 +94,6 @@ class AnthropicChat(APIBackend):
                                         http_client=http)
 
     async def _send(self, client: Any, request: dict[str, Any], n: int) -> list[Sample]:
-        if n != 1:
-            raise InputError("the Anthropic API returns one sample per request; ask with n=1")
         named = {k: v for k, v in request.items() if k in _SDK_FIELDS}
         extra = {k: v for k, v in request.items() if k not in _SDK_FIELDS and k != "steerlab_seed"}
         reply = await client.messages.create(**named, extra_body=extra or None)

@@ -9,7 +9,7 @@ here and is the same for every provider:
 * **Concurrency.** Requests run on an asyncio event loop, at most ``concurrency`` in flight at
   once (a semaphore held only while a request is on the wire, not while it waits to retry).
   The public methods are synchronous and start their own loop (in a helper thread when the
-  caller already runs one, e.g. in a notebook); ``acomplete`` is the async form.
+  caller already runs one, e.g. in a notebook).
 * **Retries.** 429, 408, 5xx, timeouts and connection errors are retried up to ``retries``
   times with exponential backoff and jitter (:class:`RetryPolicy`; a ``Retry-After`` header is
   honoured, capped at ``max_backoff``). A wrong key, a forbidden model or a wrong URL (401, 403,
@@ -90,7 +90,8 @@ class Sample:
         text: the reply text (stripped of surrounding whitespace, like local completions).
         finish_reason: ``stop``, ``length`` or ``content_filter``.
         prompt_tokens: prompt tokens the API counted.
-        completion_tokens: tokens of this sample.
+        completion_tokens: tokens of this sample (0 when the API does not say: ``n > 1``
+            without log-probabilities).
         top_logprobs: the first reply token's alternatives ``[(token, logprob), ...]``, when asked for.
     """
 
@@ -153,6 +154,7 @@ class APIBackend:
     """
 
     provider = "api"
+    supports_n = True  # the API returns several samples per request
 
     def __init__(self, model: str, *, api_key_env: str = "", timeout: float = 60.0, retries: int = 4,
                  concurrency: int = 8, backoff: float = 0.5, max_backoff: float = 30.0,
@@ -247,32 +249,19 @@ class APIBackend:
             >>> api = OpenAICompatible("http://127.0.0.1:8000/v1", "default")  # doctest: +SKIP
             >>> api.complete([user("Hi")], max_new_tokens=8, temperature=1.0, seed=3)  # doctest: +SKIP
         """
-        return self._sync(lambda: self.acomplete(conversations, max_new_tokens=max_new_tokens, temperature=temperature,
-                                                 seed=seed, stop=stop, n=n, progress=progress))
-
-    async def acomplete(
-        self,
-        conversations: Sequence[Conversation],
-        *,
-        max_new_tokens: int = 128,
-        temperature: float = 0.0,
-        seed: int | Sequence[int] | None = None,
-        stop: Sequence[str] = (),
-        n: int = 1,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> list[Completion]:
-        """The async form of :meth:`complete`."""
         if max_new_tokens < 1 or n < 1:
             raise InputError(f"max_new_tokens and n must be at least 1, got {max_new_tokens} and {n}")
+        if n != 1 and not self.supports_n:
+            raise InputError(f"{type(self).__name__} returns one sample per request; ask with n=1 "
+                             "(several seeds give several samples)")
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
             raise InputError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        seeds = _row_seeds(seed, len(conversations))
         jobs = []
-        for conv, s in zip(conversations, seeds):
+        for conv, s in zip(conversations, _row_seeds(seed, len(conversations))):
             body = self._body(check_conversation(conv), max_new_tokens=max_new_tokens, temperature=temperature,
                               seed=s, stop=list(stop), top_logprobs=None)
             jobs.append(self._job(body, n, cacheable=temperature == 0 or s is not None))
-        results = await self._run(jobs, progress)
+        results = self._sync(lambda: self._run(jobs, progress))
         return [s.completion() if isinstance(s, Sample) else Completion.failure(s) for r in results for s in r]
 
     def generate(

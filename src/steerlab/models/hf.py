@@ -255,26 +255,9 @@ class LanguageModel:
 
         return () if self.chat.uses_template else ("\n" + PLAIN_USER.strip(), "\n" + PLAIN_ASSISTANT)
 
-    def generate(
-        self,
-        conversations: Sequence[str | Conversation],
-        *,
-        max_new_tokens: int = 64,
-        temperature: float = 0.0,
-        seed: int | Sequence[int] | None = None,
-        system: str | None = None,
-        interventions: Sequence["Intervention"] = (),
-        batch_size: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        stop: Sequence[str] = (),
-        top_p: float = 1.0,
-        top_k: int = 0,
-    ) -> list[str]:
-        """Generate one reply per prompt (the texts of :meth:`complete`)."""
-        return [c.text for c in self.complete(
-            conversations, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, system=system,
-            interventions=interventions, batch_size=batch_size, progress=progress, stop=stop, top_p=top_p,
-            top_k=top_k)]
+    def generate(self, conversations: Sequence[str | Conversation], **kwargs: Any) -> list[str]:
+        """Generate one reply per prompt: the texts of :meth:`complete` (same arguments)."""
+        return [c.text for c in self.complete(conversations, **kwargs)]
 
     def complete(
         self,
@@ -290,6 +273,7 @@ class LanguageModel:
         stop: Sequence[str] = (),
         top_p: float = 1.0,
         top_k: int = 0,
+        formatted: bool = False,
         logits_processors: Sequence[Any] = (),
     ) -> list[Completion]:
         """Generate one reply per prompt, with its finish reason and token counts.
@@ -307,39 +291,14 @@ class LanguageModel:
             progress: called as ``progress(done, total)`` after each batch.
             stop: extra stop strings (the reply is cut before them).
             top_p, top_k: nucleus / top-k filtering when sampling (1.0 / 0 = off).
-            logits_processors: Hugging Face ``LogitsProcessor`` objects run on the raw logits of
-                each step before sampling (they see every step; e.g. to record log-probabilities
-                or stream tokens). They must return the scores unchanged to leave decoding as is.
+            formatted: the prompts are already formatted text (e.g. raw text completion): no chat
+                formatting and no implicit stop strings (only end-of-sequence and ``stop``).
+            logits_processors: Hugging Face ``LogitsProcessor`` objects run on each step's raw
+                logits before sampling (e.g. to record log-probabilities or stream tokens); they
+                must return the scores unchanged to leave decoding as it is.
 
         Rows stop at the end-of-sequence token, at a stop string (see :meth:`stop_strings`), or
         after ``max_new_tokens``; a batch ends when all its rows have stopped.
-        """
-        texts = [self.format(c, system) for c in conversations]
-        return self.complete_texts(
-            texts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, interventions=interventions,
-            batch_size=batch_size, progress=progress, stop=(*self.stop_strings(), *stop), top_p=top_p, top_k=top_k,
-            logits_processors=logits_processors)
-
-    def complete_texts(
-        self,
-        texts: Sequence[str],
-        *,
-        max_new_tokens: int = 64,
-        temperature: float = 0.0,
-        seed: int | Sequence[int] | None = None,
-        interventions: Sequence["Intervention"] = (),
-        batch_size: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        stop: Sequence[str] = (),
-        top_p: float = 1.0,
-        top_k: int = 0,
-        logits_processors: Sequence[Any] = (),
-    ) -> list[Completion]:
-        """:meth:`complete` on prompt texts that are already formatted (no chat formatting, and
-        no implicit stop strings: only the end-of-sequence token and ``stop`` end a row).
-
-        Used for raw text completion (``/v1/completions`` of ``steerlab serve``). Arguments as
-        in :meth:`complete`.
         """
         import math
 
@@ -349,11 +308,14 @@ class LanguageModel:
             raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if not 0 < top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {top_p}")
+        if formatted and (system or not all(isinstance(c, str) for c in conversations)):
+            raise InputError("complete(formatted=True) takes prompt texts and no system prompt")
+        texts = list(conversations) if formatted else [self.format(c, system) for c in conversations]
         try:
             seeds = row_seeds(seed, len(texts)) if temperature > 0 else [0] * len(texts)
         except ValueError as e:
             raise InputError(str(e)) from None
-        stops = tuple(stop)
+        stops = tuple(stop) if formatted else (*self.stop_strings(), *stop)
         bs = batch_size or self.batch_size
         out: list[Completion] = []
         for i in range(0, len(texts), bs):

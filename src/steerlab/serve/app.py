@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hmac
 import json
 import secrets
@@ -32,6 +33,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steerlab.errors import SteerlabError
+from steerlab.models.sampling import cut_at_stops
 from steerlab.serve.batcher import Batcher, QueueFull
 from steerlab.serve.engine import Generator, GroupKey, RowJob, RowResult
 from steerlab.serve.protocol import ChatRequest, CompletionRequest, RequestError, parse_request
@@ -113,6 +115,9 @@ class _Server:
         self.created = int(time.time())
         self.context = int(getattr(lm.model.config, "max_position_embeddings", 0) or 0)
         self.eos = sorted(lm._eos_ids())
+        # The model thread tokenizes batches with padding, which reconfigures a fast tokenizer in
+        # place; the event loop (prompt counts, streaming, token texts) gets its own copy.
+        self.tokenizer = copy.deepcopy(lm.tokenizer)
         from steerlab import __version__
 
         self.fingerprint = f"steerlab-{__version__}-{lm.config_hash}"
@@ -164,7 +169,7 @@ class _Server:
             raise RequestError(f"steer: {e}", param="steer") from None
 
     def prompt_tokens(self, text: str) -> int:
-        return len(self.lm.tokenizer(text, add_special_tokens=not self.lm.chat.uses_template)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=not self.lm.chat.uses_template)["input_ids"])
 
     def check_context(self, texts: Sequence[str], max_tokens: int) -> list[int]:
         counts = [self.prompt_tokens(t) for t in texts]
@@ -197,7 +202,12 @@ class _Server:
 
     # ---- replies -------------------------------------------------------------------------------
     def token_text(self, token_id: int) -> str:
-        return self.lm.tokenizer.decode([token_id])
+        return self.tokenizer.decode([token_id])
+
+    def raw_text(self, completion: Any, stops: Sequence[str]) -> str:
+        """The reply as generated (not stripped), cut before the first stop string: ``/v1/completions``."""
+        text = self.tokenizer.decode(list(completion.token_ids), skip_special_tokens=True)
+        return cut_at_stops(text, stops)[0]
 
     def chat_logprobs(self, r: RowResult) -> dict[str, Any] | None:
         if r.logprobs is None:
@@ -266,16 +276,8 @@ def create_app(lm: "LanguageModel", *, vectors: Mapping[str, "SteeringVector"] |
     async def _internal(request: Request, e: Exception) -> JSONResponse:
         return _error(500, f"internal error: {type(e).__name__}: {e}")
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Any) -> Any:
-        key = state.config.api_key
-        if key and request.url.path.startswith("/v1"):
-            sent = request.headers.get("authorization", "")
-            token = sent[7:] if sent[:7].lower() == "bearer " else ""
-            if not hmac.compare_digest(token.encode(), key.encode()):
-                return _error(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                              code="invalid_api_key")
-        return await call_next(request)
+    if state.config.api_key:
+        app.add_middleware(_RequireKey, key=state.config.api_key)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -339,7 +341,7 @@ def create_app(lm: "LanguageModel", *, vectors: Mapping[str, "SteeringVector"] |
                 raise RequestError("logprobs with stream=true is not supported; ask without stream", param="logprobs")
             return _stream(state, "text_completion", name, req, key, prompts, counts, strip=False)
         results = await state.generate(key, state.rows(prompts, req, None))
-        choices = [{"index": i, "text": state.generator.raw_text(r.completion, key.stops),
+        choices = [{"index": i, "text": state.raw_text(r.completion, key.stops),
                     "logprobs": state.text_logprobs(r), "finish_reason": r.completion.finish_reason}
                    for i, r in enumerate(results)]
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
@@ -347,6 +349,25 @@ def create_app(lm: "LanguageModel", *, vectors: Mapping[str, "SteeringVector"] |
                 "usage": state.usage(counts, results)}
 
     return app
+
+
+class _RequireKey:
+    """ASGI middleware: ``/v1`` routes need ``Authorization: Bearer <key>`` (401 otherwise)."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app = app
+        self.key = key.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1"):
+            sent = dict(scope["headers"]).get(b"authorization", b"")
+            token = sent[7:] if sent[:7].lower() == b"bearer " else b""
+            if not hmac.compare_digest(token, self.key):
+                response = _error(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+                                  code="invalid_api_key")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _read_json(request: Request, limit: int) -> Any:
@@ -384,7 +405,7 @@ def _stream(state: _Server, obj: str, name: str, req: ChatRequest | CompletionRe
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
     n_rows = len(texts) * req.n
-    streams = [TextStream(state.lm.tokenizer, key.stops, strip=strip, eos_ids=state.eos) for _ in range(n_rows)]
+    streams = [TextStream(state.tokenizer, key.stops, strip=strip, eos_ids=state.eos) for _ in range(n_rows)]
 
     def sink(i: int) -> Any:
         return lambda tok: loop.call_soon_threadsafe(queue.put_nowait, (i, tok))
@@ -429,7 +450,7 @@ def _stream(state: _Server, obj: str, name: str, req: ChatRequest | CompletionRe
                                       "param": None, "code": None}})
                 return
             for i, r in enumerate(results):
-                final = r.completion.text if strip else state.generator.raw_text(r.completion, key.stops)
+                final = r.completion.text if strip else state.raw_text(r.completion, key.stops)
                 rest = streams[i].finish(final)
                 if rest:
                     yield _sse(chunk(i, rest, None))

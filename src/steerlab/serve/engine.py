@@ -25,7 +25,6 @@ import torch
 from transformers import LogitsProcessor
 
 from steerlab.models.backend import Completion
-from steerlab.models.sampling import cut_at_stops
 
 if TYPE_CHECKING:
     from steerlab.experiments.records import InterventionSpec
@@ -162,15 +161,15 @@ class Generator:
         self.vectors = dict(vectors)
 
     def run(self, key: GroupKey, rows: Sequence[RowJob]) -> list[RowResult]:
-        """Generate every row in one ``complete_texts`` call (one batch)."""
+        """Generate every row in one ``complete`` call (one batch)."""
         from steerlab.experiments.steering import batch_interventions
 
         interventions = batch_interventions([r.steer for r in rows], self.vectors)
         wants = [r.top_logprobs for r in rows if r.top_logprobs is not None]
         sinks = [r.sink for r in rows]
         recorder = StepRecorder(max(wants) if wants else None, sinks) if wants or any(sinks) else None
-        completions = self.lm.complete_texts(
-            [r.text for r in rows], max_new_tokens=key.max_tokens, temperature=key.temperature,
+        completions = self.lm.complete(
+            [r.text for r in rows], formatted=True, max_new_tokens=key.max_tokens, temperature=key.temperature,
             seed=[r.seed for r in rows], stop=key.stops, top_p=key.top_p, top_k=key.top_k,
             interventions=interventions, batch_size=len(rows), logits_processors=[recorder] if recorder else [])
         if recorder is None or not wants:
@@ -178,8 +177,3 @@ class Generator:
         recorder.finish(completions)
         return [RowResult(c, recorder.row(b, c, r.top_logprobs) if r.top_logprobs is not None else None)
                 for b, (c, r) in enumerate(zip(completions, rows))]
-
-    def raw_text(self, completion: Completion, stops: Sequence[str]) -> str:
-        """The reply as generated (not stripped), cut before the first stop string: for ``/v1/completions``."""
-        text = self.lm.tokenizer.decode(list(completion.token_ids), skip_special_tokens=True)
-        return cut_at_stops(text, stops)[0]
