@@ -215,6 +215,36 @@ def test_transport_level_errors_are_json(server):
     assert status == 400 and "echo" in reply["error"]["message"]
 
 
+def test_an_overflowing_steer_fails_alone_not_its_batch_mates(lm, vec):
+    from steerlab.vectors.vector import SteeringVector
+
+    big = SteeringVector(vec.vector * 1000, vec.meta)
+    srv = serve(lm, vectors={"big": big}, batch_wait_ms=300)
+    try:
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1", api_key="x", max_retries=0)
+        out: dict[str, object] = {}
+
+        def ask(name: str, steer: dict | None) -> None:
+            try:
+                out[name] = chat(c, extra_body={"steer": steer} if steer else None).choices[0].message.content
+            except openai.BadRequestError as e:
+                out[name] = e
+
+        threads = [threading.Thread(target=ask, args=a) for a in [("plain", None),
+                                                                   ("boom", {"vector": "big", "strength": 3e38})]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert out["plain"] == lm.complete([user(PROMPT)], max_new_tokens=12)[0].text
+        assert isinstance(out["boom"], openai.BadRequestError) and "overflowed" in str(out["boom"])
+        assert srv.app.state.steerlab.batcher.stats.split == 1  # they shared a batch, which was split
+        with pytest.raises(openai.BadRequestError, match="within float32"):
+            chat(c, extra_body={"steer": {"vector": "big", "strength": 1e39}})
+    finally:
+        srv.shutdown()
+
+
 def test_api_key_is_required_when_set(lm):
     srv = serve(lm, api_key="s3cret")
     try:

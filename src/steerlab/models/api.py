@@ -26,7 +26,14 @@ from urllib.parse import urlparse
 
 from steerlab.errors import BackendError, InputError
 from steerlab.models.api_base import (
-    APIBackend, Classified, Sample, api_message, check_conversation, classify_status, error_cause, one_line,
+    APIBackend,
+    Classified,
+    Sample,
+    api_message,
+    check_conversation,
+    classify_status,
+    error_cause,
+    one_line,
 )
 from steerlab.models.backend import Conversation, FinishReason, OptionLogprobs
 

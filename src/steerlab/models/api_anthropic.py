@@ -22,7 +22,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from steerlab.errors import BackendError, InputError
-from steerlab.models.api_base import APIBackend, Classified, Sample, api_message, classify_status, error_cause, one_line
+from steerlab.models.api_base import (
+    APIBackend,
+    Classified,
+    Sample,
+    api_message,
+    classify_status,
+    error_cause,
+    one_line,
+)
 from steerlab.models.backend import Conversation, FinishReason
 
 ANTHROPIC_URL = "https://api.anthropic.com"
@@ -67,7 +75,7 @@ class AnthropicChat(APIBackend):
         if temperature > 1:
             raise InputError(f"the Anthropic API takes temperature between 0 and 1, got {temperature}")
         system = [m["content"] for m in conv if m["role"] == "system"]
-        if system and conv[0]["role"] != "system" or len(system) > 1:
+        if (system and conv[0]["role"] != "system") or len(system) > 1:
             raise InputError("the Anthropic API takes one system message, at the start of the conversation")
         body: dict[str, Any] = {"model": self.model, "max_tokens": int(max_new_tokens), "temperature": float(temperature),
                                 "messages": [{"role": m["role"], "content": m["content"]} for m in conv

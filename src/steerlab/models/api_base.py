@@ -450,7 +450,7 @@ def check_conversation(conv: Conversation) -> Conversation:
 def _row_seeds(seed: int | Sequence[int] | None, n: int) -> list[int | None]:
     if seed is None:
         return [None] * n
-    if isinstance(seed, bool) or not isinstance(seed, int) and not isinstance(seed, Sequence):
+    if isinstance(seed, (bool, str, bytes)) or not isinstance(seed, (int, Sequence)):
         raise InputError(f"seed must be an int, one int per conversation, or None; got {seed!r}")
     if isinstance(seed, int):
         return [seed + i for i in range(n)]

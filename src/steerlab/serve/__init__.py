@@ -8,14 +8,16 @@ Modules: :mod:`~steerlab.serve.protocol` (the request schemas: what is honoured,
 refused), :mod:`~steerlab.serve.batcher` (requests arriving together become one batch),
 :mod:`~steerlab.serve.engine` (a batch of rows through the core's generation, with per-row
 steering, seeds and log-probabilities), :mod:`~steerlab.serve.streaming` (token deltas for
-``stream=true``), :mod:`~steerlab.serve.app` (routes, auth, limits, errors),
+``stream=true``), :mod:`~steerlab.serve.service` (limits and checks, rows, reply parts),
+:mod:`~steerlab.serve.app` (HTTP: routes, auth, errors, server-sent events),
 :mod:`~steerlab.serve.runner` (uvicorn). Needs the ``steerlab[serve]`` extra (FastAPI, uvicorn).
 See docs/serve.md.
 """
 
 from __future__ import annotations
 
-from steerlab.serve.app import ServeConfig, create_app
+from steerlab.serve.app import create_app
 from steerlab.serve.runner import ServerHandle, run_server, start_server
+from steerlab.serve.service import ServeConfig
 
 __all__ = ["ServeConfig", "ServerHandle", "create_app", "run_server", "start_server"]

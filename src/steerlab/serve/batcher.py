@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K")
 R = TypeVar("R")
-O = TypeVar("O")
+Out = TypeVar("Out")
 
 
 class QueueFull(Exception):
@@ -31,10 +31,10 @@ class QueueFull(Exception):
 
 
 @dataclass
-class _Pending(Generic[K, R, O]):
+class _Pending(Generic[K, R, Out]):
     key: K
     rows: Sequence[R]
-    future: asyncio.Future[list[O]]
+    future: asyncio.Future[list[Out]]
 
 
 @dataclass
@@ -46,14 +46,15 @@ class BatchStats:
     batches: int = 0
     max_rows: int = 0
     sizes: dict[int, int] = field(default_factory=dict)  # rows per batch -> how many batches
+    split: int = 0  # batches that failed and were rerun request by request
 
     def to_json(self) -> dict[str, object]:
         return {"requests": self.requests, "rows": self.rows, "batches": self.batches, "max_rows": self.max_rows,
                 "mean_rows": self.rows / self.batches if self.batches else 0.0,
-                "batch_sizes": {str(k): v for k, v in sorted(self.sizes.items())}}
+                "batch_sizes": {str(k): v for k, v in sorted(self.sizes.items())}, "split_batches": self.split}
 
 
-class Batcher(Generic[K, R, O]):
+class Batcher(Generic[K, R, Out]):
     """The batching queue (see the module docstring).
 
     Args:
@@ -63,13 +64,13 @@ class Batcher(Generic[K, R, O]):
         max_queue: most rows waiting; more raise :class:`QueueFull`.
     """
 
-    def __init__(self, run: Callable[[K, list[R]], list[O]], *, max_batch: int, wait_s: float, max_queue: int) -> None:
+    def __init__(self, run: Callable[[K, list[R]], list[Out]], *, max_batch: int, wait_s: float, max_queue: int) -> None:
         self.run = run
         self.max_batch = max_batch
         self.wait_s = wait_s
         self.max_queue = max_queue
         self.stats = BatchStats()
-        self._pending: list[_Pending[K, R, O]] = []
+        self._pending: list[_Pending[K, R, Out]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="steerlab-model")
@@ -93,19 +94,19 @@ class Batcher(Generic[K, R, O]):
     def queued_rows(self) -> int:
         return sum(len(p.rows) for p in self._pending)
 
-    async def submit(self, key: K, rows: Sequence[R]) -> list[O]:
+    async def submit(self, key: K, rows: Sequence[R]) -> list[Out]:
         """Queue one request's rows; return their results, in order, once their batch ran."""
         if self._wake is None:
             raise RuntimeError("Batcher.start() was not called")
         if self.queued_rows() + len(rows) > self.max_queue:
             raise QueueFull(f"{self.queued_rows()} rows are already waiting (the server's limit is {self.max_queue})")
-        fut: asyncio.Future[list[O]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(key, rows, fut))
         self.stats.requests += 1
         self._wake.set()
         return await fut
 
-    async def _next_batch(self) -> list[_Pending[K, R, O]]:
+    async def _next_batch(self) -> list[_Pending[K, R, Out]]:
         assert self._wake is not None
         while not self._pending:
             self._wake.clear()
@@ -114,7 +115,7 @@ class Batcher(Generic[K, R, O]):
         key = self._pending[0].key
         deadline = loop.time() + self.wait_s
 
-        def same() -> list[_Pending[K, R, O]]:
+        def same() -> list[_Pending[K, R, Out]]:
             chosen, n = [], 0
             for p in self._pending:
                 if p.key == key and (not chosen or n + len(p.rows) <= self.max_batch):
@@ -140,13 +141,14 @@ class Batcher(Generic[K, R, O]):
             if batch:
                 await self._run(batch, isolate=True)
 
-    async def _run(self, batch: list[_Pending[K, R, O]], *, isolate: bool) -> None:
+    async def _run(self, batch: list[_Pending[K, R, Out]], *, isolate: bool) -> None:
         """Run one batch; if it fails, rerun its requests one by one so only the culprit fails."""
         rows = [r for p in batch for r in p.rows]
         try:
             results = await asyncio.get_running_loop().run_in_executor(self._pool, self.run, batch[0].key, rows)
         except Exception as e:  # noqa: BLE001 - handed to the requests
             if isolate and len(batch) > 1:
+                self.stats.split += 1
                 for p in batch:
                     await self._run([p], isolate=False)
                 return

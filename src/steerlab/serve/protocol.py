@@ -19,7 +19,14 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from steerlab.names import Site
 
@@ -31,6 +38,7 @@ UNSUPPORTED = frozenset({
 })
 
 MAX_SEED = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38  # strengths become float32 tensors
 
 
 class RequestError(ValueError):
@@ -65,8 +73,8 @@ class SteerSpec(_Strict):
             raise ValueError("steer: kind 'add' needs a strength")
         if self.kind == "ablate" and self.strength is not None:
             raise ValueError("steer: kind 'ablate' takes no strength")
-        if self.strength is not None and not math.isfinite(self.strength):
-            raise ValueError("steer: strength must be a finite number")
+        if self.strength is not None and not (math.isfinite(self.strength) and abs(self.strength) <= FLOAT32_MAX):
+            raise ValueError("strength must be a finite number (within float32's range)")
         if isinstance(self.layers, list) and not self.layers:
             raise ValueError("steer: layers must not be empty")
         return self
