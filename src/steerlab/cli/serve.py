@@ -77,7 +77,7 @@ def serve(
         min=1, help="max_tokens when a request gives none (default: 256, or --max-tokens if smaller).")] = None,
     max_n: Annotated[int, typer.Option(min=1, help="Largest n (samples per request).")] = 8,
     max_batch: Annotated[int, typer.Option(min=1, help="Most rows in one forward pass.")] = 16,
-    batch_wait_ms: Annotated[float, typer.Option(min=0, help="How long a request waits for batch-mates.")] = 5.0,
+    batch_wait_ms: Annotated[float, typer.Option(min=0, help="How long a request waits for batch-mates.")] = 20.0,
     max_request_bytes: Annotated[int, typer.Option(min=1, help="Largest request body.")] = 1_000_000,
     max_queue: Annotated[int, typer.Option(min=1, help="Most rows waiting; more get HTTP 429.")] = 256,
     device: DeviceOpt = "auto",

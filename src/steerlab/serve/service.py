@@ -57,7 +57,7 @@ class ServeConfig:
     default_max_tokens: int | None = None
     max_n: int = 8
     max_batch: int = 16
-    batch_wait_ms: float = 5.0
+    batch_wait_ms: float = 20.0
     max_queue: int = 256
     max_stop: int = 4
     check_context: bool = True
