@@ -5,8 +5,8 @@ requests (shipped benign prompts, ``max_tokens`` 32, temperature 0.7 with one se
 two ways with the official ``openai`` client:
 
 * one at a time: one client, each request after the previous reply;
-* 8 concurrent clients: 8 threads, each with its own client, taking requests from one queue
-  (with 8 requests, each client sends one).
+* 8 concurrent clients: 8 threads, each with its own client (made before the clock starts),
+  starting together and taking requests from one queue (with 8 requests, each sends one).
 
 The server batches requests that arrive together into one forward pass, so the concurrent run
 should finish sooner; the ratio of the two wall times, from the same server in the same run,
@@ -89,8 +89,13 @@ def run(url: str, reqs: list[dict], clients: int) -> tuple[float, list[str], int
     tokens = [0] * len(reqs)
     errors: list[BaseException] = []
 
-    def worker() -> None:
-        client = openai.OpenAI(base_url=url, api_key="unused", timeout=600, max_retries=0)
+    # Clients are made before the clock starts (making one takes tens of ms on a busy machine,
+    # which would stagger the clients), and start together.
+    clients_ = [openai.OpenAI(base_url=url, api_key="unused", timeout=600, max_retries=0) for _ in range(clients)]
+    go = threading.Barrier(clients + 1)
+
+    def worker(client: openai.OpenAI) -> None:
+        go.wait()
         while True:
             try:
                 i = todo.get_nowait()
@@ -102,10 +107,11 @@ def run(url: str, reqs: list[dict], clients: int) -> tuple[float, list[str], int
             except BaseException as e:  # noqa: BLE001 - reported after the run
                 errors.append(e)
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    start = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(c,)) for c in clients_]
     for t in threads:
         t.start()
+    start = time.perf_counter()
+    go.wait()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - start
