@@ -43,6 +43,21 @@ def _int_array(x: object, name: str) -> np.ndarray:
     return as_int
 
 
+def _check_ids_present(frame: pd.DataFrame) -> None:
+    """Raise InputError naming the first row whose ``first`` or ``second`` id is missing.
+
+    A missing id (None, NaN, pd.NA) would otherwise become the string ``"None"`` or
+    ``"nan"``, or break sorting of the ids with a bare TypeError.
+    """
+    for col in ("first", "second"):
+        absent = frame[col].isna().to_numpy()
+        if absent.any():
+            pos = int(np.flatnonzero(absent)[0])
+            label = frame.index[pos:pos + 1].tolist()[0]            # a plain Python value
+            raise InputError(f"pair frame row {pos} (index {label!r}): missing item id in column {col!r} "
+                             f"({int(absent.sum())} such row(s))")
+
+
 @dataclass(frozen=True, eq=False)
 class PairCounts:
     """All pairwise outcomes of one experiment, as parallel integer arrays (shape (m,)).
@@ -141,6 +156,7 @@ class PairCounts:
         missing = [c for c in COLUMNS[:4] if c not in frame.columns]
         if missing:
             raise InputError(f"pair frame is missing columns {missing}")
+        _check_ids_present(frame)
         first, second = frame["first"].astype(str), frame["second"].astype(str)
         ids = tuple(item_ids) if item_ids is not None else tuple(sorted(set(first) | set(second)))
         pos = {k: i for i, k in enumerate(ids)}
