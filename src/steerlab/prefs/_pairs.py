@@ -130,6 +130,33 @@ class PairCounts:
         cols = (np.concatenate([getattr(self, c), getattr(other, c)]) for c in COLUMNS)
         return PairCounts(self.item_ids, *cols)
 
+    def over_items(self, item_ids: Sequence[str]) -> PairCounts:
+        """The same rows re-indexed onto another item list (e.g. a fit's ``item_ids``).
+
+        Items of ``self`` that no row uses may be absent from ``item_ids``; an item that a
+        row uses must be present.
+
+        Args:
+            item_ids: The target item list.
+
+        Raises:
+            InputError: A row names an item that is not in ``item_ids`` (the message lists
+                up to three of them).
+        """
+        target = tuple(item_ids)
+        if target == tuple(self.item_ids):
+            return self
+        pos = {k: i for i, k in enumerate(target)}
+        used = np.unique(np.concatenate([self.first, self.second]))
+        unknown = [self.item_ids[i] for i in used if self.item_ids[i] not in pos]
+        if unknown:
+            raise InputError(f"{len(unknown)} item(s) in the pairs are not in the target item list "
+                             f"of {len(target)} items, e.g. {unknown[:3]}")
+        remap = np.full(self.n_items, -1, dtype=np.int64)
+        remap[used] = [pos[self.item_ids[i]] for i in used]
+        return PairCounts(target, remap[self.first], remap[self.second],
+                          self.first_wins, self.second_wins, self.unparseable)
+
     def merged(self) -> PairCounts:
         """Sum rows that share the same ordered pair."""
         key = self.first * self.n_items + self.second
