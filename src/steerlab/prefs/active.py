@@ -42,7 +42,7 @@ from steerlab.prefs._pairs import PairCounts
 from steerlab.prefs.evaluate import PairMetrics, evaluate_pairs
 from steerlab.prefs.graphs import pair_keys, random_pairs, random_regular_graph
 from steerlab.prefs.synthetic import random_orientation
-from steerlab.prefs.thurstonian import ThurstonianFit, fit_thurstonian
+from steerlab.prefs.thurstonian import ThurstonianFit, check_settings, fit_thurstonian
 
 Oracle = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 """Given (first, second) item-index arrays, return (first_wins, second_wins, unparseable)."""
@@ -187,8 +187,11 @@ def run_active_learning(
     n, cfg = len(ids), config
     rng = np.random.default_rng(cfg.seed)
     budget = cfg.max_comparisons if cfg.max_comparisons is not None else 100 * n
-    if (cfg.pairs_per_round is not None and cfg.pairs_per_round < 1) or budget < 1 or cfg.growth <= 0:
+    if (cfg.pairs_per_round is not None and cfg.pairs_per_round < 1) or budget < 1 or not cfg.growth > 0:
         raise InputError("pairs_per_round, growth and max_comparisons must be positive")
+    if not np.isfinite(cfg.growth) or not np.isfinite(cfg.threshold):
+        raise InputError(f"growth and threshold must be finite, got {cfg.growth}, {cfg.threshold}")
+    check_settings(cfg.lam)                       # before the oracle (a model) is asked anything
     graph = random_regular_graph(n, cfg.initial_degree, rng)
     held_pairs = random_pairs(n, cfg.n_held_out or min(n, 2000), rng, pair_keys(graph, n))
     held = _ask(oracle, ids, held_pairs, rng)

@@ -62,10 +62,10 @@ def fit_bradley_terry(data: PairCounts, *, ridge: float = DEFAULT_RIDGE) -> Brad
 
     Args:
         data: Pair counts (unparseable answers ignored).
-        ridge: Weight of ``sum(beta^2)``; must be > 0 so scores stay finite.
+        ridge: Weight of ``sum(beta^2)``; finite and > 0 so scores stay finite.
     """
-    if ridge <= 0:
-        raise InputError(f"ridge must be > 0, got {ridge}")
+    if not np.isfinite(ridge) or ridge <= 0:
+        raise InputError(f"ridge must be a finite number > 0, got {ridge}")
     if data.n_comparisons == 0:
         raise InputError("no parseable comparisons to fit")
     with single_threaded_blas():

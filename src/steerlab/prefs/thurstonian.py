@@ -79,6 +79,17 @@ def thurstonian_objective(
     return value, np.concatenate([g_mu, g_s + 2 * lam * s])
 
 
+def check_settings(lam: float, mu_bounds: tuple[float, float] = DEFAULT_MU_BOUNDS,
+                   log_sigma_bounds: tuple[float, float] = DEFAULT_LOG_SIGMA_BOUNDS) -> None:
+    """Raise InputError unless ``lam`` is a finite number >= 0 and each bound pair is two
+    finite numbers with low < high (NaN would otherwise pass every comparison silently)."""
+    if not np.isfinite(lam) or lam < 0:
+        raise InputError(f"lam must be a finite number >= 0, got {lam}")
+    for name, (low, high) in (("mu_bounds", mu_bounds), ("log_sigma_bounds", log_sigma_bounds)):
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise InputError(f"{name} must be (low, high), finite with low < high, got {(low, high)}")
+
+
 @dataclass(frozen=True, eq=False)
 class ThurstonianFit:
     """Result of :func:`fit_thurstonian`.
@@ -129,9 +140,9 @@ def fit_thurstonian(
 
     Args:
         data: Pair counts; unparseable answers are ignored.
-        lam: Penalty weight on sum(log sigma)^2 (>= 0).
-        mu_bounds: Box bounds on each mu during optimisation.
-        log_sigma_bounds: Box bounds on each log sigma.
+        lam: Penalty weight on sum(log sigma)^2 (finite, >= 0).
+        mu_bounds: Box bounds on each mu during optimisation (finite, low < high).
+        log_sigma_bounds: Box bounds on each log sigma (finite, low < high).
         anchor: Item id whose mu is fixed at 0; None means mean-zero mu.
         init: A previous fit on the same items to warm-start from.
         max_iter: L-BFGS-B iteration limit.
@@ -141,10 +152,7 @@ def fit_thurstonian(
         >>> fit.to_frame().sort_values("mu")
     """
     n = data.n_items
-    if lam < 0:
-        raise InputError(f"lam must be >= 0, got {lam}")
-    if mu_bounds[0] >= mu_bounds[1] or log_sigma_bounds[0] >= log_sigma_bounds[1]:
-        raise InputError("bounds must be (low, high) with low < high")
+    check_settings(lam, mu_bounds, log_sigma_bounds)
     if data.n_comparisons == 0:
         raise InputError("no parseable comparisons to fit")
     bounds = [mu_bounds] * n + [log_sigma_bounds] * n
