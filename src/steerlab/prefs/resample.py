@@ -55,6 +55,22 @@ def resample_outcomes(data: PairCounts, rng: np.random.Generator) -> PairCounts:
     return data.with_counts(drawn[:m], drawn[m:])
 
 
+def _refit_kwargs(fit: ThurstonianFit, fit_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The fit's settings plus any other keyword (e.g. max_iter); a conflicting setting raises."""
+    settings = fit.settings()
+    for key, value in fit_kwargs.items():
+        if key in settings and not _same(value, settings[key]):
+            raise InputError(f"bootstrap_mu: {key}={value!r} differs from the given fit's {key}={settings[key]!r}; "
+                             "replicates are refitted with the fit's own settings")
+    return {**fit_kwargs, **settings}
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def bootstrap_mu(
     data: PairCounts,
     fit: ThurstonianFit | None = None,
@@ -66,21 +82,26 @@ def bootstrap_mu(
 ) -> MuIntervals:
     """Percentile intervals on mu from ``n_boot`` outcome-resampled refits.
 
+    Every replicate is refitted with the full fit's own settings (``fit.settings()``: lam,
+    bounds, anchor), so the intervals are for the quantity ``fit`` estimates.
+
     Args:
         data: The training counts.
         fit: The full-data fit (computed with ``fit_kwargs`` if omitted).
         n_boot: Number of replicates.
         level: Interval coverage, in (0, 1).
         rng: Random generator (default: a fresh unseeded one).
-        **fit_kwargs: Passed to :func:`fit_thurstonian` (lam, bounds, anchor).
+        **fit_kwargs: Passed to :func:`fit_thurstonian` (lam, bounds, anchor, max_iter).
+            With ``fit`` given, a setting that differs from the fit's raises InputError.
     """
     if not 0 < level < 1 or n_boot < 2:
         raise InputError("need 0 < level < 1 and n_boot >= 2")
     rng = rng if rng is not None else np.random.default_rng()
     fit = fit if fit is not None else fit_thurstonian(data, **fit_kwargs)
+    refit_kwargs = _refit_kwargs(fit, fit_kwargs)
     draws = np.empty((n_boot, data.n_items))                     # (n_boot, n)
     for b in range(n_boot):
-        draws[b] = fit_thurstonian(resample_outcomes(data, rng), init=fit, **fit_kwargs).mu
+        draws[b] = fit_thurstonian(resample_outcomes(data, rng), init=fit, **refit_kwargs).mu
     alpha = (1 - level) / 2
     lo, hi = np.quantile(draws, [alpha, 1 - alpha], axis=0)
     return MuIntervals(tuple(data.item_ids), fit.mu, lo, hi, level, n_boot)

@@ -28,6 +28,7 @@ Identification and defaults (documented choices):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,9 @@ class ThurstonianFit:
         n_comparisons: Parseable training comparisons.
         converged: Whether L-BFGS-B reported success.
         n_iter: L-BFGS-B iterations.
+        anchor: Item held at mu = 0, or None for mean-zero mu.
+        mu_bounds: Box bounds on mu used by the fit.
+        log_sigma_bounds: Box bounds on log sigma used by the fit.
     """
 
     item_ids: tuple[str, ...]
@@ -115,6 +119,16 @@ class ThurstonianFit:
     n_comparisons: int
     converged: bool
     n_iter: int
+    anchor: str | None = None
+    mu_bounds: tuple[float, float] = DEFAULT_MU_BOUNDS
+    log_sigma_bounds: tuple[float, float] = DEFAULT_LOG_SIGMA_BOUNDS
+
+    def settings(self) -> dict[str, Any]:
+        """The :func:`fit_thurstonian` keyword arguments that define this fit's model:
+        ``lam``, ``mu_bounds``, ``log_sigma_bounds`` and ``anchor`` (refits such as the
+        bootstrap's use them, so replicates estimate the same quantity)."""
+        return {"lam": self.lam, "mu_bounds": self.mu_bounds, "log_sigma_bounds": self.log_sigma_bounds,
+                "anchor": self.anchor}
 
     def prob_first_wins(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Model probability that ``first[k]`` is chosen over ``second[k]`` (indices)."""
@@ -177,4 +191,6 @@ def fit_thurstonian(
         mu -= mu.mean()
     nll = thurstonian_objective(np.concatenate([mu, s]), data, 0.0)[0]
     return ThurstonianFit(tuple(data.item_ids), mu, np.exp(s), nll, lam,
-                          lam / data.n_comparisons, data.n_comparisons, bool(res.success), int(res.nit))
+                          lam / data.n_comparisons, data.n_comparisons, bool(res.success), int(res.nit),
+                          anchor, (float(mu_bounds[0]), float(mu_bounds[1])),
+                          (float(log_sigma_bounds[0]), float(log_sigma_bounds[1])))
