@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from steerlab.errors import InputError
 from steerlab.prefs._items import check_unique_ids
@@ -56,6 +58,57 @@ def _check_ids_present(frame: pd.DataFrame) -> None:
             label = frame.index[pos:pos + 1].tolist()[0]            # a plain Python value
             raise InputError(f"pair frame row {pos} (index {label!r}): missing item id in column {col!r} "
                              f"({int(absent.sum())} such row(s))")
+
+
+@dataclass(frozen=True, eq=False)
+class ComparisonGraph:
+    """Which items the data compare, and which groups of items are linked by comparisons.
+
+    Items are nodes; two items are joined when at least one parseable answer compared them.
+    Utilities are identified only **within** a connected component: the data say nothing
+    about how one component's utilities sit relative to another's, and nothing about an item
+    that was never compared.
+
+    Attributes:
+        comparisons_per_item: Parseable comparisons each item took part in, shape (n,).
+        component: Component label per item, shape (n,): 0 for the largest component, 1 for
+            the next (ties: the one holding the lowest item index first), ...; -1 for an item
+            never compared.
+    """
+
+    comparisons_per_item: np.ndarray
+    component: np.ndarray
+
+    @property
+    def compared(self) -> np.ndarray:
+        """Boolean mask of items with at least one parseable comparison, shape (n,)."""
+        return self.comparisons_per_item > 0
+
+    @property
+    def n_components(self) -> int:
+        """Connected components among compared items (1 means every compared item is linked)."""
+        return int(self.component.max()) + 1 if self.component.size else 0
+
+    def warnings(self, item_ids: Sequence[str]) -> tuple[str, ...]:
+        """Plain-language notes on what the data cannot identify (empty when all is well)."""
+        notes = []
+        never = [item_ids[i] for i in np.flatnonzero(~self.compared)]
+        if never:
+            notes.append(f"{len(never)} item(s) never compared, e.g. {never[:3]}: their utility is a "
+                         "placeholder (the fit's starting value) that the data do not inform")
+        if self.n_components > 1:
+            sizes = np.bincount(self.component[self.component >= 0]).tolist()
+            notes.append(f"the comparison graph has {self.n_components} connected components (sizes "
+                         f"{sizes[:5]}{'...' if len(sizes) > 5 else ''}): utilities are comparable only within "
+                         "a component; the offset between components is not identified by the data")
+        return tuple(notes)
+
+
+def graph_columns(graph: ComparisonGraph | None) -> dict[str, np.ndarray]:
+    """``n_comparisons`` and ``component`` columns for a fit's per-item frame ({} if unknown)."""
+    if graph is None:
+        return {}
+    return {"n_comparisons": graph.comparisons_per_item, "component": graph.component}
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,6 +160,23 @@ class PairCounts:
     def n_comparisons(self) -> int:
         """Number of parseable comparisons (wins of either side)."""
         return int(self.first_wins.sum() + self.second_wins.sum())
+
+    def comparison_graph(self) -> ComparisonGraph:
+        """Comparisons per item and connected components (see :class:`ComparisonGraph`)."""
+        n = self.n_items
+        w = (self.first_wins + self.second_wins).astype(float)
+        per_item = (np.bincount(self.first, w, n) + np.bincount(self.second, w, n)).astype(np.int64)
+        used = w > 0
+        adjacency = coo_matrix((np.ones(int(used.sum())), (self.first[used], self.second[used])), shape=(n, n))
+        _, raw = connected_components(adjacency, directed=False)      # arbitrary labels, (n,)
+        members = np.flatnonzero(per_item > 0)
+        labels, where, inverse, sizes = np.unique(raw[members], return_index=True, return_inverse=True,
+                                                  return_counts=True)
+        rank = np.empty(labels.size, dtype=np.int64)
+        rank[np.lexsort((members[where], -sizes))] = np.arange(labels.size)   # largest first
+        component = np.full(n, -1, dtype=np.int64)
+        component[members] = rank[inverse]
+        return ComparisonGraph(per_item, component)
 
     def unordered_key(self) -> np.ndarray:
         """One integer per row identifying the unordered pair {first, second}."""

@@ -23,11 +23,15 @@ from steerlab.prefs.thurstonian import ThurstonianFit, fit_thurstonian
 class MuIntervals:
     """Percentile bootstrap intervals on mu.
 
+    An item never compared in the data gets NaN bounds (its mu is a placeholder). With
+    several connected components (``fit.graph``), intervals describe an item's place within
+    its component; the offset between components is not identified.
+
     Attributes:
         item_ids: Item ids.
         mu: The full-data estimate.
-        lo: Lower bounds, shape (n,).
-        hi: Upper bounds, shape (n,).
+        lo: Lower bounds, shape (n,); NaN for items never compared.
+        hi: Upper bounds, shape (n,); NaN for items never compared.
         level: Coverage level (e.g. 0.95).
         n_boot: Replicates used.
     """
@@ -104,4 +108,6 @@ def bootstrap_mu(
         draws[b] = fit_thurstonian(resample_outcomes(data, rng), init=fit, **refit_kwargs).mu
     alpha = (1 - level) / 2
     lo, hi = np.quantile(draws, [alpha, 1 - alpha], axis=0)
+    never = ~data.comparison_graph().compared          # no data: no interval, not a zero-width one
+    lo[never], hi[never] = np.nan, np.nan
     return MuIntervals(tuple(data.item_ids), fit.mu, lo, hi, level, n_boot)

@@ -36,7 +36,7 @@ from scipy.optimize import minimize
 from scipy.special import log_ndtr, ndtr
 
 from steerlab.errors import InputError
-from steerlab.prefs._pairs import PairCounts
+from steerlab.prefs._pairs import ComparisonGraph, PairCounts, graph_columns
 from steerlab.prefs._threads import single_threaded_blas
 
 DEFAULT_LAMBDA = 1.0
@@ -108,6 +108,10 @@ class ThurstonianFit:
         anchor: Item held at mu = 0, or None for mean-zero mu.
         mu_bounds: Box bounds on mu used by the fit.
         log_sigma_bounds: Box bounds on log sigma used by the fit.
+        graph: Comparisons per item and connected components of the training data. An item
+            never compared keeps the starting value (0 before centring), which the data do
+            not inform; utilities in different components are not comparable. See
+            :attr:`warnings`.
     """
 
     item_ids: tuple[str, ...]
@@ -122,6 +126,12 @@ class ThurstonianFit:
     anchor: str | None = None
     mu_bounds: tuple[float, float] = DEFAULT_MU_BOUNDS
     log_sigma_bounds: tuple[float, float] = DEFAULT_LOG_SIGMA_BOUNDS
+    graph: ComparisonGraph | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the training data leave unidentified: never-compared items, several components."""
+        return self.graph.warnings(self.item_ids) if self.graph is not None else ()
 
     def settings(self) -> dict[str, Any]:
         """The :func:`fit_thurstonian` keyword arguments that define this fit's model:
@@ -136,8 +146,10 @@ class ThurstonianFit:
         return ndtr((self.mu[first] - self.mu[second]) / sd)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per item: ``id``, ``mu``, ``sigma``."""
-        return pd.DataFrame({"id": list(self.item_ids), "mu": self.mu, "sigma": self.sigma})
+        """One row per item: ``id``, ``mu``, ``sigma``, and (from :attr:`graph`)
+        ``n_comparisons`` and ``component`` (-1: never compared)."""
+        return pd.DataFrame({"id": list(self.item_ids), "mu": self.mu, "sigma": self.sigma,
+                             **graph_columns(self.graph)})
 
 
 def fit_thurstonian(
@@ -193,4 +205,4 @@ def fit_thurstonian(
     return ThurstonianFit(tuple(data.item_ids), mu, np.exp(s), nll, lam,
                           lam / data.n_comparisons, data.n_comparisons, bool(res.success), int(res.nit),
                           anchor, (float(mu_bounds[0]), float(mu_bounds[1])),
-                          (float(log_sigma_bounds[0]), float(log_sigma_bounds[1])))
+                          (float(log_sigma_bounds[0]), float(log_sigma_bounds[1])), data.comparison_graph())
