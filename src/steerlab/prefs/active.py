@@ -111,7 +111,10 @@ class ActiveLearningResult:
         train: All training counts.
         held_out: The fixed held-out counts.
         history: One record per round.
-        stop_reason: ``"converged"``, ``"budget"``, ``"max_rounds"`` or ``"exhausted"``.
+        stop_reason: ``"converged"`` (successive fits agree after a full-size round),
+            ``"budget"`` (the comparison budget is spent, or cut the last round short),
+            ``"exhausted"`` (no unasked pairs left, or too few for the last round) or
+            ``"max_rounds"``.
     """
 
     fit: ThurstonianFit
@@ -209,11 +212,15 @@ def run_active_learning(
         if k <= 0:
             stop = "budget"
             break
+        available = n * (n - 1) // 2 - np.unique(asked).size
+        # A round cut short is no test of convergence: successive fits differ less only
+        # because less data was added. Such a round stops for the reason that cut it.
+        cut_short = "exhausted" if available < k else "budget" if k < per_round else None
         if cfg.strategy == "active":
             degree = np.bincount(np.concatenate([train.first, train.second]), minlength=n).astype(float)
             new = select_pairs(fit, degree, asked, k, cfg, rng)
         else:
-            k = min(k, n * (n - 1) // 2 - np.unique(asked).size)
+            k = min(k, available)
             new = random_pairs(n, k, rng, asked) if k > 0 else np.empty((0, 2), np.int64)
         if new.shape[0] == 0:
             stop = "exhausted"
@@ -228,6 +235,6 @@ def run_active_learning(
         if on_round:
             on_round(history[-1], fit)
         if rho >= cfg.threshold:
-            stop = "converged"
+            stop = cut_short or "converged"
             break
     return ActiveLearningResult(fit, train, held, history, stop)
