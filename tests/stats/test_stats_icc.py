@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from steerlab.errors import InputError
+from steerlab.prefs import Scale
 from steerlab.stats import icc_across_seeds, icc_table
 
 TABLE = np.array([[1, 3], [2, 3], [4, 6]], dtype=float)
@@ -40,7 +41,7 @@ def test_missing_rows_dropped_and_counted():
 def test_icc_from_long_ratings():
     rows = [(f"i{i}", "m", "t", s, 0, TABLE[i, s]) for i in range(3) for s in range(2)]
     frame = pd.DataFrame(rows, columns=["item", "rater", "template", "seed", "sample", "value"])
-    assert icc_across_seeds(frame).icc_a1 == pytest.approx(0.625)
+    assert icc_across_seeds(frame, scale=Scale.integer_range(1, 6)).icc_a1 == pytest.approx(0.625)
 
 
 def test_against_pingouin():
@@ -71,7 +72,7 @@ def test_constant_table_has_undefined_iccs(value):
     assert (r.ms_rows, r.ms_cols, r.ms_error, r.ms_within) == (0.0, 0.0, 0.0, 0.0)
     rows = [(f"i{i}", "m", "t", s, j, value) for i in range(4) for s in range(3) for j in range(3)]
     frame = pd.DataFrame(rows, columns=["item", "rater", "template", "seed", "sample", "value"])
-    assert math.isnan(icc_across_seeds(frame).icc1)      # samples averaged first
+    assert math.isnan(icc_across_seeds(frame, scale=None).icc1)      # samples averaged first
 
 
 def test_degenerate_non_integer_tables_by_formula():

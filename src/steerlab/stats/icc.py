@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from steerlab.errors import InputError
+from steerlab.prefs._ratings import Scale
 from steerlab.stats._matrix import seed_matrix
 
 
@@ -125,12 +126,14 @@ def icc_table(table: np.ndarray | pd.DataFrame) -> ICCResult:
     )
 
 
-def icc_across_seeds(ratings: pd.DataFrame) -> ICCResult:
+def icc_across_seeds(ratings: pd.DataFrame, *, scale: Scale | None) -> ICCResult:
     """ICCs of one (rater, template) condition with items as targets and seeds as raters.
 
     Samples within a seed are averaged first.
 
     Args:
         ratings: Long ratings (columns item, seed, value).
+        scale: The template's declared scale (required): a rating off it raises InputError.
+            Pass None explicitly only for scores that are not answers on a declared scale.
     """
-    return icc_table(seed_matrix(ratings))
+    return icc_table(seed_matrix(ratings, scale))
