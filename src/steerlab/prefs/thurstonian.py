@@ -21,6 +21,9 @@ Identification and defaults (documented choices):
     ``lam=0`` only the bounds do, and sparse data lets sigma run to the bound (seed 004).
   * Bounds: log sigma in (-2, 2), i.e. sigma in (0.135, 7.39) (seed 004's default), and
     mu in (-10, 10) so an item that wins every comparison stays finite.
+  * Connectivity: only differences within a connected component of the comparison graph
+    are identified, and an item never compared is not identified at all (it keeps its
+    starting value). ``fit.graph`` and ``fit.warnings`` report both; nothing is imputed.
   * Penalty: ``lam=1.0`` by default (seed 004: 1-10 controls sigma blow-up on sparse or
     real data; it is harmless on dense data). The fit also reports lam per comparison.
 """
