@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._docs import interleaved, timed, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "engine.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -65,11 +67,8 @@ def demo_old_vs_new(rounds: int) -> dict:
     subprocess.run(["git", "worktree", "add", "--detach", str(old), OLD_REVISION], cwd=ROOT, check=True,
                    capture_output=True)
     try:
-        new_s, old_s = [], []
-        for r in range(rounds):
-            order = [("new", None), ("old", str(old / "src"))] if r % 2 == 0 else [("old", str(old / "src")), ("new", None)]
-            for name, path in order:
-                (new_s if name == "new" else old_s).append(_demo(path, []))
+        t = interleaved([("new", lambda: _demo(None, [])), ("old", lambda: _demo(str(old / "src"), []))], rounds)
+        new_s, old_s = t["new"], t["old"]
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -78,11 +77,9 @@ def demo_old_vs_new(rounds: int) -> dict:
 
 
 def demo_ray_vs_local(rounds: int) -> dict:
-    local, ray = [], []
-    for r in range(rounds):
-        order = [("local", []), ("ray", ["--executor", "ray", "--actors", "2"])]
-        for name, extra in order if r % 2 == 0 else order[::-1]:
-            (local if name == "local" else ray).append(_demo(None, extra))
+    t = interleaved([("local", lambda: _demo(None, [])),
+                     ("ray", lambda: _demo(None, ["--executor", "ray", "--actors", "2"]))], rounds)
+    local, ray = t["local"], t["ray"]
     return {"local_seconds": local, "ray_seconds": ray, "ratio_of_minimums": min(ray) / min(local),
             "breakdown": ray_breakdown()}
 
@@ -149,10 +146,8 @@ def generation_tokens_per_second(rounds: int) -> dict:
         return time.perf_counter() - start, sum(c.completion_tokens for c in res)
 
     plain(), ours()  # warm-up
-    p, s = [], []
-    for r in range(rounds):
-        for name, fn in ([("plain", plain), ("ours", ours)] if r % 2 == 0 else [("ours", ours), ("plain", plain)]):
-            (p if name == "plain" else s).append(fn())
+    t = interleaved([("plain", plain), ("ours", ours)], rounds)
+    p, s = t["plain"], t["ours"]
     best_p, best_s = min(p), min(s)
     return {"prompts": N_PROMPTS, "max_new_tokens": NEW_TOKENS, "batch": BATCH,
             "plain_seconds": [x[0] for x in p], "steerlab_seconds": [x[0] for x in s],
@@ -175,26 +170,20 @@ def sampling_overhead(rounds: int) -> dict:
     common = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=NEW_TOKENS,
                   min_new_tokens=NEW_TOKENS, pad_token_id=lm.tokenizer.pad_token_id)
 
-    def plain() -> float:
+    def plain() -> None:
         torch.manual_seed(0)
-        start = time.perf_counter()
         with torch.inference_mode():
             lm.model.generate(**common, do_sample=True, temperature=0.8, top_k=0, top_p=1.0)
-        return time.perf_counter() - start
 
-    def seeded() -> float:
+    def seeded() -> None:
         sampler = SeededSampler(list(range(N_PROMPTS)), 0.8, NEW_TOKENS)
-        start = time.perf_counter()
         with torch.inference_mode():
             lm.model.generate(**common, do_sample=False, temperature=None, top_k=None, top_p=None,
                               logits_processor=LogitsProcessorList([sampler]))
-        return time.perf_counter() - start
 
     plain(), seeded()
-    p, s = [], []
-    for r in range(rounds):
-        for name, fn in ([("plain", plain), ("seeded", seeded)] if r % 2 == 0 else [("seeded", seeded), ("plain", plain)]):
-            (p if name == "plain" else s).append(fn())
+    t = interleaved([("plain", lambda: timed(plain)), ("seeded", lambda: timed(seeded))], rounds)
+    p, s = t["plain"], t["seeded"]
     paired = sorted(b / a for a, b in zip(p, s))
     return {"rows": N_PROMPTS, "tokens_per_row": NEW_TOKENS, "plain_seconds": p, "seeded_seconds": s,
             "ratio_of_minimums": min(s) / min(p), "median_paired_ratio": paired[len(paired) // 2]}
@@ -240,15 +229,7 @@ def write_docs(res: dict) -> None:
                   f"goes on to write the next `User:` turn); steerlab's rows stop at the end of turn "
                   f"({g['steerlab_useful_tokens']} tokens)."]
     lines += ["", "Command: `python -m bench.bench_engine` (part of `make bench`).", ""]
-    section = "\n".join(lines)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    start = text.find("## Experiment engine")
-    if start >= 0:
-        end = text.find("\n## ", start + 3)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
+    write_section(DOCS, "## Experiment engine", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tiny_lm
+from conftest import save_tiny
 
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine import execute
@@ -24,11 +24,7 @@ def ray_instance():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    lm = tiny_lm("qwen3", seed=4)
-    lm.model.save_pretrained(d)
-    lm.tokenizer.save_pretrained(d)
-    return d
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model", "qwen3", 4)
 
 
 def _cfg(model_dir, temperature: float):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import yaml
-from conftest import tiny_lm
+from conftest import save_tiny, tiny_lm
 
 from steerlab.errors import ConfigError
 from steerlab.experiments import load_config, parse_config
@@ -15,11 +15,7 @@ from steerlab.experiments.engine import execute as run_refusal_study
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    lm = tiny_lm("llama")
-    lm.model.save_pretrained(d)
-    lm.tokenizer.save_pretrained(d)
-    return d
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model", "llama", 0)
 
 
 def _raw(model_dir, **over):

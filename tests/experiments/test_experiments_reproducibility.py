@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import yaml
-from conftest import tiny_lm
+from conftest import save_tiny
 
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine import execute
@@ -18,11 +18,7 @@ from steerlab.experiments.engine import execute
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    lm = tiny_lm("gemma3", seed=2)
-    lm.model.save_pretrained(d)
-    lm.tokenizer.save_pretrained(d)
-    return d
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model", "gemma3", 2)
 
 
 def _raw(model_dir, temperature: float, batch_size: int) -> dict:

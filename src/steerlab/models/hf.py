@@ -255,26 +255,9 @@ class LanguageModel:
 
         return () if self.chat.uses_template else ("\n" + PLAIN_USER.strip(), "\n" + PLAIN_ASSISTANT)
 
-    def generate(
-        self,
-        conversations: Sequence[str | Conversation],
-        *,
-        max_new_tokens: int = 64,
-        temperature: float = 0.0,
-        seed: int | Sequence[int] | None = None,
-        system: str | None = None,
-        interventions: Sequence["Intervention"] = (),
-        batch_size: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        stop: Sequence[str] = (),
-        top_p: float = 1.0,
-        top_k: int = 0,
-    ) -> list[str]:
-        """Generate one reply per prompt (the texts of :meth:`complete`)."""
-        return [c.text for c in self.complete(
-            conversations, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, system=system,
-            interventions=interventions, batch_size=batch_size, progress=progress, stop=stop, top_p=top_p,
-            top_k=top_k)]
+    def generate(self, conversations: Sequence[str | Conversation], **kwargs: Any) -> list[str]:
+        """Generate one reply per prompt: the texts of :meth:`complete` (same arguments)."""
+        return [c.text for c in self.complete(conversations, **kwargs)]
 
     def complete(
         self,
