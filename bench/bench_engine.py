@@ -44,7 +44,8 @@ def _load() -> tuple[float, str]:
 # ---------------------------------------------------------------------------- (a) and (c): demos
 
 
-def _demo(pythonpath: str | None, extra: list[str]) -> float:
+def _demo(pythonpath: str | None, extra: list[str], keep: Path | None = None) -> float:
+    """Seconds for one ``steerlab demo`` in a fresh directory (kept at ``keep`` if given)."""
     run_dir = Path(tempfile.mkdtemp(prefix="steerlab-demo-bench-"))
     env = {**os.environ, "STEERLAB_QUIET": "1"}
     if pythonpath:
@@ -55,10 +56,25 @@ def _demo(pythonpath: str | None, extra: list[str]) -> float:
                           env=env, capture_output=True, text=True, cwd=run_dir)
     seconds = time.perf_counter() - start
     ok = proc.returncode == 0 and (run_dir / "demo" / "report.md").exists()
+    if ok and keep is not None:
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(run_dir / "demo", keep)
     shutil.rmtree(run_dir, ignore_errors=True)
     if not ok:
         raise RuntimeError(f"demo failed: {proc.stderr[-1500:]}")
     return seconds
+
+
+def summary_without_rate_intervals(path: Path) -> object:
+    """A summary.json with the rates' interval ends and record versions dropped (the rewrite changed
+    rate intervals from the percentile bootstrap to Wilson on purpose; everything else must match)."""
+    def strip(x: object) -> object:
+        if isinstance(x, dict):
+            return {k: ({"value": v["value"], "n": v["n"]} if k in ("harmful_refusal", "false_positives")
+                        and isinstance(v, dict) and "low" in v else strip(v))
+                    for k, v in x.items() if k != "version"}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+    return strip(json.loads(path.read_text()))
 
 
 def demo_old_vs_new(rounds: int) -> dict:
@@ -67,13 +83,20 @@ def demo_old_vs_new(rounds: int) -> dict:
     subprocess.run(["git", "worktree", "add", "--detach", str(old), OLD_REVISION], cwd=ROOT, check=True,
                    capture_output=True)
     try:
-        t = interleaved([("new", lambda: _demo(None, [])), ("old", lambda: _demo(str(old / "src"), []))], rounds)
+        t = interleaved([("new", lambda: _demo(None, [], keep=tmp / "new-run")),
+                         ("old", lambda: _demo(str(old / "src"), [], keep=tmp / "old-run"))], rounds)
         new_s, old_s = t["new"], t["old"]
+        same = summary_without_rate_intervals(tmp / "new-run" / "summary.json") == \
+            summary_without_rate_intervals(tmp / "old-run" / "summary.json")
+        rows = lambda d: {r["key"]: (r["output"], r["refused"]) for r in  # noqa: E731
+                          map(json.loads, (d / "results.jsonl").read_text().splitlines())}
+        same_rows = rows(tmp / "new-run") == rows(tmp / "old-run")
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     return {"old_revision": OLD_REVISION, "new_seconds": new_s, "old_seconds": old_s,
-            "ratio_of_minimums": min(new_s) / min(old_s)}
+            "ratio_of_minimums": min(new_s) / min(old_s), "summary_identical_rate_intervals_aside": same,
+            "outputs_and_verdicts_identical": same_rows}
 
 
 def demo_ray_vs_local(rounds: int) -> dict:
@@ -204,6 +227,9 @@ def write_docs(res: dict) -> None:
         d = res["demo"]
         lines.append(f"| `steerlab demo`, engine ÷ the runner it replaced ({d['old_revision']}) | **{d['ratio_of_minimums']:.2f}** "
                      f"({min(d['new_seconds']):.0f} s vs {min(d['old_seconds']):.0f} s) | ≤ 0.8 |")
+        lines.append(f"| the two demos' `summary.json`, rate intervals aside (now Wilson) / every reply and verdict | "
+                     f"**{'identical' if d['summary_identical_rate_intervals_aside'] else 'DIFFERENT'} / "
+                     f"{'identical' if d['outputs_and_verdicts_identical'] else 'DIFFERENT'}** | identical |")
     if "generation" in res:
         g = res["generation"]
         lines.append(f"| batched generation, useful tokens/s: `complete` vs plain HF `generate` ({g['prompts']} prompts, "
