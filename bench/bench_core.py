@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench._docs import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "core.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -269,19 +271,6 @@ def markdown(res: dict[str, Any]) -> str:
           if res.get("load_cached_seconds") else []),
         *note,
     ])
-
-
-def write_section(path: Path, heading: str, body: str) -> None:
-    """Replace (or append) the section starting at ``heading`` up to the next ``## `` heading."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find(f"\n{heading}\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + body + ("" if end < 0 else "\n" + text[end + 1 :])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._docs import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "refusal.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -99,15 +101,7 @@ def write_docs(res: dict) -> None:
                   f"({'finished, report written' if d['ok'] else 'FAILED'}). The target is ≤ 10 min on 2 cores; the "
                   "first run on a new machine adds the one-time dequantisation of the default model (about 45-75 s).", ""]
     lines += ["Command: `python -m bench.bench_refusal` (part of `make bench`).", ""]
-    section = "\n".join(lines)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    start = text.find("## Refusal study")
-    if start >= 0:
-        end = text.find("\n## ", start + 3)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
+    write_section(DOCS, "## Refusal study", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:

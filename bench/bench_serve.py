@@ -186,7 +186,7 @@ def write_docs(res: dict) -> None:
         f"{s['same_reply_both_ways']} of {s['requests']} replies were identical both ways (per-request seeds; a "
         "batch pads prompts, which can move a near-tie in sampling).", "",
         "Command: `python -m bench.bench_serve` (part of `make bench`).", ""]
-    from bench.bench_core import write_section
+    from bench._docs import write_section
 
     write_section(DOCS, "## steerlab serve", "\n".join(lines))
 

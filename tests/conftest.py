@@ -100,3 +100,11 @@ def default_lm():
     import steerlab as sl
 
     return sl.load_model("default", device="cpu")
+
+
+def save_tiny(path, arch: str = "llama", seed: int = 0):
+    """A tiny random model of ``arch`` with the character tokenizer, saved as a Hugging Face folder."""
+    lm = tiny_lm(arch, seed)
+    lm.model.save_pretrained(path)
+    lm.tokenizer.save_pretrained(path)
+    return path

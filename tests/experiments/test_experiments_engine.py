@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import yaml
-from conftest import tiny_lm
+from conftest import save_tiny
 
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import load_config, parse_config, render_report
@@ -20,11 +20,7 @@ from steerlab.experiments.records import Cell, InterventionSpec, cell_seed
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    lm = tiny_lm("llama")
-    lm.model.save_pretrained(d)
-    lm.tokenizer.save_pretrained(d)
-    return d
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model", "llama", 0)
 
 
 def _raw(model_dir, **over):

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 import yaml
-from conftest import tiny_lm
+from conftest import save_tiny, tiny_lm
 
 from steerlab.errors import ConfigError
 from steerlab.experiments import load_config, parse_config
@@ -20,11 +15,7 @@ from steerlab.experiments.engine import execute as run_refusal_study
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    lm = tiny_lm("llama")
-    lm.model.save_pretrained(d)
-    lm.tokenizer.save_pretrained(d)
-    return d
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model", "llama", 0)
 
 
 def _raw(model_dir, **over):
@@ -94,51 +85,6 @@ def test_malformed_config_names_the_field(model_dir, tmp_path):
     assert cfg.generation.max_new_tokens == 3 and cfg.conditions.strengths == [1.0]
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
-
-
-_KILLER = textwrap.dedent("""
-    import os, signal, sys, yaml
-    from steerlab.experiments import store
-    from steerlab.experiments.config import parse_config
-    from steerlab.experiments.engine import execute as run_refusal_study
-    limit = int(sys.argv[3])
-    calls = {"n": 0}
-    original = store.RunStore.append
-    def append(self, rows):
-        original(self, rows)
-        calls["n"] += 1
-        if calls["n"] == limit:
-            os.kill(os.getpid(), signal.SIGKILL)  # die abruptly, as on a crash or kill -9
-    store.RunStore.append = append
-    run_refusal_study(parse_config(yaml.safe_load(open(sys.argv[1]))), sys.argv[2])
-""")
-
-
-def test_killed_run_resumes_with_identical_finished_cells(model_dir, tmp_path):
-    cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(yaml.safe_dump(_raw(model_dir)))
-    script = tmp_path / "killer.py"
-    script.write_text(_KILLER)
-    run = tmp_path / "run"
-    env = {**os.environ, "STEERLAB_QUIET": "1"}
-    proc = subprocess.run([sys.executable, str(script), str(cfg_path), str(run), "3"], env=env, capture_output=True)
-    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    before = (run / "results.jsonl").read_text().splitlines()
-    assert before and not (run / "summary.json").exists()
-    # a crash mid-write can also leave a truncated last line: simulate it
-    with open(run / "results.jsonl", "a") as f:
-        f.write('{"key": "half-writ')
-    run_refusal_study(load_config(cfg_path), run)
-    after = (run / "results.jsonl").read_text().splitlines()
-    assert after[: len(before)] == before  # finished cells untouched
-    keys = [json.loads(x)["key"] for x in after]
-    assert len(keys) == len(set(keys)) == 6 * 10 + 2 * 6  # nothing redone, nothing missing
-    # a second rerun does no work at all
-    run_refusal_study(load_config(cfg_path), run)
-    assert (run / "results.jsonl").read_text().splitlines() == after
-    # a different config in a directory holding results is refused
-    with pytest.raises(ConfigError, match="different config"):
-        run_refusal_study(parse_config(_raw(model_dir, seed=5)), run)
 
 
 def test_study_data_reads_benchmark_formats(tmp_path):

@@ -58,3 +58,34 @@ def test_budget_stops_the_run():
     res = run_active_learning(tuple(map(str, range(N))), ThurstonianOracle(mu, sigma, np.random.default_rng(0)),
                               ActiveLearningConfig(max_comparisons=600, threshold=1.1))
     assert res.stop_reason == "budget" and res.n_comparisons == 600
+
+
+def _small_run(budget):
+    n = 60
+    rng = np.random.default_rng(1)
+    mu, sigma = rng.normal(0, 2, n), np.exp(rng.normal(0, 0.3, n))
+    oracle = ThurstonianOracle(mu, sigma, np.random.default_rng(7))
+    return run_active_learning(tuple(map(str, range(n))), oracle,
+                               ActiveLearningConfig(seed=1, max_comparisons=budget))
+
+
+def test_round_cut_short_by_the_budget_is_not_convergence():
+    # Regression: when the budget left room for only a sliver of the last round, the fits
+    # before and after it agreed almost perfectly and the run reported "converged".
+    free = _small_run(None)
+    before = free.history[2].n_comparisons                     # 337 after round 2
+    planned = round(0.5 * before)                              # the next round's size: 168
+    res = _small_run(before + 3)                               # budget leaves room for 3
+    assert [r.n_comparisons for r in res.history[:3]] == [r.n_comparisons for r in free.history[:3]]
+    assert res.history[-1].n_comparisons - before == 3 < planned
+    assert res.history[-1].spearman_prev >= ActiveLearningConfig().threshold   # looked converged
+    assert res.stop_reason == "budget" and res.n_comparisons == before + 3
+
+
+def test_round_cut_short_by_running_out_of_pairs_is_not_convergence():
+    res = _small_run(None)
+    last, prev = res.history[-1].n_comparisons, res.history[-2].n_comparisons
+    assert last - prev < round(0.5 * prev)                     # the last round was cut short...
+    pairs = set(res.train.unordered_key().tolist()) | set(res.held_out.unordered_key().tolist())
+    assert len(pairs) == 60 * 59 // 2                          # ...because every pair was asked
+    assert res.stop_reason == "exhausted"

@@ -62,3 +62,17 @@ def test_scale_rejects_off_support_values():
         s.check(np.array([1, 6]))
     with pytest.raises(InputError):
         Scale((3, 1))
+
+
+@pytest.mark.parametrize("missing", [None, np.nan, pd.NA])
+@pytest.mark.parametrize("column", ["first", "second"])
+def test_pair_frame_with_missing_id_names_the_row(missing, column):
+    # Regression: a None/NaN id raised a bare TypeError (sorting str with float).
+    frame = pd.DataFrame(dict(first=["a", "b", "a"], second=["b", "c", "c"],
+                              first_wins=[1, 2, 0], second_wins=[0, 1, 1]), index=[10, 11, 12])
+    frame[column] = frame[column].astype(object)
+    frame.loc[12, column] = missing
+    with pytest.raises(InputError, match=rf"row 2 \(index 12\): missing item id in column '{column}'"):
+        PairCounts.from_frame(frame)
+    with pytest.raises(InputError, match="missing item id"):
+        PairCounts.from_frame(frame, ("a", "b", "c"))          # also with the item list given

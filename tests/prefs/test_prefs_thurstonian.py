@@ -1,6 +1,7 @@
 """Thurstonian fit: exact small cases, gradient, recovery on synthetic data, the lambda penalty."""
 
 import math
+import re
 from statistics import NormalDist
 
 import numpy as np
@@ -8,7 +9,10 @@ import pytest
 from scipy.stats import spearmanr
 
 from steerlab.errors import InputError
-from steerlab.prefs import PairCounts, ThurstonianOracle, evaluate_pairs, fit_bradley_terry, fit_thurstonian
+from steerlab.prefs import (
+    ActiveLearningConfig, PairCounts, ThurstonianOracle, evaluate_pairs, fit_bradley_terry, fit_thurstonian,
+    run_active_learning,
+)
 from steerlab.prefs.graphs import pair_keys, random_pairs, random_regular_graph
 from steerlab.prefs.synthetic import random_orientation
 from steerlab.prefs.thurstonian import thurstonian_objective
@@ -110,3 +114,35 @@ def test_bad_input():
         fit_thurstonian(_two_items(1, 1), lam=-1)
     with pytest.raises(InputError, match="anchor"):
         fit_thurstonian(_two_items(1, 1), anchor="zz")
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(lam=NAN), "lam must be a finite number >= 0, got nan"),
+    (dict(lam=INF), "lam must be a finite number >= 0, got inf"),
+    (dict(mu_bounds=(NAN, 10.0)), "mu_bounds"),
+    (dict(mu_bounds=(-INF, INF)), "mu_bounds"),
+    (dict(log_sigma_bounds=(-2.0, NAN)), "log_sigma_bounds"),
+    (dict(log_sigma_bounds=(2.0, -2.0)), "log_sigma_bounds"),
+])
+def test_non_finite_settings_are_refused(kwargs, msg):
+    # Regression: lam=NaN (and NaN bounds) passed every `<` check and were fitted silently.
+    with pytest.raises(InputError, match=re.escape(msg)):
+        fit_thurstonian(_two_items(3, 1), **kwargs)
+
+
+@pytest.mark.parametrize("ridge", [NAN, INF, 0.0, -1.0])
+def test_bradley_terry_ridge_must_be_finite_and_positive(ridge):
+    # Regression: ridge=NaN was accepted.
+    with pytest.raises(InputError, match="ridge must be a finite number > 0"):
+        fit_bradley_terry(_two_items(3, 1), ridge=ridge)
+
+
+@pytest.mark.parametrize("cfg", [dict(lam=NAN), dict(lam=-1.0), dict(growth=NAN), dict(threshold=NAN)])
+def test_active_learning_refuses_bad_settings_before_asking(cfg):
+    oracle = ThurstonianOracle(np.zeros(12), np.ones(12), np.random.default_rng(0))
+    with pytest.raises(InputError):
+        run_active_learning(tuple(map(str, range(12))), oracle, ActiveLearningConfig(**cfg))
+    assert oracle.calls == 0                      # no model time spent on a run that cannot fit

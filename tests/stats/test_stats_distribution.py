@@ -36,14 +36,14 @@ def _frame(matrix: dict[str, list[float]]) -> pd.DataFrame:
 
 
 def test_discrimination_by_hand():
-    d = discrimination(_frame({"A": [4, 4], "B": [4, 3], "C": [4, 4], "D": [5, np.nan]}))
+    d = discrimination(_frame({"A": [4, 4], "B": [4, 3], "C": [4, 4], "D": [5, np.nan]}), scale=S15)
     # values 4,4,4,3,4,4,5: mode 4; non-modal responses 2 of 7; items B and D of 4
     assert (d.mode, d.response_rate, d.item_rate, d.n_missing) == (4.0, 2 / 7, 0.5, 1)
 
 
 def test_informative_correlation_restricts_to_non_modal_items():
     m = {"A": [4, 4], "B": [2, 3], "C": [4, 4], "D": [5, 4], "E": [1, 2], "F": [4, 4]}
-    res = informative_correlation(_frame(m))
+    res = informative_correlation(_frame(m), scale=S15)
     # informative items B, D, E: seeds (2, 5, 1) and (3, 4, 2)
     assert res.mean == pytest.approx(np.corrcoef([2, 5, 1], [3, 4, 2])[0, 1])
     assert res.pairs["n_items"].tolist() == [3]

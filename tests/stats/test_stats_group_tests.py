@@ -56,3 +56,17 @@ def test_mann_whitney_against_pingouin():
     assert ours.u == pytest.approx(ref["U_val"].iloc[0])
     assert ours.rank_biserial == pytest.approx(ref["RBC"].iloc[0])
     assert ours.p_value == pytest.approx(ref["p_val"].iloc[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("x, y", [(np.ones(4), np.ones(3)),                 # all tied: variance 0
+                                  (np.array([1.0, 2, 3]), np.array([4.0, 5]))])
+def test_mann_whitney_rejects_unknown_alternative_up_front(x, y):
+    # Regression: on all-tied data the zero-variance branch returned p = 1 before the
+    # alternative was ever looked at, so a typo passed silently.
+    with pytest.raises(InputError, match="unknown alternative 'bogus'"):
+        mann_whitney(x, y, "bogus")
+    # the valid alternatives still give scipy's answer on the untied case (p = 1 when all tied)
+    for alt in ("two-sided", "greater", "less"):
+        expected = 1.0 if np.ptp(np.r_[x, y]) == 0 else sps.mannwhitneyu(
+            x, y, alternative=alt, method="asymptotic").pvalue
+        assert mann_whitney(x, y, alt).p_value == pytest.approx(expected)

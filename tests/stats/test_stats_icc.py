@@ -1,10 +1,13 @@
 """ICC forms on a hand-computed 3 x 2 table, and against pingouin."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from steerlab.errors import InputError
+from steerlab.prefs import Scale
 from steerlab.stats import icc_across_seeds, icc_table
 
 TABLE = np.array([[1, 3], [2, 3], [4, 6]], dtype=float)
@@ -38,7 +41,7 @@ def test_missing_rows_dropped_and_counted():
 def test_icc_from_long_ratings():
     rows = [(f"i{i}", "m", "t", s, 0, TABLE[i, s]) for i in range(3) for s in range(2)]
     frame = pd.DataFrame(rows, columns=["item", "rater", "template", "seed", "sample", "value"])
-    assert icc_across_seeds(frame).icc_a1 == pytest.approx(0.625)
+    assert icc_across_seeds(frame, scale=Scale.integer_range(1, 6)).icc_a1 == pytest.approx(0.625)
 
 
 def test_against_pingouin():
@@ -54,3 +57,32 @@ def test_against_pingouin():
     assert ours.icc1k == pytest.approx(ref["ICC(1,k)"])
     assert ours.icc_ak == pytest.approx(ref["ICC(A,k)"])
     assert ours.icc_ck == pytest.approx(ref["ICC(C,k)"])
+
+
+FORMS = ("icc1", "icc1k", "icc_c1", "icc_ck", "icc_a1", "icc_ak")
+
+
+@pytest.mark.parametrize("value", [3.3, 2.7, 0.1, 1 / 3, 4.0])
+def test_constant_table_has_undefined_iccs(value):
+    # Regression: a constant table of non-integer ratings left rounding residues in the mean
+    # squares (~1e-30, some negative) and gave arbitrary ICCs (3.3 -> ICC(1,1) = -0.5,
+    # 2.7 -> 2.93). No variance at all: every form is 0/0, i.e. NaN.
+    r = icc_table(np.full((4, 3), value))
+    assert all(math.isnan(getattr(r, f)) for f in FORMS)
+    assert (r.ms_rows, r.ms_cols, r.ms_error, r.ms_within) == (0.0, 0.0, 0.0, 0.0)
+    rows = [(f"i{i}", "m", "t", s, j, value) for i in range(4) for s in range(3) for j in range(3)]
+    frame = pd.DataFrame(rows, columns=["item", "rater", "template", "seed", "sample", "value"])
+    assert math.isnan(icc_across_seeds(frame, scale=None).icc1)      # samples averaged first
+
+
+def test_degenerate_non_integer_tables_by_formula():
+    # Identical targets, seeds differ by 0.1 / 0.2 (rounding-prone): MSR = MSE = 0, MSW = MSC / n.
+    # Then ICC(1,1) = -MSW / ((k-1) MSW) = -1/(k-1); ICC(A,*) = 0 / (k MSC / n) = 0; ICC(1,k),
+    # ICC(C,*) have a zero denominator: NaN.
+    same_targets = icc_table(np.tile([0.3, 0.4, 0.6], (5, 1)))
+    assert same_targets.icc1 == pytest.approx(-1 / 2)
+    assert (same_targets.icc_a1, same_targets.icc_ak) == (0.0, 0.0)
+    assert all(math.isnan(getattr(same_targets, f)) for f in ("icc1k", "icc_c1", "icc_ck"))
+    # Each target constant across seeds, targets differ: MSC = MSE = MSW = 0, every form 1.
+    constant_targets = icc_table(np.repeat([[0.1], [0.7], [0.3], [2.9]], 3, axis=1))
+    assert [getattr(constant_targets, f) for f in FORMS] == pytest.approx([1.0] * 6)

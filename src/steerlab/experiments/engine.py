@@ -149,12 +149,17 @@ class Run:
             ) from None
 
 
-def execute(cfg: ExperimentConfig, run_dir: str | Path, *, executor: str = "local", address: str | None = None,
-            actors: int | None = None) -> Path:
-    """Run (or resume) ``cfg`` in ``run_dir``; returns the path of ``report.md``."""
+def execute(cfg: ExperimentConfig, run_dir: str | Path, *, executor: str | Executor = "local",
+            address: str | None = None, actors: int | None = None) -> Path:
+    """Run (or resume) ``cfg`` in ``run_dir``; returns the path of ``report.md``.
+
+    ``executor`` is ``"local"``, ``"ray"`` (with ``address``/``actors``), or an executor object
+    the caller made (and closes).
+    """
     kind = get_kind(cfg.kind)()
     store = RunStore(run_dir)
-    ex = make_executor(executor, address=address, actors=actors)
+    owned = isinstance(executor, str)
+    ex = make_executor(executor, address=address, actors=actors) if isinstance(executor, str) else executor
     try:
         store.start(cfg)
         summary = kind.flow(cfg, Run(kind, cfg, store, ex))
@@ -162,7 +167,8 @@ def execute(cfg: ExperimentConfig, run_dir: str | Path, *, executor: str = "loca
         return kind.report(cfg, summary, store.root)
     finally:
         store.unlock()
-        ex.close()
+        if owned:
+            ex.close()
 
 
 def render(run_dir: str | Path) -> Path:

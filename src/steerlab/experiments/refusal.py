@@ -142,8 +142,9 @@ def candidate_layers(spec: RefusalModelSpec, n_layers: int) -> list[int]:
     return [layer % n_layers for layer in spec.layers]
 
 
-def extract_vectors(lm: LanguageModel, data: StudyData, layers: list[int], e: ExtractionConfig) -> VectorSet:
-    """CAA vectors at ``layers`` from the contrast pairs (a worker task)."""
+def extract_vectors(lm: LanguageModel, data: StudyData, layers: list[int], e: ExtractionConfig,
+                    batch_size: int) -> VectorSet:
+    """CAA vectors at ``layers`` from the contrast pairs (a worker task), ``batch_size`` examples a pass."""
     from steerlab.progress import progress_bar
     from steerlab.vectors import Example, extract
 
@@ -151,7 +152,7 @@ def extract_vectors(lm: LanguageModel, data: StudyData, layers: list[int], e: Ex
     neg = [Example(p.prompt, p.negative) for p in data.pairs]
     with progress_bar(f"extract {len(layers)} layers") as bar:
         return extract(lm, pos, neg, layers, method=e.method, site=e.site, selector=e.selector,
-                       normalization=e.normalization, progress=bar)
+                       normalization=e.normalization, batch_size=batch_size, progress=bar)
 
 
 def _cell(cfg: RefusalStudyConfig, run: Run, model: str, stage: str, condition: str, system: bool, strength: float,
@@ -184,7 +185,8 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalCell, RefusalRow, R
         layers = {m.name: candidate_layers(m, run.model_info(m).n_layers) for m in cfg.models}
 
         # 1. extract: one vector per candidate layer and model, saved under vectors/
-        vectors = {m.name: run.vectors(slug(m.name), m, extract_vectors, data, layers[m.name], cfg.extraction)
+        vectors = {m.name: run.vectors(slug(m.name), m, extract_vectors, data, layers[m.name], cfg.extraction,
+                                       cfg.generation.batch_size)
                    for m in cfg.models}
         table = {f"{model}/{v.layer}": v for model, vs in vectors.items() for v in vs.values()}
 

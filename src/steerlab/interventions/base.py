@@ -88,14 +88,18 @@ def as_row_tensor(x: float | Sequence[float] | torch.Tensor, what: str = "value"
 
 
 def check_finite_output(out: torch.Tensor, before: torch.Tensor, where: str) -> torch.Tensor:
-    """``out`` unchanged, or an InputError when an intervention made finite activations non-finite.
+    """``out`` unchanged, or an InputError when an intervention broke the activations.
 
-    This is how a steering strength too large for the model's dtype shows up (fp32 overflows
-    near 3e38, fp16 near 65504): as one clear error instead of generated garbage.
+    Broken means the mean square over the hidden dimension — what every RMS/layer norm computes
+    next, in float32 — is no longer finite (NaN, infinity, or values above ~1.8e19) while it was
+    before. That is how a steering strength far too large shows up; without this check the next
+    norm silently turns such a state into zeros (or NaN) and generation goes on producing text.
     """
-    if not torch.isfinite(out.detach()).all() and torch.isfinite(before.detach()).all():
+    if torch.isfinite(out.detach().float().pow(2).mean(-1)).all():
+        return out
+    if torch.isfinite(before.detach().float().pow(2).mean(-1)).all():
         raise InputError(
-            f"{where}: the steered activations overflowed to inf/NaN ({before.dtype}); the strength is far "
-            "too large for this vector"
+            f"{where}: the steered activations overflowed (their mean square is not finite in float32); "
+            "the strength is far too large for this vector"
         )
     return out

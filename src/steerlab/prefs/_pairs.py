@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from steerlab.errors import InputError
 from steerlab.prefs._items import check_unique_ids
@@ -41,6 +43,72 @@ def _int_array(x: object, name: str) -> np.ndarray:
     if arr.size and not np.array_equal(as_int, arr):
         raise InputError(f"{name}: counts and indices must be whole numbers")
     return as_int
+
+
+def _check_ids_present(frame: pd.DataFrame) -> None:
+    """Raise InputError naming the first row whose ``first`` or ``second`` id is missing.
+
+    A missing id (None, NaN, pd.NA) would otherwise become the string ``"None"`` or
+    ``"nan"``, or break sorting of the ids with a bare TypeError.
+    """
+    for col in ("first", "second"):
+        absent = frame[col].isna().to_numpy()
+        if absent.any():
+            pos = int(np.flatnonzero(absent)[0])
+            label = frame.index[pos:pos + 1].tolist()[0]            # a plain Python value
+            raise InputError(f"pair frame row {pos} (index {label!r}): missing item id in column {col!r} "
+                             f"({int(absent.sum())} such row(s))")
+
+
+@dataclass(frozen=True, eq=False)
+class ComparisonGraph:
+    """Which items the data compare, and which groups of items are linked by comparisons.
+
+    Items are nodes; two items are joined when at least one parseable answer compared them.
+    Utilities are identified only **within** a connected component: the data say nothing
+    about how one component's utilities sit relative to another's, and nothing about an item
+    that was never compared.
+
+    Attributes:
+        comparisons_per_item: Parseable comparisons each item took part in, shape (n,).
+        component: Component label per item, shape (n,): 0 for the largest component, 1 for
+            the next (ties: the one holding the lowest item index first), ...; -1 for an item
+            never compared.
+    """
+
+    comparisons_per_item: np.ndarray
+    component: np.ndarray
+
+    @property
+    def compared(self) -> np.ndarray:
+        """Boolean mask of items with at least one parseable comparison, shape (n,)."""
+        return self.comparisons_per_item > 0
+
+    @property
+    def n_components(self) -> int:
+        """Connected components among compared items (1 means every compared item is linked)."""
+        return int(self.component.max()) + 1 if self.component.size else 0
+
+    def warnings(self, item_ids: Sequence[str]) -> tuple[str, ...]:
+        """Plain-language notes on what the data cannot identify (empty when all is well)."""
+        notes = []
+        never = [item_ids[i] for i in np.flatnonzero(~self.compared)]
+        if never:
+            notes.append(f"{len(never)} item(s) never compared, e.g. {never[:3]}: their utility is a "
+                         "placeholder (the fit's starting value) that the data do not inform")
+        if self.n_components > 1:
+            sizes = np.bincount(self.component[self.component >= 0]).tolist()
+            notes.append(f"the comparison graph has {self.n_components} connected components (sizes "
+                         f"{sizes[:5]}{'...' if len(sizes) > 5 else ''}): utilities are comparable only within "
+                         "a component; the offset between components is not identified by the data")
+        return tuple(notes)
+
+
+def graph_columns(graph: ComparisonGraph | None) -> dict[str, np.ndarray]:
+    """``n_comparisons`` and ``component`` columns for a fit's per-item frame ({} if unknown)."""
+    if graph is None:
+        return {}
+    return {"n_comparisons": graph.comparisons_per_item, "component": graph.component}
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +161,23 @@ class PairCounts:
         """Number of parseable comparisons (wins of either side)."""
         return int(self.first_wins.sum() + self.second_wins.sum())
 
+    def comparison_graph(self) -> ComparisonGraph:
+        """Comparisons per item and connected components (see :class:`ComparisonGraph`)."""
+        n = self.n_items
+        w = (self.first_wins + self.second_wins).astype(float)
+        per_item = (np.bincount(self.first, w, n) + np.bincount(self.second, w, n)).astype(np.int64)
+        used = w > 0
+        adjacency = coo_matrix((np.ones(int(used.sum())), (self.first[used], self.second[used])), shape=(n, n))
+        _, raw = connected_components(adjacency, directed=False)      # arbitrary labels, (n,)
+        members = np.flatnonzero(per_item > 0)
+        labels, where, inverse, sizes = np.unique(raw[members], return_index=True, return_inverse=True,
+                                                  return_counts=True)
+        rank = np.empty(labels.size, dtype=np.int64)
+        rank[np.lexsort((members[where], -sizes))] = np.arange(labels.size)   # largest first
+        component = np.full(n, -1, dtype=np.int64)
+        component[members] = rank[inverse]
+        return ComparisonGraph(per_item, component)
+
     def unordered_key(self) -> np.ndarray:
         """One integer per row identifying the unordered pair {first, second}."""
         lo = np.minimum(self.first, self.second)
@@ -114,6 +199,33 @@ class PairCounts:
             raise InputError("cannot concatenate pair counts over different item lists")
         cols = (np.concatenate([getattr(self, c), getattr(other, c)]) for c in COLUMNS)
         return PairCounts(self.item_ids, *cols)
+
+    def over_items(self, item_ids: Sequence[str]) -> PairCounts:
+        """The same rows re-indexed onto another item list (e.g. a fit's ``item_ids``).
+
+        Items of ``self`` that no row uses may be absent from ``item_ids``; an item that a
+        row uses must be present.
+
+        Args:
+            item_ids: The target item list.
+
+        Raises:
+            InputError: A row names an item that is not in ``item_ids`` (the message lists
+                up to three of them).
+        """
+        target = tuple(item_ids)
+        if target == tuple(self.item_ids):
+            return self
+        pos = {k: i for i, k in enumerate(target)}
+        used = np.unique(np.concatenate([self.first, self.second]))
+        unknown = [self.item_ids[i] for i in used if self.item_ids[i] not in pos]
+        if unknown:
+            raise InputError(f"{len(unknown)} item(s) in the pairs are not in the target item list "
+                             f"of {len(target)} items, e.g. {unknown[:3]}")
+        remap = np.full(self.n_items, -1, dtype=np.int64)
+        remap[used] = [pos[self.item_ids[i]] for i in used]
+        return PairCounts(target, remap[self.first], remap[self.second],
+                          self.first_wins, self.second_wins, self.unparseable)
 
     def merged(self) -> PairCounts:
         """Sum rows that share the same ordered pair."""
@@ -141,6 +253,7 @@ class PairCounts:
         missing = [c for c in COLUMNS[:4] if c not in frame.columns]
         if missing:
             raise InputError(f"pair frame is missing columns {missing}")
+        _check_ids_present(frame)
         first, second = frame["first"].astype(str), frame["second"].astype(str)
         ids = tuple(item_ids) if item_ids is not None else tuple(sorted(set(first) | set(second)))
         pos = {k: i for i, k in enumerate(ids)}

@@ -42,7 +42,7 @@ from steerlab.prefs._pairs import PairCounts
 from steerlab.prefs.evaluate import PairMetrics, evaluate_pairs
 from steerlab.prefs.graphs import pair_keys, random_pairs, random_regular_graph
 from steerlab.prefs.synthetic import random_orientation
-from steerlab.prefs.thurstonian import ThurstonianFit, fit_thurstonian
+from steerlab.prefs.thurstonian import ThurstonianFit, check_settings, fit_thurstonian
 
 Oracle = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 """Given (first, second) item-index arrays, return (first_wins, second_wins, unparseable)."""
@@ -111,7 +111,10 @@ class ActiveLearningResult:
         train: All training counts.
         held_out: The fixed held-out counts.
         history: One record per round.
-        stop_reason: ``"converged"``, ``"budget"``, ``"max_rounds"`` or ``"exhausted"``.
+        stop_reason: ``"converged"`` (successive fits agree after a full-size round),
+            ``"budget"`` (the comparison budget is spent, or cut the last round short),
+            ``"exhausted"`` (no unasked pairs left, or too few for the last round) or
+            ``"max_rounds"``.
     """
 
     fit: ThurstonianFit
@@ -187,8 +190,11 @@ def run_active_learning(
     n, cfg = len(ids), config
     rng = np.random.default_rng(cfg.seed)
     budget = cfg.max_comparisons if cfg.max_comparisons is not None else 100 * n
-    if (cfg.pairs_per_round is not None and cfg.pairs_per_round < 1) or budget < 1 or cfg.growth <= 0:
+    if (cfg.pairs_per_round is not None and cfg.pairs_per_round < 1) or budget < 1 or not cfg.growth > 0:
         raise InputError("pairs_per_round, growth and max_comparisons must be positive")
+    if not np.isfinite(cfg.growth) or not np.isfinite(cfg.threshold):
+        raise InputError(f"growth and threshold must be finite, got {cfg.growth}, {cfg.threshold}")
+    check_settings(cfg.lam)                       # before the oracle (a model) is asked anything
     graph = random_regular_graph(n, cfg.initial_degree, rng)
     held_pairs = random_pairs(n, cfg.n_held_out or min(n, 2000), rng, pair_keys(graph, n))
     held = _ask(oracle, ids, held_pairs, rng)
@@ -206,11 +212,15 @@ def run_active_learning(
         if k <= 0:
             stop = "budget"
             break
+        available = n * (n - 1) // 2 - np.unique(asked).size
+        # A round cut short is no test of convergence: successive fits differ less only
+        # because less data was added. Such a round stops for the reason that cut it.
+        cut_short = "exhausted" if available < k else "budget" if k < per_round else None
         if cfg.strategy == "active":
             degree = np.bincount(np.concatenate([train.first, train.second]), minlength=n).astype(float)
             new = select_pairs(fit, degree, asked, k, cfg, rng)
         else:
-            k = min(k, n * (n - 1) // 2 - np.unique(asked).size)
+            k = min(k, available)
             new = random_pairs(n, k, rng, asked) if k > 0 else np.empty((0, 2), np.int64)
         if new.shape[0] == 0:
             stop = "exhausted"
@@ -225,6 +235,6 @@ def run_active_learning(
         if on_round:
             on_round(history[-1], fit)
         if rho >= cfg.threshold:
-            stop = "converged"
+            stop = cut_short or "converged"
             break
     return ActiveLearningResult(fit, train, held, history, stop)

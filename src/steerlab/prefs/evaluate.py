@@ -14,7 +14,11 @@ _EPS = 1e-12
 
 
 class PairModel(Protocol):
-    """Anything that predicts P(first-shown item chosen) from item index arrays."""
+    """Anything that predicts P(first-shown item chosen) from item index arrays.
+
+    Models that also have an ``item_ids`` attribute (the fits) are aligned to held-out data
+    by id in :func:`evaluate_pairs`.
+    """
 
     def prob_first_wins(self, first: np.ndarray, second: np.ndarray) -> np.ndarray: ...
 
@@ -64,8 +68,28 @@ def score_probabilities(p_first: np.ndarray, data: PairCounts) -> PairMetrics:
 def evaluate_pairs(model: PairModel, data: PairCounts) -> PairMetrics:
     """Held-out accuracy and NLL of ``model`` on ``data``.
 
+    A model with ``item_ids`` (every fit) is matched to the held-out pairs **by item id**:
+    the held-out counts may be built on another item list (another order, a subset, extra
+    items no pair uses), but every item a held-out pair names must be one the model knows.
+    A model without ``item_ids`` (e.g. :class:`~steerlab.prefs.ThurstonianOracle`) is
+    index-based: ``data`` must use the model's item order.
+
     Args:
         model: A fitted model (Thurstonian, Bradley-Terry, or a true-parameter oracle).
-        data: Held-out counts over the same items.
+        data: Held-out counts.
+
+    Raises:
+        InputError: A held-out pair names an item the model has no utility for.
     """
-    return score_probabilities(model.prob_first_wins(data.first, data.second), data)
+    ids = getattr(model, "item_ids", None)
+    if ids is not None:
+        try:
+            data = data.over_items(ids)
+        except InputError as e:
+            raise InputError(f"held-out pairs do not match the model's items: {e}") from None
+    try:
+        p = model.prob_first_wins(data.first, data.second)
+    except IndexError:
+        raise InputError(f"held-out pairs index {data.n_items} items, more than the model predicts for; "
+                         "build them on the model's item list") from None
+    return score_probabilities(p, data)

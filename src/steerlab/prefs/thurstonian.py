@@ -21,6 +21,9 @@ Identification and defaults (documented choices):
     ``lam=0`` only the bounds do, and sparse data lets sigma run to the bound (seed 004).
   * Bounds: log sigma in (-2, 2), i.e. sigma in (0.135, 7.39) (seed 004's default), and
     mu in (-10, 10) so an item that wins every comparison stays finite.
+  * Connectivity: only differences within a connected component of the comparison graph
+    are identified, and an item never compared is not identified at all (it keeps its
+    starting value). ``fit.graph`` and ``fit.warnings`` report both; nothing is imputed.
   * Penalty: ``lam=1.0`` by default (seed 004: 1-10 controls sigma blow-up on sparse or
     real data; it is harmless on dense data). The fit also reports lam per comparison.
 """
@@ -28,6 +31,7 @@ Identification and defaults (documented choices):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +39,7 @@ from scipy.optimize import minimize
 from scipy.special import log_ndtr, ndtr
 
 from steerlab.errors import InputError
-from steerlab.prefs._pairs import PairCounts
+from steerlab.prefs._pairs import ComparisonGraph, PairCounts, graph_columns
 from steerlab.prefs._threads import single_threaded_blas
 
 DEFAULT_LAMBDA = 1.0
@@ -79,6 +83,17 @@ def thurstonian_objective(
     return value, np.concatenate([g_mu, g_s + 2 * lam * s])
 
 
+def check_settings(lam: float, mu_bounds: tuple[float, float] = DEFAULT_MU_BOUNDS,
+                   log_sigma_bounds: tuple[float, float] = DEFAULT_LOG_SIGMA_BOUNDS) -> None:
+    """Raise InputError unless ``lam`` is a finite number >= 0 and each bound pair is two
+    finite numbers with low < high (NaN would otherwise pass every comparison silently)."""
+    if not np.isfinite(lam) or lam < 0:
+        raise InputError(f"lam must be a finite number >= 0, got {lam}")
+    for name, (low, high) in (("mu_bounds", mu_bounds), ("log_sigma_bounds", log_sigma_bounds)):
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise InputError(f"{name} must be (low, high), finite with low < high, got {(low, high)}")
+
+
 @dataclass(frozen=True, eq=False)
 class ThurstonianFit:
     """Result of :func:`fit_thurstonian`.
@@ -93,6 +108,13 @@ class ThurstonianFit:
         n_comparisons: Parseable training comparisons.
         converged: Whether L-BFGS-B reported success.
         n_iter: L-BFGS-B iterations.
+        anchor: Item held at mu = 0, or None for mean-zero mu.
+        mu_bounds: Box bounds on mu used by the fit.
+        log_sigma_bounds: Box bounds on log sigma used by the fit.
+        graph: Comparisons per item and connected components of the training data. An item
+            never compared keeps the starting value (0 before centring), which the data do
+            not inform; utilities in different components are not comparable. See
+            :attr:`warnings`.
     """
 
     item_ids: tuple[str, ...]
@@ -104,6 +126,22 @@ class ThurstonianFit:
     n_comparisons: int
     converged: bool
     n_iter: int
+    anchor: str | None = None
+    mu_bounds: tuple[float, float] = DEFAULT_MU_BOUNDS
+    log_sigma_bounds: tuple[float, float] = DEFAULT_LOG_SIGMA_BOUNDS
+    graph: ComparisonGraph | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the training data leave unidentified: never-compared items, several components."""
+        return self.graph.warnings(self.item_ids) if self.graph is not None else ()
+
+    def settings(self) -> dict[str, Any]:
+        """The :func:`fit_thurstonian` keyword arguments that define this fit's model:
+        ``lam``, ``mu_bounds``, ``log_sigma_bounds`` and ``anchor`` (refits such as the
+        bootstrap's use them, so replicates estimate the same quantity)."""
+        return {"lam": self.lam, "mu_bounds": self.mu_bounds, "log_sigma_bounds": self.log_sigma_bounds,
+                "anchor": self.anchor}
 
     def prob_first_wins(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Model probability that ``first[k]`` is chosen over ``second[k]`` (indices)."""
@@ -111,8 +149,10 @@ class ThurstonianFit:
         return ndtr((self.mu[first] - self.mu[second]) / sd)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per item: ``id``, ``mu``, ``sigma``."""
-        return pd.DataFrame({"id": list(self.item_ids), "mu": self.mu, "sigma": self.sigma})
+        """One row per item: ``id``, ``mu``, ``sigma``, and (from :attr:`graph`)
+        ``n_comparisons`` and ``component`` (-1: never compared)."""
+        return pd.DataFrame({"id": list(self.item_ids), "mu": self.mu, "sigma": self.sigma,
+                             **graph_columns(self.graph)})
 
 
 def fit_thurstonian(
@@ -129,9 +169,9 @@ def fit_thurstonian(
 
     Args:
         data: Pair counts; unparseable answers are ignored.
-        lam: Penalty weight on sum(log sigma)^2 (>= 0).
-        mu_bounds: Box bounds on each mu during optimisation.
-        log_sigma_bounds: Box bounds on each log sigma.
+        lam: Penalty weight on sum(log sigma)^2 (finite, >= 0).
+        mu_bounds: Box bounds on each mu during optimisation (finite, low < high).
+        log_sigma_bounds: Box bounds on each log sigma (finite, low < high).
         anchor: Item id whose mu is fixed at 0; None means mean-zero mu.
         init: A previous fit on the same items to warm-start from.
         max_iter: L-BFGS-B iteration limit.
@@ -141,10 +181,7 @@ def fit_thurstonian(
         >>> fit.to_frame().sort_values("mu")
     """
     n = data.n_items
-    if lam < 0:
-        raise InputError(f"lam must be >= 0, got {lam}")
-    if mu_bounds[0] >= mu_bounds[1] or log_sigma_bounds[0] >= log_sigma_bounds[1]:
-        raise InputError("bounds must be (low, high) with low < high")
+    check_settings(lam, mu_bounds, log_sigma_bounds)
     if data.n_comparisons == 0:
         raise InputError("no parseable comparisons to fit")
     bounds = [mu_bounds] * n + [log_sigma_bounds] * n
@@ -169,4 +206,6 @@ def fit_thurstonian(
         mu -= mu.mean()
     nll = thurstonian_objective(np.concatenate([mu, s]), data, 0.0)[0]
     return ThurstonianFit(tuple(data.item_ids), mu, np.exp(s), nll, lam,
-                          lam / data.n_comparisons, data.n_comparisons, bool(res.success), int(res.nit))
+                          lam / data.n_comparisons, data.n_comparisons, bool(res.success), int(res.nit),
+                          anchor, (float(mu_bounds[0]), float(mu_bounds[1])),
+                          (float(log_sigma_bounds[0]), float(log_sigma_bounds[1])), data.comparison_graph())

@@ -6,7 +6,7 @@ Every function takes plain values or any object with ``value``/``low``/``high`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -14,32 +14,27 @@ def _get(est: Any, name: str) -> Any:
     return est.get(name) if isinstance(est, dict) else getattr(est, name, None)
 
 
-def pct(est: Any, digits: int = 0) -> str:
-    """``"42% [30, 55]"`` for an estimate with an interval, ``"42%"`` for a number, ``"–"`` for None."""
+def _with_interval(est: Any, fmt: Callable[[float], str], bracket: str) -> str:
     if est is None:
         return "–"
     if isinstance(est, (int, float)):
-        return f"{100 * est:.{digits}f}%"
+        return fmt(est)
     value, low, high = _get(est, "value"), _get(est, "low"), _get(est, "high")
     if value is None:
         return "–"
     if low is None or high is None:
-        return f"{100 * value:.{digits}f}%"
-    return f"{100 * value:.{digits}f}% [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+        return fmt(value)
+    return bracket.format(fmt(value), fmt(low).rstrip("%"), fmt(high).rstrip("%"))
+
+
+def pct(est: Any, digits: int = 0) -> str:
+    """``"42% [30, 55]"`` for an estimate with an interval, ``"42%"`` for a number, ``"–"`` for None."""
+    return _with_interval(est, lambda x: f"{100 * x:.{digits}f}%", "{} [{}, {}]")
 
 
 def num(est: Any, digits: int = 2) -> str:
     """``"0.71 [0.65, 0.77]"`` for an estimate with an interval, ``"–"`` when empty."""
-    if est is None:
-        return "–"
-    if isinstance(est, (int, float)):
-        return f"{est:.{digits}f}"
-    value, low, high = _get(est, "value"), _get(est, "low"), _get(est, "high")
-    if value is None:
-        return "–"
-    if low is None or high is None:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return _with_interval(est, lambda x: f"{x:.{digits}f}", "{} [{}, {}]")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: Sequence[str] | None = None) -> list[str]:

@@ -11,6 +11,7 @@ import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
 from steerlab.errors import InputError
+from steerlab.prefs._ratings import Scale
 from steerlab.stats._matrix import seed_matrix
 
 Method = Literal["pearson", "spearman"]
@@ -71,8 +72,8 @@ def correlation_over_seed_pairs(matrix: pd.DataFrame, method: Method = "pearson"
     return CrossSeedCorrelation(method, mean, std, int(rs.size), int(len(pairs) - rs.size), pairs)
 
 
-def cross_seed_correlation(ratings: pd.DataFrame, method: Method = "pearson",
-                           min_items: int = 3) -> CrossSeedCorrelation:
+def cross_seed_correlation(ratings: pd.DataFrame, method: Method = "pearson", min_items: int = 3, *,
+                           scale: Scale | None) -> CrossSeedCorrelation:
     """Cross-seed correlation of one (rater, template) condition.
 
     Samples within a seed are averaged; missing ratings are dropped pair by pair.
@@ -81,8 +82,11 @@ def cross_seed_correlation(ratings: pd.DataFrame, method: Method = "pearson",
         ratings: Long ratings (columns item, seed, value; one rater and template).
         method: ``"pearson"`` or ``"spearman"``.
         min_items: Fewest shared non-missing items for a seed pair to count.
+        scale: The template's declared scale (required): a rating off it raises InputError.
+            Pass None explicitly only for scores that are not answers on a declared scale.
 
     Example:
-        >>> cross_seed_correlation(df[df.template == "anchored_1_5"], "spearman").mean
+        >>> cross_seed_correlation(df[df.template == "anchored_1_5"], "spearman",
+        ...                        scale=Scale.integer_range(1, 5)).mean
     """
-    return correlation_over_seed_pairs(seed_matrix(ratings), method, min_items)
+    return correlation_over_seed_pairs(seed_matrix(ratings, scale), method, min_items)

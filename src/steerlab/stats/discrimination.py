@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from steerlab.errors import InputError
+from steerlab.prefs._ratings import Scale
 from steerlab.stats._matrix import one_condition, seed_matrix
 from steerlab.stats.correlation import CrossSeedCorrelation, Method, correlation_over_seed_pairs
 
@@ -40,13 +41,15 @@ class Discrimination:
     n_missing: int
 
 
-def discrimination(ratings: pd.DataFrame) -> Discrimination:
+def discrimination(ratings: pd.DataFrame, *, scale: Scale | None) -> Discrimination:
     """Discrimination rates of one (rater, template) condition (see module docstring).
 
     Args:
         ratings: Long ratings (columns item, seed, value).
+        scale: The template's declared scale (required): a rating off it raises InputError.
+            Pass None explicitly only for scores that are not answers on a declared scale.
     """
-    frame = one_condition(ratings)
+    frame = one_condition(ratings, scale)
     valid = frame.dropna(subset=["value"])
     if valid.empty:
         raise InputError("no non-missing ratings")
@@ -58,23 +61,25 @@ def discrimination(ratings: pd.DataFrame) -> Discrimination:
                           int(per_item.size), int(len(frame) - len(valid)))
 
 
-def informative_items(ratings: pd.DataFrame) -> list[object]:
+def informative_items(ratings: pd.DataFrame, scale: Scale | None) -> list[object]:
     """Items with at least one non-modal rating in this condition."""
-    frame = one_condition(ratings).dropna(subset=["value"])
-    mode = discrimination(frame).mode
+    frame = one_condition(ratings, scale).dropna(subset=["value"])
+    mode = discrimination(frame, scale=None).mode                 # already checked
     off = (frame["value"] != mode).groupby(frame["item"]).any()
     return sorted(off.index[off])
 
 
-def informative_correlation(ratings: pd.DataFrame, method: Method = "pearson",
-                            min_items: int = 3) -> CrossSeedCorrelation:
+def informative_correlation(ratings: pd.DataFrame, method: Method = "pearson", min_items: int = 3, *,
+                            scale: Scale | None) -> CrossSeedCorrelation:
     """Cross-seed correlation over informative (non-modal) items only.
 
     Args:
         ratings: Long ratings of one (rater, template) condition.
         method: ``"pearson"`` or ``"spearman"``.
         min_items: Fewest shared items for a seed pair to count.
+        scale: The template's declared scale (required): a rating off it raises InputError.
+            Pass None explicitly only for scores that are not answers on a declared scale.
     """
-    matrix = seed_matrix(ratings)
-    keep = matrix.index.isin(informative_items(ratings))
+    matrix = seed_matrix(ratings, scale)
+    keep = matrix.index.isin(informative_items(ratings, None))    # already checked
     return correlation_over_seed_pairs(matrix.loc[keep], method, min_items)

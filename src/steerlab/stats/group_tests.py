@@ -68,6 +68,9 @@ def point_biserial(flag: np.ndarray, values: np.ndarray) -> PointBiserial:
     return PointBiserial(float(r), float(p), n, n1, n0, float(m1), float(m0), int((~keep).sum()))
 
 
+_ALTERNATIVES = ("two-sided", "greater", "less")
+
+
 @dataclass(frozen=True)
 class MannWhitney:
     """Mann-Whitney U test of x against y.
@@ -100,6 +103,8 @@ def mann_whitney(x: np.ndarray, y: np.ndarray,
         y: Second sample (NaN = missing).
         alternative: ``"greater"`` tests whether x tends to exceed y.
     """
+    if alternative not in _ALTERNATIVES:
+        raise InputError(f"unknown alternative {alternative!r}; expected one of {_ALTERNATIVES}")
     x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
     dropped = int(np.isnan(x).sum() + np.isnan(y).sum())
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
@@ -118,9 +123,7 @@ def mann_whitney(x: np.ndarray, y: np.ndarray,
         p = min(1.0, 2 * norm.sf((abs(u - mean) - 0.5) / np.sqrt(var)))
     elif alternative == "greater":
         p = norm.sf((u - mean - 0.5) / np.sqrt(var))
-    elif alternative == "less":
+    else:                                                       # "less"
         p = norm.cdf((u - mean + 0.5) / np.sqrt(var))
-    else:
-        raise InputError(f"unknown alternative {alternative!r}")
     auc = u / (nx * ny)
     return MannWhitney(float(u), float(p), float(auc), float(2 * auc - 1), nx, ny, dropped)

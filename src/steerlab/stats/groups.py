@@ -26,7 +26,7 @@ def per_group(ratings: pd.DataFrame, groups: Mapping[str, str],
         One row per group (index ``group``), sorted by label.
 
     Example:
-        >>> per_group(df, origins, lambda d: cross_seed_correlation(d).mean)
+        >>> per_group(df, origins, lambda d: cross_seed_correlation(d, scale=scale).mean)
     """
     if item_col not in ratings.columns:
         raise InputError(f"frame has no {item_col!r} column")

@@ -13,6 +13,15 @@ here seeds), MSE (residual) and MSW = (SSC + SSE) / (n (k - 1)) (within targets)
 ICC(1) uses MSW, which includes rater (seed) differences; using MSE there instead (a
 common mistake) gives ICC(C,1) and overstates ICC(1) whenever seeds shift the mean.
 Targets with any missing rating are dropped (listwise) and counted.
+
+No variance, no ICC: an ICC is a share of variance, so when a form's numerator and
+denominator are both zero it is NaN (undefined), not 0 or 1. A constant table gives NaN for
+all six forms. To make "zero" exact rather than a rounding residue (a constant table of
+3.3s used to give ICC(1,1) = -0.5 and of 2.7s ICC(1,1) = 2.93), the table is shifted by its
+first value (exact for equal values; ICCs are shift-invariant), the error sum of squares is
+summed from residuals rather than obtained by subtraction, and a sum of squares smaller
+than the rounding error of the data (deviations below ~64 ulps of the largest value) is
+set to zero.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from steerlab.errors import InputError
+from steerlab.prefs._ratings import Scale
 from steerlab.stats._matrix import seed_matrix
 
 
@@ -65,8 +75,30 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den != 0 else float("nan")
 
 
+_ROUNDING_ULPS = 64
+
+
+def _sums_of_squares(x: np.ndarray) -> tuple[float, float, float]:
+    """Rows, columns and residual sums of squares of a complete (n, k) table, with values
+    at the level of rounding error set to exactly 0 (see the module docstring)."""
+    x = x - x[0, 0]                                              # exact zeros for equal values
+    grand, rows, cols = x.mean(), x.mean(axis=1), x.mean(axis=0)
+    ss_rows = x.shape[1] * float(((rows - grand) ** 2).sum())
+    ss_cols = x.shape[0] * float(((cols - grand) ** 2).sum())
+    ss_err = float(((x - rows[:, None] - cols[None, :] + grand) ** 2).sum())
+    noise = x.size * (_ROUNDING_ULPS * np.finfo(float).eps * float(np.abs(x).max())) ** 2
+
+    def clean(ss: float) -> float:
+        return 0.0 if ss <= noise else ss
+
+    return clean(ss_rows), clean(ss_cols), clean(ss_err)
+
+
 def icc_table(table: np.ndarray | pd.DataFrame) -> ICCResult:
     """ICCs of an n targets x k raters table (NaN = missing; such rows are dropped).
+
+    A form whose numerator and denominator are both zero (e.g. every form on a constant
+    table) is NaN: without variance the ICC is undefined.
 
     Args:
         table: Ratings, shape (n, k).
@@ -79,10 +111,7 @@ def icc_table(table: np.ndarray | pd.DataFrame) -> ICCResult:
     n, k = x.shape
     if n < 2 or k < 2:
         raise InputError(f"need at least 2 complete targets and 2 raters, got {n} x {k}")
-    grand = x.mean()
-    ss_rows = k * ((x.mean(axis=1) - grand) ** 2).sum()
-    ss_cols = n * ((x.mean(axis=0) - grand) ** 2).sum()
-    ss_err = ((x - grand) ** 2).sum() - ss_rows - ss_cols
+    ss_rows, ss_cols, ss_err = _sums_of_squares(x)
     msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
     mse, msw = ss_err / ((n - 1) * (k - 1)), (ss_cols + ss_err) / (n * (k - 1))
     return ICCResult(
@@ -97,12 +126,14 @@ def icc_table(table: np.ndarray | pd.DataFrame) -> ICCResult:
     )
 
 
-def icc_across_seeds(ratings: pd.DataFrame) -> ICCResult:
+def icc_across_seeds(ratings: pd.DataFrame, *, scale: Scale | None) -> ICCResult:
     """ICCs of one (rater, template) condition with items as targets and seeds as raters.
 
     Samples within a seed are averaged first.
 
     Args:
         ratings: Long ratings (columns item, seed, value).
+        scale: The template's declared scale (required): a rating off it raises InputError.
+            Pass None explicitly only for scores that are not answers on a declared scale.
     """
-    return icc_table(seed_matrix(ratings))
+    return icc_table(seed_matrix(ratings, scale))
