@@ -38,7 +38,7 @@ RESULTS = ROOT / "bench" / "results" / "serve.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 N_REQUESTS = 8
 CLIENTS = 8
-MAX_TOKENS = 32
+MAX_TOKENS = 16
 
 
 def load_average() -> list[float]:
