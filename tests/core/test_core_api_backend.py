@@ -22,15 +22,15 @@ def server():
     srv.shutdown()
 
 
-def test_api_replies_equal_local_generation(server):
+def test_api_replies_equal_local_generation(server, tmp_path):
     lm, url = server
-    client = OpenAICompatible(url, "tiny", api_key_env="STEERLAB_TEST_NO_KEY")
+    client = OpenAICompatible(url, "tiny", api_key_env="STEERLAB_TEST_NO_KEY", cache_dir=tmp_path)
     assert isinstance(client, TextGenerator)
     convs = [user("hello"), user("what is this?", system="Be brief.")]
     assert client.generate(convs, max_new_tokens=6) == lm.generate(convs, max_new_tokens=6)
 
 
-def test_server_rejects_bad_requests_and_client_reports_failures(server):
+def test_server_rejects_bad_requests_and_client_reports_failures(server, tmp_path):
     _, url = server
     req = urllib.request.Request(url + "/chat/completions", data=json.dumps({"messages": []}).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
@@ -38,9 +38,10 @@ def test_server_rejects_bad_requests_and_client_reports_failures(server):
         urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 400
     with pytest.raises(BackendError, match="HTTP 404"):
-        OpenAICompatible(url.replace("/v1", "/nope"), "tiny", retries=0).generate([user("x")])
-    with pytest.raises(BackendError, match="request failed"):
-        OpenAICompatible("http://127.0.0.1:9/v1", "tiny", retries=0, timeout=2).generate([user("x")])
+        OpenAICompatible(url.replace("/v1", "/nope"), "tiny", retries=0, cache_dir=tmp_path).generate([user("x")])
+    with pytest.raises(BackendError, match="1 of 1 requests failed.*connection error"):
+        OpenAICompatible("http://127.0.0.1:9/v1", "tiny", retries=0, timeout=2, cache_dir=tmp_path).generate(
+            [user("x")])
 
 
 def test_parse_api_spec():

@@ -8,6 +8,7 @@ Commands::
     steerlab export-gguf v.safetensors --out v.gguf   llama.cpp control vector
     steerlab run CONFIG.yaml [--executor ray]    experiments (steerlab.experiments)
     steerlab demo / steerlab report RUN_DIR
+    steerlab serve MODEL --vector refusal=v.safetensors   OpenAI-compatible server, steerable per request
 
 Commands live in modules by topic (``core``, ``experiments``, one per study) and register
 themselves on the one ``app`` (``steerlab.cli._app``) when imported below; adding a command
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from steerlab.cli._app import INFO_PROMPTS, app, error_message, fail, main  # noqa: F401
 from steerlab.cli import core, experiments  # noqa: F401,E402  (importing registers the commands)
+from steerlab.cli import serve  # noqa: F401,E402
 
 __all__ = ["INFO_PROMPTS", "app", "error_message", "fail", "main"]
 

@@ -15,7 +15,9 @@ from typing import Literal, Protocol, runtime_checkable
 Message = dict[str, str]
 Conversation = list[Message]
 
-FinishReason = Literal["stop", "length"]
+#: ``"stop"`` (end of turn or a stop string), ``"length"`` (token limit), ``"content_filter"`` (an
+#: API withheld or cut the reply), ``"error"`` (the backend gave up on this item: see ``error``).
+FinishReason = Literal["stop", "length", "content_filter", "error"]
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,14 @@ class Completion:
 
     Attributes:
         text: the reply, cut before any stop string and stripped of surrounding whitespace.
-        finish_reason: ``"stop"`` (end-of-sequence token or stop string) or ``"length"``
-            (``max_new_tokens`` reached).
+        finish_reason: ``"stop"`` (end-of-sequence token or stop string), ``"length"``
+            (``max_new_tokens`` reached), ``"content_filter"`` (an API withheld or cut the reply)
+            or ``"error"`` (an API backend gave up on this item after its retries).
         prompt_tokens: tokens in the formatted prompt.
         completion_tokens: tokens generated up to and including the one that stopped the row.
-        token_ids: the generated token ids counted in ``completion_tokens``.
+        token_ids: the generated token ids counted in ``completion_tokens`` (empty from APIs).
+        error: why the item failed (``finish_reason == "error"``, ``text`` empty), else None.
+            A failed item is never cached as an answer: asking again retries it.
     """
 
     text: str
@@ -36,7 +41,34 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     token_ids: tuple[int, ...] = ()
+    error: str | None = None
 
+    @property
+    def failed(self) -> bool:
+        """True when the backend gave up on this item (see ``error``)."""
+        return self.error is not None
+
+    @classmethod
+    def failure(cls, error: str) -> "Completion":
+        """The record of an item the backend gave up on: empty text, ``finish_reason="error"``."""
+        return cls("", "error", 0, 0, (), error)
+
+
+class OptionLogprobs(dict[str, float]):
+    """``{option: log-probability}`` for one conversation, with the reason when it failed.
+
+    A plain ``dict`` everywhere a dict is expected. An API backend that gave up on the item
+    returns NaN for every option and the reason in ``error`` (retried on the next call).
+    """
+
+    def __init__(self, values: dict[str, float] | None = None, *, error: str | None = None) -> None:
+        super().__init__(values or {})
+        self.error = error
+
+    @property
+    def failed(self) -> bool:
+        """True when the backend gave up on this item (see ``error``)."""
+        return self.error is not None
 
 
 @runtime_checkable
@@ -46,6 +78,12 @@ class ChatBackend(Protocol):
 
     ``seed`` is one int (row ``i`` gets ``seed + i``), one per conversation, or None; a sampled
     reply depends only on its own conversation and seed.
+
+    An API backend that gives up on one item (retries exhausted, a request the server refused)
+    returns :meth:`Completion.failure` in its place (``finish_reason="error"``, the reason in
+    ``error``) instead of raising, so the other items survive and a caller can record the
+    failure in its row; asking again retries it. Errors no retry can fix (a wrong key or URL)
+    raise :class:`~steerlab.errors.BackendError`.
     """
 
     name: str
@@ -74,6 +112,8 @@ class OptionScorer(Protocol):
 
         Log-probabilities are over the whole vocabulary (they need not sum to one over the
         options); an option the backend cannot score (absent from an API's top log-probs) is -inf.
+        API backends return :class:`OptionLogprobs` (a dict whose ``error`` is set, and every
+        value NaN, when the request failed).
         """
         ...
 

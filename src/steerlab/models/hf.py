@@ -273,6 +273,8 @@ class LanguageModel:
         stop: Sequence[str] = (),
         top_p: float = 1.0,
         top_k: int = 0,
+        formatted: bool = False,
+        logits_processors: Sequence[Any] = (),
     ) -> list[Completion]:
         """Generate one reply per prompt, with its finish reason and token counts.
 
@@ -289,6 +291,11 @@ class LanguageModel:
             progress: called as ``progress(done, total)`` after each batch.
             stop: extra stop strings (the reply is cut before them).
             top_p, top_k: nucleus / top-k filtering when sampling (1.0 / 0 = off).
+            formatted: the prompts are already formatted text (e.g. raw text completion): no chat
+                formatting and no implicit stop strings (only end-of-sequence and ``stop``).
+            logits_processors: Hugging Face ``LogitsProcessor`` objects run on each step's raw
+                logits before sampling (e.g. to record log-probabilities or stream tokens); they
+                must return the scores unchanged to leave decoding as it is.
 
         Rows stop at the end-of-sequence token, at a stop string (see :meth:`stop_strings`), or
         after ``max_new_tokens``; a batch ends when all its rows have stopped.
@@ -301,18 +308,20 @@ class LanguageModel:
             raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if not 0 < top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {top_p}")
-        texts = [self.format(c, system) for c in conversations]
+        if formatted and (system or not all(isinstance(c, str) for c in conversations)):
+            raise InputError("complete(formatted=True) takes prompt texts and no system prompt")
+        texts = list(conversations) if formatted else [self.format(c, system) for c in conversations]
         try:
             seeds = row_seeds(seed, len(texts)) if temperature > 0 else [0] * len(texts)
         except ValueError as e:
             raise InputError(str(e)) from None
-        stops = (*self.stop_strings(), *stop)
+        stops = tuple(stop) if formatted else (*self.stop_strings(), *stop)
         bs = batch_size or self.batch_size
         out: list[Completion] = []
         for i in range(0, len(texts), bs):
             batch = self.tokenize(texts[i : i + bs])
             out.extend(self._generate_batch(batch, max_new_tokens, temperature, seeds[i : i + bs], interventions,
-                                            stops, top_p, top_k))
+                                            stops, top_p, top_k, logits_processors))
             if progress is not None:
                 progress(len(out), len(texts))
         return out
@@ -326,6 +335,7 @@ class LanguageModel:
     def _generate_batch(
         self, batch: Batch, max_new_tokens: int, temperature: float, seeds: Sequence[int],
         interventions: Sequence["Intervention"], stops: Sequence[str], top_p: float, top_k: int,
+        logits_processors: Sequence[Any] = (),
     ) -> list[Completion]:
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -336,9 +346,11 @@ class LanguageModel:
             "do_sample": False, "temperature": None, "top_p": None, "top_k": None,
             "stopping_criteria": StoppingCriteriaList([stopper]),
         }
+        processors = list(logits_processors)
         if temperature > 0:
-            sampler = SeededSampler(seeds, temperature, max_new_tokens, top_k=top_k, top_p=top_p)
-            kwargs["logits_processor"] = LogitsProcessorList([sampler])
+            processors.append(SeededSampler(seeds, temperature, max_new_tokens, top_k=top_k, top_p=top_p))
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         with self.session(interventions, batch.prompt_len):
             out = self.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
         eos = self._eos_ids()

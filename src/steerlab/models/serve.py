@@ -1,58 +1,45 @@
-"""Serve a local model over an OpenAI-compatible ``/v1/chat/completions`` endpoint (standard library).
+"""Start ``steerlab serve``'s OpenAI-compatible server in a background thread (for tests and notebooks).
 
-Used as the local stand-in for API models in tests and examples; also handy to share one loaded
-model between processes. Greedy unless ``temperature`` is given. Not a production server.
+The server is the real one (:mod:`steerlab.serve`: FastAPI + uvicorn, batching, streaming,
+log-probabilities, per-request steering); this function only starts it in-process. Unlike the
+command line, it accepts any ``model`` name and does not check prompts against the model's
+context length by default, so a test can stand a tiny model (128 positions) in for an API
+model under whatever name its config uses.
 
 Example:
-    >>> server = serve(load_model("default"), port=8000)   # http://127.0.0.1:8000/v1
+    >>> server = serve(load_model("default"))                # a free port on 127.0.0.1
+    >>> url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     >>> server.shutdown()
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from steerlab.models.hf import LanguageModel
-
-
-def _handler(lm: LanguageModel, lock: threading.Lock) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
-
-        def _send(self, code: int, obj: dict) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-                return self._send(404, {"error": {"message": f"no route {self.path}"}})
-            try:
-                req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                messages = req["messages"]
-                if not isinstance(messages, list) or not messages:
-                    raise ValueError("messages must be a non-empty list")
-            except (ValueError, KeyError, TypeError) as e:
-                return self._send(400, {"error": {"message": f"bad request: {e}"}})
-            with lock:  # one generation at a time on the shared model
-                text = lm.generate([messages], max_new_tokens=int(req.get("max_tokens") or 128),
-                                   temperature=float(req.get("temperature") or 0.0), seed=req.get("seed"))[0]
-            self._send(200, {"object": "chat.completion", "model": req.get("model", lm.model_id),
-                             "choices": [{"index": 0, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": text}}]})
-
-    return Handler
+if TYPE_CHECKING:
+    from steerlab.models.hf import LanguageModel
+    from steerlab.serve.runner import ServerHandle
+    from steerlab.vectors.vector import SteeringVector
 
 
-def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """Start serving in a background thread; ``server.server_address`` has the bound port."""
-    server = ThreadingHTTPServer((host, port), _handler(lm, threading.Lock()))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+def serve(lm: "LanguageModel", host: str = "127.0.0.1", port: int = 0, *,
+          vectors: Mapping[str, "SteeringVector"] | None = None, api_key: str | None = None,
+          any_model_name: bool = True, check_context: bool = False, **limits: Any) -> "ServerHandle":
+    """Serve ``lm`` in a background thread; ``.server_address`` is ``(host, port)``, ``.shutdown()`` stops it.
+
+    Args:
+        lm: the model to serve.
+        host, port: where to listen (port 0 picks a free port).
+        vectors: named vectors requests may steer with (``extra_body={"steer": {"vector": NAME, ...}}``).
+        api_key: require ``Authorization: Bearer <api_key>`` on ``/v1`` routes.
+        any_model_name: accept any ``model`` in requests (else only ``lm.model_id``).
+        check_context: refuse prompts longer than the model's context (the command line does).
+        **limits: other :class:`~steerlab.serve.ServeConfig` fields (``max_tokens``, ``max_n``,
+            ``max_batch``, ``batch_wait_ms``, ...).
+    """
+    from steerlab.serve import ServeConfig, create_app, start_server
+
+    config = ServeConfig(model_names=(lm.model_id,), any_model_name=any_model_name, api_key=api_key,
+                         check_context=check_context, **limits)
+    return start_server(create_app(lm, vectors=vectors, config=config), host, port)
