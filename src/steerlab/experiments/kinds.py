@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 KIND_MODULES: dict[str, str] = {
     "refusal_study": "steerlab.experiments.refusal",
     "prefs_stated": "steerlab.experiments.prefs_stated",
+    "prefs_sysprompt": "steerlab.experiments.prefs_sysprompt",
 }
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)

@@ -123,3 +123,41 @@ def render_stated(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Pa
                                   ["l", "r", "r", "r"]), ""]
     lines += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
     return _write(out_dir, lines)
+
+
+def _est(e: Any) -> str:
+    return f"{_n(e.value)} [{_n(e.low)}, {_n(e.high)}] ({e.n})" if e.n else "–"
+
+
+def render_sysprompt(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Path:
+    """report.md and violins of a ``prefs_sysprompt`` run."""
+    from steerlab.report.prefs_study_plots import plot_violin_grid
+
+    out_dir = Path(out_dir)
+    personas, contexts = list(cfg.personas), list(cfg.context_prompts)
+    lo, hi = min(summary.scale), max(summary.scale)
+    plots, lines = [], _header("System-prompt grid: completion persona × measurement context", cfg, summary,
+                               definitions, f"Template `{summary.template}`; ratings from the "
+                               f"{'answer-token distribution' if summary.source == 'distribution' else 'sampled replies'}.")
+    lines += [f"**Context effect {_n(summary.context_effect)}** vs **completion effect "
+              f"{_n(summary.completion_effect)}** (rating points; see definitions).", ""]
+    for origin in sorted({g.origin for g in summary.grid}):
+        cells = {(g.persona, g.context): g for g in summary.grid if g.origin == origin}
+        plots.append(plot_violin_grid({k: g.values for k, g in cells.items()}, personas, contexts,
+                                      out_dir / f"sysprompt_grid_{origin}.png", row_label="persona",
+                                      col_label="measurement context", ylabel=f"rating ({summary.template})",
+                                      ylim=(lo, hi), title=f"{origin} tasks"))
+        rows = [[p] + [_est(cells[(p, c)].rating) if (p, c) in cells else "–" for c in contexts] for p in personas]
+        lines += [f"## {origin} tasks: rating by persona (rows) × context (columns)", "",
+                  *markdown_table(["persona \\ context", *contexts], rows, ["l"] + ["r"] * len(contexts)), ""]
+        if summary.source == "distribution":
+            rows = [[p] + [f"{_est(cells[(p, c)].sampled)}, {cells[(p, c)].unparseable} unparseable"
+                           if (p, c) in cells else "–" for c in contexts] for p in personas]
+            lines += ["Sampled replies (parsed):", "",
+                      *markdown_table(["persona \\ context", *contexts], rows, ["l"] + ["r"] * len(contexts)), ""]
+    lines += ["## Mentions of the completion-time system prompt (reference confound)", "",
+              *markdown_table(["persona", "completions", "flagged", "examples"],
+                              [[m.persona, m.n, m.flagged, "; ".join(f"`{x}`" for x in m.examples) or "–"]
+                               for m in summary.mentions], ["l", "r", "r", "l"]), "",
+              "## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
+    return _write(out_dir, lines)
