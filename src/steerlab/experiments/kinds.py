@@ -38,6 +38,7 @@ KIND_MODULES: dict[str, str] = {
     "refusal_study": "steerlab.experiments.refusal",
     "prefs_stated": "steerlab.experiments.prefs_stated",
     "prefs_sysprompt": "steerlab.experiments.prefs_sysprompt",
+    "prefs_self_cross": "steerlab.experiments.prefs_self_cross",
 }
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)

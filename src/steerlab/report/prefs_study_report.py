@@ -161,3 +161,38 @@ def render_sysprompt(cfg: Any, summary: Any, out_dir: Path, definitions: str) ->
                                for m in summary.mentions], ["l", "r", "r", "l"]), "",
               "## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
     return _write(out_dir, lines)
+
+
+def render_self_cross(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Path:
+    """report.md and heatmaps of a ``prefs_self_cross`` run."""
+    from steerlab.report.prefs_study_plots import plot_heatmaps
+
+    out_dir = Path(out_dir)
+    names = summary.agents
+
+    def matrix(get: Any) -> pd.DataFrame:
+        m = pd.DataFrame(index=names, columns=names, dtype=float)
+        for c in summary.cells:
+            v = get(c)
+            m.loc[c.rater, c.completer] = float("nan") if v is None else v
+        return m
+
+    plot = plot_heatmaps({"mean rating": matrix(lambda c: c.mean), "ICC(A,1)": matrix(lambda c: c.entry.icc_a1),
+                          "KL from uniform": matrix(lambda c: c.entry.kl)}, out_dir / "self_cross_heatmaps.png",
+                         xlabel="completions by", ylabel="rated by")
+    agents = cfg.agent_list
+    lines = _header("Self vs cross rating", cfg, summary, definitions,
+                    f"Template `{summary.template}`. Agents: " + "; ".join(
+                        f"`{a.name}` = {a.model or cfg.models[0].name}"
+                        + (f", system prompt {a.system!r}" if a.system else "")
+                        + (f", steered at strength {a.strength:g} along the concept vector "
+                           f"({cfg.concept.positive!r} − {cfg.concept.negative!r})" if a.strength else "")
+                        for a in agents) + ".")
+    lines += ["## Self vs cross", "",
+              *markdown_table(["metric", "self (mean ± sd, n)", "cross (mean ± sd, n)", "Mann-Whitney p"],
+                              [[s.metric, f"{_n(s.self_mean)} ± {_n(s.self_sd)} ({s.self_n})",
+                                f"{_n(s.cross_mean)} ± {_n(s.cross_sd)} ({s.cross_n})", _n(s.p_value, 3)]
+                               for s in summary.self_vs_cross], ["l", "r", "r", "r"]), "",
+              "## Every (rater, completer) cell", "", *condition_table([c.entry for c in summary.cells]), "",
+              *_examples([c.entry for c in summary.cells]), "## Plots", "", f"![{plot.stem}]({plot.name})"]
+    return _write(out_dir, lines)
