@@ -39,6 +39,7 @@ KIND_MODULES: dict[str, str] = {
     "prefs_stated": "steerlab.experiments.prefs_stated",
     "prefs_sysprompt": "steerlab.experiments.prefs_sysprompt",
     "prefs_self_cross": "steerlab.experiments.prefs_self_cross",
+    "prefs_refusal": "steerlab.experiments.prefs_refusal",
 }
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)

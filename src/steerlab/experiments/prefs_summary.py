@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pydantic import Field
 
 from steerlab.experiments.records import Record
 from steerlab.experiments.refusal_summary import Estimate, mean
 from steerlab.prefs.rating_stats import condition_reliability, distribution_scale_use
 
-__all__ = ["ConditionEntry", "Estimate", "condition_entry", "fin", "fins", "mean"]
+__all__ = ["ConditionEntry", "Estimate", "condition_entry", "fin", "fins", "mean", "per_completion"]
 
 
 def fin(x: Any) -> float | None:
@@ -98,3 +99,14 @@ def condition_entry(rater: str, template: Any, sampled: Any, dist: Any, label: s
                       dist_kl=fin(use.kl), dist_kl_normalized=fin(use.kl_normalized),
                       dist_mean=fins(use.mean_distribution))
     return ConditionEntry(**fields)
+
+
+def per_completion(frame: pd.DataFrame, use_dist: bool) -> pd.DataFrame:
+    """One rating per rated completion and condition (column ``rating``): the expected rating of
+    the ``dist`` row, or the mean of the parsed sampled replies."""
+    keys = ["item", "origin", "persona", "context", "completer", "strength", "rater"]
+    if use_dist:
+        part = frame[frame["mode"] == "dist"].dropna(subset=["expected"])
+        return part[keys + ["expected"]].rename(columns={"expected": "rating"})
+    part = frame[frame["mode"] == "sample"].dropna(subset=["value"])
+    return part.groupby(keys, as_index=False)["value"].mean().rename(columns={"value": "rating"})

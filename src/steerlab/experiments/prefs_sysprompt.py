@@ -29,7 +29,7 @@ from steerlab.experiments.prefs_common import (
     PrefCell, PrefRow, PrefsStudyConfig, RatingConfig, TasksConfig, cell_length, completion_cells, load_study_tasks,
     rating_cells, ratings_frame, run_pref_batch, usable,
 )
-from steerlab.experiments.prefs_summary import Estimate, fin, mean
+from steerlab.experiments.prefs_summary import Estimate, fin, mean, per_completion
 from steerlab.experiments.records import Record, Summary
 from steerlab.experiments.worker import WorkerContext
 from steerlab.models.hf import LanguageModel
@@ -143,16 +143,6 @@ class PrefsSysprompt(ExperimentKind[PrefsSyspromptConfig, PrefCell, PrefRow, Pre
         from steerlab.report.prefs_study_report import render_sysprompt
 
         return render_sysprompt(cfg, summary, out_dir, DEFINITIONS)
-
-
-def per_completion(frame, use_dist: bool):  # noqa: ANN001, ANN201
-    """One rating per rated completion (and condition): expected rating, or the mean sampled rating."""
-    keys = ["item", "origin", "persona", "context", "completer", "strength", "rater"]
-    if use_dist:
-        part = frame[frame["mode"] == "dist"].dropna(subset=["expected"])
-        return part[keys + ["expected"]].rename(columns={"expected": "rating"})
-    part = frame[frame["mode"] == "sample"].dropna(subset=["value"])
-    return part.groupby(keys, as_index=False)["value"].mean().rename(columns={"value": "rating"})
 
 
 def spread_effect(means: dict[tuple[str, str], float], outer: Sequence[str], inner: Sequence[str]) -> float | None:

@@ -196,3 +196,30 @@ def render_self_cross(cfg: Any, summary: Any, out_dir: Path, definitions: str) -
               "## Every (rater, completer) cell", "", *condition_table([c.entry for c in summary.cells]), "",
               *_examples([c.entry for c in summary.cells]), "## Plots", "", f"![{plot.stem}]({plot.name})"]
     return _write(out_dir, lines)
+
+
+def render_refusal(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Path:
+    """report.md and the rating-by-refusal plot of a ``prefs_refusal`` run."""
+    from steerlab.report.prefs_study_plots import plot_group_distributions
+
+    out_dir = Path(out_dir)
+    plots = []
+    for model in dict.fromkeys(g.model for g in summary.groups):
+        mine = [g for g in summary.groups if g.model == model and g.origin != "all"]
+        data = {}
+        for g in mine:
+            data[f"{g.origin}\nrefused"] = g.refused_ratings
+            data[f"{g.origin}\nanswered"] = g.answered_ratings
+        plots.append(plot_group_distributions(data, out_dir / f"rating_by_refusal_{len(plots)}.png",
+                                              ylabel=f"rating ({summary.template})", title=f"{model}: rating by refusal"))
+    rows = [[g.model, g.origin, g.n, pct(g.refusal_rate), _est(g.rating_refused), _est(g.rating_answered),
+             _n(g.r_pb), _n(g.p_value, 3)] for g in summary.groups]
+    lines = _header("Refusal–preference correlation", cfg, summary, definitions,
+                    f"Template `{summary.template}`; each model rates its own completions.")
+    lines += ["## By origin", "",
+              *markdown_table(["model", "origin", "n", "refusal rate", "rating (refused)", "rating (answered)",
+                               "r_pb", "p"], rows, ["l", "l", "r", "r", "r", "r", "r", "r"]), ""]
+    if summary.examples:
+        lines += ["Refused completions (examples):", "", *[f"- `{x}`" for x in summary.examples], ""]
+    lines += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
+    return _write(out_dir, lines)

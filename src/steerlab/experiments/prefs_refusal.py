@@ -1,0 +1,159 @@
+"""Seed 004's refusal–preference correlation: are refused tasks the ones rated low?
+
+The flow (:meth:`PrefsRefusal.flow`), for every model in the config (self-rating):
+  1. complete — the model answers every task; each reply gets the refusal-marker verdict
+                (:mod:`steerlab.evals.refusal_markers`; an LLM judge is future work here)
+  2. rate     — the model rates every non-empty completion (sampled replies + one answer distribution)
+  3. summarise — per origin and overall: refusal rate (Wilson interval), mean rating of refused and
+                of answered tasks, and the point-biserial correlation between refusal and rating
+                (undefined, shown as "–", when an origin has no refusal, as ALPACA and MATH in the seed)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from steerlab.experiments.engine import Run
+from steerlab.experiments.kinds import ExperimentKind, register_kind
+from steerlab.experiments.prefs_common import (
+    PrefCell, PrefRow, PrefsStudyConfig, RatingConfig, cell_length, completion_cells, load_study_tasks, rating_cells,
+    ratings_frame, run_pref_batch, usable,
+)
+from steerlab.experiments.prefs_summary import Estimate, fin, mean, per_completion
+from steerlab.experiments.records import Record, Summary
+from steerlab.experiments.refusal_summary import rate
+from steerlab.experiments.worker import WorkerContext
+from steerlab.models.hf import LanguageModel
+
+DEFINITIONS = """\
+refused           the completion's refusal-marker verdict is "refusal" (first 200 characters hold a
+                  known refusal phrase; steerlab.evals.refusal_markers)
+rating            per completion: the expected rating from the answer-token distribution (one pass)
+                  when available, else the mean parsed sampled rating
+r_pb              point-biserial correlation between refused (1/0) and rating, with its two-sided p;
+                  undefined ("–") when a group has no refused or no answered task
+intervals         Wilson 95% for the refusal rate, percentile bootstrap 95% for mean ratings"""
+
+
+class PrefsRefusalConfig(PrefsStudyConfig):
+    """Refusal–preference correlation by origin."""
+
+    kind: Literal["prefs_refusal"] = Field("prefs_refusal", description="experiment kind")
+    name: str = Field("prefs_refusal", description="run name")
+    rating: RatingConfig = RatingConfig(templates=["anchored_precise_1_5"], seeds=1)
+
+
+class RefusalGroup(Record):
+    """One origin (or all tasks) of one model."""
+
+    model: str
+    origin: str
+    n: int
+    refusal_rate: Estimate
+    rating_refused: Estimate
+    rating_answered: Estimate
+    r_pb: float | None
+    p_value: float | None
+    refused_ratings: list[float]
+    answered_ratings: list[float]
+
+
+class PrefsRefusalSummary(Summary):
+    template: str
+    groups: list[RefusalGroup]
+    examples: list[str] = Field(description="a few refused completions")
+
+
+@register_kind
+class PrefsRefusal(ExperimentKind[PrefsRefusalConfig, PrefCell, PrefRow, PrefsRefusalSummary]):
+    """Refusal–preference correlation (see the module docstring)."""
+
+    name = "prefs_refusal"
+    Config = PrefsRefusalConfig
+    Row = PrefRow
+    Summary = PrefsRefusalSummary
+
+    def flow(self, cfg: PrefsRefusalConfig, run: Run) -> PrefsRefusalSummary:
+        from steerlab.prefs.templates import rating_template
+
+        template = rating_template(cfg.rating.templates[0], cfg.templates_file)
+        tasks = load_study_tasks(cfg)
+        by_id = {t.id: t for t in tasks}
+
+        # 1. complete (each reply gets its refusal-marker verdict)
+        cells = [c for m in cfg.models for c in completion_cells(run, cfg, tasks, model=m.name, agent=m.name)]
+        comps = run.cells(cells, batch_size=cfg.batch_size, desc="complete")
+
+        # 2. self-rating of every non-empty completion
+        cells = [c for m in cfg.models
+                 for c in rating_cells(run, template, [r for r in usable(comps, cfg) if r.agent == m.name], by_id,
+                                       model=m.name, agent=m.name, rating=cfg.rating)]
+        rows = run.cells(cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
+
+        # 3. summarise
+        return summarise(cfg, template, comps, rows)
+
+    def run_batch(self, cfg: PrefsRefusalConfig, lm: LanguageModel, cells: Sequence[PrefCell],
+                  ctx: WorkerContext) -> list[PrefRow]:
+        return run_pref_batch(cfg, lm, cells, ctx)
+
+    def cell_length(self, cfg: PrefsRefusalConfig, cell: PrefCell) -> int:
+        return cell_length(cell)
+
+    def report(self, cfg: PrefsRefusalConfig, summary: PrefsRefusalSummary, out_dir: Path) -> Path:
+        from steerlab.report.prefs_study_report import render_refusal
+
+        return render_refusal(cfg, summary, out_dir, DEFINITIONS)
+
+
+def refusal_group(model: str, origin: str, refused: np.ndarray, ratings: np.ndarray, n_boot: int, seed: int
+                  ) -> RefusalGroup:
+    """Refusal rate, ratings of refused vs answered tasks and r_pb for one group of completions.
+
+    Args:
+        model: Model label.
+        origin: Origin label (or "all").
+        refused: 0/1 per completion.
+        ratings: Rating per completion (NaN = none).
+        n_boot: Bootstrap resamples.
+        seed: Bootstrap seed.
+    """
+    from steerlab.errors import InputError
+    from steerlab.stats import point_biserial
+
+    ok = ~np.isnan(ratings)
+    r = p = None
+    try:
+        pb = point_biserial(refused[ok].astype(float), ratings[ok])
+        r, p = fin(pb.r), fin(pb.p_value)
+    except InputError:  # no refused or no answered task, or constant ratings: undefined
+        pass
+    yes, no = ratings[ok & (refused == 1)], ratings[ok & (refused == 0)]
+    return RefusalGroup(model=model, origin=origin, n=int(refused.size), refusal_rate=rate(list(refused.astype(bool))),
+                        rating_refused=mean(list(yes), n_boot, seed), rating_answered=mean(list(no), n_boot, seed),
+                        r_pb=r, p_value=p, refused_ratings=[round(float(x), 4) for x in yes],
+                        answered_ratings=[round(float(x), 4) for x in no])
+
+
+def summarise(cfg: PrefsRefusalConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]  # noqa: ANN001
+              ) -> PrefsRefusalSummary:
+    """Per-origin refusal–rating statistics from the completion and rating rows alone."""
+    frame = ratings_frame(rows)
+    use_dist = bool(cfg.rating.distribution) and frame["expected"].notna().any()
+    ratings = per_completion(frame, use_dist).set_index(["rater", "item"])["rating"]
+    groups = []
+    for m in cfg.models:
+        mine = [c for c in comps if c.agent == m.name]
+        origins = sorted({c.origin for c in mine})
+        for origin in [*origins, "all"]:
+            part = [c for c in mine if origin == "all" or c.origin == origin]
+            refused = np.array([c.refusal == "refusal" for c in part], dtype=int)
+            vals = np.array([ratings.get((m.name, c.item), np.nan) for c in part], dtype=float)
+            groups.append(refusal_group(m.name, origin, refused, vals, cfg.bootstrap_resamples, cfg.seed))
+    examples = [f"{c.item}: {c.text!r}"[:120] for c in comps if c.refusal == "refusal"][:4]
+    return PrefsRefusalSummary(name=cfg.name, template=template.name, groups=groups, examples=examples)
