@@ -40,6 +40,7 @@ KIND_MODULES: dict[str, str] = {
     "prefs_sysprompt": "steerlab.experiments.prefs_sysprompt",
     "prefs_self_cross": "steerlab.experiments.prefs_self_cross",
     "prefs_refusal": "steerlab.experiments.prefs_refusal",
+    "prefs_steering": "steerlab.experiments.prefs_steering",
 }
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)

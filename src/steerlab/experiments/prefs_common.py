@@ -358,6 +358,6 @@ def concept_vector(run: "Run", spec: Any, tasks: Sequence[Task], concept: Concep
     from steerlab._io import slug
 
     layer = concept_layer(concept, run.model_info(spec).n_layers)
-    vecs = run.vectors(f"concept_{slug(spec.name)}", spec, extract_concept_vector, [t.prompt for t in tasks],
-                       concept, layer)
+    vecs = run.vectors(f"concept_{slug(spec.name)}_{concept.selector}_L{layer}", spec, extract_concept_vector,
+                       [t.prompt for t in tasks], concept, layer)
     return vecs[layer]

@@ -223,3 +223,46 @@ def render_refusal(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> P
         lines += ["Refused completions (examples):", "", *[f"- `{x}`" for x in summary.examples], ""]
     lines += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
     return _write(out_dir, lines)
+
+
+def render_steering(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Path:
+    """report.md and sweep plots of a ``prefs_steering`` run."""
+    from steerlab.report.prefs_study_plots import plot_sweep, plot_violin_grid
+
+    out_dir = Path(out_dir)
+    plots = []
+    frame = pd.DataFrame([{"selector": p.selector, "strength": p.strength, "origin": p.origin,
+                           "rating": p.rating.value, "low": p.rating.low, "high": p.rating.high,
+                           "coherence": p.coherence.value, "kept": p.kept} for p in summary.points])
+    for sel in cfg.selectors:
+        part = frame[frame["selector"] == sel].astype({"rating": float, "low": float, "high": float,
+                                                        "coherence": float})
+        plots.append(plot_sweep(part, out_dir / f"steering_sweep_{sel}.png", x="strength", y="rating", low="low",
+                                high="high", series="origin", coherence="coherence", kept="kept",
+                                xlabel=f"strength (selector {sel}; hollow = below min coherence)",
+                                ylabel=f"rating ({summary.template})"))
+    strengths = [f"{s:g}" for s in cfg.strengths]
+    plots.append(plot_violin_grid({(sel, s): v for sel, d in summary.ratings.items() for s, v in d.items()},
+                                  list(cfg.selectors), strengths, out_dir / "steering_violins.png", row_label="selector",
+                                  col_label="strength", ylabel=f"rating ({summary.template})",
+                                  ylim=(min(summary.scale), max(summary.scale))))
+    lines = _header("Concept-vector steering of stated ratings", cfg, summary, definitions,
+                    f"Concept vector {cfg.concept.positive!r} − {cfg.concept.negative!r} at layer {summary.layer}, "
+                    f"normalised to the mean activation norm; template `{summary.template}`; steered positions "
+                    f"`{cfg.positions}`; min coherence {cfg.min_coherence:g}.")
+    for s in summary.slopes:
+        lines += [f"## Selector `{s.selector}`: slope {_n(s.slope, 3)} rating points per unit strength "
+                  f"(kept strengths: {', '.join(f'{x:g}' for x in s.kept) or 'none'})", ""]
+        pts = [p for p in summary.points if p.selector == s.selector]
+        origins = list(dict.fromkeys(p.origin for p in pts))
+        rows = []
+        for strength in cfg.strengths:
+            at = {p.origin: p for p in pts if p.strength == strength}
+            first = next(iter(at.values()), None)
+            rows.append([f"{strength:g}", *[_est(at[o].rating) if o in at else "–" for o in origins],
+                         _est(first.coherence) if first else "–", "yes" if first and first.kept else "no",
+                         f"`{s.examples.get(f'{strength:g}', '')[:70]!r}`"])
+        lines += markdown_table(["strength", *origins, "coherence", "kept", "open-ended reply"], rows,
+                                ["r"] + ["r"] * len(origins) + ["r", "c", "l"]) + [""]
+    lines += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
+    return _write(out_dir, lines)
