@@ -41,6 +41,7 @@ KIND_MODULES: dict[str, str] = {
     "prefs_self_cross": "steerlab.experiments.prefs_self_cross",
     "prefs_refusal": "steerlab.experiments.prefs_refusal",
     "prefs_steering": "steerlab.experiments.prefs_steering",
+    "prefs_revealed": "steerlab.experiments.prefs_revealed",
 }
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)

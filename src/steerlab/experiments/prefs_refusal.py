@@ -24,9 +24,8 @@ from steerlab.experiments.prefs_common import (
     PrefCell, PrefRow, PrefsStudyConfig, RatingConfig, cell_length, completion_cells, load_study_tasks, rating_cells,
     ratings_frame, run_pref_batch, usable,
 )
-from steerlab.experiments.prefs_summary import Estimate, fin, mean, per_completion
-from steerlab.experiments.records import Record, Summary
-from steerlab.experiments.refusal_summary import rate
+from steerlab.experiments.prefs_summary import RefusalGroup, per_completion, refusal_group
+from steerlab.experiments.records import Summary
 from steerlab.experiments.worker import WorkerContext
 from steerlab.models.hf import LanguageModel
 
@@ -46,21 +45,6 @@ class PrefsRefusalConfig(PrefsStudyConfig):
     kind: Literal["prefs_refusal"] = Field("prefs_refusal", description="experiment kind")
     name: str = Field("prefs_refusal", description="run name")
     rating: RatingConfig = RatingConfig(templates=["anchored_precise_1_5"], seeds=1)
-
-
-class RefusalGroup(Record):
-    """One origin (or all tasks) of one model."""
-
-    model: str
-    origin: str
-    n: int
-    refusal_rate: Estimate
-    rating_refused: Estimate
-    rating_answered: Estimate
-    r_pb: float | None
-    p_value: float | None
-    refused_ratings: list[float]
-    answered_ratings: list[float]
 
 
 class PrefsRefusalSummary(Summary):
@@ -109,35 +93,6 @@ class PrefsRefusal(ExperimentKind[PrefsRefusalConfig, PrefCell, PrefRow, PrefsRe
         from steerlab.report.prefs_study_report import render_refusal
 
         return render_refusal(cfg, summary, out_dir, DEFINITIONS)
-
-
-def refusal_group(model: str, origin: str, refused: np.ndarray, ratings: np.ndarray, n_boot: int, seed: int
-                  ) -> RefusalGroup:
-    """Refusal rate, ratings of refused vs answered tasks and r_pb for one group of completions.
-
-    Args:
-        model: Model label.
-        origin: Origin label (or "all").
-        refused: 0/1 per completion.
-        ratings: Rating per completion (NaN = none).
-        n_boot: Bootstrap resamples.
-        seed: Bootstrap seed.
-    """
-    from steerlab.errors import InputError
-    from steerlab.stats import point_biserial
-
-    ok = ~np.isnan(ratings)
-    r = p = None
-    try:
-        pb = point_biserial(refused[ok].astype(float), ratings[ok])
-        r, p = fin(pb.r), fin(pb.p_value)
-    except InputError:  # no refused or no answered task, or constant ratings: undefined
-        pass
-    yes, no = ratings[ok & (refused == 1)], ratings[ok & (refused == 0)]
-    return RefusalGroup(model=model, origin=origin, n=int(refused.size), refusal_rate=rate(list(refused.astype(bool))),
-                        rating_refused=mean(list(yes), n_boot, seed), rating_answered=mean(list(no), n_boot, seed),
-                        r_pb=r, p_value=p, refused_ratings=[round(float(x), 4) for x in yes],
-                        answered_ratings=[round(float(x), 4) for x in no])
 
 
 def summarise(cfg: PrefsRefusalConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]  # noqa: ANN001

@@ -11,10 +11,11 @@ import pandas as pd
 from pydantic import Field
 
 from steerlab.experiments.records import Record
-from steerlab.experiments.refusal_summary import Estimate, mean
+from steerlab.experiments.refusal_summary import Estimate, mean, rate
 from steerlab.prefs.rating_stats import condition_reliability, distribution_scale_use
 
-__all__ = ["ConditionEntry", "Estimate", "condition_entry", "fin", "fins", "mean", "per_completion"]
+__all__ = ["ConditionEntry", "Estimate", "RefusalGroup", "condition_entry", "fin", "fins", "mean", "per_completion",
+           "refusal_group"]
 
 
 def fin(x: Any) -> float | None:
@@ -110,3 +111,47 @@ def per_completion(frame: pd.DataFrame, use_dist: bool) -> pd.DataFrame:
         return part[keys + ["expected"]].rename(columns={"expected": "rating"})
     part = frame[frame["mode"] == "sample"].dropna(subset=["value"])
     return part.groupby(keys, as_index=False)["value"].mean().rename(columns={"value": "rating"})
+
+
+class RefusalGroup(Record):
+    """Refusal and a per-task value (a rating, a utility) for one origin (or all tasks) of one model."""
+
+    model: str
+    origin: str
+    n: int
+    refusal_rate: Estimate
+    rating_refused: Estimate
+    rating_answered: Estimate
+    r_pb: float | None
+    p_value: float | None
+    refused_ratings: list[float]
+    answered_ratings: list[float]
+
+
+def refusal_group(model: str, origin: str, refused: np.ndarray, ratings: np.ndarray, n_boot: int, seed: int
+                  ) -> RefusalGroup:
+    """Refusal rate, ratings of refused vs answered tasks and r_pb for one group of completions.
+
+    Args:
+        model: Model label.
+        origin: Origin label (or "all").
+        refused: 0/1 per completion.
+        ratings: Rating (or utility) per completion (NaN = none).
+        n_boot: Bootstrap resamples.
+        seed: Bootstrap seed.
+    """
+    from steerlab.errors import InputError
+    from steerlab.stats import point_biserial
+
+    ok = ~np.isnan(ratings)
+    r = p = None
+    try:
+        pb = point_biserial(refused[ok].astype(float), ratings[ok])
+        r, p = fin(pb.r), fin(pb.p_value)
+    except InputError:  # no refused or no answered task, or constant ratings: undefined
+        pass
+    yes, no = ratings[ok & (refused == 1)], ratings[ok & (refused == 0)]
+    return RefusalGroup(model=model, origin=origin, n=int(refused.size), refusal_rate=rate(list(refused.astype(bool))),
+                        rating_refused=mean(list(yes), n_boot, seed), rating_answered=mean(list(no), n_boot, seed),
+                        r_pb=r, p_value=p, refused_ratings=[round(float(x), 4) for x in yes],
+                        answered_ratings=[round(float(x), 4) for x in no])
