@@ -165,7 +165,7 @@ def summarise(cfg: PrefsStatedConfig, rows: Sequence[PrefRow], templates: dict, 
 def _consistency(frame: pd.DataFrame, templates: dict, origins: dict[str, str]) -> list[ConsistencyPoint]:
     from steerlab.stats import task_consistency
 
-    sampled = frame[frame["mode"] == "sample"]
+    sampled = frame[frame["mode"] == "sample"].dropna(subset=["value"])  # unparseable replies carry no rating
     if sampled.empty or sampled["seed"].nunique() < 2:
         return []
     scales = {name: templates[name].scale for name in sampled["template"].unique()}
