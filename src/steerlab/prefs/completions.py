@@ -16,7 +16,8 @@ The check is lexical and documented (no judge model): a completion is flagged wh
 2. contains at least ``min_terms`` (default 2, or all of them when the prompt has fewer) of the
    prompt's *key terms*: its words of 4+ letters that are not common function words and do not
    occur in the task itself (so a math task answered with "math" is not flagged for "You love
-   math", but "I love math!" is). Words match on a crude stem (plural/-ing/-ed endings removed).
+   math", but "I love math!" is). Words match on a crude stem (one plural/-ing/-ed ending and a
+   final -e removed: "loving" and "love" are one word).
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ def completion_system_prompt(persona: str | None, do_not_mention: bool = True) -
 
 
 def _stem(word: str) -> str:
+    """A crude stem: one -ing/-ed/-es/-s ending, then a final -e, removed ("loving", "love" -> "lov")."""
     for suffix in ("ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
 def _stems(text: str) -> set[str]:

@@ -1,0 +1,112 @@
+"""Choice probabilities from one log-prob pass vs K sampled answers; writes bench/results/prefs_studies.json.
+
+For pairwise questions over shipped tasks (both orders), on the default model:
+  * one pass: P(A), P(B) from ``option_logprobs`` (one forward pass per row), P(first) = P(A)/(P(A)+P(B));
+  * K samples: K sampled replies per row (temperature 1, max 3 new tokens), parsed, P(first) = share of "A"
+    among parsed replies.
+Reported: wall and CPU time of each (median of ``--repeats``), their ratio, and the agreement
+of the two estimates (mean |difference|, Pearson r, majority agreement), beside the
+|difference| that binomial noise of K samples alone would give.
+
+Run: python -m bench.bench_prefs_studies [--pairs 8] [--k 10] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from steerlab._io import atomic_write_json
+
+OUT = Path(__file__).parent / "results" / "prefs_studies.json"
+
+
+def _timed(fn: Any) -> tuple[Any, float, float]:
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    out = fn()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return out, time.perf_counter() - t0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def main() -> None:
+    """Run the benchmark and write the JSON results."""
+    import torch
+
+    import steerlab as sl
+    from steerlab.prefs.answers import choice_probabilities
+    from steerlab.prefs.parsing import parse_choice
+    from steerlab.prefs.tasks import load_tasks
+    from steerlab.prefs.templates import pairwise_template
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    lm = sl.load_model("default", device="cpu")
+    tasks = load_tasks("shipped:pref_tasks")
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(tasks))
+    template = pairwise_template("simple_preference")
+    pairs = [(tasks[idx[2 * i]], tasks[idx[2 * i + 1]]) for i in range(args.pairs)]
+    convs = [template.conversation(a.prompt, b.prompt) for x, y in pairs for a, b in ((x, y), (y, x))]
+    n = len(convs)
+    runs: dict[str, list[tuple[float, float]]] = {"one_pass": [], "sampled": []}
+    load = [os.getloadavg()]
+    p_pass = p_sampled = None
+    unparseable = 0
+    for _ in range(args.repeats):
+        probs, wall, cpu = _timed(lambda: choice_probabilities(lm, convs, batch_size=n))
+        runs["one_pass"].append((wall, cpu))
+        p_pass = np.array([p.p_first for p in probs])
+        mass = np.array([p.mass for p in probs])
+        rows = [c for c in convs for _ in range(args.k)]
+        seeds = [1000 * i + s for i in range(n) for s in range(args.k)]
+        replies, wall, cpu = _timed(lambda: lm.complete(rows, max_new_tokens=3, temperature=1.0, seed=seeds,
+                                                         batch_size=n * args.k))
+        runs["sampled"].append((wall, cpu))
+        parsed = [parse_choice(r.text).value for r in replies]
+        a = np.array([sum(x == "A" for x in parsed[i * args.k:(i + 1) * args.k]) for i in range(n)], dtype=float)
+        b = np.array([sum(x == "B" for x in parsed[i * args.k:(i + 1) * args.k]) for i in range(n)], dtype=float)
+        unparseable = int(n * args.k - a.sum() - b.sum())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p_sampled = a / (a + b)
+        load.append(os.getloadavg())
+    med = {k: (float(np.median([w for w, _ in v])), float(np.median([c for _, c in v]))) for k, v in runs.items()}
+    ok = ~np.isnan(p_sampled)
+    diff = np.abs(p_pass[ok] - p_sampled[ok])
+    noise = np.sqrt(p_pass[ok] * (1 - p_pass[ok]) / np.maximum(a[ok] + b[ok], 1))  # sd of a K-sample share
+    results = {
+        "when": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "load_average_1_5_15": load,
+        "rows": n, "pairs": args.pairs, "k": args.k, "repeats": args.repeats, "template": template.name,
+        "one_pass_wall_s": med["one_pass"][0], "one_pass_cpu_s": med["one_pass"][1],
+        "sampled_wall_s": med["sampled"][0], "sampled_cpu_s": med["sampled"][1],
+        "wall_ratio_sampled_over_one_pass": med["sampled"][0] / med["one_pass"][0],
+        "cpu_ratio_sampled_over_one_pass": med["sampled"][1] / med["one_pass"][1],
+        "rows_with_parsed_samples": int(ok.sum()), "unparseable_samples": unparseable,
+        "mean_abs_difference": float(diff.mean()), "expected_abs_difference_from_k_samples": float(
+            np.sqrt(2 / np.pi) * noise.mean()),
+        "pearson_r": float(np.corrcoef(p_pass[ok], p_sampled[ok])[0, 1]) if ok.sum() > 2 else None,
+        "majority_agreement": float(np.mean((p_pass[ok] > 0.5) == (p_sampled[ok] > 0.5))),
+        "mean_letter_mass": float(mass.mean()), "mean_p_first_one_pass": float(p_pass.mean()),
+        "mean_p_first_sampled": float(np.nanmean(p_sampled)),
+        "p_first_one_pass": [round(float(x), 4) for x in p_pass],
+        "p_first_sampled": [None if np.isnan(x) else round(float(x), 4) for x in p_sampled],
+    }
+    atomic_write_json(OUT, results)
+    print(f"wrote {OUT}: wall ratio {results['wall_ratio_sampled_over_one_pass']:.1f}, "
+          f"mean |diff| {results['mean_abs_difference']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
