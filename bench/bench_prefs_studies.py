@@ -71,7 +71,7 @@ def main() -> None:
         mass = np.array([p.mass for p in probs])
         rows = [c for c in convs for _ in range(args.k)]
         seeds = [1000 * i + s for i in range(n) for s in range(args.k)]
-        replies, wall, cpu = _timed(lambda: lm.complete(rows, max_new_tokens=3, temperature=1.0, seed=seeds,
+        replies, wall, cpu = _timed(lambda rows=rows, seeds=seeds: lm.complete(rows, max_new_tokens=3, temperature=1.0, seed=seeds,
                                                          batch_size=n * args.k))
         runs["sampled"].append((wall, cpu))
         parsed = [parse_choice(r.text).value for r in replies]

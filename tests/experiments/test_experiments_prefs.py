@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_lm
 
-from steerlab.errors import ConfigError
+from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine import execute, render
 from steerlab.experiments.prefs_common import PrefCell, PrefRow, run_pref_batch
@@ -30,7 +30,7 @@ def model_dir(tmp_path_factory):
 
 def _raw(model_dir, kind, **over):
     raw = {"kind": kind, "models": [{"id": str(model_dir), "device": "cpu", "label": "tiny"}],
-           "tasks": {"n_per_origin": 2, "origins": ["math", "bailbench"]}, "completion": {"max_new_tokens": 5},
+           "tasks": {"n_per_origin": 1, "origins": ["math", "bailbench"]}, "completion": {"max_new_tokens": 4},
            "bootstrap_resamples": 100}
     raw.update(over)
     return raw
@@ -44,7 +44,8 @@ def test_stated_summary_matches_rows_and_resumes(model_dir, tmp_path):
     from steerlab.stats import cross_seed_correlation
 
     raw = _raw(model_dir, "prefs_stated", rating={"templates": ["anchored_1_5", "percentile_1_100"], "seeds": 2,
-                                                 "max_new_tokens": 3, "temperature": 1.0})
+                                                 "max_new_tokens": 3, "temperature": 1.0},
+               tasks={"n_per_origin": 2, "origins": ["math", "bailbench"]})
     run = tmp_path / "run"
     report = execute(parse_config(raw), run)
     rows = _rows(run)
@@ -85,7 +86,7 @@ def test_sysprompt_grid_means_match_rows(model_dir, tmp_path):
     text = execute(parse_config(raw), run).read_text()
     rows = [r for r in _rows(run) if r["stage"] == "rate" and r["mode"] == "dist"]
     summary = json.loads((run / "summary.json").read_text())
-    assert len(summary["grid"]) == 3 * 3 * 2  # personas x contexts x origins
+    assert len(summary["grid"]) == 3 * 3 * 2  # personas x contexts x origins (one task each)
     for g in summary["grid"]:
         mine = [r["expected"] for r in rows if (r["persona"] or "none") == g["persona"]
                 and (r["context"] or "none") == g["context"] and r["origin"] == g["origin"]]
@@ -101,12 +102,12 @@ def test_self_cross_steering_refusal_and_revealed_run(model_dir, tmp_path):
     cfgs = {
         "prefs_self_cross": {"agents": [{"name": "plain"}, {"name": "steered", "strength": 4.0},
                                         {"name": "terse", "system": "Be terse."}],
-                             "rating": {"templates": ["fruit_rating"], "seeds": 2, "max_new_tokens": 3}},
-        "prefs_steering": {"strengths": [-4.0, 0.0, 4.0], "questions": ["How?"], "open_max_new_tokens": 5,
+                             "rating": {"templates": ["fruit_rating"], "seeds": 2, "max_new_tokens": 2}},
+        "prefs_steering": {"strengths": [-4.0, 0.0, 4.0], "questions": ["How?"], "open_max_new_tokens": 4,
                            "tasks": {"n_per_origin": 1, "origins": ["math", "alpaca"]}},
         "prefs_refusal": {"rating": {"templates": ["anchored_1_5"], "seeds": 1, "max_new_tokens": 3}},
-        "prefs_revealed": {"tasks": {"n_per_origin": 2, "origins": ["math", "bailbench", "alpaca"]},
-                           "active": {"initial_degree": 2, "max_pairs": 10, "max_rounds": 2},
+        "prefs_revealed": {"tasks": {"n_per_origin": 2, "origins": ["math", "bailbench"]},
+                           "active": {"initial_degree": 2, "max_pairs": 6, "max_rounds": 1},
                            "stated": {"templates": ["anchored_1_5"], "seeds": 2, "max_new_tokens": 3}},
     }
     for kind, over in cfgs.items():
@@ -200,3 +201,5 @@ def test_config_errors_name_the_field(model_dir, tmp_path):
         execute(parse_config(_raw(model_dir, "prefs_stated", rating={"templates": ["nope"]})), tmp_path / "r")
     with pytest.raises(ConfigError, match="pairwise.mode"):
         parse_config(_raw(model_dir, "prefs_revealed", pairwise={"mode": "guess"}))
+    with pytest.raises(InputError, match="too few"):  # 2 tasks: no room for a held-out pair
+        execute(parse_config(_raw(model_dir, "prefs_revealed", stated=None)), tmp_path / "r2")

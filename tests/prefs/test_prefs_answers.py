@@ -55,7 +55,7 @@ def test_expected_rating_equals_by_hand_softmax_default_model(default_lm):
     t = rating_template("anchored_precise_1_5")
     conv = t.conversation("What is 17 multiplied by 23?", "17 times 23 is 391.")
     d = rating_distributions(default_lm, [conv], t)[0]
-    expected, entropy, mass = _by_hand(default_lm, conv, t)
+    expected, entropy, _mass = _by_hand(default_lm, conv, t)
     assert d.expected == pytest.approx(expected, abs=1e-3)
     assert d.entropy == pytest.approx(entropy, abs=1e-3)
     assert 1 <= d.expected <= 5 and 0 < d.scale_mass <= 1

@@ -8,7 +8,12 @@ import pytest
 
 from steerlab.errors import InputError
 from steerlab.prefs import Scale
-from steerlab.prefs.completions import DO_NOT_MENTION, completion_system_prompt, key_terms, system_prompt_mention
+from steerlab.prefs.completions import (
+    DO_NOT_MENTION,
+    completion_system_prompt,
+    key_terms,
+    system_prompt_mention,
+)
 from steerlab.prefs.rating_stats import condition_reliability, distribution_scale_use
 from steerlab.prefs.tasks import load_tasks, select_tasks
 
@@ -29,7 +34,7 @@ def test_user_task_files(tmp_path):
     p.write_text('{"qid": "a", "src": "x", "text": "Do A"}\n\n{"qid": "b", "src": "y", "text": "Do B"}\n')
     tasks = load_tasks(str(p), id_col="qid", origin_col="src", prompt_col="text")
     assert [(t.id, t.origin, t.prompt) for t in tasks] == [("a", "x", "Do A"), ("b", "y", "Do B")]
-    bad = {'{"id": "a", "origin": "x"}\n': "missing field", "not json\n": "line 1: not valid JSON",
+    bad = {'{"id": "a", "origin": "x"}\n': "missing field", "not json\n": "1: malformed JSON",
            '{"id": "a", "origin": "x", "prompt": "p"}\n{"id": "a", "origin": "x", "prompt": "q"}\n': "duplicate",
            '{"id": "a", "origin": "", "prompt": "p"}\n': "non-empty", "\n": "no tasks"}
     for text, msg in bad.items():
@@ -38,6 +43,9 @@ def test_user_task_files(tmp_path):
             load_tasks(str(p))
     with pytest.raises(InputError, match="no such task file"):
         load_tasks(str(tmp_path / "missing.jsonl"))
+    csv = tmp_path / "t.csv"
+    csv.write_text("id,origin,prompt\nx1,math,What is 2+2?\n")
+    assert load_tasks(str(csv))[0].prompt == "What is 2+2?"
     with pytest.raises(InputError, match="unknown shipped"):
         load_tasks("shipped:nope")
 
@@ -70,7 +78,7 @@ def test_system_prompt_and_mention_check():
 def test_condition_reliability_by_hand():
     # 4 items x 3 seeds on 1..5, one unparseable reply
     values = {"a": [1, 1, 2], "b": [3, 3, 3], "c": [5, 4, 5], "d": [2, np.nan, 2]}
-    frame = pd.DataFrame([{"item": i, "seed": s, "value": v, "parse": "ok" if v == v else "no_answer"}
+    frame = pd.DataFrame([{"item": i, "seed": s, "value": v, "parse": "no_answer" if np.isnan(v) else "ok"}
                           for i, vs in values.items() for s, v in enumerate(vs)])
     rel = condition_reliability(frame, Scale.integer_range(1, 5))
     m = np.array([values[i] for i in "abcd"], dtype=float)

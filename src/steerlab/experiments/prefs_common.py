@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,14 @@ from pydantic import Field
 
 from steerlab.evals.base import Verdict
 from steerlab.experiments.config import ExperimentConfig, Strict
-from steerlab.experiments.records import NO_INTERVENTION, Cell, InterventionSpec, Row, make_key
+from steerlab.experiments.kinds import ExperimentKind
+from steerlab.experiments.records import (
+    NO_INTERVENTION,
+    Cell,
+    InterventionSpec,
+    Row,
+    make_key,
+)
 from steerlab.prefs.parsing import Reason
 from steerlab.prefs.tasks import Task
 
@@ -137,7 +145,7 @@ def system_turn(text: str | None) -> list[dict[str, str]]:
     return [{"role": "system", "content": text}] if text else []
 
 
-def completion_cells(run: "Run", cfg: PrefsStudyConfig, tasks: Sequence[Task], *, model: str, agent: str,
+def completion_cells(run: Run, cfg: PrefsStudyConfig, tasks: Sequence[Task], *, model: str, agent: str,
                      persona: str | None = None, system: str | None = None,
                      intervention: InterventionSpec = NO_INTERVENTION) -> list[PrefCell]:
     """One ``complete`` cell per task for ``agent`` under an (already composed) system prompt."""
@@ -157,7 +165,7 @@ def usable(rows: Sequence[PrefRow], cfg: PrefsStudyConfig) -> list[PrefRow]:
     return [r for r in rows if (r.text or "").strip() and not (cfg.completion.exclude_mentions and r.mentions_system)]
 
 
-def rating_cells(run: "Run", template: "RatingTemplate", completions: Sequence[PrefRow], tasks: dict[str, Task], *,
+def rating_cells(run: Run, template: RatingTemplate, completions: Sequence[PrefRow], tasks: dict[str, Task], *,
                  model: str, agent: str, rating: RatingConfig, context: str | None = None,
                  context_text: str | None = None, intervention: InterventionSpec = NO_INTERVENTION,
                  strength: float = 0.0, tag: str = "") -> list[PrefCell]:
@@ -181,7 +189,7 @@ def rating_cells(run: "Run", template: "RatingTemplate", completions: Sequence[P
     return out
 
 
-def choice_cell(run: "Run", template: "PairwiseTemplate", first: Task, second: Task, comps: dict[str, PrefRow], *,
+def choice_cell(run: Run, template: PairwiseTemplate, first: Task, second: Task, comps: dict[str, PrefRow], *,
                 model: str, agent: str, mode: Mode, sample: int = 0, reasoning: bool = False,
                 max_new_tokens: int = 8, temperature: float = 1.0) -> PrefCell:
     """One ``choose`` cell: ``first`` shown as Task A, ``second`` as Task B."""
@@ -197,7 +205,7 @@ def choice_cell(run: "Run", template: "PairwiseTemplate", first: Task, second: T
 # ---------------------------------------------------------------------------- the worker
 
 
-def _templates(cfg: PrefsStudyConfig, ctx: "WorkerContext") -> tuple[dict, dict]:
+def _templates(cfg: PrefsStudyConfig, ctx: WorkerContext) -> tuple[dict, dict]:
     from steerlab.prefs.templates import load_templates
 
     return ctx.cached(f"prefs-templates:{cfg.templates_file}", lambda: load_templates(cfg.templates_file))
@@ -211,7 +219,7 @@ def _group_key(c: PrefCell) -> tuple:
     return (c.stage, c.mode, c.template, c.max_new_tokens, c.temperature)
 
 
-def run_pref_batch(cfg: PrefsStudyConfig, lm: Any, cells: Sequence[PrefCell], ctx: "WorkerContext") -> list[PrefRow]:
+def run_pref_batch(cfg: PrefsStudyConfig, lm: Any, cells: Sequence[PrefCell], ctx: WorkerContext) -> list[PrefRow]:
     """One row per cell, in order (the worker side of every prefs kind).
 
     ``lm`` is a :class:`~steerlab.models.hf.LanguageModel` or any backend meeting the
@@ -230,7 +238,7 @@ def run_pref_batch(cfg: PrefsStudyConfig, lm: Any, cells: Sequence[PrefCell], ct
     return rows  # type: ignore[return-value]
 
 
-def _interventions(lm: Any, group: Sequence[PrefCell], ctx: "WorkerContext") -> dict[str, Any]:
+def _interventions(lm: Any, group: Sequence[PrefCell], ctx: WorkerContext) -> dict[str, Any]:
     """Keyword arguments for the local model: per-row interventions and one batch for the group."""
     from steerlab.models.hf import LanguageModel
 
@@ -244,7 +252,7 @@ def _interventions(lm: Any, group: Sequence[PrefCell], ctx: "WorkerContext") -> 
             "batch_size": len(group)}
 
 
-def _run_group(cfg: PrefsStudyConfig, lm: Any, group: Sequence[PrefCell], ctx: "WorkerContext") -> list[PrefRow]:
+def _run_group(cfg: PrefsStudyConfig, lm: Any, group: Sequence[PrefCell], ctx: WorkerContext) -> list[PrefRow]:
     from steerlab.prefs.answers import choice_probabilities, rating_distributions
 
     kw = _interventions(lm, group, ctx)
@@ -267,7 +275,7 @@ def _run_group(cfg: PrefsStudyConfig, lm: Any, group: Sequence[PrefCell], ctx: "
             for b, c, r in zip(base, group, replies)] if first.stage != "open" else _open_rows(lm, base, group, replies)
 
 
-def _read(cfg: PrefsStudyConfig, first: PrefCell, c: PrefCell, reply: Any, ctx: "WorkerContext") -> dict[str, Any]:
+def _read(cfg: PrefsStudyConfig, first: PrefCell, c: PrefCell, reply: Any, ctx: WorkerContext) -> dict[str, Any]:
     """What a sampled reply says, by stage."""
     from steerlab.evals.refusal_markers import marker_verdict
     from steerlab.prefs.completions import system_prompt_mention
@@ -309,6 +317,14 @@ def ratings_frame(rows: Sequence[PrefRow]) -> pd.DataFrame:
         "text": r.text,
     } for r in rows if r.stage == "rate"]
     return pd.DataFrame(data)
+
+
+def first_template_and_tasks(cfg: Any) -> tuple[RatingTemplate, list[Task], dict[str, Task]]:
+    """The config's first rating template, its tasks, and the tasks by id (what most kinds start with)."""
+    from steerlab.prefs.templates import rating_template
+
+    tasks = load_study_tasks(cfg)
+    return rating_template(cfg.rating.templates[0], cfg.templates_file), tasks, {t.id: t for t in tasks}
 
 
 def load_study_tasks(cfg: PrefsStudyConfig) -> list[Task]:
@@ -353,7 +369,7 @@ def extract_concept_vector(lm: Any, prompts: list[str], concept: ConceptConfig, 
     return extract(lm, pos, neg, [layer], selector=concept.selector, normalization="activation_norm")
 
 
-def concept_vector(run: "Run", spec: Any, tasks: Sequence[Task], concept: ConceptConfig) -> Any:
+def concept_vector(run: Run, spec: Any, tasks: Sequence[Task], concept: ConceptConfig) -> Any:
     """The concept vector of ``spec``'s model, made once and saved under ``vectors/`` (reused on resume)."""
     from steerlab._io import slug
 
@@ -361,3 +377,27 @@ def concept_vector(run: "Run", spec: Any, tasks: Sequence[Task], concept: Concep
     vecs = run.vectors(f"concept_{slug(spec.name)}_{concept.selector}_L{layer}", spec, extract_concept_vector,
                        [t.prompt for t in tasks], concept, layer)
     return vecs[layer]
+
+
+# ---------------------------------------------------------------------------- the kinds' shared base
+
+
+class PrefsKind(ExperimentKind[Any, PrefCell, PrefRow, Any]):
+    """Base of the prefs kinds: the shared row type and worker, length bucketing, and a report
+    rendered by ``steerlab.report.prefs_study_report.<renderer>`` with the kind's DEFINITIONS."""
+
+    Row = PrefRow
+    renderer: ClassVar[str]
+    definitions: ClassVar[str]
+
+    def run_batch(self, cfg: Any, lm: Any, cells: Sequence[PrefCell], ctx: WorkerContext) -> list[PrefRow]:
+        return run_pref_batch(cfg, lm, cells, ctx)
+
+    def cell_length(self, cfg: Any, cell: PrefCell) -> int:
+        return cell_length(cell)
+
+    def report(self, cfg: Any, summary: Any, out_dir: Path) -> Path:
+        import importlib
+
+        render = getattr(importlib.import_module("steerlab.report.prefs_study_report"), self.renderer)
+        return render(cfg, summary, out_dir, self.definitions)

@@ -12,22 +12,30 @@ The flow (:meth:`PrefsRefusal.flow`), for every model in the config (self-rating
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from steerlab.experiments.engine import Run
-from steerlab.experiments.kinds import ExperimentKind, register_kind
+from steerlab.experiments.kinds import register_kind
 from steerlab.experiments.prefs_common import (
-    PrefCell, PrefRow, PrefsStudyConfig, RatingConfig, cell_length, completion_cells, load_study_tasks, rating_cells,
-    ratings_frame, run_pref_batch, usable,
+    PrefRow,
+    PrefsKind,
+    PrefsStudyConfig,
+    RatingConfig,
+    completion_cells,
+    first_template_and_tasks,
+    rating_cells,
+    ratings_frame,
+    usable,
 )
-from steerlab.experiments.prefs_summary import RefusalGroup, per_completion, refusal_group
+from steerlab.experiments.prefs_summary import (
+    RefusalGroup,
+    per_completion,
+    refusal_group,
+)
 from steerlab.experiments.records import Summary
-from steerlab.experiments.worker import WorkerContext
-from steerlab.models.hf import LanguageModel
 
 DEFINITIONS = """\
 refused           the completion's refusal-marker verdict is "refusal" (first 200 characters hold a
@@ -54,20 +62,17 @@ class PrefsRefusalSummary(Summary):
 
 
 @register_kind
-class PrefsRefusal(ExperimentKind[PrefsRefusalConfig, PrefCell, PrefRow, PrefsRefusalSummary]):
+class PrefsRefusal(PrefsKind):
     """Refusal–preference correlation (see the module docstring)."""
 
     name = "prefs_refusal"
     Config = PrefsRefusalConfig
-    Row = PrefRow
     Summary = PrefsRefusalSummary
+    renderer = "render_refusal"
+    definitions = DEFINITIONS
 
     def flow(self, cfg: PrefsRefusalConfig, run: Run) -> PrefsRefusalSummary:
-        from steerlab.prefs.templates import rating_template
-
-        template = rating_template(cfg.rating.templates[0], cfg.templates_file)
-        tasks = load_study_tasks(cfg)
-        by_id = {t.id: t for t in tasks}
+        template, tasks, by_id = first_template_and_tasks(cfg)
 
         # 1. complete (each reply gets its refusal-marker verdict)
         cells = [c for m in cfg.models for c in completion_cells(run, cfg, tasks, model=m.name, agent=m.name)]
@@ -82,20 +87,9 @@ class PrefsRefusal(ExperimentKind[PrefsRefusalConfig, PrefCell, PrefRow, PrefsRe
         # 3. summarise
         return summarise(cfg, template, comps, rows)
 
-    def run_batch(self, cfg: PrefsRefusalConfig, lm: LanguageModel, cells: Sequence[PrefCell],
-                  ctx: WorkerContext) -> list[PrefRow]:
-        return run_pref_batch(cfg, lm, cells, ctx)
-
-    def cell_length(self, cfg: PrefsRefusalConfig, cell: PrefCell) -> int:
-        return cell_length(cell)
-
-    def report(self, cfg: PrefsRefusalConfig, summary: PrefsRefusalSummary, out_dir: Path) -> Path:
-        from steerlab.report.prefs_study_report import render_refusal
-
-        return render_refusal(cfg, summary, out_dir, DEFINITIONS)
 
 
-def summarise(cfg: PrefsRefusalConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]  # noqa: ANN001
+def summarise(cfg: PrefsRefusalConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]
               ) -> PrefsRefusalSummary:
     """Per-origin refusal–rating statistics from the completion and rating rows alone."""
     frame = ratings_frame(rows)

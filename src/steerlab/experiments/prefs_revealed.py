@@ -19,23 +19,36 @@ The flow (:meth:`PrefsRevealed.flow`), for the (first) model:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
+from steerlab.errors import InputError
 from steerlab.experiments.config import Strict
 from steerlab.experiments.engine import Run
-from steerlab.experiments.kinds import ExperimentKind, register_kind
+from steerlab.experiments.kinds import register_kind
 from steerlab.experiments.prefs_common import (
-    PrefCell, PrefRow, PrefsStudyConfig, RatingConfig, cell_length, choice_cell, completion_cells, load_study_tasks,
-    rating_cells, ratings_frame, run_pref_batch, usable,
+    PrefRow,
+    PrefsKind,
+    PrefsStudyConfig,
+    RatingConfig,
+    choice_cell,
+    completion_cells,
+    load_study_tasks,
+    rating_cells,
+    ratings_frame,
+    usable,
 )
-from steerlab.experiments.prefs_summary import Estimate, RefusalGroup, fin, mean, per_completion, refusal_group
+from steerlab.experiments.prefs_summary import (
+    Estimate,
+    RefusalGroup,
+    fin,
+    mean,
+    per_completion,
+    refusal_group,
+)
 from steerlab.experiments.records import Record, Summary
-from steerlab.experiments.worker import WorkerContext
-from steerlab.models.hf import LanguageModel
 
 DEFINITIONS = """\
 choice (dist)     P(first) = P(A) / (P(A) + P(B)) from one pass; it counts as `virtual_samples` comparisons:
@@ -73,7 +86,8 @@ class ActiveConfig(Strict):
     threshold: float = Field(0.997, gt=0, le=1, description="stop at this Spearman between successive fits")
     max_pairs: int | None = Field(None, ge=1, description="budget of training pairs (default: 10 per task)")
     max_rounds: int = Field(20, ge=1, description="most rounds after the starting graph")
-    n_held_out: int | None = Field(None, ge=1, description="held-out pairs (default: one per task)")
+    n_held_out: int | None = Field(None, ge=1, description="held-out pairs (default: one per task, at most the "
+                                   "pairs outside the starting graph)")
     candidates_per_item: int = Field(20, ge=1, description="random candidate pairs scored per task and round")
     lam: float = Field(1.0, ge=0, description="Thurstonian penalty λ")
 
@@ -156,13 +170,14 @@ class PrefsRevealedSummary(Summary):
 
 
 @register_kind
-class PrefsRevealed(ExperimentKind[PrefsRevealedConfig, PrefCell, PrefRow, PrefsRevealedSummary]):
+class PrefsRevealed(PrefsKind):
     """Revealed preferences (see the module docstring)."""
 
     name = "prefs_revealed"
     Config = PrefsRevealedConfig
-    Row = PrefRow
     Summary = PrefsRevealedSummary
+    renderer = "render_revealed"
+    definitions = DEFINITIONS
 
     def flow(self, cfg: PrefsRevealedConfig, run: Run) -> PrefsRevealedSummary:
         from steerlab.prefs import ActiveLearningConfig, run_active_learning
@@ -193,11 +208,16 @@ class PrefsRevealed(ExperimentKind[PrefsRevealedConfig, PrefCell, PrefRow, Prefs
             choices.update((r.key, r) for r in rows)
             return oriented_counts(rows, [(ids[i], ids[j]) for i, j in zip(first, second)], cfg.pairwise)
 
-        a = cfg.active
+        a, n = cfg.active, len(ids)
+        degree = min(a.initial_degree, n - 1) - (min(a.initial_degree, n - 1) * n) % 2  # n * degree must be even
+        spare = n * (n - 1) // 2 - n * degree // 2  # pairs left for the held-out set
+        if degree < 1 or spare < 1:
+            raise InputError(f"prefs_revealed: {n} usable tasks are too few for a starting graph and a held-out set")
         result = run_active_learning(ids, oracle, ActiveLearningConfig(
-            initial_degree=min(a.initial_degree, len(ids) - 1), growth=a.growth, threshold=a.threshold,
-            max_comparisons=(a.max_pairs or 10 * len(ids)) * per_pair, max_rounds=a.max_rounds,
-            n_held_out=a.n_held_out or len(ids), candidates_per_item=a.candidates_per_item, lam=a.lam, seed=cfg.seed))
+            initial_degree=degree, growth=a.growth, threshold=a.threshold,
+            max_comparisons=(a.max_pairs or 10 * n) * per_pair, max_rounds=a.max_rounds,
+            n_held_out=min(a.n_held_out or n, spare), candidates_per_item=a.candidates_per_item, lam=a.lam,
+            seed=cfg.seed))
 
         # 3. stated ratings of the same completions (for stated–revealed)
         stated_rows: list[PrefRow] = []
@@ -210,17 +230,6 @@ class PrefsRevealed(ExperimentKind[PrefsRevealedConfig, PrefCell, PrefRow, Prefs
         # 4. summarise
         return summarise(cfg, result, list(choices.values()), comps, stated_rows, per_pair)
 
-    def run_batch(self, cfg: PrefsRevealedConfig, lm: LanguageModel, cells: Sequence[PrefCell],
-                  ctx: WorkerContext) -> list[PrefRow]:
-        return run_pref_batch(cfg, lm, cells, ctx)
-
-    def cell_length(self, cfg: PrefsRevealedConfig, cell: PrefCell) -> int:
-        return cell_length(cell)
-
-    def report(self, cfg: PrefsRevealedConfig, summary: PrefsRevealedSummary, out_dir: Path) -> Path:
-        from steerlab.report.prefs_study_report import render_revealed
-
-        return render_revealed(cfg, summary, out_dir, DEFINITIONS)
 
 
 def cell_counts(row: PrefRow, pairwise: PairwiseConfig) -> tuple[int, int, int]:
@@ -228,7 +237,7 @@ def cell_counts(row: PrefRow, pairwise: PairwiseConfig) -> tuple[int, int, int]:
     if row.mode == "dist":
         if row.probs is None:
             return 0, 0, pairwise.virtual_samples
-        first = int(round(pairwise.virtual_samples * row.probs[0]))
+        first = round(pairwise.virtual_samples * row.probs[0])
         return first, pairwise.virtual_samples - first, 0
     return int(row.choice == "A"), int(row.choice == "B"), int(row.choice is None)
 
@@ -255,7 +264,7 @@ def oriented_counts(rows: Sequence[PrefRow], pairs: Sequence[tuple[str, str]], p
     return out[:, 0], out[:, 1], out[:, 2]
 
 
-def position_counts(rows: Sequence[PrefRow], ids: Sequence[str], pairwise: PairwiseConfig):  # noqa: ANN201
+def position_counts(rows: Sequence[PrefRow], ids: Sequence[str], pairwise: PairwiseConfig):
     """:class:`~steerlab.prefs.PairCounts` with one row per ordered (first-shown, second-shown) cell."""
     from steerlab.prefs import PairCounts
 
@@ -266,10 +275,14 @@ def position_counts(rows: Sequence[PrefRow], ids: Sequence[str], pairwise: Pairw
                       counts[:, 2]).merged()
 
 
-def summarise(cfg: PrefsRevealedConfig, result, choices: Sequence[PrefRow], comps: Sequence[PrefRow],  # noqa: ANN001
+def summarise(cfg: PrefsRevealedConfig, result, choices: Sequence[PrefRow], comps: Sequence[PrefRow],
               stated_rows: Sequence[PrefRow], per_pair: int) -> PrefsRevealedSummary:
     """Every table of the report, from the loop's result and the rows alone."""
-    from steerlab.prefs import first_position_rate, order_consistency, win_rate_by_position
+    from steerlab.prefs import (
+        first_position_rate,
+        order_consistency,
+        win_rate_by_position,
+    )
     from steerlab.stats.bootstrap import wilson_interval
 
     fit = result.fit
@@ -281,7 +294,7 @@ def summarise(cfg: PrefsRevealedConfig, result, choices: Sequence[PrefRow], comp
                             refused=refused[i], stated=fin(stated.get(i)))
                  for i, m, s in zip(ids, fit.mu, fit.sigma)]
     mu = dict(zip(ids, fit.mu))
-    origins = sorted(set(origin[i] for i in ids))
+    origins = sorted({origin[i] for i in ids})
     by_origin = [OriginMu(origin=o, n=sum(origin[i] == o for i in ids),
                           mu=mean([float(mu[i]) for i in ids if origin[i] == o], cfg.bootstrap_resamples, cfg.seed))
                  for o in origins]
@@ -337,7 +350,7 @@ def _stated_revealed(rows: Sequence[PrefRow], mu: dict[str, float], origin: dict
     frame = ratings_frame(rows)
     sampled = frame[frame["mode"] == "sample"]
     out = []
-    for o in [*sorted(set(origin[i] for i in mu)), "all"]:
+    for o in [*sorted({origin[i] for i in mu}), "all"]:
         items = [i for i in mu if o in ("all", origin[i])]
         m = np.array([mu[i] for i in items], dtype=float)
         s = np.array([stated.get(i, np.nan) for i in items], dtype=float)

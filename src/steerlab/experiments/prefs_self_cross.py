@@ -18,7 +18,6 @@ The flow (:meth:`PrefsSelfCross.flow`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -26,15 +25,28 @@ from pydantic import Field, model_validator
 
 from steerlab.experiments.config import Strict
 from steerlab.experiments.engine import Run
-from steerlab.experiments.kinds import ExperimentKind, register_kind
+from steerlab.experiments.kinds import register_kind
 from steerlab.experiments.prefs_common import (
-    ConceptConfig, PrefCell, PrefRow, PrefsStudyConfig, RatingConfig, cell_length, completion_cells, concept_vector,
-    load_study_tasks, rating_cells, ratings_frame, run_pref_batch, system_turn, usable,
+    ConceptConfig,
+    PrefRow,
+    PrefsKind,
+    PrefsStudyConfig,
+    RatingConfig,
+    completion_cells,
+    concept_vector,
+    first_template_and_tasks,
+    rating_cells,
+    ratings_frame,
+    system_turn,
+    usable,
 )
 from steerlab.experiments.prefs_summary import ConditionEntry, condition_entry, fin
-from steerlab.experiments.records import NO_INTERVENTION, InterventionSpec, Record, Summary
-from steerlab.experiments.worker import WorkerContext
-from steerlab.models.hf import LanguageModel
+from steerlab.experiments.records import (
+    NO_INTERVENTION,
+    InterventionSpec,
+    Record,
+    Summary,
+)
 
 DEFINITIONS = """\
 agent             a model as it behaves: its label, an optional system prompt it always has (when
@@ -66,7 +78,7 @@ class PrefsSelfCrossConfig(PrefsStudyConfig):
     rating: RatingConfig = RatingConfig(templates=["fruit_rating"], seeds=3)
 
     @model_validator(mode="after")
-    def _agents(self) -> "PrefsSelfCrossConfig":
+    def _agents(self) -> PrefsSelfCrossConfig:
         labels = {m.name for m in self.models}
         names = [a.name for a in self.agent_list]
         if len(set(names)) != len(names):
@@ -110,20 +122,17 @@ class PrefsSelfCrossSummary(Summary):
 
 
 @register_kind
-class PrefsSelfCross(ExperimentKind[PrefsSelfCrossConfig, PrefCell, PrefRow, PrefsSelfCrossSummary]):
+class PrefsSelfCross(PrefsKind):
     """Self vs cross rating (see the module docstring)."""
 
     name = "prefs_self_cross"
     Config = PrefsSelfCrossConfig
-    Row = PrefRow
     Summary = PrefsSelfCrossSummary
+    renderer = "render_self_cross"
+    definitions = DEFINITIONS
 
     def flow(self, cfg: PrefsSelfCrossConfig, run: Run) -> PrefsSelfCrossSummary:
-        from steerlab.prefs.templates import rating_template
-
-        template = rating_template(cfg.rating.templates[0], cfg.templates_file)
-        tasks = load_study_tasks(cfg)
-        by_id = {t.id: t for t in tasks}
+        template, tasks, by_id = first_template_and_tasks(cfg)
         agents = cfg.agent_list
         model_of = {a.name: a.model or cfg.models[0].name for a in agents}
 
@@ -151,20 +160,9 @@ class PrefsSelfCross(ExperimentKind[PrefsSelfCrossConfig, PrefCell, PrefRow, Pre
         # 4. summarise
         return summarise(cfg, template, rows)
 
-    def run_batch(self, cfg: PrefsSelfCrossConfig, lm: LanguageModel, cells: Sequence[PrefCell],
-                  ctx: WorkerContext) -> list[PrefRow]:
-        return run_pref_batch(cfg, lm, cells, ctx)
-
-    def cell_length(self, cfg: PrefsSelfCrossConfig, cell: PrefCell) -> int:
-        return cell_length(cell)
-
-    def report(self, cfg: PrefsSelfCrossConfig, summary: PrefsSelfCrossSummary, out_dir: Path) -> Path:
-        from steerlab.report.prefs_study_report import render_self_cross
-
-        return render_self_cross(cfg, summary, out_dir, DEFINITIONS)
 
 
-def summarise(cfg: PrefsSelfCrossConfig, template, rows: Sequence[PrefRow]) -> PrefsSelfCrossSummary:  # noqa: ANN001
+def summarise(cfg: PrefsSelfCrossConfig, template, rows: Sequence[PrefRow]) -> PrefsSelfCrossSummary:
     """The matrix and the self-vs-cross comparison from the rating rows alone."""
     from steerlab.stats import mann_whitney
 

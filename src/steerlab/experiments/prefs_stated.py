@@ -18,22 +18,26 @@ Configs: ``prefs_seed_sensitivity.yaml`` (seed 004's six 1-5 / qualitative templ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 from pydantic import Field
 
 from steerlab.experiments.engine import Run
-from steerlab.experiments.kinds import ExperimentKind, register_kind
+from steerlab.experiments.kinds import register_kind
 from steerlab.experiments.prefs_common import (
-    PrefCell, PrefRow, PrefsStudyConfig, RatingConfig, cell_length, completion_cells, load_study_tasks, rating_cells,
-    ratings_frame, run_pref_batch, usable,
+    PrefRow,
+    PrefsKind,
+    PrefsStudyConfig,
+    RatingConfig,
+    completion_cells,
+    load_study_tasks,
+    rating_cells,
+    ratings_frame,
+    usable,
 )
 from steerlab.experiments.prefs_summary import ConditionEntry, condition_entry, fin
 from steerlab.experiments.records import Record, Summary
-from steerlab.experiments.worker import WorkerContext
-from steerlab.models.hf import LanguageModel
 
 DEFINITIONS = """\
 seed r            Pearson r between the sampled ratings of two seeds over the items both rated,
@@ -87,13 +91,14 @@ class PrefsStatedSummary(Summary):
 
 
 @register_kind
-class PrefsStated(ExperimentKind[PrefsStatedConfig, PrefCell, PrefRow, PrefsStatedSummary]):
+class PrefsStated(PrefsKind):
     """Seed sensitivity / template discrimination / task consistency (see the module docstring)."""
 
     name = "prefs_stated"
     Config = PrefsStatedConfig
-    Row = PrefRow
     Summary = PrefsStatedSummary
+    renderer = "render_stated"
+    definitions = DEFINITIONS
 
     def flow(self, cfg: PrefsStatedConfig, run: Run) -> PrefsStatedSummary:
         from steerlab.prefs.templates import load_templates
@@ -117,20 +122,9 @@ class PrefsStated(ExperimentKind[PrefsStatedConfig, PrefCell, PrefRow, PrefsStat
         # 3. summarise
         return summarise(cfg, rows, templates, len(tasks), len(comps), len(comps) - len(good))
 
-    def run_batch(self, cfg: PrefsStatedConfig, lm: LanguageModel, cells: Sequence[PrefCell],
-                  ctx: WorkerContext) -> list[PrefRow]:
-        return run_pref_batch(cfg, lm, cells, ctx)
-
-    def cell_length(self, cfg: PrefsStatedConfig, cell: PrefCell) -> int:
-        return cell_length(cell)
-
-    def report(self, cfg: PrefsStatedConfig, summary: PrefsStatedSummary, out_dir: Path) -> Path:
-        from steerlab.report.prefs_study_report import render_stated
-
-        return render_stated(cfg, summary, out_dir, DEFINITIONS)
 
 
-def _template(templates: dict, name: str):  # noqa: ANN202
+def _template(templates: dict, name: str):
     from steerlab.errors import ConfigError
 
     if name not in templates:

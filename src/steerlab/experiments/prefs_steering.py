@@ -19,22 +19,30 @@ The flow (:meth:`PrefsSteering.flow`), for the (first) model:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from steerlab.experiments.engine import Run
-from steerlab.experiments.kinds import ExperimentKind, register_kind
+from steerlab.experiments.kinds import register_kind
 from steerlab.experiments.prefs_common import (
-    ConceptConfig, PrefCell, PrefRow, PrefsStudyConfig, RatingConfig, TasksConfig, cell_length, completion_cells,
-    concept_vector, load_study_tasks, rating_cells, ratings_frame, run_pref_batch, usable,
+    ConceptConfig,
+    PrefCell,
+    PrefRow,
+    PrefsKind,
+    PrefsStudyConfig,
+    RatingConfig,
+    TasksConfig,
+    completion_cells,
+    concept_vector,
+    first_template_and_tasks,
+    rating_cells,
+    ratings_frame,
+    usable,
 )
 from steerlab.experiments.prefs_summary import Estimate, fin, mean, per_completion
 from steerlab.experiments.records import InterventionSpec, Record, Summary, make_key
-from steerlab.experiments.worker import WorkerContext
-from steerlab.models.hf import LanguageModel
 
 DEFINITIONS = """\
 strength          multiplier of the concept vector, whose norm is the mean activation norm at its
@@ -100,20 +108,17 @@ class PrefsSteeringSummary(Summary):
 
 
 @register_kind
-class PrefsSteering(ExperimentKind[PrefsSteeringConfig, PrefCell, PrefRow, PrefsSteeringSummary]):
+class PrefsSteering(PrefsKind):
     """Concept-vector steering of ratings (see the module docstring)."""
 
     name = "prefs_steering"
     Config = PrefsSteeringConfig
-    Row = PrefRow
     Summary = PrefsSteeringSummary
+    renderer = "render_steering"
+    definitions = DEFINITIONS
 
     def flow(self, cfg: PrefsSteeringConfig, run: Run) -> PrefsSteeringSummary:
-        from steerlab.prefs.templates import rating_template
-
-        template = rating_template(cfg.rating.templates[0], cfg.templates_file)
-        tasks = load_study_tasks(cfg)
-        by_id = {t.id: t for t in tasks}
+        template, tasks, by_id = first_template_and_tasks(cfg)
         spec = cfg.models[0]
         model = spec.name
 
@@ -150,20 +155,9 @@ class PrefsSteering(ExperimentKind[PrefsSteeringConfig, PrefCell, PrefRow, Prefs
         layer = next(iter(table.values())).layer if table else None
         return summarise(cfg, template, opens, rows, layer)
 
-    def run_batch(self, cfg: PrefsSteeringConfig, lm: LanguageModel, cells: Sequence[PrefCell],
-                  ctx: WorkerContext) -> list[PrefRow]:
-        return run_pref_batch(cfg, lm, cells, ctx)
-
-    def cell_length(self, cfg: PrefsSteeringConfig, cell: PrefCell) -> int:
-        return cell_length(cell)
-
-    def report(self, cfg: PrefsSteeringConfig, summary: PrefsSteeringSummary, out_dir: Path) -> Path:
-        from steerlab.report.prefs_study_report import render_steering
-
-        return render_steering(cfg, summary, out_dir, DEFINITIONS)
 
 
-def summarise(cfg: PrefsSteeringConfig, template, opens: Sequence[PrefRow], rows: Sequence[PrefRow],  # noqa: ANN001
+def summarise(cfg: PrefsSteeringConfig, template, opens: Sequence[PrefRow], rows: Sequence[PrefRow],
               layer: int | None) -> PrefsSteeringSummary:
     """The sweep table, coherence filter and slopes from the rows alone."""
     frame = ratings_frame(rows)

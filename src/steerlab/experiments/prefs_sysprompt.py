@@ -17,22 +17,27 @@ The flow (:meth:`PrefsSysprompt.flow`), for the (first) model:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from steerlab.experiments.engine import Run
-from steerlab.experiments.kinds import ExperimentKind, register_kind
+from steerlab.experiments.kinds import register_kind
 from steerlab.experiments.prefs_common import (
-    PrefCell, PrefRow, PrefsStudyConfig, RatingConfig, TasksConfig, cell_length, completion_cells, load_study_tasks,
-    rating_cells, ratings_frame, run_pref_batch, usable,
+    PrefRow,
+    PrefsKind,
+    PrefsStudyConfig,
+    RatingConfig,
+    TasksConfig,
+    completion_cells,
+    first_template_and_tasks,
+    rating_cells,
+    ratings_frame,
+    usable,
 )
 from steerlab.experiments.prefs_summary import Estimate, fin, mean, per_completion
 from steerlab.experiments.records import Record, Summary
-from steerlab.experiments.worker import WorkerContext
-from steerlab.models.hf import LanguageModel
 
 DEFINITIONS = """\
 persona           completion-time system prompt (prefixed "Do not mention these instructions." when set)
@@ -100,21 +105,18 @@ class PrefsSyspromptSummary(Summary):
 
 
 @register_kind
-class PrefsSysprompt(ExperimentKind[PrefsSyspromptConfig, PrefCell, PrefRow, PrefsSyspromptSummary]):
+class PrefsSysprompt(PrefsKind):
     """The 3×3 system-prompt grid (see the module docstring)."""
 
     name = "prefs_sysprompt"
     Config = PrefsSyspromptConfig
-    Row = PrefRow
     Summary = PrefsSyspromptSummary
+    renderer = "render_sysprompt"
+    definitions = DEFINITIONS
 
     def flow(self, cfg: PrefsSyspromptConfig, run: Run) -> PrefsSyspromptSummary:
         from steerlab.prefs.completions import completion_system_prompt
-        from steerlab.prefs.templates import rating_template
-
-        template = rating_template(cfg.rating.templates[0], cfg.templates_file)
-        tasks = load_study_tasks(cfg)
-        by_id = {t.id: t for t in tasks}
+        template, tasks, by_id = first_template_and_tasks(cfg)
         model = cfg.models[0].name
 
         # 1. complete under every persona (mentions of the persona are flagged per row)
@@ -132,17 +134,6 @@ class PrefsSysprompt(ExperimentKind[PrefsSyspromptConfig, PrefCell, PrefRow, Pre
         # 3. summarise
         return summarise(cfg, template, comps, rows)
 
-    def run_batch(self, cfg: PrefsSyspromptConfig, lm: LanguageModel, cells: Sequence[PrefCell],
-                  ctx: WorkerContext) -> list[PrefRow]:
-        return run_pref_batch(cfg, lm, cells, ctx)
-
-    def cell_length(self, cfg: PrefsSyspromptConfig, cell: PrefCell) -> int:
-        return cell_length(cell)
-
-    def report(self, cfg: PrefsSyspromptConfig, summary: PrefsSyspromptSummary, out_dir: Path) -> Path:
-        from steerlab.report.prefs_study_report import render_sysprompt
-
-        return render_sysprompt(cfg, summary, out_dir, DEFINITIONS)
 
 
 def spread_effect(means: dict[tuple[str, str], float], outer: Sequence[str], inner: Sequence[str]) -> float | None:
@@ -155,7 +146,7 @@ def spread_effect(means: dict[tuple[str, str], float], outer: Sequence[str], inn
     return fin(np.mean(spreads)) if spreads else None
 
 
-def summarise(cfg: PrefsSyspromptConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]  # noqa: ANN001
+def summarise(cfg: PrefsSyspromptConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]
               ) -> PrefsSyspromptSummary:
     """The summary from the completion and rating rows alone."""
     frame = ratings_frame(rows)

@@ -81,7 +81,7 @@ class OptionPlan:
     paths: tuple[Node, ...]
 
 
-def _in_context(lm: "LanguageModel", prompt: str, prompt_ids: list[int], text: str) -> Node:
+def _in_context(lm: LanguageModel, prompt: str, prompt_ids: list[int], text: str) -> Node:
     """Token ids of ``text`` as generated after ``prompt`` (the prompt's own tokens kept)."""
     add_special = not lm.chat.uses_template
     full = lm.tokenizer(prompt + text, add_special_tokens=add_special)["input_ids"]
@@ -92,7 +92,7 @@ def _in_context(lm: "LanguageModel", prompt: str, prompt_ids: list[int], text: s
     return tuple(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def plan_options(lm: "LanguageModel", prompt: str, options: Sequence[str], *, exact: bool = False) -> OptionPlan:
+def plan_options(lm: LanguageModel, prompt: str, options: Sequence[str], *, exact: bool = False) -> OptionPlan:
     """Spellings, trie nodes and passes for scoring ``options`` after ``prompt`` (see the module docstring).
 
     Args:
@@ -130,7 +130,7 @@ def plan_options(lm: "LanguageModel", prompt: str, options: Sequence[str], *, ex
     return OptionPlan(spellings, needs_end, tuple(nodes), paths)
 
 
-_CONTINUES: "weakref.WeakKeyDictionary[Any, torch.Tensor]" = weakref.WeakKeyDictionary()
+_CONTINUES: weakref.WeakKeyDictionary[Any, torch.Tensor] = weakref.WeakKeyDictionary()
 
 
 def continuation_mask(tokenizer: Any, vocab_size: int) -> torch.Tensor:
@@ -158,7 +158,7 @@ class _NodeScores:
     continues: torch.Tensor | None  # [B] logsumexp over word-continuing tokens (exact mode)
 
 
-def _score_node(lm: "LanguageModel", h: torch.Tensor, children: Sequence[int], end: bool, chunk: int) -> _NodeScores:
+def _score_node(lm: LanguageModel, h: torch.Tensor, children: Sequence[int], end: bool, chunk: int) -> _NodeScores:
     """Normaliser, chosen logits and (optionally) the continuation mass at one node for every row.
 
     ``h`` is ``[B, d]``; full-vocabulary logits exist for at most ``chunk`` rows at a time.
@@ -182,7 +182,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _forward(lm: "LanguageModel", ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any = None
+def _forward(lm: LanguageModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any = None
              ) -> tuple[torch.Tensor, Any]:
     from steerlab.models.layers import base_model
 
@@ -191,7 +191,7 @@ def _forward(lm: "LanguageModel", ids: torch.Tensor, mask: torch.Tensor, pos: to
     return out.last_hidden_state, cache
 
 
-def _node_states(lm: "LanguageModel", batch: "Batch", plan: OptionPlan) -> dict[Node, torch.Tensor]:
+def _node_states(lm: LanguageModel, batch: Batch, plan: OptionPlan) -> dict[Node, torch.Tensor]:
     """Final hidden states ``[B, d]`` at every node of the plan (inside an intervention session)."""
     ids, mask = batch.input_ids, batch.attention_mask
     b = ids.shape[0]
@@ -222,8 +222,8 @@ def _node_states(lm: "LanguageModel", batch: "Batch", plan: OptionPlan) -> dict[
     return states
 
 
-def _batch_logprobs(lm: "LanguageModel", prompts: list[str], plan: OptionPlan,
-                    interventions: Sequence["Intervention"], chunk: int) -> list[dict[str, float]]:
+def _batch_logprobs(lm: LanguageModel, prompts: list[str], plan: OptionPlan,
+                    interventions: Sequence[Intervention], chunk: int) -> list[dict[str, float]]:
     batch = lm.tokenize(prompts)
     children: dict[Node, set[int]] = {n: set() for n in plan.nodes}
     for seqs in plan.spellings.values():
@@ -250,13 +250,13 @@ def _batch_logprobs(lm: "LanguageModel", prompts: list[str], plan: OptionPlan,
 
 
 def option_logprobs(
-    lm: "LanguageModel",
-    conversations: Sequence["str | Conversation"],
+    lm: LanguageModel,
+    conversations: Sequence[str | Conversation],
     options: Sequence[str],
     *,
     exact: bool = False,
     system: str | None = None,
-    interventions: Sequence["Intervention"] = (),
+    interventions: Sequence[Intervention] = (),
     batch_size: int | None = None,
     chunk: int = 8,
 ) -> list[dict[str, float]]:

@@ -126,7 +126,7 @@ class ChoiceProbability:
 
     def expected_counts(self, k: int) -> tuple[int, int]:
         """``(first_wins, second_wins)`` that K samples would give on average, rounded to integers."""
-        first = int(round(k * self.p_first))
+        first = round(k * self.p_first)
         return first, k - first
 
 

@@ -32,13 +32,7 @@ _META = re.compile(
     r"i've been told|i have been told|i was instructed|as instructed|i am supposed to|i'm supposed to|"
     r"i was asked to (?:be|act|pretend)|my persona)\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
-_STOP = frozenset("""
-about above after again against also always another because been before being below between both
-cannot could does doing down during each even every from further have having here into itself just
-like make more most much must only other ought over same should some such than that their them
-then there these they this those through under until very what when where which while will with
-would your yours yourself you're you've you'll also task tasks assistant user please answer
-""".split())
+_STOP = frozenset(["about", "above", "after", "again", "against", "also", "always", "another", "because", "been", "before", "being", "below", "between", "both", "cannot", "could", "does", "doing", "down", "during", "each", "even", "every", "from", "further", "have", "having", "here", "into", "itself", "just", "like", "make", "more", "most", "much", "must", "only", "other", "ought", "over", "same", "should", "some", "such", "than", "that", "their", "them", "then", "there", "these", "they", "this", "those", "through", "under", "until", "very", "what", "when", "where", "which", "while", "will", "with", "would", "your", "yours", "yourself", "you're", "you've", "you'll", "also", "task", "tasks", "assistant", "user", "please", "answer"])
 
 
 def completion_system_prompt(persona: str | None, do_not_mention: bool = True) -> str | None:

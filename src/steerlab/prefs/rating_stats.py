@@ -115,7 +115,7 @@ def condition_reliability(frame: pd.DataFrame, scale: Scale) -> ConditionReliabi
     disc = _safe(lambda: _call(discrimination, frame, scale), None)
     info = _safe(lambda: _call(informative_correlation, frame, scale).mean) if n_seeds > 1 else NAN
     return ConditionReliability(
-        n_items=int(frame["item"].nunique()), n_answers=int(len(frame)), n_parsed=int(len(parsed)),
+        n_items=int(frame["item"].nunique()), n_answers=len(frame), n_parsed=len(parsed),
         unparseable=unparseable, mean=float(parsed["value"].mean()) if len(parsed) else NAN,
         seed_r=corr.mean if corr else NAN, seed_r_std=corr.std if corr else NAN, seed_pairs=corr.n_pairs if corr else 0,
         icc_a1=icc.icc_a1 if icc else NAN, icc_1=icc.icc1 if icc else NAN,
@@ -134,9 +134,9 @@ def seed_r_by_origin(frame: pd.DataFrame, scale: Scale, origins: Mapping[str, st
     """
     scale.check(frame["value"].to_numpy())
     out = {}
-    for origin in sorted(set(origins[i] for i in frame["item"])):
+    for origin in sorted({origins[i] for i in frame["item"]}):
         part = frame[frame["item"].map(origins) == origin]
-        corr = _safe(lambda: _call(cross_seed_correlation, part, scale), None)
+        corr = _safe(lambda part=part: _call(cross_seed_correlation, part, scale), None)
         out[origin] = (corr.mean if corr else NAN, corr.std if corr else NAN, int(part["item"].nunique()))
     return out
 

@@ -1,7 +1,7 @@
 """Tasks for preference studies: a prompt with an origin label (the data set it came from).
 
     load_tasks("shipped:pref_tasks")     48 tasks written for steerlab, 12 per origin
-    load_tasks("my_tasks.jsonl")         a user file: one JSON object per line with id, origin, prompt
+    load_tasks("my_tasks.jsonl")         a user file (.jsonl, or .csv with a header): id, origin, prompt
     select_tasks(tasks, n_per_origin=6)  a balanced subset, the first N of each origin in file order
 
 The shipped set's datasheet is ``src/steerlab/data/pref_tasks.md``.
@@ -9,7 +9,6 @@ The shipped set's datasheet is ``src/steerlab/data/pref_tasks.md``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -35,29 +34,19 @@ class Task:
     prompt: str
 
 
-def _read_jsonl(path: Path, id_col: str, origin_col: str, prompt_col: str) -> list[Task]:
+def _read(path: Path, id_col: str, origin_col: str, prompt_col: str) -> list[Task]:
+    from steerlab.data.loaders import (
+        _iter_rows,  # JSONL/CSV rows with line numbers, errors naming them
+    )
+
     tasks: list[Task] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path}, line {n}: expected a JSON object")
+    for n, row in _iter_rows(path):
         missing = [c for c in (id_col, origin_col, prompt_col) if c not in row]
         if missing:
-            raise InputError(f"{path}, line {n}: missing field(s) {missing}")
+            raise InputError(f"{path}:{n}: missing field(s) {missing}")
         values = [row[c] for c in (id_col, origin_col, prompt_col)]
         if not all(isinstance(v, str) and v.strip() for v in values):
-            raise InputError(f"{path}, line {n}: {id_col}, {origin_col} and {prompt_col} must be non-empty strings")
+            raise InputError(f"{path}:{n}: {id_col}, {origin_col} and {prompt_col} must be non-empty strings")
         tasks.append(Task(values[0].strip(), values[1].strip(), values[2].strip()))
     if not tasks:
         raise InputError(f"{path}: no tasks")
@@ -70,10 +59,10 @@ def _read_jsonl(path: Path, id_col: str, origin_col: str, prompt_col: str) -> li
 
 
 def load_tasks(source: str, *, id_col: str = "id", origin_col: str = "origin", prompt_col: str = "prompt") -> list[Task]:
-    """Tasks from ``shipped:NAME`` or a JSONL file.
+    """Tasks from ``shipped:NAME`` or a JSONL/CSV file.
 
     Args:
-        source: ``"shipped:pref_tasks"`` or a path to a ``.jsonl`` file.
+        source: ``"shipped:pref_tasks"`` or a path to a ``.jsonl`` or ``.csv`` file.
         id_col: Field holding the task id.
         origin_col: Field holding the origin label.
         prompt_col: Field holding the task text.
@@ -88,11 +77,11 @@ def load_tasks(source: str, *, id_col: str = "id", origin_col: str = "origin", p
         if name not in SHIPPED_TASK_SETS:
             raise InputError(f"unknown shipped task set {name!r}; shipped: {', '.join(SHIPPED_TASK_SETS)}")
         path = Path(str(resources.files("steerlab.data").joinpath(f"{name}.jsonl")))
-        return _read_jsonl(path, "id", "origin", "prompt")
+        return _read(path, "id", "origin", "prompt")
     path = Path(source)
     if not path.is_file():
         raise InputError(f"{path}: no such task file")
-    return _read_jsonl(path, id_col, origin_col, prompt_col)
+    return _read(path, id_col, origin_col, prompt_col)
 
 
 def select_tasks(tasks: Sequence[Task], *, n_per_origin: int | None = None,

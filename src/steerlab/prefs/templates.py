@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from steerlab.errors import InputError
+from steerlab.errors import ConfigError, InputError
 from steerlab.models.backend import Conversation
 from steerlab.prefs._ratings import Scale
 
@@ -171,13 +171,15 @@ def parse_templates(text: str, source: str) -> tuple[dict[str, RatingTemplate], 
         text: The YAML document.
         source: Name used in error messages (a path).
     """
-    from steerlab.experiments.config import _NoDuplicatesLoader  # duplicate keys are errors
+    from steerlab.experiments.config import (
+        _NoDuplicatesLoader,  # duplicate keys are errors
+    )
 
     try:
         raw = yaml.load(text, Loader=_NoDuplicatesLoader) or {}
     except yaml.YAMLError as e:
         raise InputError(f"{source}: not valid YAML ({e})") from None
-    except Exception as e:  # the loader's duplicate-key ConfigError
+    except ConfigError as e:  # a duplicate key
         raise InputError(f"{source}: {e}") from None
     if not isinstance(raw, dict) or set(raw) - {"rating", "pairwise"}:
         raise InputError(f"{source}: expected top-level keys 'rating' and/or 'pairwise'")

@@ -7,6 +7,7 @@ summary objects in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from steerlab.report.format import markdown_table, num, pct
 
 def _n(x: Any, digits: int = 2) -> str:
     """A number, or "–" for None/NaN."""
-    if x is None or (isinstance(x, float) and x != x):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return num(float(x), digits)
 
@@ -71,7 +72,10 @@ def render_stated(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Pa
     """report.md and plots of a ``prefs_stated`` run."""
     from steerlab.report.prefs_plots import plot_kl_vs_icc, plot_seed_sensitivity
     from steerlab.report.prefs_study_plots import (
-        plot_correlation_pairs, plot_grouped_bars, plot_origin_scatter, plot_scale_use,
+        plot_correlation_pairs,
+        plot_grouped_bars,
+        plot_origin_scatter,
+        plot_scale_use,
     )
 
     out_dir = Path(out_dir)
@@ -139,8 +143,8 @@ def render_sysprompt(cfg: Any, summary: Any, out_dir: Path, definitions: str) ->
     plots, lines = [], _header("System-prompt grid: completion persona × measurement context", cfg, summary,
                                definitions, f"Template `{summary.template}`; ratings from the "
                                f"{'answer-token distribution' if summary.source == 'distribution' else 'sampled replies'}.")
-    lines += [f"**Context effect {_n(summary.context_effect)}** vs **completion effect "
-              f"{_n(summary.completion_effect)}** (rating points; see definitions).", ""]
+    lines += [(f"**Context effect {_n(summary.context_effect)}** vs **completion effect "
+               f"{_n(summary.completion_effect)}** (rating points; see definitions)."), ""]
     for origin in sorted({g.origin for g in summary.grid}):
         cells = {(g.persona, g.context): g for g in summary.grid if g.origin == origin}
         plots.append(plot_violin_grid({k: g.values for k, g in cells.items()}, personas, contexts,
@@ -251,8 +255,8 @@ def render_steering(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> 
                     f"normalised to the mean activation norm; template `{summary.template}`; steered positions "
                     f"`{cfg.positions}`; min coherence {cfg.min_coherence:g}.")
     for s in summary.slopes:
-        lines += [f"## Selector `{s.selector}`: slope {_n(s.slope, 3)} rating points per unit strength "
-                  f"(kept strengths: {', '.join(f'{x:g}' for x in s.kept) or 'none'})", ""]
+        lines += [(f"## Selector `{s.selector}`: slope {_n(s.slope, 3)} rating points per unit strength "
+                   f"(kept strengths: {', '.join(f'{x:g}' for x in s.kept) or 'none'})"), ""]
         pts = [p for p in summary.points if p.selector == s.selector]
         origins = list(dict.fromkeys(p.origin for p in pts))
         rows = []
