@@ -3,7 +3,8 @@
 For pairwise questions over shipped tasks (both orders), on the default model:
   * one pass: P(A), P(B) from ``option_logprobs`` (one forward pass per row), P(first) = P(A)/(P(A)+P(B));
   * K samples: K sampled replies per row (temperature 1, max 3 new tokens), parsed, P(first) = share of "A"
-    among parsed replies.
+    among parsed replies;
+  * the cost of the vocabulary log-sum-exp at the one position each row needs, against the forward pass.
 Reported: wall and CPU time of each (median of ``--repeats``), their ratio, and the agreement
 of the two estimates (mean |difference|, Pearson r, majority agreement), beside the
 |difference| that binomial noise of K samples alone would give.
@@ -82,6 +83,12 @@ def main() -> None:
             p_sampled = a / (a + b)
         load.append(os.getloadavg())
     med = {k: (float(np.median([w for w, _ in v])), float(np.median([c for _, c in v]))) for k, v in runs.items()}
+    # the vocabulary normaliser at the one position a row needs, against the forward pass itself
+    batch = lm.tokenize([lm.format(c) for c in convs])
+    h, fwd_wall, fwd_cpu = _timed(lambda: lm.hidden_states(batch)[:, -1])
+    with torch.inference_mode():
+        _, lse_wall, lse_cpu = _timed(lambda: [torch.logsumexp(lm.logits_for(h[i:i + 8]).float(), -1)
+                                               for i in range(0, n, 8)])
     ok = ~np.isnan(p_sampled)
     diff = np.abs(p_pass[ok] - p_sampled[ok])
     noise = np.sqrt(p_pass[ok] * (1 - p_pass[ok]) / np.maximum(a[ok] + b[ok], 1))  # sd of a K-sample share
@@ -93,10 +100,13 @@ def main() -> None:
         "sampled_wall_s": med["sampled"][0], "sampled_cpu_s": med["sampled"][1],
         "wall_ratio_sampled_over_one_pass": med["sampled"][0] / med["one_pass"][0],
         "cpu_ratio_sampled_over_one_pass": med["sampled"][1] / med["one_pass"][1],
+        "forward_wall_s": fwd_wall, "forward_cpu_s": fwd_cpu, "prompt_tokens": int(batch.attention_mask.sum()),
+        "normaliser_wall_s": lse_wall, "normaliser_cpu_s": lse_cpu, "normaliser_share_of_forward_cpu": lse_cpu / fwd_cpu,
         "rows_with_parsed_samples": int(ok.sum()), "unparseable_samples": unparseable,
         "mean_abs_difference": float(diff.mean()), "expected_abs_difference_from_k_samples": float(
             np.sqrt(2 / np.pi) * noise.mean()),
-        "pearson_r": float(np.corrcoef(p_pass[ok], p_sampled[ok])[0, 1]) if ok.sum() > 2 else None,
+        "pearson_r": float(np.corrcoef(p_pass[ok], p_sampled[ok])[0, 1])
+        if ok.sum() > 2 and np.ptp(p_sampled[ok]) > 0 else None,  # undefined when one side is constant
         "majority_agreement": float(np.mean((p_pass[ok] > 0.5) == (p_sampled[ok] > 0.5))),
         "mean_letter_mass": float(mass.mean()), "mean_p_first_one_pass": float(p_pass.mean()),
         "mean_p_first_sampled": float(np.nanmean(p_sampled)),

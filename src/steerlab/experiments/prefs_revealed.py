@@ -82,9 +82,10 @@ class ActiveConfig(Strict):
     """Settings of the active-learning loop (steerlab.prefs.ActiveLearningConfig)."""
 
     initial_degree: int = Field(4, ge=1, description="degree of the random regular starting graph")
-    growth: float = Field(0.5, gt=0, description="round size relative to the pairs asked so far")
+    growth: float = Field(0.5, gt=0, description="pairs per round, relative to the starting graph's pairs")
     threshold: float = Field(0.997, gt=0, le=1, description="stop at this Spearman between successive fits")
-    max_pairs: int | None = Field(None, ge=1, description="budget of training pairs (default: 10 per task)")
+    max_pairs: int | None = Field(None, ge=1, description="budget of training pairs (default: 10 per task); the "
+                                  "round that reaches it is asked whole")
     max_rounds: int = Field(20, ge=1, description="most rounds after the starting graph")
     n_held_out: int | None = Field(None, ge=1, description="held-out pairs (default: one per task, at most the "
                                    "pairs outside the starting graph)")
@@ -213,8 +214,10 @@ class PrefsRevealed(PrefsKind):
         spare = n * (n - 1) // 2 - n * degree // 2  # pairs left for the held-out set
         if degree < 1 or spare < 1:
             raise InputError(f"prefs_revealed: {n} usable tasks are too few for a starting graph and a held-out set")
+        # The loop sizes rounds and its budget in comparisons; one pair here stands for `per_pair` of
+        # them, so rounds are given in pairs (growth x the starting graph) and the budget in comparisons.
         result = run_active_learning(ids, oracle, ActiveLearningConfig(
-            initial_degree=degree, growth=a.growth, threshold=a.threshold,
+            initial_degree=degree, pairs_per_round=max(1, round(a.growth * n * degree / 2)), threshold=a.threshold,
             max_comparisons=(a.max_pairs or 10 * n) * per_pair, max_rounds=a.max_rounds,
             n_held_out=min(a.n_held_out or n, spare), candidates_per_item=a.candidates_per_item, lam=a.lam,
             seed=cfg.seed))
