@@ -59,6 +59,7 @@ class PrefsStatedConfig(PrefsStudyConfig):
     name: str = Field("prefs_stated", description="run name")
     completer: str | None = Field(None, description="label of the model that completes the tasks (default: the first)")
     rating: RatingConfig = RatingConfig(templates=["anchored_1_5", "anchored_precise_1_5"])
+    context: str | None = Field(None, description="measurement-time system prompt of every rating conversation")
 
 
 class OriginR(Record):
@@ -116,7 +117,8 @@ class PrefsStated(PrefsKind):
         # 2. rate: every model, every template, seeds + one distribution pass
         cells = [c for m in cfg.models for name in cfg.rating.templates
                  for c in rating_cells(run, _template(templates, name), good, by_id, model=m.name, agent=m.name,
-                                       rating=cfg.rating)]
+                                       rating=cfg.rating, context="context" if cfg.context else None,
+                                       context_text=cfg.context)]
         rows = run.cells(cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 3. summarise
