@@ -9,7 +9,13 @@ Reported: wall and CPU time of each (median of ``--repeats``), their ratio, and 
 of the two estimates (mean |difference|, Pearson r, majority agreement), beside the
 |difference| that binomial noise of K samples alone would give.
 
+With ``--studies [NAME ...]`` it instead runs the study configs (default: all seven
+``src/steerlab/experiments/configs/prefs_*.yaml``) on the default model, each from scratch in a
+temporary run directory, and records wall time, this process's CPU time (user + system) and
+the load average into ``bench/results/prefs_studies_runs.json``.
+
 Run: python -m bench.bench_prefs_studies [--pairs 8] [--k 10] [--repeats 3]
+     python -m bench.bench_prefs_studies --studies [prefs_revealed ...]
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import numpy as np
 from steerlab._io import atomic_write_json
 
 OUT = Path(__file__).parent / "results" / "prefs_studies.json"
+RUNS = Path(__file__).parent / "results" / "prefs_studies_runs.json"
+CONFIGS = Path(__file__).parents[1] / "src" / "steerlab" / "experiments" / "configs"
 
 
 def _timed(fn: Any) -> tuple[Any, float, float]:
@@ -35,6 +43,24 @@ def _timed(fn: Any) -> tuple[Any, float, float]:
     out = fn()
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     return out, time.perf_counter() - t0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def time_studies(names: list[str]) -> list[dict[str, Any]]:
+    """Run each study config from scratch; wall time, CPU time and load of each."""
+    import tempfile
+
+    from steerlab.experiments import run_experiment
+
+    out = []
+    for name in names or sorted(p.stem for p in CONFIGS.glob("prefs_*.yaml")):
+        with tempfile.TemporaryDirectory() as tmp:
+            load = os.getloadavg()
+            (report, wall, cpu) = _timed(lambda name=name, tmp=tmp: run_experiment(CONFIGS / f"{name}.yaml",
+                                                                                    Path(tmp) / "run"))
+            out.append({"config": name, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_start": load,
+                        "load_end": os.getloadavg(), "report_written": Path(report).exists()})
+        print(out[-1], flush=True)
+    return out
 
 
 def main() -> None:
@@ -51,7 +77,12 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--studies", nargs="*", default=None, help="time the study configs instead")
     args = ap.parse_args()
+    if args.studies is not None:
+        atomic_write_json(RUNS, {"when": datetime.datetime.now().isoformat(timespec="seconds"),
+                                 "runs": time_studies(args.studies)})
+        return
     torch.set_num_threads(2)
     lm = sl.load_model("default", device="cpu")
     tasks = load_tasks("shipped:pref_tasks")
