@@ -118,3 +118,12 @@ def test_user_template_file_and_errors(tmp_path):
         rating_template("nope")
     with pytest.raises(InputError, match="unknown pairwise template"):
         pairwise_template("nope")
+
+
+def test_study_modules_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, steerlab.prefs.answers, steerlab.prefs.templates, steerlab.prefs.parsing, "
+            "steerlab.prefs.tasks, steerlab.prefs.completions, steerlab.prefs.rating_stats; print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

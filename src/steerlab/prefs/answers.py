@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from steerlab.models.backend import Conversation, OptionScorer
 from steerlab.prefs.templates import RatingTemplate
+
+if TYPE_CHECKING:  # steerlab.models imports torch; the prefs package does not
+    from steerlab.models.backend import Conversation, OptionScorer
 
 
 def _logsumexp(xs: Sequence[float]) -> float:

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from steerlab.errors import ConfigError, InputError
-from steerlab.models.backend import Conversation
 from steerlab.prefs._ratings import Scale
+
+if TYPE_CHECKING:  # steerlab.models imports torch; the prefs package does not
+    from steerlab.models.backend import Conversation
 
 ANSWER_WITH_LETTER = "Respond with only 'A' or 'B'."
 ANSWER_WITH_REASONING = ("First explain your reasoning in one or two sentences. Then give your final answer on "
