@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 #: Built-in kinds: name → module that defines (and registers) it.
 KIND_MODULES: dict[str, str] = {
     "refusal_study": "steerlab.experiments.refusal",
+    "prefs_stated": "steerlab.experiments.prefs_stated",
+    "prefs_sysprompt": "steerlab.experiments.prefs_sysprompt",
+    "prefs_self_cross": "steerlab.experiments.prefs_self_cross",
+    "prefs_refusal": "steerlab.experiments.prefs_refusal",
+    "prefs_steering": "steerlab.experiments.prefs_steering",
+    "prefs_revealed": "steerlab.experiments.prefs_revealed",
 }
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)

@@ -1,7 +1,8 @@
 """A loaded Hugging Face causal LM with steerlab's batching, chat formatting and interventions.
 
 :class:`LanguageModel` is the local backend: it implements
-:class:`~steerlab.models.backend.TextGenerator` and :class:`~steerlab.models.backend.LogprobScorer`,
+:class:`~steerlab.models.backend.TextGenerator`, :class:`~steerlab.models.backend.LogprobScorer`
+and :class:`~steerlab.models.backend.OptionScorer`,
 and every method takes ``interventions=[...]`` applied for that call only.
 """
 
@@ -214,6 +215,20 @@ class LanguageModel:
             with torch.inference_mode():
                 rows.append(self.logits_for(h, ids).float().cpu())
         return torch.cat(rows)
+
+    def option_logprobs(
+        self, conversations: Sequence[str | Conversation], options: Sequence[str], *, exact: bool = False,
+        system: str | None = None, interventions: Sequence["Intervention"] = (), batch_size: int | None = None,
+    ) -> list[dict[str, float]]:
+        """Per conversation, ``{option: log P(reply starts with option)}`` from one forward pass
+        (:class:`~steerlab.models.backend.OptionScorer`; how: :mod:`steerlab.models.option_scores`).
+
+        ``exact=True`` scores options that are token prefixes of others ("1" of "10") as whole words.
+        """
+        from steerlab.models.option_scores import option_logprobs
+
+        return option_logprobs(self, conversations, options, exact=exact, system=system,
+                               interventions=interventions, batch_size=batch_size)
 
     def _batches(self, texts: Sequence[str]) -> Iterator[Batch]:
         for i in range(0, len(texts), self.batch_size):

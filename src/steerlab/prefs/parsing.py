@@ -1,0 +1,123 @@
+"""Reading a rating or an A/B choice out of a sampled reply, and saying why when it cannot.
+
+Ratings (:func:`parse_rating`), numeric templates:
+  1. Scale descriptions are removed first, so "On a 1-5 scale, 4" reads 4 and "4/5" or
+     "4 out of 5" reads 4: ranges ``a-b`` / ``a to b`` and ``out of N`` / ``/N`` are dropped.
+  2. The first remaining number (optional sign, optional decimals) is the answer.
+  3. A number that is not a declared value is ``off_scale`` (e.g. 4 on ban_four_1_5, 7 on 1-5).
+Label templates: the earliest answer word in the reply (whole words, any case; at a
+position, the longest label wins, so "strongly agree" beats "agree" and "disagree" never
+reads as "agree"). A label right after "not"/"n't" is skipped ("not good" is not "good").
+
+Choices (:func:`parse_choice`): an explicit ``Answer: A`` (the last one, for replies that
+reason first), else a reply that *starts* with the letter ("B", "(A)", "**Task B**", "a."),
+except the article "A" followed by a lower-case word and "Task A ..." replies that also name
+Task B; else a reply mentioning exactly one of "Task A" / "Task B".
+
+Every parse returns a :class:`Parsed` with the value or None and a ``reason``: ``ok``,
+``empty``, ``no_answer``, ``off_scale`` or ``ambiguous``; studies count unparseable replies by
+reason and show examples, never drop them silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from steerlab.prefs.templates import RatingTemplate
+
+Reason = Literal["ok", "empty", "no_answer", "off_scale", "ambiguous"]
+
+_NUMBER = re.compile(r"(?<![\w.])([+-]?\d+(?:\.\d+)?)(?![\w])")
+_RANGE = re.compile(r"[+-]?\d+(?:\.\d+)?\s*(?:-|–|—|to)\s*[+-]?\d+(?:\.\d+)?")
+_OUT_OF = re.compile(r"(?:\bout\s+of|/)\s*\d+(?:\.\d+)?")
+_NEGATED = re.compile(r"(?:\bnot|n't)\s+$", re.IGNORECASE)
+_ANSWER = re.compile(r"answer\s*(?:is)?\s*[:\-]?\s*\**\s*\(?\s*(?:task\s+|option\s+)?([AB])\b", re.IGNORECASE)
+_START = re.compile(r"^([\s\W]*)((?i:task|option)\s+)?([ABab])(?![A-Za-z0-9])")
+_TASK_MENTION = re.compile(r"\btask\s+([AB])\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed answer.
+
+    Attributes:
+        value: The rating (a declared value) or the letter ("A"/"B"); None when unparseable.
+        reason: ``ok``, ``empty``, ``no_answer``, ``off_scale`` or ``ambiguous``.
+    """
+
+    value: float | str | None
+    reason: Reason
+
+    @property
+    def ok(self) -> bool:
+        """True when a value was read."""
+        return self.reason == "ok"
+
+
+def _numeric(text: str, template: RatingTemplate) -> Parsed:
+    cleaned = _OUT_OF.sub(" ", _RANGE.sub(" ", text))
+    m = _NUMBER.search(cleaned)
+    if m is None:
+        return Parsed(None, "no_answer")
+    value = float(m.group(1))
+    if value not in template.scale.values:
+        return Parsed(None, "off_scale")
+    return Parsed(value, "ok")
+
+
+def _labels(text: str, template: RatingTemplate) -> Parsed:
+    words = sorted(template.options().items(), key=lambda kv: -len(kv[0]))
+    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w, _ in words) + r")\b", re.IGNORECASE)
+    lookup = {w.lower(): v for w, v in words}
+    for m in pattern.finditer(text):
+        if _NEGATED.search(text[: m.start()]):
+            continue
+        return Parsed(lookup[m.group(1).lower()], "ok")
+    return Parsed(None, "no_answer")
+
+
+def parse_rating(text: str, template: RatingTemplate) -> Parsed:
+    """The rating in ``text`` under ``template`` (rules in the module docstring).
+
+    Args:
+        text: A sampled reply.
+        template: The template the reply answers.
+
+    Example:
+        >>> parse_rating("I'd give it a 4/5.", rating_template("anchored_1_5"))
+        Parsed(value=4.0, reason='ok')
+    """
+    if not text or not text.strip():
+        return Parsed(None, "empty")
+    return _numeric(text, template) if template.kind == "numeric" else _labels(text, template)
+
+
+def parse_choice(text: str) -> Parsed:
+    """``"A"`` or ``"B"`` from a reply to a pairwise question (rules in the module docstring).
+
+    Args:
+        text: A sampled reply.
+
+    Example:
+        >>> parse_choice("Task B was more fun.\\nAnswer: B").value
+        'B'
+    """
+    if not text or not text.strip():
+        return Parsed(None, "empty")
+    answers = _ANSWER.findall(text)
+    if answers:
+        return Parsed(answers[-1].upper(), "ok")
+    m = _START.match(text)
+    if m is not None:
+        lead, named, letter = m.groups()
+        letter = letter.upper()
+        article = letter == "A" and not named and not lead.strip() and re.match(r"\s+[a-z]", text[m.end():])
+        other = {x.upper() for x in _TASK_MENTION.findall(text)} - {letter}
+        if not article and not (named and other):
+            return Parsed(letter, "ok")
+    mentioned = {x.upper() for x in _TASK_MENTION.findall(text)}
+    if len(mentioned) == 1:
+        return Parsed(mentioned.pop(), "ok")
+    return Parsed(None, "ambiguous" if mentioned else "no_answer")
