@@ -3,7 +3,13 @@ active learning of utilities, and position-bias analysis. No torch needed."""
 
 from steerlab.prefs._items import Item, items_from_frame, items_to_frame, origin_map
 from steerlab.prefs._pairs import ComparisonGraph, PairCounts, PairOutcome
-from steerlab.prefs._ratings import RATING_COLUMNS, Rating, Scale, ratings_from_frame, ratings_to_frame
+from steerlab.prefs._ratings import (
+    RATING_COLUMNS,
+    Rating,
+    Scale,
+    ratings_from_frame,
+    ratings_to_frame,
+)
 from steerlab.prefs.active import (
     ActiveLearningConfig,
     ActiveLearningResult,
