@@ -318,3 +318,38 @@ def test_server_killed_mid_run_loses_nothing_on_resume(lm, tmp_path):
     assert [r for r, f in zip(resumed, first) if not f.failed] == done
     assert app.requests == len(convs) - len(done)  # only the failed ones were asked again
     assert api.cache.failures() == [] and len(api.cache) == len(convs)
+
+
+def test_a_new_cache_opened_by_many_threads_at_once(tmp_path):
+    """Connections opening a new cache while others already read and write it (a client's first
+    request racing a reader of ``len(cache)``, as in the kill test above, or two runs sharing the
+    default cache directory) must not fail with "database is locked"."""
+    import threading
+
+    from steerlab.models.api_cache import ReplyCache
+
+    for trial in range(20):
+        d = tmp_path / f"cache{trial}"
+        barrier, errors, stop = threading.Barrier(8), [], threading.Event()
+
+        def work(i: int) -> None:
+            barrier.wait()
+            try:
+                cache = ReplyCache(d)
+                if i % 2:
+                    cache.put(f"k{i}", {}, {"i": i})
+                else:
+                    while not stop.is_set() and len(cache) < 4:
+                        pass
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        threads[1].join(30)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert sorted(ReplyCache(d).keys()) == ["k1", "k3", "k5", "k7"]

@@ -40,6 +40,8 @@ from steerlab.models.api_cache import ReplyCache, request_key
 from steerlab.models.backend import Completion, Conversation, FinishReason
 
 T = TypeVar("T")
+_CACHE_OPEN = threading.Lock()
+
 
 def default_cache_dir() -> Path:
     """Where API replies are cached by default: ``$STEERLAB_API_CACHE`` if set, else
@@ -212,7 +214,9 @@ class APIBackend:
     def cache(self) -> ReplyCache | None:
         """The reply cache (None when ``use_cache=False``)."""
         if self.use_cache and self._cache is None:
-            self._cache = ReplyCache(self.cache_dir if self.cache_dir is not None else default_cache_dir())
+            with _CACHE_OPEN:  # one ReplyCache per client, even when threads ask at once
+                if self._cache is None:
+                    self._cache = ReplyCache(self.cache_dir if self.cache_dir is not None else default_cache_dir())
         return self._cache if self.use_cache else None
 
     def _job(self, request: dict[str, Any], n: int, cacheable: bool) -> Job:

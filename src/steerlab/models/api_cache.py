@@ -24,8 +24,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -100,14 +102,31 @@ class ReplyCache:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            try:
-                db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-            except sqlite3.DatabaseError as e:
-                raise InputError(f"{self.path}: not a usable API cache ({e})") from None
+            db = self._connect()
             self._local.db = db
         return db
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection in WAL mode. SQLite answers "database is locked" at once, without
+        waiting on its busy timeout, when connections race to switch a new file to WAL (two runs
+        sharing a cache directory, or a client's first request racing a reader): such races are
+        retried for up to a minute; any other database error means the file is not a cache."""
+        deadline = time.monotonic() + 60.0
+        for attempt in itertools.count():
+            db = None
+            try:
+                db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                return db
+            except sqlite3.DatabaseError as e:
+                if db is not None:
+                    db.close()
+                if not isinstance(e, sqlite3.OperationalError) or "locked" not in str(e) or time.monotonic() > deadline:
+                    raise InputError(f"{self.path}: not a usable API cache ({e})") from None
+                time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
 
     # ---- replies --------------------------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
