@@ -13,17 +13,27 @@ from steerlab.prefs.templates import rating_template
 
 
 def _by_hand(lm, conv, template):
-    """Expected rating and entropy from full-vocabulary logits of one unpadded forward per spelling."""
+    """Expected rating and entropy from full-vocabulary log-softmaxes: the prompt runs once
+    (unpadded), and each spelling of each answer continues from a copy of its key-value cache."""
+    import copy
+
     prompt = lm.format(conv)
     p_ids = lm.tokenizer(prompt, add_special_tokens=not lm.chat.uses_template)["input_ids"]
+    with torch.no_grad():
+        out = lm.model(input_ids=torch.tensor([p_ids]), logits_to_keep=1, use_cache=True)
+    first = torch.log_softmax(out.logits[0, -1].float(), -1)  # next-token log-probs after the prompt
     logq = {v: [] for v in template.scale.values}
     for text, v in template.options().items():
         for spelled in (" " + text, text):
             ids = lm.tokenizer(prompt + spelled, add_special_tokens=not lm.chat.uses_template)["input_ids"][len(p_ids):]
-            with torch.no_grad():
-                logits = lm.model(input_ids=torch.tensor([p_ids + ids])).logits[0].float()
-            lp = torch.log_softmax(logits, -1)  # a full softmax at every position
-            logq[v].append(sum(float(lp[len(p_ids) - 1 + j, t]) for j, t in enumerate(ids)))
+            total = float(first[ids[0]])
+            if len(ids) > 1:
+                with torch.no_grad():
+                    more = lm.model(input_ids=torch.tensor([ids[:-1]]), past_key_values=copy.deepcopy(out.past_key_values),
+                                    use_cache=True).logits[0].float()
+                lp = torch.log_softmax(more, -1)  # row j: the distribution of ids[j + 1]
+                total += sum(float(lp[j, t]) for j, t in enumerate(ids[1:]))
+            logq[v].append(total)
     q = torch.tensor([float(torch.logsumexp(torch.tensor(logq[v]), 0)) for v in template.scale.values])
     p = torch.softmax(q, 0)
     values = torch.tensor(template.scale.values)
