@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -209,14 +210,14 @@ def sampling_overhead(rounds: int) -> dict:
     p, s = t["plain"], t["seeded"]
     paired = sorted(b / a for a, b in zip(p, s))
     return {"rows": N_PROMPTS, "tokens_per_row": NEW_TOKENS, "plain_seconds": p, "seeded_seconds": s,
-            "ratio_of_minimums": min(s) / min(p), "median_paired_ratio": paired[len(paired) // 2]}
+            "ratio_of_minimums": min(s) / min(p), "median_paired_ratio": statistics.median(paired)}
 
 
 # ---------------------------------------------------------------------------- report
 
 
 def write_docs(res: dict) -> None:
-    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    med = statistics.median
     lines = ["## Experiment engine", "",
              f"Measured {res['date']} on {res['cores']} CPU cores, torch {res['torch']}, default model (fp32); "
              f"load average before the run {res['load_before']:.1f}, after {res.get('load_after', float('nan')):.1f}. "

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,7 @@ def grid_times(repeats: int) -> dict:
         order = [(mixed, 32), (per_condition, N_PROMPTS)] if r % 2 == 0 else [(per_condition, N_PROMPTS), (mixed, 32)]
         for bucket, batch in order:
             bucket.append(run(batch))
-    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    med = statistics.median
     return {"rows": len(rows), "new_tokens": NEW_TOKENS, "mixed_batch": 32, "per_condition_batch": N_PROMPTS,
             "mixed_seconds": mixed, "per_condition_seconds": per_condition,
             "ratio_mixed_over_per_condition": med(mixed) / med(per_condition)}
@@ -88,7 +89,7 @@ def write_docs(res: dict) -> None:
     g = res.get("grid")
     lines = ["## Refusal study", "", f"Measured {res['date']} on {res['cores']} CPU cores, torch {res['torch']}.", ""]
     if g:
-        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        med = statistics.median
         lines += [
             f"Batched conditions vs one condition at a time: {g['rows']} generations (8 conditions × {N_PROMPTS} prompts, "
             f"{g['new_tokens']} new tokens). Mixed batches of {g['mixed_batch']} rows with per-row strengths: "

@@ -26,6 +26,7 @@ import json
 import os
 import queue
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -148,7 +149,7 @@ def measure(repeats: int) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    med = statistics.median
     same = sum(a == b for a, b in zip(seq_texts, conc_texts))
     return {
         "requests": len(reqs), "clients": CLIENTS, "max_tokens": MAX_TOKENS, "completion_tokens": tokens,
@@ -165,7 +166,7 @@ def measure(repeats: int) -> dict:
 
 def write_docs(res: dict) -> None:
     s = res["serve"]
-    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    med = statistics.median
     lines = [
         "## steerlab serve", "",
         f"Measured {res['date']} on {res['cores']} CPU cores, torch {res['torch']}; load average "
