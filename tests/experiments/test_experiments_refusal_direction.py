@@ -4,6 +4,7 @@ and the whole pipeline on a tiny Gemma 3 (norm after every write, tied head) sav
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from steerlab.experiments.engine import execute, render
 from steerlab.experiments.refusal_direction import RefusalDirection, _score_batch
 from steerlab.experiments.refusal_direction_data import DirectionDataConfig, load_direction_data, normalise
 from steerlab.experiments.refusal_direction_summary import CandidateScore, select_candidate
+from steerlab.experiments.executors import LocalExecutor
 from steerlab.experiments.steering import batch_interventions
 from steerlab.experiments.worker import Worker, WorkerContext
 
@@ -173,11 +175,27 @@ def _raw(model_dir, **over):
     return raw
 
 
-def test_pipeline_end_to_end(model_dir, tmp_path):
+class PicklingExecutor(LocalExecutor):
+    """The local executor with a process boundary simulated: every work item, task function, argument
+    and result goes through pickle, as it would to and from a Ray actor."""
+
+    def map(self, items, on_result):
+        for item in items:
+            rows = self.worker.run(pickle.loads(pickle.dumps(item)))
+            on_result(item, pickle.loads(pickle.dumps(rows)))
+
+    def call(self, spec, fn, args):
+        fn, args = pickle.loads(pickle.dumps((fn, args)))
+        return pickle.loads(pickle.dumps(self.worker.call(spec, fn, args)))
+
+
+def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     import transformers
 
+    from steerlab.experiments import engine
     from steerlab.vectors.io import load_vectors
 
+    monkeypatch.setattr(engine, "make_executor", lambda *a, **k: PicklingExecutor())
     run = tmp_path / "run"
     report = execute(parse_config(_raw(model_dir)), run)
     label = str(model_dir)
@@ -229,6 +247,14 @@ def test_pipeline_end_to_end(model_dir, tmp_path):
     before = (run / "results.jsonl").read_text()
     execute(parse_config(_raw(model_dir)), run)
     assert (run / "results.jsonl").read_text() == before
+    assert json.loads((run / "summary.json").read_text()) == summary
+    # a run cut short (its last rows lost) resumes to the same rows and the same summary
+    lines = before.splitlines(keepends=True)
+    (run / "results.jsonl").write_text("".join(lines[:-12]))
+    (run / "summary.json").unlink()
+    execute(parse_config(_raw(model_dir)), run)
+    by_key = lambda text: {json.loads(x)["key"]: json.loads(x) for x in text.splitlines()}  # noqa: E731
+    assert by_key((run / "results.jsonl").read_text()) == by_key(before)
     assert json.loads((run / "summary.json").read_text()) == summary
 
 

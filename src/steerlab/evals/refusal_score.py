@@ -9,7 +9,7 @@ logits, so the score stays finite and exact even when P(R) is within rounding of
 The refusal tokens ``R`` are found per model, from the model's own refusals
 (:func:`find_refusal_tokens`):
 
-1. generate greedy replies (``max_new_tokens``, default 16) to the *train* harmful prompts;
+1. generate greedy replies (``max_new_tokens``, default 8) to the *train* harmful prompts;
 2. judge them with the refusal-marker judge (:mod:`steerlab.evals.refusal_markers`);
 3. ``R`` = the first reply tokens of the replies judged refusals (tokens that decode to
    whitespace only are skipped), most frequent first, at most ``max_tokens`` (default 3), each
@@ -57,8 +57,9 @@ class RefusalTokens:
         source: ``"model_refusals"`` or ``"fallback_openers"``.
         n_replies: harmful replies generated.
         n_refusals: of those, judged refusals by the marker judge.
-        harmless_share: share of harmless replies whose first token is in ``R`` (how specific ``R`` is).
         harmful_share: share of harmful replies whose first token is in ``R``.
+        harmless_share: share of harmless replies whose first token is in ``R`` (how specific ``R``
+            is); None when no harmless prompts were given.
     """
 
     ids: tuple[int, ...]
@@ -68,7 +69,7 @@ class RefusalTokens:
     n_replies: int
     n_refusals: int
     harmful_share: float
-    harmless_share: float
+    harmless_share: float | None
 
 
 def _first_token(token_ids: Sequence[int], tokenizer: object) -> int | None:
@@ -84,7 +85,7 @@ def find_refusal_tokens(
     harmful: Sequence[str],
     harmless: Sequence[str] = (),
     *,
-    max_new_tokens: int = 16,
+    max_new_tokens: int = 8,
     max_tokens: int = 3,
     min_count: int = 2,
     batch_size: int | None = None,
@@ -96,7 +97,7 @@ def find_refusal_tokens(
         lm: the model.
         harmful: harmful prompts (user messages) to generate replies to.
         harmless: harmless prompts, generated too, only to report how specific the tokens are.
-        max_new_tokens: tokens per reply (enough for the marker judge to see the opening).
+        max_new_tokens: tokens per reply (enough for the marker judge to see the opening words).
         max_tokens: at most this many refusal tokens.
         min_count: a token must open at least this many refusals; below that in total, fall back.
         batch_size: rows per generation batch.
@@ -128,7 +129,7 @@ def find_refusal_tokens(
         return sum(f in ids for f in firsts) / len(firsts) if firsts else 0.0
 
     return RefusalTokens(tuple(ids), tuple(tok.decode([t]) for t in ids), tuple(cnts), source,  # type: ignore[arg-type]
-                         len(replies), len(refused), share(replies), share(benign))
+                         len(replies), len(refused), share(replies), share(benign) if harmless else None)
 
 
 def opener_tokens(lm: "LanguageModel", openers: Sequence[str]) -> list[int]:

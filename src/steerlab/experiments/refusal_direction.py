@@ -58,7 +58,7 @@ class ScoringConfig(Strict):
     induce_threshold: float = Field(0.0, description="drop candidates whose induce score is below this")
     refusal_openers: list[str] | None = Field(
         None, description="fixed refusal openers whose first tokens form R (None = find R from the model's refusals)")
-    discovery_tokens: int = Field(16, ge=1, description="tokens per reply when finding the refusal tokens")
+    discovery_tokens: int = Field(8, ge=1, description="tokens per greedy reply when finding the refusal tokens")
     max_refusal_tokens: int = Field(3, ge=1, description="at most this many refusal tokens")
     min_refusal_count: int = Field(2, ge=1, description="a refusal token must open at least this many refusals")
     n_random: int = Field(2, ge=0, description="random control directions scored like candidates (never chosen)")
@@ -176,9 +176,9 @@ def fit_candidates(lm: LanguageModel, harmful: list[str], harmless: list[str], l
         return candidate_directions(lm, harmful, harmless, layers, site=site, batch_size=batch_size, progress=bar)
 
 
-def find_tokens(lm: LanguageModel, harmful: list[str], harmless: list[str], s: ScoringConfig,
-                batch_size: int) -> RefusalTokensRecord:
-    """The model's refusal tokens (a worker task; see steerlab.evals.refusal_score)."""
+def find_tokens(lm: LanguageModel, harmful: list[str], s: ScoringConfig, batch_size: int) -> RefusalTokensRecord:
+    """The model's refusal tokens from its greedy replies to ``harmful`` (a worker task; see
+    steerlab.evals.refusal_score). How specific they are shows in the baseline refusal scores."""
     from dataclasses import asdict
 
     from steerlab.evals.refusal_score import RefusalTokens, find_refusal_tokens, opener_tokens
@@ -186,12 +186,12 @@ def find_tokens(lm: LanguageModel, harmful: list[str], harmless: list[str], s: S
     if s.refusal_openers:
         ids = opener_tokens(lm, s.refusal_openers)
         toks = RefusalTokens(tuple(ids), tuple(lm.tokenizer.decode([t]) for t in ids), (0,) * len(ids),
-                             "fallback_openers", 0, 0, 0.0, 0.0)
+                             "fallback_openers", 0, 0, 0.0, None)
     else:
         from steerlab.progress import progress_bar
 
         with progress_bar("refusal tokens: greedy replies to train prompts") as bar:
-            toks = find_refusal_tokens(lm, harmful, harmless, max_new_tokens=s.discovery_tokens,
+            toks = find_refusal_tokens(lm, harmful, max_new_tokens=s.discovery_tokens,
                                        max_tokens=s.max_refusal_tokens, min_count=s.min_refusal_count,
                                        batch_size=batch_size, progress=bar)
     return RefusalTokensRecord(**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(toks).items()})
@@ -264,8 +264,7 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, DirectionCell, Dir
         # 2. the model's refusal tokens
         with clock("refusal_tokens"):
             tokens = _json_once(run.root / f"refusal_tokens_{tag}.json", RefusalTokensRecord,
-                                lambda: run.task(spec, find_tokens, train["harmful"], train["harmless"], s,
-                                                 cfg.generation.batch_size))
+                                lambda: run.task(spec, find_tokens, train["harmful"], s, cfg.generation.batch_size))
         if not tokens.ids:
             raise InputError(f"{model}: no refusal token could be found or formed; set scoring.refusal_openers")
         # 3. score every candidate (and the random controls) on the validation split, many per batch

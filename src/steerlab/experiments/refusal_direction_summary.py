@@ -242,7 +242,7 @@ class RefusalTokensRecord(Record):
     n_replies: int
     n_refusals: int
     harmful_share: float
-    harmless_share: float
+    harmless_share: float | None
 
 
 class OrthogonalizationCheck(Record):

@@ -58,10 +58,12 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
     else:
         lines.append(f"R = {toks}: the model refused {t.n_refusals} of {t.n_replies} train harmful prompts (too few "
                      "to learn from), so R is the first token of standard refusal openers as this tokenizer writes them.")
-    lines += [f"Share of greedy replies opening with a token of R: harmful {pct(t.harmful_share)}, harmless "
-              f"{pct(t.harmless_share)}.", "",
+    share = f"harmful {pct(t.harmful_share)}" + (f", harmless {pct(t.harmless_share)}" if t.harmless_share is not None
+                                                else "")
+    lines += [f"Share of greedy train replies opening with a token of R: {share}.", "",
               f"Baseline refusal score (validation): harmful {num(m.baseline.harmful)} (n={m.baseline.harmful.n}), "
-              f"harmless {num(m.baseline.harmless)} (n={m.baseline.harmless.n}).", ""]
+              f"harmless {num(m.baseline.harmless)} (n={m.baseline.harmless.n}). (A score of 0 means P(R) = 1/2; "
+              "if harmful and harmless prompts score alike, R does not single out refusals on this model.)", ""]
 
     lines += ["### Candidate selection", "",
               f"{len(m.candidates)} candidates ({m.n_post_instruction} post-instruction positions × "
