@@ -45,6 +45,7 @@ def test_filters_drop_late_layers_high_kl_low_induce_and_zero_vectors():
                        "zero": ["degenerate"], "best": []}
     assert sel.chosen == "best" and sel.relaxed == [] and sel.n_eligible == 3 and sel.layer == 7
     assert [c.name for c in out if c.chosen] == ["best"]
+    assert {c.name for c in out if c.eligible} == {"kl_edge", "induce_edge", "best"}
 
 
 def test_ties_go_to_the_earlier_layer_then_the_later_position():
@@ -58,10 +59,12 @@ def test_filters_are_relaxed_in_order_when_nothing_survives():
     assert sel.chosen == "b" and sel.relaxed == ["induce"] and "relaxing the induce filter" in sel.rule
     # nothing passes KL: the threshold becomes twice the smallest KL, so the most destructive
     # candidate (often the lowest bypass) is not chosen
-    _, sel = select_candidate([_c("a", 2, -5.0, induce=-1.0, kl=0.5), _c("b", 3, -30.0, kl=5.0),
-                               _c("c", 4, -2.0, kl=0.9), _c("late", 9, -9.0)], 10)
+    out, sel = select_candidate([_c("a", 2, -5.0, induce=-1.0, kl=0.5), _c("b", 3, -30.0, kl=5.0),
+                                 _c("c", 4, -2.0, kl=0.9), _c("late", 9, -9.0)], 10)
     assert sel.chosen == "a" and sel.relaxed == ["induce", "kl"] and sel.kl_threshold_used == pytest.approx(1.0)
     assert sel.n_eligible == 2 and "raising the KL threshold to 1" in sel.rule
+    # eligible = passed the filters as applied: b (KL 5 > 1) and the late layer stay out
+    assert {c.name for c in out if c.eligible} == {"a", "c"} and {c.name for c in out if c.chosen} == {"a"}
     with pytest.raises(ValueError, match="late layers or degenerate"):
         select_candidate([_c("late", 9, -9.0), _c("zero", 1, -1.0, norm=0.0)], 10)
     # custom thresholds
@@ -239,7 +242,8 @@ def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     assert transformers.AutoModelForCausalLM.from_pretrained(saved).config.tie_word_embeddings is False
     # report and plots, re-rendered from summary + config alone
     text = report.read_text()
-    assert "Orthogonalised weights" in text and "offline proxy" in text and sel["chosen"] in text
+    assert "Orthogonalised weights" in text and "offline proxy" in text
+    assert any(line.startswith(f"| {sel['chosen']} |") and "★" in line for line in text.splitlines())  # in the table
     assert len(list(run.glob("candidates_*.png"))) == 1 and len(list(run.glob("before_after_*.png"))) == 1
     (run / "report.md").unlink()
     assert render(run).read_text() == text

@@ -200,8 +200,6 @@ def find_tokens(lm: LanguageModel, harmful: list[str], s: ScoringConfig, batch_s
 def check_orthogonalization(lm: LanguageModel, direction: SteeringVector, prompts: list[str]) -> OrthogonalizationCheck:
     """Orthogonalised weights vs hook ablation on ``prompts``: last-position logits, and how much of the
     direction is left in every layer's residual stream of the edited model (a worker task)."""
-    import torch
-
     from steerlab.evals.refusal_score import last_position_logits, next_token_kl
     from steerlab.interventions import Ablate, Capture, intervene
     from steerlab.interventions.orthogonalize import orthogonalized_copy, weight_equivalent_ablation
@@ -580,7 +578,6 @@ class _StageClock:
         done.append({"stage": stage, "seconds": round(time.perf_counter() - start, 2),
                      "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
         atomic_write_json(self.path, done)
-
 
 
 def _json_once(path: Path, record: type, make):  # noqa: ANN001, ANN202

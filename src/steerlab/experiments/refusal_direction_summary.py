@@ -64,6 +64,7 @@ class CandidateScore(Record):
     kl: float = Field(description="mean next-token KL on harmless val prompts under ablation")
     n: int = Field(description="validation prompts per score")
     filtered: list[FilterReason] = Field(default_factory=list, description="filters that drop it")
+    eligible: bool = Field(False, description="passed the filters as applied (after any relaxation)")
     chosen: bool = False
 
 
@@ -135,7 +136,9 @@ def select_candidate(scores: Sequence[CandidateScore], n_layers: int, *, prune_l
         kl_used = 2 * min(c.kl for c in allowed)
         eligible = [c for c in allowed if c.kl <= kl_used]
     best = min(eligible, key=lambda c: (c.bypass, c.layer, -c.position))
-    out = [c.model_copy(update={"filtered": reasons[c.name], "chosen": c.name == best.name}) for c in scores]
+    ok = {c.name for c in eligible}
+    out = [c.model_copy(update={"filtered": reasons[c.name], "eligible": c.name in ok, "chosen": c.name == best.name})
+           for c in scores]
     rule = "lowest bypass among candidates passing every filter"
     if relaxed == ["induce"]:
         rule = "lowest bypass after relaxing the induce filter (no candidate passed it)"

@@ -20,8 +20,8 @@ def plot_candidate_heatmaps(candidates: Sequence[Any], selection: Any, n_layers:
                             title: str = "") -> Path:
     """Bypass, induce and KL of every candidate over (post-instruction position × layer).
 
-    Filtered candidates are crossed out, the chosen one is starred, and the pruned late layers
-    sit right of the dashed line. ``candidates`` are the summary's CandidateScore entries.
+    Candidates the filters drop (as applied, after any relaxation) are crossed out, the chosen
+    one is starred, and the pruned late layers sit right of the dashed line. ``candidates`` are the summary's CandidateScore entries.
     """
     import numpy as np
 
@@ -45,7 +45,7 @@ def plot_candidate_heatmaps(candidates: Sequence[Any], selection: Any, n_layers:
             y, x = positions.index(c.position), layers.index(c.layer)
             if c.chosen:
                 ax.plot(x, y, marker="*", color="red", markersize=14, markeredgecolor="white")
-            elif c.filtered:
+            elif not c.eligible:
                 ax.plot(x, y, marker="x", color="white", markersize=5, alpha=0.7)
         if selection.prune_layer_fraction > 0 and cut in layers:
             ax.axvline(layers.index(cut) - 0.5, color="white", linestyle="--", linewidth=1)

@@ -24,7 +24,7 @@ def _quote(text: str, limit: int = 160) -> str:
 
 def render_report(cfg: Any, summary: Any, definitions: str) -> str:
     """The Markdown report (a ``RefusalDirectionConfig`` and its ``RefusalDirectionSummary``)."""
-    d, s, iv, ev, g = summary.data, cfg.scoring, cfg.interventions, cfg.evaluation, cfg.generation
+    d, s, g = summary.data, cfg.scoring, cfg.generation
     lines = [f"# Refusal direction: {cfg.name}", "",
              "Seed 003 (Arditi et al. 2024, \"Refusal in language models is mediated by a single direction\"): "
              "difference-of-means candidates at every post-instruction position × layer, scored on a validation "
@@ -72,16 +72,22 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
               f"Chosen: **{sel.chosen}** (position {sel.position}, layer {sel.layer}; ‖r‖ = {m.direction_norm:.3g}) — "
               f"{sel.rule}; {sel.n_eligible} candidates eligible.", ""]
     if sel.relaxed:
-        lines += [f"**No candidate passed every filter**: the {' and '.join(sel.relaxed)} filter(s) were relaxed. On "
-                  "a model that seldom refuses, no direction can raise the refusal score of harmless prompts above "
-                  "the threshold; the choice is still the strongest bypass among the rest.", ""]
+        kl = (f"; the KL threshold was raised from {sel.kl_threshold:g} to {sel.kl_threshold_used:.3g}"
+              if "kl" in sel.relaxed else "")
+        lines += [f"**No candidate passed every filter**: the {' and '.join(sel.relaxed)} filter(s) were relaxed{kl}. "
+                  "On a model that seldom refuses, no direction raises the refusal score of harmless prompts; where "
+                  "every ablation costs more than the KL threshold, compare the candidates with the random controls "
+                  "below before reading anything into the choice.", ""]
     lines += [f"![candidate heatmaps](candidates_{tag}.png)", ""]
-    best = sorted(m.candidates, key=lambda c: (bool(set(c.filtered) - set(sel.relaxed)), c.bypass))[:10]
-    lines += markdown_table(["candidate", "layer", "position", "bypass", "induce", "KL", "‖r‖", "filtered", "chosen"],
+    best = sorted(m.candidates, key=lambda c: (not c.chosen, not c.eligible, c.bypass))[:10]
+    lines += markdown_table(["candidate", "layer", "position", "bypass", "induce", "KL", "‖r‖", "filtered", "eligible",
+                             "chosen"],
                             [[c.name, c.layer, c.position, f"{c.bypass:+.2f}", f"{c.induce:+.2f}", f"{c.kl:.3f}",
-                              f"{c.norm:.3g}", ", ".join(c.filtered) or "–", "★" if c.chosen else ""] for c in best],
-                            ["l", "r", "r", "r", "r", "r", "r", "l", "c"])
-    lines += ["", "(Ten best by bypass, eligible first; every candidate's scores are in `summary.json`.)", ""]
+                              f"{c.norm:.3g}", ", ".join(c.filtered) or "–", "yes" if c.eligible else "no",
+                              "★" if c.chosen else ""] for c in best],
+                            ["l", "r", "r", "r", "r", "r", "r", "l", "c", "c"])
+    lines += ["", "(The chosen candidate, then the best by bypass among the eligible ones (the filters as applied, after "
+              "any relaxation), then the rest; every candidate's scores are in `summary.json`.)", ""]
     if m.controls:
         lines += [f"Random-direction controls (isotropic, ‖r‖ = {m.controls[0].norm:.3g}, layer {m.controls[0].layer}; "
                   "scored exactly like the candidates): " + "; ".join(
