@@ -1,6 +1,6 @@
 """Refusal-direction timings on the default model (Gemma 3 270M), CPU: ``python -m bench.bench_refusal_direction``.
 
-(a) scoring candidates: 16 candidate directions × 8 harmful prompts, each row's refusal log-odds
+(a) scoring candidates: the last-position candidates of layers 2-13 (12) × 8 harmful prompts, each row's refusal log-odds
     under directional ablation of its own candidate. Batched: 32 rows a pass, a different
     candidate per row (``Ablate([B, d])``), as the study does. Per candidate: one pass per
     candidate over its 8 prompts (``Ablate([d])``), as the reference implementation does. Same
@@ -10,6 +10,8 @@
     and both writes, 54 hooks) and with the exactly equivalent hooks (``weight_equivalent_ablation``).
 (c) the whole study: ``steerlab run src/steerlab/experiments/configs/refusal_direction.yaml`` in a
     fresh run directory (model cache built), wall time and the per-stage times it records.
+(d) not a timing: next-token KL when a random direction is removed, by where (why every candidate
+    fails the KL filter on this model).
 
 Rounds are interleaved; timing noise on this shared machine only adds time, so the headline is
 the ratio of the fastest runs; ``uptime`` before and after is recorded. Writes
@@ -135,6 +137,42 @@ def generation_times(lm, repeats: int) -> dict:  # noqa: ANN001
             "ratio_hooks_over_plain": best["hooks_ablate"] / best["plain"]}
 
 
+def ablation_costs(lm, n_directions: int = 2) -> dict:  # noqa: ANN001
+    """Next-token KL on harmless prompts when a *random* direction is removed, by where it is removed.
+
+    Not a timing: it shows why every candidate fails the KL filter on this model (the random
+    controls in a study report fail it too). Variants: ``Ablate`` at every layer's input and both
+    writes (the study's ablation), at the inputs only, at the writes only, everywhere but the
+    first (BOS) position, and the hooks the orthogonalised weights are equivalent to.
+    """
+    import torch
+
+    from steerlab.data import load_shipped
+    from steerlab.evals.refusal_score import last_position_logits, next_token_kl
+    from steerlab.interventions import Ablate, Span
+    from steerlab.interventions.orthogonalize import weight_equivalent_ablation
+
+    prompts = [p.text for p in load_shipped("benign_requests")][40 : 40 + N_PROMPTS]
+    batch = lm.tokenize([lm.format(p) for p in prompts])
+    base = last_position_logits(lm, batch)
+
+    def kl(ivs=()) -> float:  # noqa: ANN001
+        return float(next_token_kl(base, last_position_logits(lm, batch, list(ivs))).mean())
+
+    out: dict[str, list[float]] = {k: [] for k in ("ablate_all", "resid_pre_only", "writes_only", "all_but_bos",
+                                                   "weight_equivalent")}
+    g = torch.Generator().manual_seed(0)
+    for _ in range(n_directions):
+        r = torch.randn(lm.hidden_size, generator=g)
+        out["ablate_all"].append(kl([Ablate(r)]))
+        out["resid_pre_only"].append(kl([Ablate(r, sites=("resid_pre",))]))
+        out["writes_only"].append(kl([Ablate(r, sites=("attn_out", "mlp_out"))]))
+        out["all_but_bos"].append(kl([Ablate(r, positions=Span(1, None))]))
+        with weight_equivalent_ablation(lm.model, r):
+            out["weight_equivalent"].append(kl())
+    return {"prompts": len(prompts), "directions": n_directions, "kl": out}
+
+
 def pipeline_time() -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="steerlab-refdir-bench-")) / "run"
     steerlab = Path(sys.executable).with_name("steerlab")
@@ -157,7 +195,8 @@ def write_docs(res: dict) -> None:
              f"Default model (Gemma 3 270M, fp32), CPU, {res['cores']} cores, torch {res['torch']}, {res['date']}; "
              "rounds interleaved after a warm-up; headline ratios are of the fastest runs (noise on this shared "
              f"machine only adds time). Load: `{res.get('uptime_before', '?')}` before, `{res.get('uptime_after', '?')}` after.",
-             "", "```", "python -m bench.bench_refusal_direction", "```", ""]
+             "", "```", "python -m bench.bench_refusal_direction" + ("" if res.get("pipeline") else " --skip-pipeline"),
+             "```", ""]
     s, g, p = res.get("scoring"), res.get("generation"), res.get("pipeline")
     if s:
         lines += [f"**Scoring candidates batched vs one candidate per pass**: {s['rows']} rows ({s['candidates']} "
@@ -174,12 +213,26 @@ def write_docs(res: dict) -> None:
                   f"unsteered {best['plain']:.1f} s; **orthogonalised ÷ hooks {g['ratio_orthogonalized_over_hooks']:.2f}**, "
                   f"÷ equivalent hooks {g['ratio_orthogonalized_over_equivalent_hooks']:.2f}; hooks ÷ unsteered "
                   f"{g['ratio_hooks_over_plain']:.2f}.", ""]
+    a = res.get("ablation_costs")
+    if a:
+        names = {"ablate_all": "`Ablate` (every layer input and both writes, as the study)",
+                 "resid_pre_only": "layer inputs only", "writes_only": "attention / MLP writes only",
+                 "all_but_bos": "everywhere but the first (BOS) position",
+                 "weight_equivalent": "the hooks the orthogonalised weights equal"}
+        lines += [f"**What removing a random direction costs** (not a timing; mean next-token KL on {a['prompts']} "
+                  f"harmless prompts, {a['directions']} isotropic random directions): "
+                  + "; ".join(f"{names[k]}: " + " / ".join(f"{x:.2f}" for x in v) for k, v in a["kl"].items())
+                  + " nats. Under `Ablate`, no random direction comes near the study's KL filter (0.1), and no "
+                  "candidate did in the two study runs in docs/refusal_direction.md.", ""]
     if p:
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in p["stages"].items())
         lines += [f"**The whole study** (`steerlab run src/steerlab/experiments/configs/refusal_direction.yaml`, "
                   f"shipped data, model cache built): **{p['seconds'] / 60:.1f} min** "
                   f"({'finished, report written' if p['ok'] else 'FAILED'}; target ≤ 15 min on 2 cores). "
                   f"Stages: {stages}. Load: `{p['uptime_before']}` before, `{p['uptime_after']}` after.", ""]
+    if not p:
+        lines += ["The whole study was not timed in this run (`--only-pipeline` does it); the wall times of two "
+                  "runs measured with `/usr/bin/time` are in docs/refusal_direction.md (\"On the default model\").", ""]
     lines += ["Raw times: `bench/results/refusal_direction.json`.", ""]
     write_section(DOCS, "## Refusal direction", "\n".join(lines))
 
@@ -196,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
            "torch": torch.__version__, "uptime_before": uptime()}
     if RESULTS.exists():
         prev = json.loads(RESULTS.read_text())
-        res.update({k: prev[k] for k in ("scoring", "generation", "pipeline") if k in prev})
+        res.update({k: prev[k] for k in ("scoring", "generation", "ablation_costs", "pipeline") if k in prev})
     if not args.only_pipeline:
         import steerlab as sl
 
@@ -204,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         lm = sl.load_model("default", device="cpu")
         res["scoring"] = scoring_times(lm, args.repeats)
         res["generation"] = generation_times(lm, args.repeats)
+        res["ablation_costs"] = ablation_costs(lm)
         del lm
     if not args.skip_pipeline:
         res["pipeline"] = pipeline_time()
@@ -211,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
     write_docs(res)
-    print(json.dumps({k: v for k, v in res.items() if k not in ("scoring", "generation")}, indent=2))
+    print(json.dumps({k: v for k, v in res.items() if k not in ("scoring", "generation", "ablation_costs")}, indent=2))
 
 
 if __name__ == "__main__":
