@@ -42,6 +42,7 @@ KIND_MODULES: dict[str, str] = {
     "prefs_refusal": "steerlab.experiments.prefs_refusal",
     "prefs_steering": "steerlab.experiments.prefs_steering",
     "prefs_revealed": "steerlab.experiments.prefs_revealed",
+    "refusal_direction": "steerlab.experiments.refusal_direction",
 }
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)
