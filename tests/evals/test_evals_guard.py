@@ -12,6 +12,7 @@ from steerlab.evals.guard import (
     parse_guard_output,
 )
 from steerlab.models.serve import serve
+from steerlab.serve import start_server
 
 
 @pytest.mark.parametrize("text, label, cats", [
@@ -70,19 +71,33 @@ def test_local_guard_prefers_the_tokenizers_chat_template():
     assert len(guard.classify(["req"], ["rep"])) == 1
 
 
-class _ScriptedGuardModel:
-    """Stands in for a served guard model: answers by keyword, like a real guard would by content."""
+async def _scripted_guard(scope, receive, send):
+    """A minimal OpenAI-compatible chat endpoint (pure ASGI, served by uvicorn) standing in for a
+    served guard model: it answers by keyword, as a real guard would by content."""
+    import json
 
-    model_id = "scripted-guard"
-
-    def generate(self, conversations, max_new_tokens=128, temperature=0.0, seed=None):
-        reply = conversations[0][-1]["content"]
-        assert [m["role"] for m in conversations[0]] == ["user", "assistant"]
-        return ["unsafe\nS2,S9" if "explosive" in reply else "safe"]
+    if scope["type"] == "lifespan":  # start-up and shut-down handshakes
+        while True:
+            event = (await receive())["type"]  # lifespan.startup / lifespan.shutdown
+            await send({"type": f"{event}.complete"})
+            if event.endswith("shutdown"):
+                return
+    body, more = b"", True
+    while more:
+        msg = await receive()
+        body, more = body + msg.get("body", b""), msg.get("more_body", False)
+    conv = json.loads(body)["messages"]
+    assert [m["role"] for m in conv] == ["user", "assistant"]
+    text = "unsafe\nS2,S9" if "explosive" in conv[-1]["content"] else "safe"
+    reply = {"id": "x", "object": "chat.completion", "created": 0, "model": "llama-guard-3",
+             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(reply).encode()})
 
 
 def test_api_guard_against_a_local_openai_compatible_server():
-    server = serve(_ScriptedGuardModel())  # type: ignore[arg-type]
+    server = start_server(_scripted_guard)
     try:
         host, port = server.server_address[:2]
         guard = make_guard(f"openai:llama-guard-3@http://{host}:{port}/v1")
