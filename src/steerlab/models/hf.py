@@ -48,6 +48,12 @@ class Batch:
     prompt_len: torch.Tensor  # [B] real tokens per row
     texts: list[str]
 
+    @property
+    def position_ids(self) -> torch.Tensor:
+        """``[B, T]`` positions counted over real tokens (0 at each row's first token), as ``generate`` uses:
+        without them, models with absolute position embeddings (GPT-2) shift left-padded rows."""
+        return (self.attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
 
 @dataclass
 class LanguageModel:
@@ -151,7 +157,8 @@ class LanguageModel:
     ) -> torch.Tensor:
         """Final-norm hidden states ``[B, T, d]`` (no LM head)."""
         with self.session(interventions, batch.prompt_len, grad=grad):
-            out = base_model(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            out = base_model(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                         position_ids=batch.position_ids, use_cache=False)
         return out[0] if isinstance(out, tuple) else out.last_hidden_state
 
     def forward_to_layer(
@@ -177,7 +184,8 @@ class LanguageModel:
         with self.session(interventions, batch.prompt_len, grad=grad):
             entry = mgr.add(layer, site, grab, capture=True)
             try:
-                base_model(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+                base_model(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                       position_ids=batch.position_ids, use_cache=False)
             except StopForward:
                 pass
             finally:

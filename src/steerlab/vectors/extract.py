@@ -124,7 +124,8 @@ def read_activations(
             for layer in layers:
                 entries.append(mgr.add(layer, site, make(layer), capture=True))
             with mgr.prompt_lengths(batch.prompt_len), torch.inference_mode():
-                base_model(lm.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+                base_model(lm.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                     position_ids=batch.position_ids, use_cache=False)
         except StopForward:
             pass
         finally:
