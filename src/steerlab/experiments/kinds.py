@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 #: Built-in kinds: name → module that defines (and registers) it.
 KIND_MODULES: dict[str, str] = {
     "refusal_study": "steerlab.experiments.refusal",
+    "unsupervised_ab": "steerlab.experiments.unsupervised_ab",
 }
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)

@@ -44,7 +44,7 @@ from pydantic import Field, field_validator
 
 from steerlab.errors import InputError
 from steerlab.vectors.unsupervised import (
-    Placement, autograd_enabled, check_objective_positions, objective_mask, site_norm, training_batch, vector_meta,
+    Placement, Settings, autograd_enabled, check_objective_positions, objective_mask, site_norm, training_batch, vector_meta,
     vector_seed,
 )
 
@@ -57,8 +57,8 @@ if TYPE_CHECKING:
     from steerlab.vectors.vector import VectorSet
 
 
-class MelboSettings(Placement):
-    """MELBO's hyper-parameters (defaults: seed 002; see the module docstring for the original's)."""
+class MelboOptions(Settings):
+    """MELBO's own hyper-parameters (defaults: seed 002; see the module docstring for the original's)."""
 
     positions: str = Field("last:2", description="objective tokens: last:K or all (the seed: last 2)")
     p: float = Field(2.0, gt=0, description="exponent of each token's displacement norm (the seed and original: 2)")
@@ -74,6 +74,10 @@ class MelboSettings(Placement):
     @classmethod
     def _positions(cls, v: str) -> str:
         return check_objective_positions(v)
+
+
+class MelboSettings(Placement, MelboOptions):
+    """Everything :func:`train_melbo` needs: where (:class:`Placement`) and how (:class:`MelboOptions`)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ def _optimizer(name: str, params: list["torch.Tensor"], lr: float) -> "torch.opt
 
 
 def _train_batch(sl: "LayerSlice", theta0: "torch.Tensor", basis: "torch.Tensor", s: MelboSettings, source: int,
-                 tick: Callable[[], None]) -> tuple["torch.Tensor", list[list[float]]]:
+                 tick: Callable[[int], None]) -> tuple["torch.Tensor", list[list[float]]]:
     """Train the K rows of ``theta0`` together; returns the vectors ``[K, d]`` and per-vector curves."""
     import torch
 
@@ -175,7 +179,7 @@ def _train_batch(sl: "LayerSlice", theta0: "torch.Tensor", basis: "torch.Tensor"
             theta.copy_(torch.nn.functional.normalize(theta, dim=-1) * s.radius)
         for i, v in enumerate(objective.detach().tolist()):
             curves[i].append(float(v))
-        tick()
+        tick(k)
     for i, v in enumerate(objective_of(theta.detach(), grad=False).tolist()):  # after the last step
         curves[i].append(float(v))
     return theta.detach(), curves
@@ -242,10 +246,10 @@ def _train(lm: "LanguageModel", prompts: Sequence["str | Conversation"], n_vecto
     done, total = 0, n_vectors * s.steps
     vectors, curves = [], []
 
-    def tick() -> None:
+    def tick(k: int) -> None:  # one step of k vectors
         nonlocal done
-        done += 1
-        if progress is not None and (done % max(1, s.steps // 10) == 0 or done == total):
+        done += k
+        if progress is not None:
             progress(done, total)
 
     for start in range(0, n_vectors, s.vector_batch_size):

@@ -46,7 +46,7 @@ from pydantic import Field, field_validator
 
 from steerlab.errors import InputError
 from steerlab.vectors.unsupervised import (
-    Placement, autograd_enabled, check_objective_positions, objective_mask, site_norm, training_batch, vector_meta,
+    Placement, Settings, autograd_enabled, check_objective_positions, objective_mask, site_norm, training_batch, vector_meta,
     vector_seed,
 )
 
@@ -58,8 +58,8 @@ if TYPE_CHECKING:
     from steerlab.vectors.vector import VectorSet
 
 
-class PowerIterationSettings(Placement):
-    """Block power iteration's settings (defaults: seed 002)."""
+class PowerIterationOptions(Settings):
+    """Block power iteration's own settings (defaults: seed 002)."""
 
     positions: str = Field("last:4", description="objective tokens: last:K or all (the seed: last 4)")
     iterations: int = Field(15, ge=1, description="products with JᵀJ before the final Rayleigh–Ritz (the seed: 15)")
@@ -72,6 +72,10 @@ class PowerIterationSettings(Placement):
     @classmethod
     def _positions(cls, v: str) -> str:
         return check_objective_positions(v)
+
+
+class PowerIterationSettings(Placement, PowerIterationOptions):
+    """Everything :func:`jacobian_power_iteration` needs: where (:class:`Placement`) and how."""
 
 
 @dataclass(frozen=True)
