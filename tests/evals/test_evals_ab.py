@@ -140,10 +140,10 @@ def test_loader_errors_name_the_problem(tmp_path):
         load_ab_questions(str(tmp_path / "missing.jsonl"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "Q\\n (A) a\\n (B) b", "answer_matching_behavior": " (A)"}\n')
-    with pytest.raises(InputError, match=r"bad.jsonl:1: missing field 'answer_not_matching_behavior'"):
+    with pytest.raises(InputError, match=r"bad.jsonl: row 1: missing field 'answer_not_matching_behavior'"):
         load_ab_questions(str(bad))
     bad.write_text('{"question": \n')
-    with pytest.raises(InputError, match="bad.jsonl:1: not valid JSON"):
+    with pytest.raises(InputError, match="bad.jsonl:1: malformed JSON"):
         load_ab_questions(str(bad))
     ok = _write(tmp_path / "ok.jsonl", [_qa("Q?\n (A) y\n (B) n", "A", "B")] * 3)
     with pytest.raises(InputError, match="only 3 are usable"):

@@ -27,6 +27,8 @@ TargetOpt = Annotated[Optional[int], typer.Option(help="Target layer (default: n
 RadiusOpt = Annotated[float, typer.Option(help="Norm R of every vector.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the random starting points.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output .safetensors file.")]
+SiteOpt = Annotated[SiteName, typer.Option(help="Injection site at the source layer.")]
+PositionsOpt = Annotated[str, typer.Option(help="Objective tokens: last:K or all.")]
 
 
 def _prompts(prompt: list[str] | None, system: str | None, no_system: bool) -> tuple[list[str], str | None]:
@@ -69,8 +71,8 @@ def melbo(
     n_vectors: Annotated[int, typer.Option(min=1, help="How many vectors.")] = 12,
     source_layer: SourceOpt = None,
     target_layer: TargetOpt = None,
-    site: Annotated[SiteName, typer.Option(help="Injection site at the source layer.")] = SiteName.mlp_out,
-    positions: Annotated[str, typer.Option(help="Objective tokens: last:K or all.")] = "last:2",
+    site: SiteOpt = SiteName.mlp_out,
+    positions: PositionsOpt = "last:2",
     radius: RadiusOpt = 1.0,
     p: Annotated[float, typer.Option(help="Exponent of each token's displacement norm.")] = 2.0,
     q: Annotated[float, typer.Option(help="The sum is raised to 1/q.")] = 8.0,
@@ -116,8 +118,8 @@ def power_iter(
     n_vectors: Annotated[int, typer.Option(min=1, help="How many singular vectors.")] = 8,
     source_layer: SourceOpt = None,
     target_layer: TargetOpt = None,
-    site: Annotated[SiteName, typer.Option(help="Injection site at the source layer.")] = SiteName.mlp_out,
-    positions: Annotated[str, typer.Option(help="Objective tokens: last:K or all.")] = "last:4",
+    site: SiteOpt = SiteName.mlp_out,
+    positions: PositionsOpt = "last:4",
     radius: RadiusOpt = 1.0,
     iterations: Annotated[int, typer.Option(min=1, help="Products with JᵀJ.")] = 15,
     oversample: Annotated[int, typer.Option(min=0, help="Extra block vectors (faster convergence).")] = 4,

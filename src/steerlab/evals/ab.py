@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Sequence
@@ -80,7 +79,7 @@ class ABQuestion:
     """A parsed question; ``render()`` rebuilds its text.
 
     Attributes:
-        id: ``"{dataset}-{row}"`` (row = 0-based line number in the source file).
+        id: ``"{dataset}-{row}"`` (row = the 0-based index of the row in the source file).
         dataset: the data set's name.
         stem, options, tail: the text before the options, the options, the text after them.
         matching, not_matching: the letters of the behaviour-matching and non-matching answers.
@@ -177,21 +176,16 @@ def ab_source_path(source: str) -> Path:
 
 def read_ab_rows(source: str) -> list[dict]:
     """The JSON rows of a source, each checked for the three fields (errors name the line)."""
+    from steerlab._io import iter_jsonl
+
     path = ab_source_path(source)
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        missing = [k for k in ("question", "answer_matching_behavior", "answer_not_matching_behavior")
-                   if not isinstance(row, dict) or k not in row]
+    for n, row in enumerate(iter_jsonl(path)):  # n: the row's index (= its line in files without blank lines)
+        missing = [k for k in ("question", "answer_matching_behavior", "answer_not_matching_behavior") if k not in row]
         if missing:
-            raise InputError(f"{path}:{n}: missing field {missing[0]!r} (advanced-ai-risk rows need question, "
-                             "answer_matching_behavior, answer_not_matching_behavior)")
-        rows.append(row | {"_line": n - 1})
+            raise InputError(f"{path}: row {n + 1}: missing field {missing[0]!r} (advanced-ai-risk rows need "
+                             "question, answer_matching_behavior, answer_not_matching_behavior)")
+        rows.append(row | {"_line": n})
     if not rows:
         raise InputError(f"{path}: no questions")
     return rows

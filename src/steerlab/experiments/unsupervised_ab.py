@@ -86,7 +86,9 @@ class EvaluationConfig(Strict):
     """The A/B grid: scales, formatting, scoring."""
 
     scales: list[float] = Field([-20, -10, -5, 0, 5, 10, 20], min_length=1,
-                                description="multipliers of each vector (norm R); 0 = the unsteered baseline")
+                                description="steering scales; 0 = the unsteered baseline (see unit_norm)")
+    unit_norm: bool = Field(True, description="scale s adds s · v/‖v‖ (the seed's unit vectors: s is the added "
+                            "norm, whatever MELBO's R); false: s multiplies the saved vector (norm R)")
     both_signs: bool = Field(True, description="also evaluate −s for every s (i.e. both ±v of every vector)")
     multi_choice: MultiChoicePolicy = Field("drop", description="questions with options past B: drop, reduce or pair "
                                             "(steerlab.evals.ab)")
@@ -169,7 +171,7 @@ class UnsupervisedCell(Cell):
     other_letter: str = Field(description="the other labelled letter")
     method: str = Field(description="none (unsteered), melbo, power_iteration or random")
     vector: str | None = Field(description="the vector's name (None when unsteered)")
-    scale: float = Field(description="multiplier of the vector (0 = unsteered)")
+    scale: float = Field(description="the condition's scale (0 = unsteered; see evaluation.unit_norm)")
 
 
 class UnsupervisedRow(UnsupervisedCell, Row):
@@ -248,14 +250,17 @@ def _stage_vectors(run: "Run", cfg: UnsupervisedABConfig, spec: ModelSpec) -> "V
 # ---------------------------------------------------------------------------- cells
 
 
-def _cell(run: "Run", model: str, stage: str, q: "ABQuestion", invert: bool, v: "SteeringVector | None",
-          scale: float) -> UnsupervisedCell:
+def _cell(run: "Run", cfg: UnsupervisedABConfig, model: str, stage: str, q: "ABQuestion", invert: bool,
+          v: "SteeringVector | None", scale: float) -> UnsupervisedCell:
     from steerlab.evals.ab_scoring import question_letters
 
     behavior, other = question_letters(q, invert)
     name = None if v is None else v.name
     key = make_key(model, stage, q.dataset, q.id, name or "base", scale)
-    spec = InterventionSpec(kind="add", vector=f"{model}/{name}", strength=scale) if v is not None else InterventionSpec()
+    spec = InterventionSpec()
+    if v is not None:
+        strength = scale / v.norm if cfg.evaluation.unit_norm else scale
+        spec = InterventionSpec(kind="add", vector=f"{model}/{name}", strength=strength)
     return UnsupervisedCell(
         key=key, model=model, seed=run.seed(key), intervention=spec, stage=stage, dataset=q.dataset,  # type: ignore[arg-type]
         question_id=q.id, question=q.render(), letters=list(q.letters), options=[o.text for o in q.options],
@@ -290,7 +295,7 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
         table = {f"{model}/{name}": v for model, vs in vectors.items() for name, v in vs.items()}
 
         # 2. the A/B grid: per question, unsteered once + every vector × scale (same length → same batches)
-        cells = [_cell(run, model, "ab", q, invert[name], v, s)
+        cells = [_cell(run, cfg, model, "ab", q, invert[name], v, s)
                  for model, vs in vectors.items() for name, abset in sets.items() for q in abset.questions
                  for v, s in [(None, 0.0)] + [(v, s) for v in vs.values() for s in ev.steered_scales]]
         rows = run.cells(cells, vectors=table, batch_size=ev.batch_size, desc=f"A/B grid: {len(cells)} cells")
@@ -307,7 +312,7 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
                 for name, abset in sets.items():
                     qs = abset.questions[: p.n_questions]
                     chosen = top_vectors(summaries[model].datasets[name], p.vectors_per_method)
-                    cells += [_cell(run, model, "proxy", q, invert[name], v, s)
+                    cells += [_cell(run, cfg, model, "proxy", q, invert[name], v, s)
                               for v, s in [(None, 0.0)] + [(vs[n], s) for n, s in chosen] for q in qs]
             prow = run.cells(cells, vectors=table, batch_size=p.batch_size, desc=f"proxy check: {len(cells)} answers")
             for model in vectors:

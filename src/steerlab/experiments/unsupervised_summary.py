@@ -29,8 +29,9 @@ logit diff        mean over questions of logit(behaviour letter) − logit(other
                   percentile-bootstrap 95% interval
 letter mass       mean of p(behaviour letter) + p(other letter) under the full next-token
                   distribution; low mass = the answer format broke, the proxy means little
-scale             multiplier of a vector of norm R; scale −s on v is scale s on −v, so the
-                  signed scales evaluate both signs of every vector
+scale             with unit_norm (default) the norm of the added vector s · v/‖v‖, else the
+                  multiplier of the saved vector (norm R); scale −s on v is scale s on −v,
+                  so the signed scales evaluate both signs of every vector
 Δ vs baseline     the condition minus the unsteered model on the same questions: Δ% in
                   points; Δ logit paired per question, bootstrap 95% interval
 method × scale    mean over the method's vectors of each vector's value; [min, max] over
@@ -95,7 +96,9 @@ class Violin(Record):
     values: list[float]
 
 
-class DatasetSummary(Record):
+class ABSetInfo(Record):
+    """What loading a data set left out (kept for the report)."""
+
     name: str
     behavior: str
     invert: bool
@@ -104,6 +107,16 @@ class DatasetSummary(Record):
     n_malformed: int
     n_multi: int
     policy: str
+
+    @classmethod
+    def of(cls, s: "ABSet", d: "DatasetConfig") -> "ABSetInfo":
+        return cls(name=s.name, behavior=d.behavior, invert=d.invert, source=d.source, n_rows=s.n_rows,
+                   n_malformed=s.n_malformed, n_multi=s.n_multi, policy=s.policy)
+
+
+class DatasetSummary(ABSetInfo):
+    """Every table of one model on one data set."""
+
     n_questions: int
     letters_a: int = Field(description="questions whose behaviour letter is the earlier one (rebalancing check)")
     baseline: ConditionStats
@@ -156,24 +169,6 @@ class ModelSummary(Record):
 class UnsupervisedSummary(Summary):
     models: dict[str, ModelSummary]
     definitions: str = DEFINITIONS
-
-
-class ABSetInfo(Record):
-    """What loading a data set left out (kept for the report)."""
-
-    name: str
-    behavior: str
-    invert: bool
-    source: str
-    n_rows: int
-    n_malformed: int
-    n_multi: int
-    policy: str
-
-    @classmethod
-    def of(cls, s: "ABSet", d: "DatasetConfig") -> "ABSetInfo":
-        return cls(name=s.name, behavior=d.behavior, invert=d.invert, source=d.source, n_rows=s.n_rows,
-                   n_malformed=s.n_malformed, n_multi=s.n_multi, policy=s.policy)
 
 
 def vector_info(v: "SteeringVector") -> VectorInfo:
@@ -279,8 +274,7 @@ def summarise_dataset(cfg: "UnsupervisedABConfig", rows: Sequence["UnsupervisedR
     best = _ranking(conds, baseline, degenerate)
     steered = [r for r in rows if r.vector is not None]
     return DatasetSummary(
-        name=info.name, behavior=info.behavior, invert=info.invert, source=info.source, n_rows=info.n_rows,
-        n_malformed=info.n_malformed, n_multi=info.n_multi, policy=info.policy, n_questions=len(base),
+        **info.model_dump(), n_questions=len(base),
         letters_a=sum(r.letters.index(r.behavior_letter) < r.letters.index(r.other_letter) for r in base.values()),
         baseline=baseline, conditions=conds, methods=_method_table(conds, baseline, len(base)), best=best,
         violins=_violins(steered, base, best, ev.top_k))

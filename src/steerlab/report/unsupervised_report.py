@@ -29,6 +29,7 @@ def _setup(cfg: Any) -> list[str]:
         f"- Random controls: {cfg.random.n_vectors} isotropic directions of norm R",
         f"- A/B evaluation: system prompt “{ev.system_prompt or ''}”, answer prefix "
         f"{'default' if ev.answer_prefix is None else repr(ev.answer_prefix)}, scales "
+        f"({'s = norm of the added vector' if ev.unit_norm else 's × the norm-R vector'}) "
         f"{', '.join(f'{s:g}' for s in sorted([0.0, *ev.steered_scales]))} (both signs: {'yes' if ev.both_signs else 'no'}), "
         f"options past B: `{ev.multi_choice}`, rebalanced: {'yes' if ev.rebalance else 'no'}, seed {cfg.seed}",
     ]

@@ -40,12 +40,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from steerlab.errors import InputError
 from steerlab.vectors.unsupervised import (
-    Placement, Settings, autograd_enabled, check_objective_positions, objective_mask, site_norm, training_batch, vector_meta,
-    vector_seed,
+    Objective, Placement, autograd_enabled, objective_mask, site_norm, training_batch, vector_meta, vector_seed,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ if TYPE_CHECKING:
     from steerlab.vectors.vector import VectorSet
 
 
-class MelboOptions(Settings):
+class MelboOptions(Objective):
     """MELBO's own hyper-parameters (defaults: seed 002; see the module docstring for the original's)."""
 
     positions: str = Field("last:2", description="objective tokens: last:K or all (the seed: last 2)")
@@ -70,10 +69,6 @@ class MelboOptions(Settings):
     orthogonal: bool = Field(False, description="keep each vector orthogonal to the vectors before it")
     vector_batch_size: int = Field(16, ge=1, description="vectors trained in parallel in one batch")
 
-    @field_validator("positions")
-    @classmethod
-    def _positions(cls, v: str) -> str:
-        return check_objective_positions(v)
 
 
 class MelboSettings(Placement, MelboOptions):

@@ -42,12 +42,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from steerlab.errors import InputError
 from steerlab.vectors.unsupervised import (
-    Placement, Settings, autograd_enabled, check_objective_positions, objective_mask, site_norm, training_batch, vector_meta,
-    vector_seed,
+    Objective, Placement, autograd_enabled, objective_mask, site_norm, training_batch, vector_meta, vector_seed,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ if TYPE_CHECKING:
     from steerlab.vectors.vector import VectorSet
 
 
-class PowerIterationOptions(Settings):
+class PowerIterationOptions(Objective):
     """Block power iteration's own settings (defaults: seed 002)."""
 
     positions: str = Field("last:4", description="objective tokens: last:K or all (the seed: last 4)")
@@ -68,10 +67,6 @@ class PowerIterationOptions(Settings):
     degenerate_gap: float = Field(0.05, ge=0, lt=1, description="flag a vector whose relative singular-value gap "
                                   "to its nearest neighbour is below this")
 
-    @field_validator("positions")
-    @classmethod
-    def _positions(cls, v: str) -> str:
-        return check_objective_positions(v)
 
 
 class PowerIterationSettings(Placement, PowerIterationOptions):

@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from steerlab.errors import InputError
 from steerlab.names import Site
@@ -71,6 +71,15 @@ def check_objective_positions(value: str) -> str:
     if head != "last" or not k.isdigit() or int(k) < 1:
         raise ValueError(f"objective positions must be 'all', 'last' or 'last:K' with K ≥ 1, got {value!r}")
     return value
+
+
+class Objective(Settings):
+    """Base of a method's own settings: checks its ``positions`` field (objective tokens)."""
+
+    @field_validator("positions", check_fields=False)
+    @classmethod
+    def _positions(cls, v: str) -> str:
+        return check_objective_positions(v)
 
 
 def default_layers(n_layers: int, source: int | None = None, target: int | None = None) -> tuple[int, int]:
