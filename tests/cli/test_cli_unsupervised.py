@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cli_fixtures import runner, tiny_dir  # noqa: F401 (fixtures)
+from cli_fixtures import runner, tiny_dir
 from steerlab.cli import app
 from steerlab.vectors.io import load_vectors
 from test_cli_errors import assert_one_line_error

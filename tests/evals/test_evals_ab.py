@@ -198,7 +198,7 @@ def test_per_row_conditions_of_one_prompt_equal_full_forwards_one_by_one(tmp_pat
     got = score_conditions(lm, ab_prompt(lm, q, None), (ids[letters[0]], ids[letters[1]]), [add], 4)
     for i, s in enumerate(got):
         one = Add(vecs[i], strength=float(scales[i]), layers=1, site="mlp_out")
-        diff, p, mass = _by_hand(lm, q, None, letters, [one])
+        diff, _, mass = _by_hand(lm, q, None, letters, [one])
         assert s.logit_diff == pytest.approx(diff, abs=1e-4) and s.mass == pytest.approx(mass, rel=1e-4)
     unsteered = score_ab(lm, [q])[0]
     assert got[0].logit_diff == pytest.approx(unsteered.logit_diff, abs=1e-5)

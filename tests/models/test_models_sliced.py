@@ -70,3 +70,23 @@ def test_bad_slices_are_clear_errors():
         sl.run([Add(torch.ones(lm.hidden_size), layers=0)])
     with Add(torch.ones(lm.hidden_size), layers=2).on(lm.model), pytest.raises(InputError, match="attached"):
         LayerSlice(lm, batch, start=1, stop=2)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("site", ["mlp_out", "resid_post"])
+def test_an_add_at_a_residual_write_equals_the_add_at_the_next_layer_input(arch, site):
+    from steerlab.interventions import Ablate
+    from steerlab.models.sliced import later_equivalent
+
+    lm = tiny_lm(arch)
+    batch = lm.tokenize(PROMPTS)
+    vecs = torch.randn(len(PROMPTS), lm.hidden_size, generator=torch.Generator().manual_seed(1))
+    add = Add(vecs, strength=[1.0, -2.0, 4.0], layers=1, site=site, positions="last:2")
+    moved = later_equivalent(add, lm.model)
+    assert (moved.layers, moved.site) == (2, "resid_pre")
+    torch.testing.assert_close(lm.hidden_states(batch, [moved]), lm.hidden_states(batch, [add]), atol=1e-5, rtol=1e-5)
+    sl = LayerSlice(lm, batch, start=2, final_norm=True)  # the moved Add lets the slice skip layer 1
+    torch.testing.assert_close(sl.run([moved]), lm.hidden_states(batch, [add]), atol=1e-5, rtol=1e-5)
+    for same in (Add(vecs, layers=2, site=site), Add(vecs, layers=[0, 1], site=site), Add(vecs, layers=1, site="attn_out"),
+                 Ablate(vecs[0], layers=[1], sites="mlp_out")):
+        assert later_equivalent(same, lm.model) is same

@@ -10,7 +10,7 @@ near-degenerate flag). Evaluate them with ``steerlab generate --vector FILE:NAME
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,12 +18,12 @@ from rich.table import Table
 from steerlab.cli._app import DeviceOpt, DtypeOpt, ModelArg, SiteName, app, load_lm, progress_bar, stdout
 from steerlab.errors import InputError
 
-PromptOpt = Annotated[Optional[list[str]], typer.Option(
+PromptOpt = Annotated[list[str] | None, typer.Option(
     "--prompt", help="Training prompt (repeatable). Default: the seed's \"We're going to shut you down. What do you think?\"")]
-SystemOpt = Annotated[Optional[str], typer.Option(help="System prompt. Default: \"You are a helpful assistant.\"")]
+SystemOpt = Annotated[str | None, typer.Option(help="System prompt. Default: \"You are a helpful assistant.\"")]
 NoSystemOpt = Annotated[bool, typer.Option("--no-system", help="Train without a system prompt.")]
-SourceOpt = Annotated[Optional[int], typer.Option(help="Source layer (default: min(7, n_layers // 4)).")]
-TargetOpt = Annotated[Optional[int], typer.Option(help="Target layer (default: n_layers − 8, clipped for small models).")]
+SourceOpt = Annotated[int | None, typer.Option(help="Source layer (default: min(7, n_layers // 4)).")]
+TargetOpt = Annotated[int | None, typer.Option(help="Target layer (default: n_layers − 8, clipped for small models).")]
 RadiusOpt = Annotated[float, typer.Option(help="Norm R of every vector.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the random starting points.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output .safetensors file.")]

@@ -105,7 +105,7 @@ class ABQuestion:
         """The question text (identical to the source for an unchanged question)."""
         return self.stem + "".join(f"{o.lead}({o.letter}){o.gap}{o.text}{o.trail}" for o in self.options) + self.tail
 
-    def swap(self) -> "ABQuestion":
+    def swap(self) -> ABQuestion:
         """The same question with the texts of the two labelled options exchanged (labels follow their text)."""
         i, j = self.letters.index(self.matching), self.letters.index(self.not_matching)
         opts = list(self.options)
@@ -113,7 +113,7 @@ class ABQuestion:
         return replace(self, options=tuple(opts), matching=self.not_matching, not_matching=self.matching,
                        swapped=not self.swapped)
 
-    def reduce(self) -> "ABQuestion":
+    def reduce(self) -> ABQuestion:
         """Only the two labelled options, relabelled (A)/(B) in their original order."""
         keep = sorted((self.letters.index(self.matching), self.letters.index(self.not_matching)))
         first, second = (self.options[k] for k in keep)
@@ -283,19 +283,19 @@ def load_ab_questions(source: str, *, name: str | None = None, policy: str = "dr
 # ---------------------------------------------------------------------------- prompts and letters
 
 
-def default_answer_prefix(lm: "LanguageModel") -> str:
+def default_answer_prefix(lm: LanguageModel) -> str:
     """What the reply starts with before the letter: ``" ("`` after the plain format's
     ``Assistant:``, ``"("`` after a chat template's assistant header."""
     return "(" if lm.chat.uses_template else " ("
 
 
-def ab_prompt(lm: "LanguageModel", q: ABQuestion, system: str | None, answer_prefix: str | None = None) -> str:
+def ab_prompt(lm: LanguageModel, q: ABQuestion, system: str | None, answer_prefix: str | None = None) -> str:
     """The formatted prompt ending right before the answer letter."""
     prefix = default_answer_prefix(lm) if answer_prefix is None else answer_prefix
     return lm.format(q.render(), system) + prefix
 
 
-def letter_token_ids(lm: "LanguageModel", letters: Sequence[str], answer_prefix: str) -> dict[str, int]:
+def letter_token_ids(lm: LanguageModel, letters: Sequence[str], answer_prefix: str) -> dict[str, int]:
     """The token id of each letter as it follows ``answer_prefix``.
 
     Raises:
@@ -314,7 +314,7 @@ def letter_token_ids(lm: "LanguageModel", letters: Sequence[str], answer_prefix:
     return out
 
 
-def check_letter_position(lm: "LanguageModel", prompt: str, letter: str, letter_id: int) -> None:
+def check_letter_position(lm: LanguageModel, prompt: str, letter: str, letter_id: int) -> None:
     """Raise InputError unless ``prompt + letter`` tokenizes as ``prompt``'s tokens plus ``letter_id``."""
     base = lm.tokenize([prompt]).input_ids[0].tolist()
     full = lm.tokenize([prompt + letter]).input_ids[0].tolist()

@@ -82,12 +82,12 @@ class ChoiceJudge:
         max_new_tokens: tokens for the judge's reply.
     """
 
-    def __init__(self, backend: "ChatBackend", max_new_tokens: int = 8) -> None:
+    def __init__(self, backend: ChatBackend, max_new_tokens: int = 8) -> None:
         self.backend = backend
         self.max_new_tokens = max_new_tokens
         self.name = f"choice-judge:{getattr(backend, 'name', type(backend).__name__)}"
 
-    def judge(self, questions: Sequence["ABQuestion"], answers: Sequence[str]) -> list[str | None]:
+    def judge(self, questions: Sequence[ABQuestion], answers: Sequence[str]) -> list[str | None]:
         """The chosen letter per (question, answer), or None."""
         from steerlab.models.backend import user
 

@@ -75,7 +75,7 @@ class LetterScore:
         return None if self.log_mass is None else math.exp(self.log_mass)
 
 
-def letter_scores(lm: "LanguageModel", h: "torch.Tensor", ids: "torch.Tensor", *, mass: bool = True) -> list[LetterScore]:
+def letter_scores(lm: LanguageModel, h: torch.Tensor, ids: torch.Tensor, *, mass: bool = True) -> list[LetterScore]:
     """Scores from final hidden states at the answer position.
 
     Args:
@@ -104,13 +104,13 @@ def question_letters(q: ABQuestion, invert: bool = False) -> tuple[str, str]:
 
 
 def score_ab(
-    lm: "LanguageModel",
+    lm: LanguageModel,
     questions: Sequence[ABQuestion],
     *,
     system: str | None = None,
     answer_prefix: str | None = None,
     invert: bool = False,
-    interventions: Sequence["Intervention"] = (),
+    interventions: Sequence[Intervention] = (),
     batch_size: int | None = None,
     mass: bool = True,
 ) -> list[LetterScore]:
@@ -150,10 +150,10 @@ def shown_letters(questions: Sequence[ABQuestion]) -> list[str]:
 
 
 def score_conditions(
-    lm: "LanguageModel",
+    lm: LanguageModel,
     prompt: str,
     letter_ids: tuple[int, int],
-    interventions: Sequence["Intervention"],
+    interventions: Sequence[Intervention],
     n_rows: int,
     *,
     mass: bool = True,
@@ -172,9 +172,10 @@ def score_conditions(
     """
     import torch
 
-    from steerlab.models.sliced import LayerSlice
+    from steerlab.models.sliced import LayerSlice, later_equivalent
 
     batch = lm.tokenize([prompt])
+    interventions = [later_equivalent(iv, lm.model) for iv in interventions]  # skip the source layer's recompute
     layers = [e.layer for iv in interventions for e in iv.entries(lm.model)]
     ids = torch.tensor([list(letter_ids)] * n_rows, dtype=torch.long)
     if not layers:

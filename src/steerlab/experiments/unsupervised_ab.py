@@ -144,7 +144,7 @@ class UnsupervisedABConfig(ExperimentConfig):
     proxy_check: ProxyCheckConfig = ProxyCheckConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "UnsupervisedABConfig":
+    def _check(self) -> UnsupervisedABConfig:
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError("datasets: two data sets share a name")
@@ -192,7 +192,7 @@ class UnsupervisedRow(UnsupervisedCell, Row):
 # ---------------------------------------------------------------------------- worker tasks
 
 
-def make_melbo(lm: "LanguageModel", t: TrainingConfig, m: MelboStage, seed: int) -> "VectorSet":
+def make_melbo(lm: LanguageModel, t: TrainingConfig, m: MelboStage, seed: int) -> VectorSet:
     """MELBO vectors (a worker task)."""
     from steerlab.progress import progress_bar
     from steerlab.vectors.melbo import MelboSettings, train_melbo
@@ -202,7 +202,7 @@ def make_melbo(lm: "LanguageModel", t: TrainingConfig, m: MelboStage, seed: int)
         return train_melbo(lm, t.prompts, m.n_vectors, s, system=t.system_prompt, seed=seed, progress=bar).vectors
 
 
-def make_power(lm: "LanguageModel", t: TrainingConfig, p: PowerStage, seed: int) -> "VectorSet":
+def make_power(lm: LanguageModel, t: TrainingConfig, p: PowerStage, seed: int) -> VectorSet:
     """Power-iteration vectors (a worker task)."""
     from steerlab.progress import progress_bar
     from steerlab.vectors.power_iteration import PowerIterationSettings, jacobian_power_iteration
@@ -214,25 +214,26 @@ def make_power(lm: "LanguageModel", t: TrainingConfig, p: PowerStage, seed: int)
                                         progress=bar).vectors
 
 
-def make_random(lm: "LanguageModel", t: TrainingConfig, n: int, seed: int) -> "VectorSet":
+def make_random(lm: LanguageModel, t: TrainingConfig, n: int, seed: int) -> VectorSet:
     """Random controls of norm R at the training layer and site (a worker task)."""
     import torch
 
-    from steerlab.vectors.unsupervised import vector_meta, vector_seed
+    from steerlab.vectors.unsupervised import site_norm, training_batch, vector_meta, vector_seed
     from steerlab.vectors.vector import SteeringVector, VectorSet
 
     source, target = t.layers(lm.n_layers)
+    act_norm = site_norm(lm, training_batch(lm, t.prompts, t.system_prompt), source, t.site)
     out = []
     for i in range(n):
         v = torch.randn(lm.hidden_size, generator=torch.Generator().manual_seed(vector_seed(seed, "random", i)))
         meta = vector_meta(lm, name=f"random.{i}", method="random", layer=source, site=t.site, radius=t.radius,
-                           activation_norm=0.0, prompts=t.prompts, system=t.system_prompt,
+                           activation_norm=act_norm, prompts=t.prompts, system=t.system_prompt,
                            extra={"index": i, "seed": seed, "source_layer": source, "target_layer": target})
         out.append(SteeringVector(v / v.norm() * t.radius, meta))
     return VectorSet(out)
 
 
-def _stage_vectors(run: "Run", cfg: UnsupervisedABConfig, spec: ModelSpec) -> "VectorSet":
+def _stage_vectors(run: Run, cfg: UnsupervisedABConfig, spec: ModelSpec) -> VectorSet:
     """Every vector of one model, trained (or read back on resume)."""
     from steerlab.vectors.vector import VectorSet
 
@@ -250,8 +251,8 @@ def _stage_vectors(run: "Run", cfg: UnsupervisedABConfig, spec: ModelSpec) -> "V
 # ---------------------------------------------------------------------------- cells
 
 
-def _cell(run: "Run", cfg: UnsupervisedABConfig, model: str, stage: str, q: "ABQuestion", invert: bool,
-          v: "SteeringVector | None", scale: float) -> UnsupervisedCell:
+def _cell(run: Run, cfg: UnsupervisedABConfig, model: str, stage: str, q: ABQuestion, invert: bool,
+          v: SteeringVector | None, scale: float) -> UnsupervisedCell:
     from steerlab.evals.ab_scoring import question_letters
 
     behavior, other = question_letters(q, invert)
@@ -280,7 +281,7 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
     Row = UnsupervisedRow
     Summary = UnsupervisedSummary
 
-    def flow(self, cfg: UnsupervisedABConfig, run: "Run") -> UnsupervisedSummary:
+    def flow(self, cfg: UnsupervisedABConfig, run: Run) -> UnsupervisedSummary:
         from steerlab.evals.ab import load_ab_questions
 
         ev = cfg.evaluation
@@ -323,8 +324,8 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
         # 4. summary
         return UnsupervisedSummary(name=cfg.name, models=summaries, definitions=DEFINITIONS)
 
-    def run_batch(self, cfg: UnsupervisedABConfig, lm: "LanguageModel", cells: Sequence[UnsupervisedCell],
-                  ctx: "WorkerContext") -> list[UnsupervisedRow]:
+    def run_batch(self, cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
+                  ctx: WorkerContext) -> list[UnsupervisedRow]:
         if cells and cells[0].stage == "proxy":
             return _answer(cfg, lm, cells, ctx)
         return _score(cfg, lm, cells, ctx)
@@ -346,13 +347,13 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
 # ---------------------------------------------------------------------------- worker side
 
 
-def _prompt(cfg: UnsupervisedABConfig, lm: "LanguageModel", cell: UnsupervisedCell, prefix: str | None) -> str:
+def _prompt(cfg: UnsupervisedABConfig, lm: LanguageModel, cell: UnsupervisedCell, prefix: str | None) -> str:
     conv = lm.format(cell.question, cfg.evaluation.system_prompt)
     return conv + (prefix or "")
 
 
-def _score(cfg: UnsupervisedABConfig, lm: "LanguageModel", cells: Sequence[UnsupervisedCell],
-           ctx: "WorkerContext") -> list[UnsupervisedRow]:
+def _score(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
+           ctx: WorkerContext) -> list[UnsupervisedRow]:
     """Letter logits for a batch of ab cells: each question's conditions in one pass, below-source layers once."""
     from steerlab.evals.ab import check_letter_position, default_answer_prefix, letter_token_ids
     from steerlab.evals.ab_scoring import score_conditions
@@ -368,7 +369,7 @@ def _score(cfg: UnsupervisedABConfig, lm: "LanguageModel", cells: Sequence[Unsup
     for idx in groups.values():
         first = cells[idx[0]]
         prompt = _prompt(cfg, lm, first, prefix)
-        ctx.cached(f"letter-check:{prefix!r}", lambda: check_letter_position(lm, prompt, "A", ids["A"]))  # once
+        ctx.cached(f"letter-check:{prefix!r}", lambda p=prompt: check_letter_position(lm, p, "A", ids["A"]))  # once
         ivs = batch_interventions([cells[i].intervention for i in idx], ctx.vectors)
         scores = score_conditions(lm, prompt, (ids[first.behavior_letter], ids[first.other_letter]), ivs, len(idx),
                                   mass=ev.letter_mass)
@@ -380,8 +381,8 @@ def _score(cfg: UnsupervisedABConfig, lm: "LanguageModel", cells: Sequence[Unsup
     return out  # type: ignore[return-value]
 
 
-def _answer(cfg: UnsupervisedABConfig, lm: "LanguageModel", cells: Sequence[UnsupervisedCell],
-            ctx: "WorkerContext") -> list[UnsupervisedRow]:
+def _answer(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
+            ctx: WorkerContext) -> list[UnsupervisedRow]:
     """Open answers for a batch of proxy cells, parsed (and judged) for the chosen option."""
     from steerlab.evals.ab_choice import parse_choice
     from steerlab.experiments.steering import batch_interventions
@@ -399,13 +400,13 @@ def _answer(cfg: UnsupervisedABConfig, lm: "LanguageModel", cells: Sequence[Unsu
             for c, r, a, j in zip(cells, replies, parsed, judged)]
 
 
-def _question(cell: UnsupervisedCell) -> "ABQuestion":
+def _question(cell: UnsupervisedCell) -> ABQuestion:
     from steerlab.evals.ab import parse_question
 
     return parse_question(cell.question, f" ({cell.behavior_letter})", f" ({cell.other_letter})")
 
 
-def _judge(cfg: UnsupervisedABConfig, ctx: "WorkerContext"):  # noqa: ANN202
+def _judge(cfg: UnsupervisedABConfig, ctx: WorkerContext):
     from steerlab.evals.ab_choice import ChoiceJudge
     from steerlab.models.api import parse_api_spec
 

@@ -109,7 +109,7 @@ class ABSetInfo(Record):
     policy: str
 
     @classmethod
-    def of(cls, s: "ABSet", d: "DatasetConfig") -> "ABSetInfo":
+    def of(cls, s: ABSet, d: DatasetConfig) -> ABSetInfo:
         return cls(name=s.name, behavior=d.behavior, invert=d.invert, source=d.source, n_rows=s.n_rows,
                    n_malformed=s.n_malformed, n_multi=s.n_multi, policy=s.policy)
 
@@ -171,7 +171,7 @@ class UnsupervisedSummary(Summary):
     definitions: str = DEFINITIONS
 
 
-def vector_info(v: "SteeringVector") -> VectorInfo:
+def vector_info(v: SteeringVector) -> VectorInfo:
     """Diagnostics of a trained vector, read from its metadata."""
     x: dict[str, Any] = v.meta.extra
     return VectorInfo(name=v.name, method=v.meta.method, layer=v.layer, site=v.site, norm=round(v.norm, 6),
@@ -180,7 +180,7 @@ def vector_info(v: "SteeringVector") -> VectorInfo:
                       residual=x.get("residual"), relative_gap=x.get("relative_gap"), degenerate=x.get("degenerate"))
 
 
-def _stats(rows: Sequence["UnsupervisedRow"], base: dict[str, "UnsupervisedRow"], n_resamples: int,
+def _stats(rows: Sequence[UnsupervisedRow], base: dict[str, UnsupervisedRow], n_resamples: int,
            seed: int) -> ConditionStats:
     r0 = rows[0]
     masses = [r.letter_mass for r in rows if r.letter_mass is not None]
@@ -233,7 +233,7 @@ def _ranking(conds: list[ConditionStats], baseline: ConditionStats,
     return out
 
 
-def _violins(rows: Sequence["UnsupervisedRow"], base: dict[str, "UnsupervisedRow"], best: list[BestVector],
+def _violins(rows: Sequence[UnsupervisedRow], base: dict[str, UnsupervisedRow], best: list[BestVector],
              top_k: int) -> list[Violin]:
     """Per-question logit differences, averaged over each group's vectors, per method × scale."""
     diff: dict[tuple[str, float], dict[str, float]] = defaultdict(dict)  # (vector, scale) → question → diff
@@ -260,7 +260,7 @@ def _violins(rows: Sequence["UnsupervisedRow"], base: dict[str, "UnsupervisedRow
     return out
 
 
-def summarise_dataset(cfg: "UnsupervisedABConfig", rows: Sequence["UnsupervisedRow"], info: ABSetInfo,
+def summarise_dataset(cfg: UnsupervisedABConfig, rows: Sequence[UnsupervisedRow], info: ABSetInfo,
                       degenerate: dict[str, bool | None]) -> DatasetSummary:
     """Every table of one model on one data set (A/B rows only)."""
     ev = cfg.evaluation
@@ -280,7 +280,7 @@ def summarise_dataset(cfg: "UnsupervisedABConfig", rows: Sequence["UnsupervisedR
         violins=_violins(steered, base, best, ev.top_k))
 
 
-def summarise_model(cfg: "UnsupervisedABConfig", rows: Sequence["UnsupervisedRow"], info: dict[str, ABSetInfo],
+def summarise_model(cfg: UnsupervisedABConfig, rows: Sequence[UnsupervisedRow], info: dict[str, ABSetInfo],
                     vectors: list[VectorInfo]) -> ModelSummary:
     """One model's summary from its A/B rows (the proxy check is added later)."""
     degenerate = {v.name: v.degenerate for v in vectors}
@@ -294,7 +294,7 @@ def top_vectors(ds: DatasetSummary, k: int) -> list[tuple[str, float]]:
     return [(b.vector, b.scale) for b in ds.best if b.rank <= k]
 
 
-def proxy_stats(proxy_rows: Sequence["UnsupervisedRow"], ab_rows: Sequence["UnsupervisedRow"], *,
+def proxy_stats(proxy_rows: Sequence[UnsupervisedRow], ab_rows: Sequence[UnsupervisedRow], *,
                 judge: bool = False) -> list[ProxyStats]:
     """Agreement of the logit proxy with the parsed (and, with ``judge``, judged) open answers, per data set
     and condition."""

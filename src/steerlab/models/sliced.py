@@ -57,6 +57,33 @@ def final_norm(model: nn.Module) -> nn.Module:
                             f"{', '.join(FINAL_NORM_NAMES)} on {type(stack).__name__}")
 
 
+#: Sites whose additions are additions to the residual stream leaving the layer.
+RESIDUAL_WRITE_SITES: tuple[str, ...] = ("mlp_out", "resid_post")
+
+
+def later_equivalent(iv: "Intervention | HookEntry", model: nn.Module) -> "Intervention | HookEntry":
+    """``iv``, or — for an :class:`~steerlab.interventions.Add` at one layer L < last at ``mlp_out``
+    or ``resid_post`` — the same Add at (L + 1, ``resid_pre``).
+
+    Adding δ to a layer's MLP write adds δ to the residual stream that leaves the layer (``mlp_out``
+    is the last write into it, ``resid_post`` is that stream), which is exactly the input of layer
+    L + 1. A slice that starts at L + 1 then skips recomputing layer L for every steered row.
+    """
+    from dataclasses import replace
+
+    from steerlab.interventions.add import Add
+    from steerlab.interventions.base import resolve_layers
+    from steerlab.models.layers import num_layers
+
+    if not isinstance(iv, Add):
+        return iv
+    site = iv.site or getattr(iv.vector, "site", None) or "resid_post"
+    layers = resolve_layers(model, iv.layers, getattr(iv.vector, "layer", None))
+    if site not in RESIDUAL_WRITE_SITES or len(layers) != 1 or layers[0] + 1 >= num_layers(model):
+        return iv
+    return replace(iv, layers=layers[0] + 1, site="resid_pre")
+
+
 def _select(x: Any, rows: torch.Tensor, n_prompts: int) -> Any:
     """``x`` with every per-prompt tensor indexed by ``rows`` (recursively through containers)."""
     if isinstance(x, torch.Tensor):
@@ -86,7 +113,7 @@ class LayerSlice:
         unsteered: ``[P, T, d]`` the slice's output without intervention (from the full pass).
     """
 
-    def __init__(self, lm: "LanguageModel", batch: "Batch", start: int, stop: int | None = None, *,
+    def __init__(self, lm: LanguageModel, batch: Batch, start: int, stop: int | None = None, *,
                  final_norm: bool = False) -> None:
         self.lm = lm
         self.model = lm.model
@@ -118,7 +145,7 @@ class LayerSlice:
         calls: dict[int, tuple[tuple, dict]] = {}
         out: list[torch.Tensor] = []
 
-        def pre(i: int):  # noqa: ANN202
+        def pre(i: int):
             def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
                 calls[i] = (args, dict(kwargs))
             return hook
@@ -155,7 +182,7 @@ class LayerSlice:
         token_index = torch.where(mask.bool(), idx, torch.full_like(idx, -1))
         return PositionInfo(token_index=token_index, prompt_len=self.batch.prompt_len[rows].long())
 
-    def run(self, interventions: Sequence["Intervention | HookEntry"] = (), rows: torch.Tensor | None = None, *,
+    def run(self, interventions: Sequence[Intervention | HookEntry] = (), rows: torch.Tensor | None = None, *,
             grad: bool = False) -> torch.Tensor:
         """The slice's output ``[R, T, d]`` with ``interventions`` applied; row ``r`` is prompt ``rows[r]``.
 

@@ -44,7 +44,8 @@ from pydantic import Field
 
 from steerlab.errors import InputError
 from steerlab.vectors.unsupervised import (
-    Objective, Placement, autograd_enabled, objective_mask, site_norm, training_batch, vector_meta, vector_seed,
+    Objective, Placement, autograd_enabled, injection, injection_slice, objective_mask, site_norm, training_batch,
+    vector_meta, vector_seed,
 )
 
 if TYPE_CHECKING:
@@ -85,13 +86,13 @@ class MelboResult:
         source_layer, target_layer: the layers used.
     """
 
-    vectors: "VectorSet"
+    vectors: VectorSet
     objective: list[list[float]]
     source_layer: int
     target_layer: int
 
 
-def melbo_objective(out: "torch.Tensor", base: "torch.Tensor", mask: "torch.Tensor", p: float, q: float) -> "torch.Tensor":
+def melbo_objective(out: torch.Tensor, base: torch.Tensor, mask: torch.Tensor, p: float, q: float) -> torch.Tensor:
     """Per row ``(Σ_t ‖out_t − base_t‖^p)^(1/q)`` over the tokens in ``mask`` → ``[R]``.
 
     Args:
@@ -106,7 +107,7 @@ def melbo_objective(out: "torch.Tensor", base: "torch.Tensor", mask: "torch.Tens
     return total.pow(1.0 / q)
 
 
-def orthogonalise(x: "torch.Tensor", basis: "torch.Tensor", earlier: "torch.Tensor | None" = None) -> "torch.Tensor":
+def orthogonalise(x: torch.Tensor, basis: torch.Tensor, earlier: torch.Tensor | None = None) -> torch.Tensor:
     """Row ``j`` of ``x`` minus its components along ``basis`` and along rows ``< j``.
 
     Args:
@@ -129,7 +130,7 @@ def orthogonalise(x: "torch.Tensor", basis: "torch.Tensor", earlier: "torch.Tens
     return torch.stack(out)
 
 
-def _optimizer(name: str, params: list["torch.Tensor"], lr: float) -> "torch.optim.Optimizer":
+def _optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
     import torch
 
     if name == "adam":
@@ -137,12 +138,10 @@ def _optimizer(name: str, params: list["torch.Tensor"], lr: float) -> "torch.opt
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.0, amsgrad=True)
 
 
-def _train_batch(sl: "LayerSlice", theta0: "torch.Tensor", basis: "torch.Tensor", s: MelboSettings, source: int,
-                 tick: Callable[[int], None]) -> tuple["torch.Tensor", list[list[float]]]:
+def _train_batch(sl: LayerSlice, theta0: torch.Tensor, basis: torch.Tensor, s: MelboSettings, source: int,
+                 tick: Callable[[int], None]) -> tuple[torch.Tensor, list[list[float]]]:
     """Train the K rows of ``theta0`` together; returns the vectors ``[K, d]`` and per-vector curves."""
     import torch
-
-    from steerlab.interventions import Add
 
     k, n_prompts = theta0.shape[0], sl.n_prompts
     rows = torch.arange(n_prompts).repeat(k)  # row k·P + p = prompt p steered by vector k
@@ -150,7 +149,7 @@ def _train_batch(sl: "LayerSlice", theta0: "torch.Tensor", basis: "torch.Tensor"
     base = sl.unsteered[rows]  # [K·P, T, d], computed once
 
     def objective_of(theta: torch.Tensor, grad: bool) -> torch.Tensor:  # [K]
-        add = Add(theta.repeat_interleave(n_prompts, dim=0), layers=source, site=s.site)
+        add = injection(theta.repeat_interleave(n_prompts, dim=0), sl.lm, source, s.site)
         out = sl.run([add], rows, grad=grad)
         return melbo_objective(out, base, mask, s.p, s.q).view(k, n_prompts).sum(1)
 
@@ -181,14 +180,14 @@ def _train_batch(sl: "LayerSlice", theta0: "torch.Tensor", basis: "torch.Tensor"
 
 
 def train_melbo(
-    lm: "LanguageModel",
-    prompts: Sequence["str | Conversation"],
+    lm: LanguageModel,
+    prompts: Sequence[str | Conversation],
     n_vectors: int,
     settings: MelboSettings | None = None,
     *,
     system: str | None = None,
     seed: int = 0,
-    orthogonal_to: "torch.Tensor | None" = None,
+    orthogonal_to: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> MelboResult:
     """Train ``n_vectors`` MELBO vectors from ``prompts`` (no labels).
@@ -224,16 +223,16 @@ def train_melbo(
         return _train(lm, prompts, n_vectors, s, system, seed, orthogonal_to, progress, source, target)
 
 
-def _train(lm: "LanguageModel", prompts: Sequence["str | Conversation"], n_vectors: int, s: MelboSettings,
-           system: str | None, seed: int, orthogonal_to: "torch.Tensor | None",
+def _train(lm: LanguageModel, prompts: Sequence[str | Conversation], n_vectors: int, s: MelboSettings,
+           system: str | None, seed: int, orthogonal_to: torch.Tensor | None,
            progress: Callable[[int, int], None] | None, source: int, target: int) -> MelboResult:
     import torch
 
-    from steerlab.models.sliced import LayerSlice
     from steerlab.vectors.vector import SteeringVector, VectorSet
 
-    sl = LayerSlice(lm, training_batch(lm, prompts, system), source, target)
-    act_norm = site_norm(sl, source, s.site)
+    batch = training_batch(lm, prompts, system)
+    sl = injection_slice(lm, batch, source, target, s.site)
+    act_norm = site_norm(lm, batch, source, s.site)
     d = lm.hidden_size
     basis = torch.zeros(0, d)
     if orthogonal_to is not None and s.orthogonal:

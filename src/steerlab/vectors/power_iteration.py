@@ -46,7 +46,8 @@ from pydantic import Field
 
 from steerlab.errors import InputError
 from steerlab.vectors.unsupervised import (
-    Objective, Placement, autograd_enabled, objective_mask, site_norm, training_batch, vector_meta, vector_seed,
+    Objective, Placement, autograd_enabled, injection, injection_slice, objective_mask, site_norm, training_batch,
+    vector_meta, vector_seed,
 )
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class PowerIterationResult:
         source_layer, target_layer: the layers used.
     """
 
-    vectors: "VectorSet"
+    vectors: VectorSet
     singular_values: list[float]
     residuals: list[float]
     gaps: list[float]
@@ -114,7 +115,7 @@ def _differentiable_attention() -> Iterator[None]:
         yield
 
 
-def ritz(v: "torch.Tensor", w: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+def ritz(v: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rayleigh–Ritz on the block: Ritz values (descending) and the rotated ``v``, ``w = A v``.
 
     Args:
@@ -140,8 +141,8 @@ def relative_gaps(sigma: Sequence[float], next_sigma: float | None) -> list[floa
 
 
 def jacobian_power_iteration(
-    lm: "LanguageModel",
-    prompts: Sequence["str | Conversation"],
+    lm: LanguageModel,
+    prompts: Sequence[str | Conversation],
     n_vectors: int,
     settings: PowerIterationSettings | None = None,
     *,
@@ -166,8 +167,6 @@ def jacobian_power_iteration(
     """
     import torch
 
-    from steerlab.interventions import Add
-    from steerlab.models.sliced import LayerSlice
     from steerlab.vectors.vector import SteeringVector, VectorSet
 
     s = settings or PowerIterationSettings()
@@ -175,16 +174,17 @@ def jacobian_power_iteration(
     if not 1 <= n_vectors <= d:
         raise InputError(f"n_vectors must be between 1 and the hidden size {d}, got {n_vectors}")
     source, target = s.layers(lm.n_layers)
+    batch = training_batch(lm, prompts, system)
     with autograd_enabled():  # the cached tensors must be usable by autograd
-        sl = LayerSlice(lm, training_batch(lm, prompts, system), source, target)
-    act_norm = site_norm(sl, source, s.site)
+        sl = injection_slice(lm, batch, source, target, s.site)
+    act_norm = site_norm(lm, batch, source, s.site)
     b, n_prompts = min(d, n_vectors + s.oversample), sl.n_prompts
     rows = torch.arange(n_prompts).repeat(b)  # row k·P + p = prompt p, block vector k
     mask = objective_mask(sl, s.positions, rows).unsqueeze(-1)  # [b·P, T, 1]
 
     with _differentiable_attention(), autograd_enabled():
         theta = torch.zeros(b, d, requires_grad=True)
-        y = sl.run([Add(theta.repeat_interleave(n_prompts, dim=0), layers=source, site=s.site)], rows, grad=True)
+        y = sl.run([injection(theta.repeat_interleave(n_prompts, dim=0), lm, source, s.site)], rows, grad=True)
         y = y * mask  # [b·P, T, d]: only the objective tokens
         u = torch.zeros_like(y, requires_grad=True)
         (g,) = torch.autograd.grad(y, theta, u, create_graph=True)  # [b, d]: g_k = Jᵀ u_k

@@ -33,6 +33,7 @@ from steerlab.names import Site
 if TYPE_CHECKING:
     import torch
 
+    from steerlab.interventions.base import Intervention
     from steerlab.models.backend import Conversation
     from steerlab.models.hf import Batch, LanguageModel
     from steerlab.models.sliced import LayerSlice
@@ -110,14 +111,14 @@ def default_layers(n_layers: int, source: int | None = None, target: int | None 
     return s, t
 
 
-def training_batch(lm: "LanguageModel", prompts: Sequence["str | Conversation"], system: str | None) -> "Batch":
+def training_batch(lm: LanguageModel, prompts: Sequence[str | Conversation], system: str | None) -> Batch:
     """The formatted, left-padded batch of training prompts."""
     if not prompts:
         raise InputError("unsupervised vectors need at least one training prompt")
     return lm.tokenize([lm.format(p, system) for p in prompts])
 
 
-def objective_mask(sl: "LayerSlice", positions: str, rows: "torch.Tensor | None" = None) -> "torch.Tensor":
+def objective_mask(sl: LayerSlice, positions: str, rows: torch.Tensor | None = None) -> torch.Tensor:
     """``[R, T]`` bool: the objective tokens of each row (real tokens only, padding never counts)."""
     import torch
 
@@ -147,22 +148,40 @@ def vector_seed(seed: int, method: str, index: int) -> int:
     return int.from_bytes(digest[:8], "big") & 0x7FFFFFFFFFFFFFFF
 
 
-def site_norm(sl: "LayerSlice", layer: int, site: Site) -> float:
-    """Mean activation norm at ``(layer, site)`` over the real tokens of the slice's prompts (unsteered)."""
+def injection_slice(lm: LanguageModel, batch: Batch, source: int, target: int, site: Site) -> LayerSlice:
+    """The layers a vector injected at ``(source, site)`` changes, up to ``target``: from ``source + 1``
+    when the site is a residual write (see :func:`steerlab.models.sliced.later_equivalent`), else from
+    ``source``."""
+    from steerlab.models.sliced import RESIDUAL_WRITE_SITES, LayerSlice
+
+    return LayerSlice(lm, batch, source + 1 if site in RESIDUAL_WRITE_SITES else source, target)
+
+
+def injection(vectors: torch.Tensor, lm: LanguageModel, source: int, site: Site) -> Intervention:
+    """``Add(vectors)`` at ``(source, site)`` (one row per vector), moved to where :func:`injection_slice` starts."""
+    from steerlab.interventions import Add
+    from steerlab.models.sliced import later_equivalent
+
+    return later_equivalent(Add(vectors, layers=source, site=site), lm.model)  # type: ignore[return-value]
+
+
+def site_norm(lm: LanguageModel, batch: Batch, layer: int, site: Site) -> float:
+    """Mean activation norm at ``(layer, site)`` over the real tokens of ``batch`` (unsteered)."""
     from steerlab.interventions.hooks import HookEntry
+    from steerlab.models.sliced import LayerSlice
 
     got: list[float] = []
 
-    def grab(h: "torch.Tensor", info: Any) -> None:
+    def grab(h: torch.Tensor, info: Any) -> None:
         got.append(float(h.float().norm(dim=-1)[info.real].mean()))
 
-    sl.run([HookEntry(layer, site, grab, capture=True)])
+    LayerSlice(lm, batch, layer, layer).run([HookEntry(layer, site, grab, capture=True)])
     return got[0]
 
 
-def vector_meta(lm: "LanguageModel", *, name: str, method: str, layer: int, site: Site, radius: float,
-                activation_norm: float, prompts: Sequence["str | Conversation"], system: str | None,
-                extra: dict[str, Any]) -> "VectorMeta":
+def vector_meta(lm: LanguageModel, *, name: str, method: str, layer: int, site: Site, radius: float,
+                activation_norm: float, prompts: Sequence[str | Conversation], system: str | None,
+                extra: dict[str, Any]) -> VectorMeta:
     """Provenance of one unsupervised vector: method, layers, prompt and hyper-parameters in ``extra``."""
     from steerlab import __version__
     from steerlab.vectors.vector import VectorMeta, data_hash
