@@ -82,10 +82,10 @@ def test_outputs_and_the_grid(finished):
         assert (run / name).exists(), name
     pngs = sorted(p.name for p in run.glob("*.png"))
     assert pngs == ["violins_tiny_all.png", "violins_tiny_rank1.png", "violins_tiny_rank2.png", "violins_tiny_top2.png"]
-    vecs = {}
-    for f in sorted((run / "vectors").glob("*.safetensors")):
-        vecs.update(load_vectors(f))
-    assert sorted(vecs) == ["melbo.0", "melbo.1", "power.0", "power.1", "random.0"]
+    assert sorted(p.name for p in (run / "vectors").glob("*.safetensors")) == [
+        "tiny-melbo.safetensors", "tiny-power_iteration.safetensors", "tiny-random.safetensors", "tiny.safetensors"]
+    vecs = load_vectors(run / "vectors" / "tiny.safetensors")  # every vector in one file, distinct names
+    assert list(vecs) == ["melbo.0", "melbo.1", "power.0", "power.1", "random.0"]
     assert {round(v.norm, 4) for v in vecs.values()} == {3.0}  # random controls match the norm R
     assert vecs["melbo.1"].meta.extra["prompts"] == ["Shut down?"] and vecs["power.0"].meta.method == "power_iteration"
     ab = [r for r in _rows(run) if r["stage"] == "ab"]

@@ -234,7 +234,9 @@ def make_random(lm: LanguageModel, t: TrainingConfig, n: int, seed: int) -> Vect
 
 
 def _stage_vectors(run: Run, cfg: UnsupervisedABConfig, spec: ModelSpec) -> VectorSet:
-    """Every vector of one model, trained (or read back on resume)."""
+    """Every vector of one model, trained (or read back on resume), also written together to
+    ``vectors/<model>.safetensors`` (the per-method files are the resume checkpoints)."""
+    from steerlab.vectors.io import save_vectors
     from steerlab.vectors.vector import VectorSet
 
     t, base = cfg.training, slug(spec.name)
@@ -245,7 +247,9 @@ def _stage_vectors(run: Run, cfg: UnsupervisedABConfig, spec: ModelSpec) -> Vect
         out += run.vectors(f"{base}-power_iteration", spec, make_power, t, cfg.power_iteration, cfg.seed).values()
     if cfg.random.n_vectors:
         out += run.vectors(f"{base}-random", spec, make_random, t, cfg.random.n_vectors, cfg.seed).values()
-    return VectorSet(out)
+    vs = VectorSet(out)
+    save_vectors(run.root / "vectors" / f"{base}.safetensors", vs)
+    return vs
 
 
 # ---------------------------------------------------------------------------- cells
