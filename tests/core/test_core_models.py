@@ -113,3 +113,16 @@ def test_continuation_logprobs_match_full_softmax():
     expect = [float(lp[len(p_ids) - 1 + i, c]) for i, c in enumerate(c_ids)]
     assert lps[0] == pytest.approx(expect, abs=1e-5)
     assert lm.continuation_logprobs(["hi"], [""]) == [[]]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_left_padding_does_not_change_a_row(arch):
+    """A prompt's hidden states (and activations read at a layer) are the same alone and in a left-padded
+    batch; GPT-2's learned absolute positions need position ids counted from the first real token."""
+    lm = tiny_lm(arch)
+    alone, padded = lm.tokenize(["Hi"]), lm.tokenize(["Hi", "A much longer prompt"])
+    n = alone.input_ids.shape[1]
+    with torch.inference_mode():
+        torch.testing.assert_close(lm.hidden_states(padded)[0, -n:], lm.hidden_states(alone)[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(lm.forward_to_layer(padded, 1)[0, -n:], lm.forward_to_layer(alone, 1)[0],
+                                   atol=1e-5, rtol=1e-5)

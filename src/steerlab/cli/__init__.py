@@ -6,6 +6,7 @@ Commands::
     steerlab extract MODEL --out v.safetensors   contrast vectors (pairs file or two prompt sets)
     steerlab generate MODEL --prompt ... --vector v.safetensors:6 --strength 0.1 --strength 0.2
     steerlab export-gguf v.safetensors --out v.gguf   llama.cpp control vector
+    steerlab melbo MODEL --out v.safetensors      unsupervised vectors from one prompt (also power-iter)
     steerlab run CONFIG.yaml [--executor ray]    experiments (steerlab.experiments)
     steerlab demo / steerlab report RUN_DIR
     steerlab serve MODEL --vector refusal=v.safetensors   OpenAI-compatible server, steerable per request
@@ -22,6 +23,7 @@ from steerlab.cli._app import INFO_PROMPTS, app, error_message, fail, main  # no
 from steerlab.cli import core, experiments  # noqa: F401,E402  (importing registers the commands)
 from steerlab.cli import serve  # noqa: F401,E402
 from steerlab.cli import refusal_direction  # noqa: F401,E402
+from steerlab.cli import unsupervised  # noqa: F401,E402
 
 __all__ = ["INFO_PROMPTS", "app", "error_message", "fail", "main"]
 

@@ -43,6 +43,7 @@ KIND_MODULES: dict[str, str] = {
     "prefs_steering": "steerlab.experiments.prefs_steering",
     "prefs_revealed": "steerlab.experiments.prefs_revealed",
     "refusal_direction": "steerlab.experiments.refusal_direction",
+    "unsupervised_ab": "steerlab.experiments.unsupervised_ab",
 }
 
 ConfigT = TypeVar("ConfigT", bound=ExperimentConfig)

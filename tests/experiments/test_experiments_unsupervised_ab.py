@@ -1,0 +1,239 @@
+"""The unsupervised A/B study end to end on a tiny model saved to disk: the tables are the rows' numbers,
+a resumed run writes the rows an uninterrupted one would, batch size does not change a row, configs fail clearly."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_lm
+
+from steerlab.errors import ConfigError
+from steerlab.experiments import load_config, parse_config
+from steerlab.experiments.engine import execute, render
+from steerlab.vectors.io import load_vectors
+
+STUDY_CONFIGS = ["unsupervised_ab.yaml", "unsupervised_ab_small.yaml"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # tiny tensors: one thread avoids OpenMP spin-waits on a shared machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _qa(text, m, n):
+    return {"question": text, "answer_matching_behavior": f" ({m})", "answer_not_matching_behavior": f" ({n})"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unsup")
+    lm = tiny_lm("llama")
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    words = ["stop", "halt", "quit", "pause", "rest", "end"]
+    short = [_qa(f"{w}?\n (A) yes\n (B) no", "A", "B") for w in words]
+    short.append(_qa("pick?\n (A) a\n (B) b\n (C) c", "C", "A"))  # options past B: dropped by default
+    (root / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in short))
+    other = [_qa(f"ok to {w}?\n (A) no\n (B) yes", "B", "A") for w in words[:4]]
+    (root / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
+    return root
+
+
+def _raw(root, **over):
+    raw = {
+        "kind": "unsupervised_ab", "name": "tiny", "models": [{"id": str(root / "model"), "device": "cpu", "label": "tiny"}],
+        "training": {"prompts": ["Shut down?"], "system_prompt": "Be kind.", "source_layer": 0, "target_layer": 2,
+                     "radius": 3.0},
+        "melbo": {"n_vectors": 2, "steps": 4}, "power_iteration": {"n_vectors": 2, "iterations": 3},
+        "random": {"n_vectors": 1},
+        "datasets": [{"name": "a", "source": str(root / "a.jsonl"), "n_questions": 4, "invert": True,
+                      "behavior": "refuse"},
+                     {"name": "b", "source": str(root / "b.jsonl"), "n_questions": 3}],
+        "evaluation": {"scales": [0, 2, 8], "system_prompt": "Be kind.", "batch_size": 64, "bootstrap_resamples": 200,
+                       "top_k": 2},
+        "proxy_check": {"n_questions": 2, "max_new_tokens": 4},
+    }
+    for k, v in over.items():
+        raw[k] = {**raw[k], **v} if isinstance(v, dict) else v
+    return raw
+
+
+@pytest.fixture(scope="module")
+def finished(setup, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "r"
+    report = execute(parse_config(_raw(setup)), run)
+    return run, report
+
+
+def _rows(run):
+    return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+
+
+def test_outputs_and_the_grid(finished):
+    run, report = finished
+    for name in ("config.yaml", "manifest.json", "results.jsonl", "summary.json", "report.md"):
+        assert (run / name).exists(), name
+    pngs = sorted(p.name for p in run.glob("*.png"))
+    assert pngs == ["violins_tiny_all.png", "violins_tiny_rank1.png", "violins_tiny_rank2.png", "violins_tiny_top2.png"]
+    assert sorted(p.name for p in (run / "vectors").glob("*.safetensors")) == [
+        "tiny-melbo.safetensors", "tiny-power_iteration.safetensors", "tiny-random.safetensors", "tiny.safetensors"]
+    vecs = load_vectors(run / "vectors" / "tiny.safetensors")  # every vector in one file, distinct names
+    assert list(vecs) == ["melbo.0", "melbo.1", "power.0", "power.1", "random.0"]
+    assert {round(v.norm, 4) for v in vecs.values()} == {3.0}  # random controls match the norm R
+    assert vecs["melbo.1"].meta.extra["prompts"] == ["Shut down?"] and vecs["power.0"].meta.method == "power_iteration"
+    ab = [r for r in _rows(run) if r["stage"] == "ab"]
+    # per question: unsteered once + 5 vectors × 4 signed scales (±2, ±8)
+    assert len(ab) == (4 + 3) * (1 + 5 * 4)
+    assert sorted({r["scale"] for r in ab}) == [-8.0, -2.0, 0.0, 2.0, 8.0]
+    assert all(r["letters"] == ["A", "B"] for r in ab)  # the C question was dropped
+    text = report.read_text()
+    assert "Options past B" in text and "Best vectors" in text and "Logit proxy vs open answers" in text
+
+
+def test_tables_are_the_rows_numbers(finished):
+    run, _ = finished
+    rows = [r for r in _rows(run) if r["stage"] == "ab"]
+    summary = json.loads((run / "summary.json").read_text())["models"]["tiny"]
+    for name, ds in summary["datasets"].items():
+        mine = [r for r in rows if r["dataset"] == name]
+        base = {r["question_id"]: r for r in mine if r["vector"] is None}
+        assert ds["baseline"]["behavior"]["value"] == pytest.approx(np.mean([r["matches"] for r in base.values()]))
+        assert ds["letters_a"] == sum(r["behavior_letter"] == "A" for r in base.values())
+        # matches = logit difference > 0, the difference of the two logits
+        assert all(r["matches"] == (r["logit_diff"] > 0) for r in mine)
+        assert all(r["logit_diff"] == pytest.approx(r["logit_behavior"] - r["logit_other"], abs=2e-5) for r in mine)
+        per = defaultdict(list)
+        for r in mine:
+            if r["vector"] is not None:
+                per[(r["vector"], r["scale"])].append(r)
+        for c in ds["conditions"]:
+            rs = per[(c["vector"], c["scale"])]
+            k, n = sum(r["matches"] for r in rs), len(rs)
+            assert c["behavior"]["value"] == pytest.approx(k / n) and c["behavior"]["n"] == n
+            z = 1.959963984540054
+            centre = (k / n + z * z / (2 * n)) / (1 + z * z / n)
+            half = z / (1 + z * z / n) * np.sqrt(k / n * (1 - k / n) / n + z * z / (4 * n * n))
+            assert c["behavior"]["low"] == pytest.approx(0.0 if k == 0 else centre - half)
+            assert c["logit_diff"]["value"] == pytest.approx(np.mean([r["logit_diff"] for r in rs]))
+            paired = [r["logit_diff"] - base[r["question_id"]]["logit_diff"] for r in rs]
+            assert c["delta_logit"]["value"] == pytest.approx(np.mean(paired))
+            assert c["delta_behavior"] == pytest.approx(k / n - np.mean([base[r["question_id"]]["matches"] for r in rs]))
+            assert c["mass"] == pytest.approx(np.mean([r["letter_mass"] for r in rs]))
+        for m in ds["methods"]:
+            if m["scale"] == 0:
+                assert m["behavior"] == pytest.approx(ds["baseline"]["behavior"]["value"])
+                continue
+            rates = [c["behavior"]["value"] for c in ds["conditions"] if c["method"] == m["method"]
+                     and c["scale"] == m["scale"]]
+            assert m["behavior"] == pytest.approx(np.mean(rates)) and m["behavior_max"] == pytest.approx(max(rates))
+        for method in ("melbo", "power_iteration", "random"):
+            best = [b for b in ds["best"] if b["method"] == method]
+            deltas = [b["delta_behavior"] for b in best]
+            assert deltas == sorted(deltas, reverse=True)
+            for b in best:  # each vector's best scale is its largest Δ behaviour
+                mine_c = [c for c in ds["conditions"] if c["vector"] == b["vector"]]
+                assert b["delta_behavior"] == pytest.approx(max(c["delta_behavior"] for c in mine_c))
+        top = [b["vector"] for b in ds["best"] if b["method"] == "melbo"][:2]
+        v = next(x for x in ds["violins"] if x["group"] == "top2" and x["method"] == "melbo" and x["scale"] == 8.0)
+        expect = [np.mean([next(r["logit_diff"] for r in per[(t, 8.0)] if r["question_id"] == q) for t in top])
+                  for q in sorted(base)]
+        assert v["values"] == pytest.approx(expect, abs=1e-3)
+
+
+def test_proxy_check_rows_and_agreement(finished):
+    run, _ = finished
+    rows = _rows(run)
+    ab = {(r["dataset"], r["question_id"], r["vector"], r["scale"]): r for r in rows if r["stage"] == "ab"}
+    proxy = [r for r in rows if r["stage"] == "proxy"]
+    # per data set: 2 questions × (unsteered + the top vector of each of the 3 methods)
+    assert len(proxy) == 2 * 2 * 4 and all(r["output"] is not None for r in proxy)
+    stats = json.loads((run / "summary.json").read_text())["models"]["tiny"]["proxy"]
+    for s in stats:
+        rs = [r for r in proxy if r["dataset"] == s["dataset"] and r["vector"] == s["vector"] and r["scale"] == s["scale"]]
+        parsed = [r for r in rs if r["parsed"] is not None]
+        agree = [r["parsed"] == (r["behavior_letter"] if ab[(r["dataset"], r["question_id"], r["vector"], r["scale"])]
+                                 ["matches"] else r["other_letter"]) for r in parsed]
+        assert s["n"] == len(rs) and s["parsed"] == len(parsed) and s["agreement"]["n"] == len(parsed)
+        assert s["agreement"]["value"] == (pytest.approx(np.mean(agree)) if agree else None)
+
+
+def test_resume_after_a_crash_writes_the_same_rows(finished, setup, tmp_path):
+    run, _ = finished
+    before = _rows(run)
+    # rerunning a finished run adds nothing
+    execute(parse_config(_raw(setup)), run)
+    assert _rows(run) == before
+    # a run interrupted halfway through the grid finishes with the rows an uninterrupted run wrote
+    import shutil
+
+    part = tmp_path / "part"
+    shutil.copytree(run, part)
+    lines = (part / "results.jsonl").read_text().splitlines()
+    (part / "results.jsonl").write_text("\n".join(lines[: len(lines) // 3]) + "\n")
+    (part / "summary.json").unlink()
+    execute(parse_config(_raw(setup)), part)
+    after = {r["key"]: r for r in _rows(part)}
+    assert set(after) == {r["key"] for r in before}
+    for r in before:
+        if r["stage"] == "ab":
+            assert after[r["key"]]["logit_diff"] == pytest.approx(r["logit_diff"], abs=1e-4)
+    assert json.loads((part / "summary.json").read_text())["models"]["tiny"]["datasets"]["a"]["best"] == \
+        json.loads((run / "summary.json").read_text())["models"]["tiny"]["datasets"]["a"]["best"]
+
+
+def test_a_row_does_not_depend_on_its_batch(finished, setup, tmp_path):
+    run, _ = finished
+    raw = _raw(setup, evaluation={"batch_size": 3}, proxy_check={"enabled": False})
+    execute(parse_config(raw), tmp_path / "small")
+    small = {r["key"]: r for r in _rows(tmp_path / "small")}
+    for r in _rows(run):
+        if r["stage"] == "ab":
+            assert small[r["key"]]["logit_diff"] == pytest.approx(r["logit_diff"], abs=1e-4)
+
+
+def test_report_re_renders_from_the_summary(finished):
+    run, _ = finished
+    (run / "report.md").unlink()
+    for p in run.glob("*.png"):
+        p.unlink()
+    path = render(run)
+    assert path.exists() and (run / "violins_tiny_all.png").exists()
+
+
+@pytest.mark.parametrize("over,fragment", [
+    ({"melbo": {"foo": 1}}, "melbo.foo"),
+    ({"evaluation": {"scales": [0]}}, "nonzero scale"),
+    ({"evaluation": {"scales": [2, 2]}}, "listed twice"),
+    ({"melbo": {"positions": "first:2"}}, "last:K"),
+    ({"melbo": {"n_vectors": 0}, "power_iteration": {"n_vectors": 0}, "random": {"n_vectors": 0}}, "no vectors"),
+    ({"evaluation": {"multi_choice": "ignore"}}, "multi_choice"),
+    ({"training": {"radius": float("nan")}}, "radius"),
+])
+def test_bad_configs_name_the_field(setup, over, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_config(_raw(setup, **over))
+
+
+def test_duplicate_dataset_names_and_layers_that_do_not_fit(setup, tmp_path):
+    raw = _raw(setup)
+    raw["datasets"] = [raw["datasets"][0], dict(raw["datasets"][0])]
+    with pytest.raises(ConfigError, match="share a name"):
+        parse_config(raw)
+    with pytest.raises(ConfigError, match="training: source_layer 5 is out of range"):
+        execute(parse_config(_raw(setup, training={"source_layer": 5})), tmp_path / "bad")
+
+
+@pytest.mark.parametrize("name", STUDY_CONFIGS)
+def test_study_configs_validate(name):
+    from importlib import resources
+
+    path = resources.files("steerlab.experiments").joinpath("configs", name)
+    cfg = load_config(str(path))
+    assert cfg.kind == "unsupervised_ab" and len(cfg.datasets) == 2
