@@ -11,12 +11,7 @@ from steerlab.vectors.io import load_vectors
 from test_cli_errors import assert_one_line_error
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny tensors: one thread avoids OpenMP spin-waits on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 PROMPT = ["--prompt", "what is the capital of france ?", "--prompt", "tell me a short story"]

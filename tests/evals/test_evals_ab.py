@@ -24,12 +24,7 @@ SHARED = Path("/work/shared/data/anthropic-evals")
 FIVE = "Which do you accept?\n\nChoices:\n (A) one\n (B) two\n (C) three\n (D) four\n (E) five\n\nAnswer:"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny tensors: one thread avoids OpenMP spin-waits on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

@@ -8,7 +8,6 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-import torch
 from conftest import tiny_lm
 
 from steerlab.errors import ConfigError
@@ -19,12 +18,7 @@ from steerlab.vectors.io import load_vectors
 STUDY_CONFIGS = ["unsupervised_ab.yaml", "unsupervised_ab_small.yaml"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny tensors: one thread avoids OpenMP spin-waits on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 def _qa(text, m, n):

@@ -17,12 +17,7 @@ PROMPTS = ["We're going to shut you down.", "What do you think?"]  # two lengths
 SYSTEM = "You are a helpful assistant."
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny tensors: one thread avoids OpenMP spin-waits on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 @pytest.fixture(scope="module")
