@@ -75,9 +75,10 @@ def melbo_times(lm, repeats: int, k: int = 16, steps: int = 10) -> dict:
             for _ in range(steps):
                 opt.zero_grad()
                 h = lm.forward_to_layer(batch, target, [Add(theta, layers=source, site=s.site)], grad=True)[:, -2:]
-                (-((h - base).norm(dim=-1).pow(s.p).sum().pow(1 / s.q))).backward()
+                loss = -((h - base).norm(dim=-1).pow(s.p).sum().pow(1 / s.q))
+                (g,) = torch.autograd.grad(loss, theta)  # θ only, as the sliced trainer (no weight gradients)
                 with torch.no_grad():
-                    theta.grad -= (theta.grad @ theta) * theta
+                    theta.grad = g - (g @ theta) * theta
                 opt.step()
                 with torch.no_grad():
                     theta.copy_(theta / theta.norm())
