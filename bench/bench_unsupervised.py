@@ -75,9 +75,10 @@ def melbo_times(lm, repeats: int, k: int = 16, steps: int = 10) -> dict:
             for _ in range(steps):
                 opt.zero_grad()
                 h = lm.forward_to_layer(batch, target, [Add(theta, layers=source, site=s.site)], grad=True)[:, -2:]
-                (-((h - base).norm(dim=-1).pow(s.p).sum().pow(1 / s.q))).backward()
+                loss = -((h - base).norm(dim=-1).pow(s.p).sum().pow(1 / s.q))
+                (g,) = torch.autograd.grad(loss, theta)  # θ only, as the sliced trainer (no weight gradients)
                 with torch.no_grad():
-                    theta.grad -= (theta.grad @ theta) * theta
+                    theta.grad = g - (g @ theta) * theta
                 opt.step()
                 with torch.no_grad():
                     theta.copy_(theta / theta.norm())
@@ -170,25 +171,41 @@ def head_times(lm, repeats: int, n_questions: int = 16) -> dict:
 
 
 def study_time(keep: Path | None = None) -> dict:
-    """Wall time of ``steerlab run`` on the reduced study config (run directory removed unless ``keep``)."""
+    """Wall and CPU time of ``steerlab run`` on the reduced study config, with the load average
+    sampled every 30 s while it runs (run directory removed unless ``keep``)."""
+    import resource
+    import threading
+
     run_dir = keep or Path(tempfile.mkdtemp(prefix="steerlab-unsup-bench-"))
     steerlab = Path(sys.executable).with_name("steerlab")
-    before = load()
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(30.0):
+            samples.append(load())
+
+    before, cpu0 = load(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     start = time.perf_counter()
     proc = subprocess.run([str(steerlab), "run", str(SMALL_CONFIG), "--run-dir", str(run_dir / "run")],
                           env={**os.environ, "STEERLAB_QUIET": "1", "PYTHONPATH": str(ROOT / "src")},
                           capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
+    done.set()
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     ok = proc.returncode == 0 and (run_dir / "run" / "report.md").exists()
     if keep is None:
         shutil.rmtree(run_dir, ignore_errors=True)
-    return {"seconds": seconds, "ok": ok, "load_before": before, "load_after": load(),
+    return {"seconds": seconds, "ok": ok, "cpu_seconds": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+            "load_before": before, "load_after": load(), "load_during": samples,
             "stderr_tail": proc.stderr[-500:] if not ok else ""}
 
 
 def write_docs(res: dict) -> None:
     lines = [HEADER, "", f"Measured {res['date']} on {res['cores']} CPU cores (shared with other jobs: load averages "
-             "are given beside each part), torch {res['torch']}, Gemma 3 270M fp32.", "",
+             f"are given beside each part), torch {res['torch']}, Gemma 3 270M fp32.", "",
              "```", "python -m bench.bench_unsupervised", "```", ""]
     rows = []
     if m := res.get("melbo"):
@@ -228,10 +245,15 @@ def write_docs(res: dict) -> None:
         lines += [f"Medians of {res.get('repeats', '?')} interleaved rounds after a warm-up; every round's seconds "
                   "are in `bench/results/unsupervised.json`.", ""]
     if s := res.get("study"):
+        during = s.get("load_during") or []
+        cpu = f"{s['cpu_seconds']:.0f} CPU-seconds, " if s.get("cpu_seconds") else ""
         lines += [f"The reduced study (`steerlab run src/steerlab/experiments/configs/unsupervised_ab_small.yaml`, "
-                  f"model cache built) took **{s['seconds'] / 60:.1f} min** "
-                  f"({'finished, report written' if s['ok'] else 'FAILED'}; load {s['load_before']:.1f} before, "
-                  f"{s['load_after']:.1f} after; target ≤ 15 min on 2 cores).", ""]
+                  f"model cache built) took **{s['seconds'] / 60:.1f} min** wall "
+                  f"({cpu}{'finished, report written' if s['ok'] else 'FAILED'}; load {s['load_before']:.1f} before, "
+                  + (f"{min(during):.1f}–{max(during):.1f} during, " if during else "")
+                  + f"{s['load_after']:.1f} after; target ≤ 15 min on 2 cores).", ""]
+        if s.get("note"):
+            lines += [s["note"], ""]
     write_section(DOCS, HEADER, "\n".join(lines))
 
 

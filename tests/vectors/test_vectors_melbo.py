@@ -51,6 +51,11 @@ def test_objective_rises_and_vectors_keep_norm_r(lm):
         assert v.meta.extra["prompts"] == PROMPTS and v.meta.extra["target_layer"] == 2
 
 
+def test_training_leaves_no_weight_gradients(lm):
+    train_melbo(lm, PROMPTS, 2, MelboSettings(source_layer=0, target_layer=2, steps=2), system=SYSTEM)
+    assert all(p.grad is None for p in lm.model.parameters())  # only θ is differentiated
+
+
 def test_orthogonality_within_and_across_batches_and_to_given_vectors(lm):
     given = torch.randn(2, lm.hidden_size, generator=torch.Generator().manual_seed(3))
     s = MelboSettings(source_layer=0, target_layer=2, radius=3.0, steps=10, orthogonal=True, vector_batch_size=4)

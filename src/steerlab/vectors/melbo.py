@@ -159,9 +159,9 @@ def _train_batch(sl: LayerSlice, theta0: torch.Tensor, basis: torch.Tensor, s: M
     for _ in range(s.steps):
         opt.zero_grad()
         objective = objective_of(theta, grad=True)
-        (-objective.sum()).backward()
+        # the gradient w.r.t. θ only: .backward() would also fill .grad of every weight in the slice
+        (g,) = torch.autograd.grad(-objective.sum(), theta)
         with torch.no_grad():
-            g = theta.grad
             if s.orthogonal:
                 g = orthogonalise(g, basis, earlier=theta)
             g = g - (g * theta).sum(-1, keepdim=True) * theta / s.radius**2  # tangent space of the sphere
