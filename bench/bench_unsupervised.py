@@ -47,6 +47,11 @@ def _med(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
 
 
+def _span(xs: list[float]) -> str:
+    """Median seconds with the range over rounds (the machine is shared: rounds vary)."""
+    return f"{_med(xs):.1f} s ({min(xs):.1f}–{max(xs):.1f})"
+
+
 def _interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
     """Seconds of each function per round, the order alternating between rounds (after one warm-up each)."""
     for fn in fns.values():
@@ -213,34 +218,34 @@ def write_docs(res: dict) -> None:
         rows.append([f"MELBO, K = {m['k']} vectors × {m['steps']} steps ({m['prompt_tokens']}-token prompt, layer "
                      f"{m['source']} → {m['target']}): one at a time as the original ÷ all {m['k']} in parallel",
                      f"**{m['ratio_original_over_parallel']:.1f}×**", "≥ 4×",
-                     f"{_med(t['original_one_at_a_time']):.1f} s vs {_med(t['parallel']):.1f} s",
+                     f"{_span(t['original_one_at_a_time'])} vs {_span(t['parallel'])}",
                      f"{m['load_before']:.1f}–{m['load_after']:.1f}"])
         rows.append([f"MELBO: sliced trainer one vector at a time ÷ all {m['k']} in parallel (batching alone)",
                      f"{m['ratio_sliced_one_over_parallel']:.1f}×", "(report)",
-                     f"{_med(t['sliced_one_at_a_time']):.1f} s vs {_med(t['parallel']):.1f} s",
+                     f"{_span(t['sliced_one_at_a_time'])} vs {_span(t['parallel'])}",
                      f"{m['load_before']:.1f}–{m['load_after']:.1f}"])
     if g := res.get("grid"):
         t = g["seconds"]
         rows.append([f"A/B grid, {g['questions']} questions × {g['conditions']} conditions ({g['rows']} rows): one "
                      "condition per pass ÷ all conditions of a question in one pass",
                      f"**{g['ratio_per_condition_over_batched']:.1f}×**", "(report)",
-                     f"{_med(t['per_condition']):.1f} s vs {_med(t['batched']):.1f} s",
+                     f"{_span(t['per_condition'])} vs {_span(t['batched'])}",
                      f"{g['load_before']:.1f}–{g['load_after']:.1f}"])
     if h := res.get("head"):
         t = h["seconds"]
         rows.append([f"A/B scoring, {h['questions']} questions ({h['padded_tokens']} padded tokens): full-logits "
                      f"forward (all positions × {h['vocab']:,}) ÷ the two letter rows at the answer position",
                      f"**{h['ratio_full_over_letters']:.2f}×**", "(report)",
-                     f"{_med(t['full_logits']):.2f} s vs {_med(t['letter_rows']):.2f} s",
+                     f"{_span(t['full_logits'])} vs {_span(t['letter_rows'])}",
                      f"{h['load_before']:.1f}–{h['load_after']:.1f}"])
         rows.append(["… full-logits forward ÷ letter rows + letter mass (vocabulary normaliser at the answer position)",
                      f"{h['ratio_full_over_letters_and_mass']:.2f}×", "(report)",
-                     f"{_med(t['full_logits']):.2f} s vs {_med(t['letter_rows_and_mass']):.2f} s",
+                     f"{_span(t['full_logits'])} vs {_span(t['letter_rows_and_mass'])}",
                      f"{h['load_before']:.1f}–{h['load_after']:.1f}"])
     if rows:
         from steerlab.report.format import markdown_table
 
-        lines += markdown_table(["measurement", "ratio (median)", "target", "median seconds", "load"], rows,
+        lines += markdown_table(["measurement", "ratio (median)", "target", "seconds: median (min–max over rounds)", "load"], rows,
                                 ["l", "r", "l", "l", "r"]) + [""]
         lines += [f"Medians of {res.get('repeats', '?')} interleaved rounds after a warm-up; every round's seconds "
                   "are in `bench/results/unsupervised.json`.", ""]
