@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from steerlab.report.figures import save_figure
+
 
 def _pyplot():  # noqa: ANN202
     import matplotlib
@@ -54,13 +56,7 @@ def plot_candidate_heatmaps(candidates: Sequence[Any], selection: Any, n_layers:
         ax.set_xticks(range(len(layers)), [str(x) for x in layers], fontsize=7)
         ax.set_ylabel("position")
     axes[-1, 0].set_xlabel("layer (× = filtered out, ★ = chosen, dashed = pruned late layers)")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title, title_size=10, rect=(0, 0, 1, 0.97) if title else None)
 
 
 def plot_before_after(conditions: Sequence[Any], path: str | Path, *, title: str = "") -> Path:
@@ -93,10 +89,4 @@ def plot_before_after(conditions: Sequence[Any], path: str | Path, *, title: str
     ax2.set_xticks(range(len(conditions)), [e.condition for e in conditions], rotation=30, fontsize=8)
     ax2.set_title("KL on harmless text (nats/token)", fontsize=9)
     ax2.grid(axis="y", alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title, title_size=10)

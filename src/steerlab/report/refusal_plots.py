@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from steerlab.report.figures import save_figure
 
 
 def plot_rates_vs_strength(table: Sequence[Any], path: str | Path, *, title: str = "") -> Path:
@@ -35,10 +37,4 @@ def plot_rates_vs_strength(table: Sequence[Any], path: str | Path, *, title: str
             ax.grid(alpha=0.3)
     axes[0].set_ylabel("rate / score")
     axes[0].legend(loc="best", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)

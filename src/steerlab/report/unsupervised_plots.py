@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from steerlab.report.figures import save_figure
+
 COLOURS = {"melbo": "tab:blue", "power_iteration": "tab:orange", "random": "tab:grey"}
 LABELS = {"melbo": "MELBO", "power_iteration": "power iteration", "random": "random"}
 
@@ -61,13 +63,7 @@ def plot_violins(model: Any, group: str, path: str | Path, methods: Sequence[str
         ax.set_title(f"{name} (n={ds.n_questions})")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8, loc="best")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title, dpi=100)
 
 
 def violin_plots(model: Any, out_dir: str | Path, stem: str, methods: Sequence[str]) -> dict[str, str]:
