@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench._docs import write_section
+from bench._docs import write_json, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "core.json"
@@ -314,8 +314,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         old = json.loads(RESULTS.read_text())
         res = {**old, **{p: res[p] for p in parts}, "load_cached_seconds": load_seconds,
                "partial_rerun": {"parts": parts, "date": res["date"]}}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1) + "\n")
+    write_json(RESULTS, res, indent=1)
     if all(k in res for k in ("generation", "extraction", "sweep")):
         write_section(DOCS, "## Core", markdown(res))
     print(f"wrote {RESULTS.relative_to(ROOT)} and the Core section of {DOCS.relative_to(ROOT)}")

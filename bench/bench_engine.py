@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._docs import interleaved, timed, write_section
+from bench._docs import interleaved, timed, write_json, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "engine.json"
@@ -247,7 +247,6 @@ def _summary_verdict(d: dict) -> str:
 
 
 def write_docs(res: dict) -> None:
-    med = statistics.median
     lines = ["## Experiment engine", "",
              f"Measured {res['date']} on {res['cores']} CPU cores, torch {res['torch']}, default model (fp32); "
              f"load average before the run {res['load_before']:.1f}, after {res.get('load_after', float('nan')):.1f}. "
@@ -312,8 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     if "ray" in todo:
         res["ray"] = demo_ray_vs_local(args.demo_rounds)
     res["load_after"], res["uptime_after"] = _load()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(RESULTS, res)
     write_docs(res)
     print(json.dumps(res, indent=2))
 

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._docs import write_section
+from bench._docs import write_json, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "refusal.json"
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         res["grid"] = grid_times(args.repeats)
     if not args.skip_demo:
         res["demo"] = demo_time()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(RESULTS, res)
     write_docs(res)
     print(json.dumps({k: v for k, v in res.items() if k != "grid"} | {"grid_ratio": res.get("grid", {}).get(
         "ratio_mixed_over_per_condition")}, indent=2))

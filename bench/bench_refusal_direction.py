@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench_core import write_section
+from bench._docs import write_json, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "refusal_direction.json"
@@ -262,8 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_pipeline:
         res["pipeline"] = pipeline_time()
     res["uptime_after"] = uptime()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(RESULTS, res)
     write_docs(res)
     print(json.dumps({k: v for k, v in res.items() if k not in ("scoring", "generation", "ablation_costs")}, indent=2))
 

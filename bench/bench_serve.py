@@ -200,13 +200,14 @@ def write_docs(res: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     import torch
 
+    from bench._docs import write_json
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     res = {"date": dt.date.today().isoformat(), "cores": os.cpu_count(), "torch": torch.__version__,
            "serve": measure(args.repeats)}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(RESULTS, res)
     write_docs(res)
     print(json.dumps(res, indent=2))
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._docs import DOCS, write_section
+from bench._docs import DOCS, write_json, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "src" / "steerlab" / "experiments" / "configs"
@@ -90,12 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"no such config: {', '.join(sorted(unknown))} (choose from {', '.join(names)})")
     res = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     res.update({"cores": os.cpu_count(), "torch": torch.__version__})
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for name in args.only or names:
         r = run_one(CONFIGS / f"{name}.yaml") | {"date": dt.date.today().isoformat()}
         res["runs"][name] = r
         print(json.dumps(r), flush=True)
-        RESULTS.write_text(json.dumps(res, indent=2) + "\n")  # after every config: nothing lost on a crash
+        write_json(RESULTS, res)  # after every config: nothing lost on a crash
         write_docs(res)
 
 

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._docs import DOCS, interleaved, timed, write_section
+from bench._docs import DOCS, interleaved, timed, write_json, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "unsupervised.json"
@@ -287,8 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     if "study" in parts:
         res["study"] = study_time(args.study_dir)
         print("study", json.dumps(res["study"]), flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(RESULTS, res)
     write_docs(res)
 
 
