@@ -102,6 +102,20 @@ def test_next_token_logits_of_selected_tokens_equal_full_logits():
     assert torch.allclose(got, full[:, ids], atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["gemma2", "gpt2"])  # soft-capped logits; a tied GPT-2 head
+def test_vocab_logsumexp_streams_the_head_and_equals_the_full_normaliser(arch):
+    lm = tiny_lm(arch)
+    batch = lm.tokenize([lm.format(p) for p in ["abc", "a much longer prompt"]])
+    h = lm.hidden_states(batch)[:, -1]  # final-norm states, what the head reads
+    with torch.no_grad():
+        logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                          position_ids=batch.position_ids)
+    expect = torch.logsumexp(logits.logits[:, -1].float(), -1)
+    # a chunk that does not divide the 128-token vocabulary: the last chunk is short
+    got = lm.vocab_logsumexp(h, chunk=50)
+    assert got.shape == (2,) and torch.allclose(got, expect, atol=1e-5)
+    assert torch.allclose(lm.vocab_logsumexp(h.unsqueeze(0)), expect.unsqueeze(0), atol=1e-5)
+
 def test_continuation_logprobs_match_full_softmax():
     lm = tiny_lm("llama")
     lps = lm.continuation_logprobs(["hi"], ["ok"])

@@ -12,8 +12,9 @@ at every position. Per row:
                        distribution — low mass means the steered model no longer answers
                        with a letter, so the A/B proxy is not measuring an answer any more.
                        It needs the softmax normaliser at the answer position: one
-                       log-sum-exp over the vocabulary for that single position per row
-                       (optional, ``mass=False`` skips it; its cost is in docs/benchmarks.md).
+                       log-sum-exp over the vocabulary for that single position per row,
+                       streamed through the head in vocabulary chunks for all rows at once
+                       (:meth:`LanguageModel.vocab_logsumexp`; ``mass=False`` skips it).
 
 :func:`score_ab` scores questions in ordinary batches. :func:`score_conditions` scores ONE
 prompt under many per-row conditions (vector × scale): the layers below the first steered
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
 
     from steerlab.interventions.base import Intervention
     from steerlab.models.hf import LanguageModel
-
-_MASS_ROWS = 8  # rows per chunk of the vocabulary log-sum-exp (bounds memory to 8 × vocab floats)
-
 
 @dataclass(frozen=True)
 class LetterScore:
@@ -91,9 +89,7 @@ def letter_scores(lm: LanguageModel, h: torch.Tensor, ids: torch.Tensor, *, mass
         pair = torch.gather(rows, 1, inv.to(rows.device))  # [R, 2]
         log_mass = None
         if mass:
-            norm = torch.cat([torch.logsumexp(lm.logits_for(h[i : i + _MASS_ROWS]).float(), dim=-1)
-                              for i in range(0, h.shape[0], _MASS_ROWS)])
-            log_mass = (torch.logsumexp(pair, dim=-1) - norm).tolist()
+            log_mass = (torch.logsumexp(pair, dim=-1) - lm.vocab_logsumexp(h)).tolist()
     pair_l = pair.tolist()
     return [LetterScore(b, o, None if log_mass is None else log_mass[i]) for i, (b, o) in enumerate(pair_l)]
 

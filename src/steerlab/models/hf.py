@@ -200,12 +200,37 @@ class LanguageModel:
         of the head instead of the whole vocabulary. Final-logit soft-capping is applied.
         """
         head = self.model.get_output_embeddings()
-        ids = None if token_ids is None else torch.as_tensor(token_ids, device=head.weight.device)
-        w = head.weight if ids is None else head.weight[ids]
-        logits = h.to(w.dtype) @ w.T
+        if token_ids is None:
+            return self._head(h, head.weight, getattr(head, "bias", None))
+        ids = torch.as_tensor(token_ids, device=head.weight.device)
         bias = getattr(head, "bias", None)
+        return self._head(h, head.weight[ids], None if bias is None else bias[ids])
+
+    def vocab_logsumexp(self, h: torch.Tensor, *, chunk: int = 16384) -> torch.Tensor:
+        """``log Σ_v exp(logit_v)`` over the whole vocabulary for hidden states ``[..., d]`` → ``[...]`` float32.
+
+        The softmax normaliser without the full logits: the head is read ``chunk`` vocabulary
+        rows at a time for all hidden states at once (a running log-sum-exp), so its weight
+        (262k × 640 floats for Gemma 3) is read once per call and at most rows × ``chunk``
+        logits exist at a time. Equals ``logits_for(h).logsumexp(-1)``.
+        """
+        head = self.model.get_output_embeddings()
+        w, bias = head.weight, getattr(head, "bias", None)
+        x = h.reshape(-1, h.shape[-1])
+        total: torch.Tensor | None = None
+        with torch.inference_mode():
+            for j in range(0, w.shape[0], chunk):
+                part = self._head(x, w[j : j + chunk], None if bias is None else bias[j : j + chunk])
+                lse = torch.logsumexp(part.float(), dim=-1)
+                total = lse if total is None else torch.logaddexp(total, lse)
+        assert total is not None
+        return total.reshape(h.shape[:-1])
+
+    def _head(self, h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``h @ wᵀ (+ bias)`` with the model's final-logit soft-capping."""
+        logits = h.to(w.dtype) @ w.T
         if bias is not None:
-            logits = logits + (bias if ids is None else bias[ids])
+            logits = logits + bias
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
