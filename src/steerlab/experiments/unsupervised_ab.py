@@ -98,7 +98,8 @@ class EvaluationConfig(Strict):
                                       "format, '(' after a chat template")
     letter_mass: bool = Field(True, description="report p(letter A) + p(letter B) (needs the vocabulary normaliser "
                               "at the answer position)")
-    batch_size: int = Field(64, ge=1, description="rows per pass (conditions of the same question share a pass)")
+    batch_size: int = Field(64, ge=1, description="rows per forward pass: a question's conditions are split into "
+                            "equal passes of at most this many rows")
     bootstrap_resamples: int = Field(2000, ge=100, description="resamples for the intervals of means")
     top_k: int = Field(3, ge=1, description="top-k and rank-1..k violin plots per method")
 
@@ -300,10 +301,12 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
         table = {f"{model}/{name}": v for model, vs in vectors.items() for name, v in vs.items()}
 
         # 2. the A/B grid: per question, unsteered once + every vector × scale (same length → same batches)
+        #    one engine batch per question; _score splits it into passes of at most ev.batch_size rows
+        per_question = 1 + len(next(iter(vectors.values()))) * len(ev.steered_scales)
         cells = [_cell(run, cfg, model, "ab", q, invert[name], v, s)
                  for model, vs in vectors.items() for name, abset in sets.items() for q in abset.questions
                  for v, s in [(None, 0.0)] + [(v, s) for v in vs.values() for s in ev.steered_scales]]
-        rows = run.cells(cells, vectors=table, batch_size=ev.batch_size, desc=f"A/B grid: {len(cells)} cells")
+        rows = run.cells(cells, vectors=table, batch_size=per_question, desc=f"A/B grid: {len(cells)} cells")
 
         # 3. the proxy check: open answers for the top vectors of each method, at their best scale
         info = {name: ABSetInfo.of(s, d) for (name, s), d in zip(sets.items(), cfg.datasets)}
@@ -358,7 +361,8 @@ def _prompt(cfg: UnsupervisedABConfig, lm: LanguageModel, cell: UnsupervisedCell
 
 def _score(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
            ctx: WorkerContext) -> list[UnsupervisedRow]:
-    """Letter logits for a batch of ab cells: each question's conditions in one pass, below-source layers once."""
+    """Letter logits for a batch of ab cells: a question's conditions in equal passes of at most
+    ``evaluation.batch_size`` rows, the layers below the source once per pass."""
     from steerlab.evals.ab import check_letter_position, default_answer_prefix, letter_token_ids
     from steerlab.evals.ab_scoring import score_conditions
     from steerlab.experiments.steering import batch_interventions
@@ -370,18 +374,20 @@ def _score(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[Unsuper
     for i, c in enumerate(cells):
         groups.setdefault(c.question_id, []).append(i)
     out: list[UnsupervisedRow | None] = [None] * len(cells)
-    for idx in groups.values():
-        first = cells[idx[0]]
+    for group in groups.values():
+        first = cells[group[0]]
         prompt = _prompt(cfg, lm, first, prefix)
         ctx.cached(f"letter-check:{prefix!r}", lambda p=prompt: check_letter_position(lm, p, "A", ids["A"]))  # once
-        ivs = batch_interventions([cells[i].intervention for i in idx], ctx.vectors)
-        scores = score_conditions(lm, prompt, (ids[first.behavior_letter], ids[first.other_letter]), ivs, len(idx),
-                                  mass=ev.letter_mass)
-        for i, s in zip(idx, scores):
-            out[i] = UnsupervisedRow(**cells[i].model_dump(), logit_behavior=round(s.logit_behavior, 5),
-                                     logit_other=round(s.logit_other, 5), logit_diff=round(s.logit_diff, 5),
-                                     p_behavior=round(s.p_behavior, 6), matches=s.matches,
-                                     letter_mass=None if s.mass is None else round(s.mass, 6))
+        n_passes = -(-len(group) // ev.batch_size)
+        for idx in (group[k::n_passes] for k in range(n_passes)):  # equal passes, no small remainder
+            ivs = batch_interventions([cells[i].intervention for i in idx], ctx.vectors)
+            scores = score_conditions(lm, prompt, (ids[first.behavior_letter], ids[first.other_letter]), ivs,
+                                      len(idx), mass=ev.letter_mass)
+            for i, sc in zip(idx, scores):
+                out[i] = UnsupervisedRow(**cells[i].model_dump(), logit_behavior=round(sc.logit_behavior, 5),
+                                         logit_other=round(sc.logit_other, 5), logit_diff=round(sc.logit_diff, 5),
+                                         p_behavior=round(sc.p_behavior, 6), matches=sc.matches,
+                                         letter_mass=None if sc.mass is None else round(sc.mass, 6))
     return out  # type: ignore[return-value]
 
 
