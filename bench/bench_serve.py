@@ -1,7 +1,7 @@
 """``steerlab serve`` throughput on the default model (Gemma 3 270M), CPU: ``python -m bench.bench_serve``.
 
 Starts ``steerlab serve default`` as its own process (as a user would), then sends the same
-requests (shipped benign prompts, ``max_tokens`` 32, temperature 0.7 with one seed per request)
+requests (shipped benign prompts, ``max_tokens`` 16, temperature 0.7 with one seed per request)
 two ways with the official ``openai`` client:
 
 * one at a time: one client, each request after the previous reply;
@@ -170,8 +170,9 @@ def write_docs(res: dict) -> None:
     lines = [
         "## steerlab serve", "",
         f"Measured {res['date']} on {res['cores']} CPU cores, torch {res['torch']}; load average "
-        f"{s['load_average_before'][0]} before and {s['load_average_after'][0]} after (other jobs shared the "
-        "machine, so times are upper bounds).", "",
+        f"{s['load_average_before'][0]} before and {s['load_average_after'][0]} after"
+        + (" (other jobs shared the machine, so times are upper bounds)." if s["load_average_before"][0] >= 1.5
+           else " (nothing else running)."), "",
         f"`steerlab serve default` (its own process, `--max-batch {s['clients']}`), {s['requests']} chat requests "
         f"(shipped benign prompts, max_tokens {s['max_tokens']}, temperature 0.7, one seed each; "
         f"{s['completion_tokens']} completion tokens in all), sent with the official `openai` client:", "",
@@ -187,10 +188,10 @@ def write_docs(res: dict) -> None:
         f"faster). With {s['clients']} clients the batches held {s['concurrent_mean_rows_per_batch']:.1f} rows on "
         f"average. {s['same_reply_both_ways']} of {s['requests']} replies were identical both ways (per-request "
         "seeds make a reply independent of its batch-mates).", "",
-        "What limits the gain here: a batch runs until its longest reply ends (rows that stopped early still "
-        "take part in every step), prompts of different lengths are padded, and the 262k-token output layer is "
-        "computed for every row, so on two shared CPU cores a batch of 8 costs several times one row; the "
-        "same-prompt strength sweep in the Core section above is the favourable case.", "",
+        f"Why the gain is below {s['clients']}×: a batch runs until its longest reply ends (rows that stopped early "
+        "still take part in every step), prompts of different lengths are padded, and the 262k-token output layer "
+        "is computed for every row at every step, so a batch of 8 costs more than one row; the same-prompt "
+        "strength sweep in the Core section above is the favourable case.", "",
         "Command: `python -m bench.bench_serve` (part of `make bench`).", ""]
     from bench._docs import write_section
 
