@@ -116,6 +116,7 @@ def test_vocab_logsumexp_streams_the_head_and_equals_the_full_normaliser(arch):
     assert got.shape == (2,) and torch.allclose(got, expect, atol=1e-5)
     assert torch.allclose(lm.vocab_logsumexp(h.unsqueeze(0)), expect.unsqueeze(0), atol=1e-5)
 
+
 def test_continuation_logprobs_match_full_softmax():
     lm = tiny_lm("llama")
     lps = lm.continuation_logprobs(["hi"], ["ok"])

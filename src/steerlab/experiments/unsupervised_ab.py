@@ -300,8 +300,8 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
         vectors = {spec.name: _stage_vectors(run, cfg, spec) for spec in cfg.models}
         table = {f"{model}/{name}": v for model, vs in vectors.items() for name, v in vs.items()}
 
-        # 2. the A/B grid: per question, unsteered once + every vector × scale (same length → same batches)
-        #    one engine batch per question; _score splits it into passes of at most ev.batch_size rows
+        # 2. the A/B grid: per question, unsteered once + every vector × scale; one engine batch per
+        #    question, which _score splits into passes of at most ev.batch_size rows
         per_question = 1 + len(next(iter(vectors.values()))) * len(ev.steered_scales)
         cells = [_cell(run, cfg, model, "ab", q, invert[name], v, s)
                  for model, vs in vectors.items() for name, abset in sets.items() for q in abset.questions

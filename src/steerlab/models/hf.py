@@ -200,11 +200,11 @@ class LanguageModel:
         of the head instead of the whole vocabulary. Final-logit soft-capping is applied.
         """
         head = self.model.get_output_embeddings()
-        if token_ids is None:
-            return self._head(h, head.weight, getattr(head, "bias", None))
-        ids = torch.as_tensor(token_ids, device=head.weight.device)
-        bias = getattr(head, "bias", None)
-        return self._head(h, head.weight[ids], None if bias is None else bias[ids])
+        w, bias = head.weight, getattr(head, "bias", None)
+        if token_ids is not None:
+            ids = torch.as_tensor(token_ids, device=w.device)
+            w, bias = w[ids], None if bias is None else bias[ids]
+        return self._head(h, w, bias)
 
     def vocab_logsumexp(self, h: torch.Tensor, *, chunk: int = 16384) -> torch.Tensor:
         """``log Σ_v exp(logit_v)`` over the whole vocabulary for hidden states ``[..., d]`` → ``[...]`` float32.
