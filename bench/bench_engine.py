@@ -133,9 +133,9 @@ def ray_breakdown() -> dict:
     """Where the Ray executor's extra time goes: starting Ray, starting 2 workers, loading the model in each."""
     import ray
 
-    import steerlab.experiments.ray_executor as rx
-    from steerlab.experiments.config import ModelSpec
-    from steerlab.experiments.worker import model_info
+    import steerlab.experiments.engine.ray_executor as rx
+    from steerlab.experiments.engine.config import ModelSpec
+    from steerlab.experiments.engine.worker import model_info
 
     t0 = time.perf_counter()
     ex = rx.RayExecutor(actors=2)

@@ -129,7 +129,7 @@ def test_hook_entries_and_prompt_lengths_context():
 
 
 def test_report_modules_do_not_import_experiments():
-    code = ("import sys, steerlab.report.refusal_report, steerlab.report.refusal_plots, steerlab.report.format; "
+    code = ("import sys, steerlab.experiments.studies.refusal.report, steerlab.experiments.studies.refusal.plots, steerlab.report.format; "
             "assert not any(m.startswith('steerlab.experiments') for m in sys.modules), 'cycle'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-1000:]

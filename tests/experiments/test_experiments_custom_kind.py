@@ -9,10 +9,10 @@ from conftest import tiny_lm
 from pydantic import Field
 
 from steerlab.experiments import known_kinds, parse_config
-from steerlab.experiments.config import ExperimentConfig, GenerationConfig
-from steerlab.experiments.engine import execute
-from steerlab.experiments.kinds import ExperimentKind, register_kind
-from steerlab.experiments.records import Cell, Row, Summary, make_key
+from steerlab.experiments.engine.config import ExperimentConfig, GenerationConfig
+from steerlab.experiments.engine.run import execute
+from steerlab.experiments.engine.registry import ExperimentKind, register_kind
+from steerlab.experiments.engine.records import Cell, Row, Summary, make_key
 
 
 class MyConfig(ExperimentConfig):

@@ -14,8 +14,8 @@ from conftest import save_tiny
 
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import load_config, parse_config, render_report
-from steerlab.experiments.engine import execute, plan_batches
-from steerlab.experiments.records import Cell, InterventionSpec, cell_seed
+from steerlab.experiments.engine.run import execute, plan_batches
+from steerlab.experiments.engine.records import Cell, InterventionSpec, cell_seed
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_report_is_rerendered_from_summary_and_config_alone(model_dir, tmp_path)
 
 _HOLDER = textwrap.dedent("""
     import sys, time
-    from steerlab.experiments.store import RunStore
+    from steerlab.experiments.engine.store import RunStore
     store = RunStore(sys.argv[1])
     store.lock()
     print("locked", flush=True)

@@ -12,9 +12,9 @@ from conftest import tiny_lm
 
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import parse_config
-from steerlab.experiments.engine import execute, render
-from steerlab.experiments.prefs_common import PrefCell, PrefRow, run_pref_batch
-from steerlab.experiments.prefs_revealed import PairwiseConfig, oriented_counts
+from steerlab.experiments.engine.run import execute, render
+from steerlab.experiments.studies.prefs.common import PrefCell, PrefRow, run_pref_batch
+from steerlab.experiments.studies.prefs.revealed import PairwiseConfig, oriented_counts
 from steerlab.models.backend import Completion
 
 
@@ -167,8 +167,8 @@ class FakeAPI:
 
 
 def test_worker_runs_on_any_backend_meeting_the_contracts(tmp_path):
-    from steerlab.experiments.prefs_stated import PrefsStatedConfig
-    from steerlab.experiments.worker import Worker, WorkerContext
+    from steerlab.experiments.studies.prefs.stated import PrefsStatedConfig
+    from steerlab.experiments.engine.worker import Worker, WorkerContext
     from steerlab.prefs.templates import pairwise_template, rating_template
 
     cfg = PrefsStatedConfig(models=[{"id": "x"}])

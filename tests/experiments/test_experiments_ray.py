@@ -9,8 +9,8 @@ import pytest
 from conftest import save_tiny
 
 from steerlab.experiments import parse_config
-from steerlab.experiments.engine import execute
-from steerlab.experiments.store import RunStore
+from steerlab.experiments.engine.run import execute
+from steerlab.experiments.engine.store import RunStore
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed (pip install 'steerlab[ray]')")
 
@@ -52,7 +52,7 @@ def _same(a: dict[str, dict], b: dict[str, dict]) -> None:
 
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
 def test_ray_executor_gives_the_local_executors_rows(ray_instance, model_dir, tmp_path, temperature):
-    from steerlab.experiments.ray_executor import RayExecutor
+    from steerlab.experiments.engine.ray_executor import RayExecutor
 
     cfg = _cfg(model_dir, temperature)
     execute(cfg, tmp_path / "local")
@@ -70,7 +70,7 @@ def test_ray_executor_gives_the_local_executors_rows(ray_instance, model_dir, tm
 
 
 def test_a_worker_killed_mid_run_loses_nothing(ray_instance, model_dir, tmp_path, monkeypatch):
-    from steerlab.experiments.ray_executor import RayExecutor
+    from steerlab.experiments.engine.ray_executor import RayExecutor
 
     cfg = _cfg(model_dir, 0.8)
     execute(cfg, tmp_path / "local")

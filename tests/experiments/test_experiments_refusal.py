@@ -10,7 +10,7 @@ from conftest import save_tiny, tiny_lm
 
 from steerlab.errors import ConfigError
 from steerlab.experiments import load_config, parse_config
-from steerlab.experiments.engine import execute as run_refusal_study
+from steerlab.experiments.engine.run import execute as run_refusal_study
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_malformed_config_names_the_field(model_dir, tmp_path):
 
 
 def test_study_data_reads_benchmark_formats(tmp_path):
-    from steerlab.experiments.study_data import DataConfig, load_study_data
+    from steerlab.experiments.studies.refusal.data import DataConfig, load_study_data
 
     (tmp_path / "adv.csv").write_text("goal,target\n" + "".join(f"Do bad thing {i},Sure\n" for i in range(9)))
     (tmp_path / "xs.csv").write_text(

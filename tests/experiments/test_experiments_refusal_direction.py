@@ -13,13 +13,13 @@ from conftest import tiny_lm
 
 from steerlab.errors import ConfigError
 from steerlab.experiments import parse_config
-from steerlab.experiments.engine import execute, render
-from steerlab.experiments.refusal_direction import RefusalDirection, _score_batch
-from steerlab.experiments.refusal_direction_data import DirectionDataConfig, load_direction_data, normalise
-from steerlab.experiments.refusal_direction_summary import CandidateScore, select_candidate
-from steerlab.experiments.executors import LocalExecutor
-from steerlab.experiments.steering import batch_interventions
-from steerlab.experiments.worker import Worker, WorkerContext
+from steerlab.experiments.engine.run import execute, render
+from steerlab.experiments.studies.refusal_direction.flow import RefusalDirection, _score_batch
+from steerlab.experiments.studies.refusal_direction.data import DirectionDataConfig, load_direction_data, normalise
+from steerlab.experiments.studies.refusal_direction.summary import CandidateScore, select_candidate
+from steerlab.experiments.engine.executors import LocalExecutor
+from steerlab.interventions.spec import batch_interventions
+from steerlab.experiments.engine.worker import Worker, WorkerContext
 
 # ---------------------------------------------------------------------------- filters and selection
 

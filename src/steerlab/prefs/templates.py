@@ -173,12 +173,10 @@ def parse_templates(text: str, source: str) -> tuple[dict[str, RatingTemplate], 
         text: The YAML document.
         source: Name used in error messages (a path).
     """
-    from steerlab.experiments.config import (
-        _NoDuplicatesLoader,  # duplicate keys are errors
-    )
+    from steerlab._yaml import StrictLoader  # duplicate keys are errors
 
     try:
-        raw = yaml.load(text, Loader=_NoDuplicatesLoader) or {}
+        raw = yaml.load(text, Loader=StrictLoader) or {}
     except yaml.YAMLError as e:
         raise InputError(f"{source}: not valid YAML ({e})") from None
     except ConfigError as e:  # a duplicate key

@@ -4,7 +4,7 @@ A row is one choice of one request: its formatted prompt, its seed, its steering
 whether it wants log-probabilities or a token stream. The rows of a batch share the sampling
 settings (:class:`GroupKey`); everything else is per row. Steering becomes per-row
 :class:`~steerlab.interventions.Add` / :class:`~steerlab.interventions.Ablate` through
-:func:`steerlab.experiments.steering.batch_interventions`, so an unsteered row (or strength 0)
+:func:`steerlab.interventions.spec.batch_interventions`, so an unsteered row (or strength 0)
 computes exactly what it would alone, and per-row seeds make a sampled row independent of its
 batch-mates.
 
@@ -27,7 +27,7 @@ from transformers import LogitsProcessor
 from steerlab.models.backend import Completion
 
 if TYPE_CHECKING:
-    from steerlab.experiments.records import InterventionSpec
+    from steerlab.experiments.engine.records import InterventionSpec
     from steerlab.models.hf import LanguageModel
     from steerlab.vectors.vector import SteeringVector
 
@@ -162,7 +162,7 @@ class Generator:
 
     def run(self, key: GroupKey, rows: Sequence[RowJob]) -> list[RowResult]:
         """Generate every row in one ``complete`` call (one batch)."""
-        from steerlab.experiments.steering import batch_interventions
+        from steerlab.interventions.spec import batch_interventions
 
         interventions = batch_interventions([r.steer for r in rows], self.vectors)
         wants = [r.top_logprobs for r in rows if r.top_logprobs is not None]

@@ -1,0 +1,233 @@
+"""The experiment engine: one validated config → one run directory, on any executor.
+
+    execute(cfg, run_dir)              lock the directory, run the kind's flow, write
+                                       summary.json, report.md and plots
+    Run.cells(stage, cells, ...)       the engine's one verb for a kind's flow: run every cell
+                                       of a stage not already on disk, batched; all their rows
+    Run.task(model, fn, *args)         fn(loaded model, *args) on a worker (extraction, training)
+    Run.vectors(name, model, fn, ...)  the same, for vectors, saved under vectors/ and reused
+    Run.json_once(name, Record, fn)    a driver-side artifact (a JSON record), made once and reused
+    Run.timer(label)                   wall time of a stage of this attempt, appended to timings.json
+
+How cells become batches (:func:`plan_batches`): cells are grouped by model, ordered by the
+kind's length estimate (so rows of similar prompt length share a batch and little padding
+is computed) and cut into batches of ``batch_size``. The plan depends only on the full cell
+list, never on what is already done, so after an interruption a batch that is missing rows is
+rerun whole — with exactly the batch-mates it would have had — and only its missing rows
+are written. Together with per-cell seeds, a resumed run writes the rows an uninterrupted
+run would have written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from steerlab.errors import ConfigError, InputError
+from steerlab.experiments.engine.config import ExperimentConfig, ModelSpec
+from steerlab.experiments.engine.executors import Executor, make_executor
+from steerlab.experiments.engine.registry import ExperimentKind, Stage, get_kind
+from steerlab.experiments.engine.records import Cell, Row, cell_seed
+from steerlab.experiments.engine.store import RunStore
+from steerlab.experiments.engine.worker import ModelInfo, WorkItem, model_info
+from steerlab.progress import progress_bar
+from steerlab.vectors.vector import SteeringVector, VectorSet
+
+C = TypeVar("C", bound=Cell)
+R = TypeVar("R", bound=Row)
+B = TypeVar("B", bound=BaseModel)
+
+
+def plan_batches(cells: Sequence[C], batch_size: int, length: Callable[[C], int]) -> list[list[C]]:
+    """Cells grouped by model (in order of first appearance), sorted by length, cut into batches."""
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    by_model: dict[str, list[int]] = {}
+    for i, c in enumerate(cells):
+        by_model.setdefault(c.model, []).append(i)
+    batches: list[list[C]] = []
+    for idx in by_model.values():
+        ordered = sorted(idx, key=lambda i: (length(cells[i]), i))
+        batches += [[cells[i] for i in ordered[s : s + batch_size]] for s in range(0, len(ordered), batch_size)]
+    return batches
+
+
+class Run:
+    """The driver's handle on one running experiment (handed to the kind's ``flow``)."""
+
+    def __init__(self, kind: ExperimentKind[Any, Any], cfg: ExperimentConfig, store: RunStore,
+                 executor: Executor) -> None:
+        self.kind = kind
+        self.cfg = cfg
+        self.store = store
+        self.executor = executor
+        self.root = store.root
+        self._specs = {m.name: m for m in cfg.models}
+        self._info: dict[str, ModelInfo] = {}
+
+    # ---- helpers for flows -------------------------------------------------------------------
+    def seed(self, *parts: object) -> int:
+        """A cell's own seed, from the config's seed and the cell's identity."""
+        return cell_seed(self.cfg.seed, *parts)
+
+    def spec(self, label: str) -> ModelSpec:
+        if label not in self._specs:
+            raise ConfigError(f"no model labelled {label!r} in the config (labels: {', '.join(self._specs)})")
+        return self._specs[label]
+
+    def model_info(self, spec: ModelSpec) -> ModelInfo:
+        """Layers, hidden size and config hash of a model (read once, on a worker)."""
+        if spec.name not in self._info:
+            self._info[spec.name] = self.task(spec, model_info)
+        return self._info[spec.name]
+
+    def task(self, spec: ModelSpec, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(model, *args)`` on a worker that holds ``spec``'s model. ``fn`` must be a module-level
+        function (it may be sent to another process) and its result picklable."""
+        return self.executor.call(spec, fn, args)
+
+    def vectors(self, name: str, spec: ModelSpec, make: Callable[..., VectorSet], *args: Any) -> VectorSet:
+        """Vectors saved as ``vectors/{name}.safetensors``: read back if a previous attempt made
+        them, else ``make(model, *args)`` on a worker, saved by the driver, and returned."""
+        from steerlab.vectors.io import load_vectors, save_vectors
+
+        path = self.root / "vectors" / f"{name}.safetensors"
+        if path.exists():
+            return load_vectors(path)
+        vecs = self.task(spec, make, *args)
+        save_vectors(path, vecs)
+        return vecs
+
+    def json_once(self, name: str, record: type[B], make: Callable[[], B]) -> B:
+        """``record`` read from ``name`` in the run directory if an earlier attempt wrote it, else
+        ``make()``, written there atomically (on the driver) and returned."""
+        import json
+
+        path = self.root / name
+        if path.exists():
+            return record.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        value = make()
+        self.store.write_json(name, value.model_dump(mode="json"))
+        return value
+
+    @contextlib.contextmanager
+    def timer(self, label: str, file: str = "timings.json") -> Iterator[None]:
+        """Time the ``with`` block; append ``{stage, seconds, at}`` to ``file`` in the run directory."""
+        import json
+
+        start = time.perf_counter()
+        yield
+        path = self.root / file
+        done = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+        done.append({"stage": label, "seconds": round(time.perf_counter() - start, 2),
+                     "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self.store.write_json(file, done)
+
+    # ---- the main verb -----------------------------------------------------------------------
+    def cells(self, stage: Stage[Any, C, R], cells: Sequence[C], *,
+              vectors: dict[str, SteeringVector] | VectorSet | None = None,
+              batch_size: int | None = None, desc: str | None = None) -> list[R]:
+        """Run every cell of ``stage`` not already in ``results.jsonl``; return the rows of all
+        ``cells``, in order, typed as the stage's ``Row``.
+
+        Args:
+            stage: one of the kind's stages (it runs the batches and types the rows).
+            cells: the stage's cells; keys must be unique in the run and models must be labels of the config.
+            vectors: the vectors the cells' interventions name (shipped with each batch).
+            batch_size: rows per batch (default: ``cfg.generation.batch_size`` or 8).
+            desc: progress-bar label.
+        """
+        keys = [c.key for c in cells]
+        if len(set(keys)) != len(keys):
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise RuntimeError(f"{self.kind.name}: two cells share the key {dup!r}")
+        for label in {c.model for c in cells}:
+            self.spec(label)
+        if batch_size is None:
+            gen = getattr(self.cfg, "generation", None)
+            batch_size = getattr(gen, "batch_size", 8)
+        table = dict(vectors.items()) if vectors is not None else {}
+        wanted = set(keys)
+        have: dict[str, R] = {
+            k: self._typed(stage, r) for k, r in ((r["key"], r) for r in self.store.rows()) if k in wanted
+        }
+        items = [
+            WorkItem(i, self.kind.name, stage.name, self.cfg, self.spec(batch[0].model), tuple(batch), table)
+            for i, batch in enumerate(plan_batches(cells, batch_size, lambda c: stage.length(self.cfg, c)))
+            if any(c.key not in have for c in batch)
+        ]
+        with progress_bar(desc or f"{self.kind.name} {stage.name}: {len(cells)} cells") as bar:
+            bar(len(have), len(cells))
+
+            def on_result(item: WorkItem, rows: list[Any]) -> None:
+                new = [r for r in rows if r.key not in have]
+                self.store.append([r.model_dump(mode="json") for r in new])
+                have.update((r.key, r) for r in new)
+                bar(len(have), len(cells))
+
+            self.executor.map(items, on_result)
+        return [have[k] for k in keys]
+
+    def _typed(self, stage: Stage[Any, Any, R], raw: dict[str, Any]) -> R:
+        want = stage.Row.model_fields["version"].default
+        if raw.get("version") != want:
+            raise InputError(
+                f"{self.store.results_path}: row {raw.get('key')!r} has row schema version {raw.get('version')!r}, "
+                f"this steerlab writes {self.kind.name} {stage.name} rows of version {want}; use a new --run-dir"
+            )
+        try:
+            return stage.Row.model_validate(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise InputError(
+                f"{self.store.results_path}: row {raw.get('key')!r} does not match {self.kind.name} {stage.name} rows "
+                f"of version {want} ({loc}: {first['msg']}); use a new --run-dir"
+            ) from None
+
+
+def execute(cfg: ExperimentConfig, run_dir: str | Path, *, executor: str | Executor = "local",
+            address: str | None = None, actors: int | None = None) -> Path:
+    """Run (or resume) ``cfg`` in ``run_dir``; returns the path of ``report.md``.
+
+    ``executor`` is ``"local"``, ``"ray"`` (with ``address``/``actors``), or an executor object
+    the caller made (and closes).
+    """
+    kind = get_kind(cfg.kind)()
+    store = RunStore(run_dir)
+    owned = isinstance(executor, str)
+    ex = make_executor(executor, address=address, actors=actors) if isinstance(executor, str) else executor
+    try:
+        store.start(cfg)
+        summary = kind.flow(cfg, Run(kind, cfg, store, ex))
+        store.write_json("summary.json", summary.model_dump(mode="json"))
+        return kind.report(cfg, summary, store.root)
+    finally:
+        store.unlock()
+        if owned:
+            ex.close()
+
+
+def render(run_dir: str | Path) -> Path:
+    """Re-render report.md and plots of a finished run from ``config.yaml`` and ``summary.json`` alone."""
+    import json
+
+    from steerlab.experiments.engine.config import load_config
+
+    root = Path(run_dir)
+    for name in ("config.yaml", "summary.json"):
+        if not (root / name).is_file():
+            raise InputError(f"{root}: no {name}; is this a finished steerlab run directory?")
+    cfg = load_config(root / "config.yaml")
+    kind = get_kind(cfg.kind)()  # type: ignore[attr-defined]
+    try:
+        raw = json.loads((root / "summary.json").read_text(encoding="utf-8"))
+        summary = kind.Summary.model_validate(raw)
+    except (json.JSONDecodeError, ValidationError) as e:
+        raise InputError(f"{root / 'summary.json'}: not a {kind.name} summary of this steerlab version ({e})") from None
+    return kind.report(cfg, summary, root)

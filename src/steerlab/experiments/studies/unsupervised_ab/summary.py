@@ -1,0 +1,319 @@
+"""Numbers of an unsupervised A/B study, computed from its rows only.
+
+DEFINITIONS is stated in every report:
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field
+
+from steerlab.experiments.engine.records import Record, Summary
+from steerlab.stats.estimates import Estimate, mean, rate
+
+if TYPE_CHECKING:
+    from steerlab.evals.ab import ABSet
+    from steerlab.experiments.studies.unsupervised_ab.flow import DatasetConfig, UnsupervisedABConfig, UnsupervisedRow
+    from steerlab.vectors.vector import SteeringVector
+
+METHODS: tuple[str, ...] = ("melbo", "power_iteration", "random")
+
+DEFINITIONS = """\
+behaviour %       share of questions whose behaviour letter has the larger logit at the answer
+                  position (logit difference > 0); Wilson 95% interval, n questions
+logit diff        mean over questions of logit(behaviour letter) − logit(other letter);
+                  percentile-bootstrap 95% interval
+letter mass       mean of p(behaviour letter) + p(other letter) under the full next-token
+                  distribution; low mass = the answer format broke, the proxy means little
+scale             with unit_norm (default) the norm of the added vector s · v/‖v‖, else the
+                  multiplier of the saved vector (norm R); scale −s on v is scale s on −v,
+                  so the signed scales evaluate both signs of every vector
+Δ vs baseline     the condition minus the unsteered model on the same questions: Δ% in
+                  points; Δ logit paired per question, bootstrap 95% interval
+method × scale    mean over the method's vectors of each vector's value; [min, max] over
+                  vectors (vectors share questions, so no pooled interval is claimed)
+best vector       for each vector, its scale with the largest Δ behaviour % (ties: larger
+                  Δ logit); vectors ranked by that Δ, per method and data set
+proxy agreement   open answer (greedy) parsed for the option chosen; agreement = the parsed
+                  letter is the letter whose logit is larger in the A/B grid, among answers
+                  where a letter was parsed; Wilson 95% interval"""
+
+__doc__ = (__doc__ or "") + "\n" + DEFINITIONS + "\n"
+
+
+class ConditionStats(Record):
+    """One vector at one scale (or the unsteered model) on one data set."""
+
+    method: str
+    vector: str | None
+    scale: float
+    behavior: Estimate
+    logit_diff: Estimate
+    mass: float | None = Field(description="mean letter mass (None when not computed)")
+    delta_behavior: float | None = Field(description="behaviour % minus the baseline's, in [−1, 1]")
+    delta_logit: Estimate | None = Field(description="paired mean change of the logit difference")
+
+
+class MethodScale(Record):
+    """One cell of the seed's method × scale table."""
+
+    method: str
+    scale: float
+    behavior: float
+    behavior_min: float
+    behavior_max: float
+    logit_diff: float
+    mass: float | None
+    n_vectors: int
+    n_questions: int
+
+
+class BestVector(Record):
+    """A vector at its best scale on one data set."""
+
+    method: str
+    vector: str
+    rank: int
+    scale: float
+    behavior: Estimate
+    baseline: float
+    delta_behavior: float
+    delta_logit: Estimate | None
+    mass: float | None
+    degenerate: bool | None = Field(None, description="power iteration: the vector's singular value is near-degenerate")
+
+
+class Violin(Record):
+    """Per-question logit differences of one group of vectors at one scale."""
+
+    group: str = Field(description="all, top{k} or rank{r}")
+    method: str
+    scale: float
+    values: list[float]
+
+
+class ABSetInfo(Record):
+    """What loading a data set left out (kept for the report)."""
+
+    name: str
+    behavior: str
+    invert: bool
+    source: str
+    n_rows: int
+    n_malformed: int
+    n_multi: int
+    policy: str
+
+    @classmethod
+    def of(cls, s: ABSet, d: DatasetConfig) -> ABSetInfo:
+        return cls(name=s.name, behavior=d.behavior, invert=d.invert, source=d.source, n_rows=s.n_rows,
+                   n_malformed=s.n_malformed, n_multi=s.n_multi, policy=s.policy)
+
+
+class DatasetSummary(ABSetInfo):
+    """Every table of one model on one data set."""
+
+    n_questions: int
+    letters_a: int = Field(description="questions whose behaviour letter is the earlier one (rebalancing check)")
+    baseline: ConditionStats
+    conditions: list[ConditionStats]
+    methods: list[MethodScale]
+    best: list[BestVector]
+    violins: list[Violin]
+
+
+class VectorInfo(Record):
+    """A vector's provenance and training diagnostics (from its metadata)."""
+
+    name: str
+    method: str
+    layer: int
+    site: str
+    norm: float
+    target_layer: int | None
+    objective_initial: float | None = None
+    objective_final: float | None = None
+    singular_value: float | None = None
+    residual: float | None = None
+    relative_gap: float | None = None
+    degenerate: bool | None = None
+
+
+class ProxyStats(Record):
+    """Logit proxy vs open answers for one condition on one data set."""
+
+    dataset: str
+    method: str
+    vector: str | None
+    scale: float
+    n: int
+    parsed: int
+    agreement: Estimate = Field(description="parsed letter = the letter the logits prefer, among parsed answers")
+    behavior_by_answer: Estimate = Field(description="parsed answers choosing the behaviour letter")
+    behavior_by_logits: Estimate = Field(description="the same questions, by the logit proxy")
+    judged: int | None = Field(None, description="answers the LLM judge read a letter in (None: no judge)")
+    judge_agreement: Estimate | None = Field(None, description="judge's letter = the logits' letter, among judged")
+    examples: list[str] = Field(default_factory=list, description="the first few open answers")
+
+
+class ModelSummary(Record):
+    vectors: list[VectorInfo]
+    datasets: dict[str, DatasetSummary]
+    proxy: list[ProxyStats] = Field(default_factory=list)
+
+
+class UnsupervisedSummary(Summary):
+    models: dict[str, ModelSummary]
+    definitions: str = DEFINITIONS
+
+
+def vector_info(v: SteeringVector) -> VectorInfo:
+    """Diagnostics of a trained vector, read from its metadata."""
+    x: dict[str, Any] = v.meta.extra
+    return VectorInfo(name=v.name, method=v.meta.method, layer=v.layer, site=v.site, norm=round(v.norm, 6),
+                      target_layer=x.get("target_layer"), objective_initial=x.get("objective_initial"),
+                      objective_final=x.get("objective_final"), singular_value=x.get("singular_value"),
+                      residual=x.get("residual"), relative_gap=x.get("relative_gap"), degenerate=x.get("degenerate"))
+
+
+def _stats(rows: Sequence[UnsupervisedRow], base: dict[str, UnsupervisedRow], n_resamples: int,
+           seed: int) -> ConditionStats:
+    r0 = rows[0]
+    masses = [r.letter_mass for r in rows if r.letter_mass is not None]
+    stats = ConditionStats(
+        method=r0.method, vector=r0.vector, scale=r0.scale, behavior=rate([bool(r.matches) for r in rows]),
+        logit_diff=mean([float(r.logit_diff) for r in rows], n_resamples, seed),  # type: ignore[arg-type]
+        mass=float(np.mean(masses)) if masses else None, delta_behavior=None, delta_logit=None)
+    if r0.vector is None:
+        return stats
+    b_rate = float(np.mean([bool(base[r.question_id].matches) for r in rows]))
+    paired = [float(r.logit_diff) - float(base[r.question_id].logit_diff) for r in rows]  # type: ignore[arg-type]
+    return stats.model_copy(update={"delta_behavior": (stats.behavior.value or 0.0) - b_rate,
+                                    "delta_logit": mean(paired, n_resamples, seed)})
+
+
+def _method_table(conds: list[ConditionStats], baseline: ConditionStats, n_q: int) -> list[MethodScale]:
+    out = []
+    for method in METHODS:
+        mine = [c for c in conds if c.method == method]
+        if not mine:
+            continue
+        n_vec = len({c.vector for c in mine})
+        for scale in sorted({0.0, *(c.scale for c in mine)}):
+            cs = [baseline] * n_vec if scale == 0 else [c for c in mine if c.scale == scale]
+            b = [c.behavior.value or 0.0 for c in cs]
+            masses = [c.mass for c in cs if c.mass is not None]
+            out.append(MethodScale(method=method, scale=scale, behavior=float(np.mean(b)), behavior_min=min(b),
+                                   behavior_max=max(b), logit_diff=float(np.mean([c.logit_diff.value or 0.0 for c in cs])),
+                                   mass=float(np.mean(masses)) if masses else None, n_vectors=n_vec, n_questions=n_q))
+    return out
+
+
+def _ranking(conds: list[ConditionStats], baseline: ConditionStats,
+             degenerate: dict[str, bool | None]) -> list[BestVector]:
+    """Every vector at its best scale, ranked within its method."""
+    best: dict[str, ConditionStats] = {}
+    for c in conds:
+        key = (c.delta_behavior or 0.0, c.delta_logit.value if c.delta_logit and c.delta_logit.value is not None else 0.0)
+        cur = best.get(c.vector)  # type: ignore[arg-type]
+        if cur is None or key > (cur.delta_behavior or 0.0, cur.delta_logit.value or 0.0):  # type: ignore[union-attr]
+            best[c.vector] = c  # type: ignore[index]
+    out = []
+    for method in METHODS:
+        ranked = sorted((c for c in best.values() if c.method == method),
+                        key=lambda c: (-(c.delta_behavior or 0.0), -(c.delta_logit.value or 0.0), c.vector))  # type: ignore[union-attr]
+        out += [BestVector(method=method, vector=c.vector, rank=i + 1, scale=c.scale, behavior=c.behavior,  # type: ignore[arg-type]
+                           baseline=baseline.behavior.value or 0.0, delta_behavior=c.delta_behavior or 0.0,
+                           delta_logit=c.delta_logit, mass=c.mass, degenerate=degenerate.get(c.vector))  # type: ignore[arg-type]
+                for i, c in enumerate(ranked)]
+    return out
+
+
+def _violins(rows: Sequence[UnsupervisedRow], base: dict[str, UnsupervisedRow], best: list[BestVector],
+             top_k: int) -> list[Violin]:
+    """Per-question logit differences, averaged over each group's vectors, per method × scale."""
+    diff: dict[tuple[str, float], dict[str, float]] = defaultdict(dict)  # (vector, scale) → question → diff
+    for r in rows:
+        diff[(r.vector, r.scale)][r.question_id] = float(r.logit_diff)  # type: ignore[index,arg-type]
+    qids = sorted(base)  # a fixed order: values line up question by question across violins
+    scales = sorted({s for _, s in diff} | {0.0})
+    groups: list[tuple[str, str, list[str]]] = []
+    for method in METHODS:
+        ranked = [b.vector for b in best if b.method == method]
+        if not ranked:
+            continue
+        groups.append(("all", method, ranked))
+        groups.append((f"top{top_k}", method, ranked[:top_k]))
+        groups += [(f"rank{r + 1}", method, [ranked[r]]) for r in range(min(top_k, len(ranked)))]
+    out = []
+    for group, method, vecs in groups:
+        for s in scales:
+            if s == 0:
+                values = [float(base[q].logit_diff) for q in qids]  # type: ignore[arg-type]
+            else:
+                values = [float(np.mean([diff[(v, s)][q] for v in vecs])) for q in qids]
+            out.append(Violin(group=group, method=method, scale=s, values=[round(x, 4) for x in values]))
+    return out
+
+
+def summarise_dataset(cfg: UnsupervisedABConfig, rows: Sequence[UnsupervisedRow], info: ABSetInfo,
+                      degenerate: dict[str, bool | None]) -> DatasetSummary:
+    """Every table of one model on one data set (A/B rows only)."""
+    ev = cfg.evaluation
+    base = {r.question_id: r for r in rows if r.vector is None}
+    by_cond: dict[tuple[str, float], list[UnsupervisedRow]] = defaultdict(list)
+    for r in rows:
+        if r.vector is not None:
+            by_cond[(r.vector, r.scale)].append(r)
+    baseline = _stats(list(base.values()), base, ev.bootstrap_resamples, cfg.seed)
+    conds = [_stats(rs, base, ev.bootstrap_resamples, cfg.seed) for _, rs in sorted(by_cond.items())]
+    best = _ranking(conds, baseline, degenerate)
+    steered = [r for r in rows if r.vector is not None]
+    return DatasetSummary(
+        **info.model_dump(), n_questions=len(base),
+        letters_a=sum(r.letters.index(r.behavior_letter) < r.letters.index(r.other_letter) for r in base.values()),
+        baseline=baseline, conditions=conds, methods=_method_table(conds, baseline, len(base)), best=best,
+        violins=_violins(steered, base, best, ev.top_k))
+
+
+def summarise_model(cfg: UnsupervisedABConfig, rows: Sequence[UnsupervisedRow], info: dict[str, ABSetInfo],
+                    vectors: list[VectorInfo]) -> ModelSummary:
+    """One model's summary from its A/B rows (the proxy check is added later)."""
+    degenerate = {v.name: v.degenerate for v in vectors}
+    datasets = {name: summarise_dataset(cfg, [r for r in rows if r.dataset == name], i, degenerate)
+                for name, i in info.items()}
+    return ModelSummary(vectors=vectors, datasets=datasets)
+
+
+def top_vectors(ds: DatasetSummary, k: int) -> list[tuple[str, float]]:
+    """(vector, best scale) of the top ``k`` vectors of every method on a data set."""
+    return [(b.vector, b.scale) for b in ds.best if b.rank <= k]
+
+
+def proxy_stats(proxy_rows: Sequence[UnsupervisedRow], ab_rows: Sequence[UnsupervisedRow], *,
+                judge: bool = False) -> list[ProxyStats]:
+    """Agreement of the logit proxy with the parsed (and, with ``judge``, judged) open answers, per data set
+    and condition."""
+    logits = {(r.dataset, r.question_id, r.vector, r.scale): r for r in ab_rows}
+    groups: dict[tuple[str, str, str | None, float], list[UnsupervisedRow]] = defaultdict(list)
+    for r in proxy_rows:
+        groups[(r.dataset, r.method, r.vector, r.scale)].append(r)
+    out = []
+    for (dataset, method, vector, scale), rs in groups.items():
+        prefer = {r.question_id: (r.behavior_letter if logits[(dataset, r.question_id, vector, scale)].matches
+                                  else r.other_letter) for r in rs}
+        parsed = [r for r in rs if r.parsed is not None]
+        judged = [r for r in rs if r.judged is not None]
+        out.append(ProxyStats(
+            dataset=dataset, method=method, vector=vector, scale=scale, n=len(rs), parsed=len(parsed),
+            agreement=rate([r.parsed == prefer[r.question_id] for r in parsed]),
+            behavior_by_answer=rate([r.parsed == r.behavior_letter for r in parsed]),
+            behavior_by_logits=rate([prefer[r.question_id] == r.behavior_letter for r in parsed]),
+            judged=len(judged) if judge else None,
+            judge_agreement=rate([r.judged == prefer[r.question_id] for r in judged]) if judge else None,
+            examples=[(r.output or "")[:160] for r in rs[:3]]))
+    return out
