@@ -149,15 +149,9 @@ def load_lm(spec: str, device: str = "auto", dtype: str | None = None) -> Langua
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     """A transient rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from steerlab.progress import progress_bar as bar
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with bar(label, transient=True, console=stderr, plain_when_piped=False) as update:
         yield update
 
 
