@@ -34,6 +34,11 @@ def load_frame(source: Source, required: tuple[str, ...] = ()) -> pd.DataFrame:
             raise InputError(f"{path}: unsupported results file type {path.suffix!r}")
         if not path.exists():
             raise InputError(f"{path}: no such file")
+        if path.suffix == ".parquet":
+            import importlib.util
+
+            if importlib.util.find_spec("pyarrow") is None:
+                raise InputError(f"{path}: reading .parquet needs pyarrow: pip install 'steerlab[parquet]'")
         frame = readers[path.suffix](path)
     missing = [c for c in required if c not in frame.columns]
     if missing:
