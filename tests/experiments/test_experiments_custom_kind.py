@@ -10,8 +10,8 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import InputError
 from steerlab.experiments import known_kinds, parse_config
 from steerlab.experiments.engine.registry import get_kind

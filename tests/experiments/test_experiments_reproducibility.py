@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 import yaml
-from conftest import save_tiny
 
+from conftest import save_tiny
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine.run import execute
 

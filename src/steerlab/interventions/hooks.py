@@ -100,7 +100,7 @@ class HookManager:
         self.info = PositionInfo(token_index=token_index, prompt_len=prompt_len)
 
     @contextmanager
-    def prompt_lengths(self, prompt_len: torch.Tensor | None) -> Iterator["HookManager"]:
+    def prompt_lengths(self, prompt_len: torch.Tensor | None) -> Iterator[HookManager]:
         """Tell position specs how many prompt tokens each row has, for the ``with`` block.
 
         Without it, the prompt length is inferred from the first forward call (its real

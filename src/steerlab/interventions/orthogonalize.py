@@ -100,7 +100,7 @@ class OrthogonalizationReport:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def unit_direction(direction: "torch.Tensor | SteeringVector", d: int) -> torch.Tensor:
+def unit_direction(direction: torch.Tensor | SteeringVector, d: int) -> torch.Tensor:
     """``direction`` as a float32 unit vector ``[d]``; zero, NaN or a wrong size is an InputError."""
     r = getattr(direction, "vector", direction)
     r = (r if isinstance(r, torch.Tensor) else torch.as_tensor(r)).detach().float().cpu()
@@ -216,7 +216,7 @@ def _text_config(config: Any) -> Any:
     return get() if callable(get) else config
 
 
-def orthogonalize(model: nn.Module, direction: "torch.Tensor | SteeringVector", *,
+def orthogonalize(model: nn.Module, direction: torch.Tensor | SteeringVector, *,
                   norm_preserving: bool = False) -> OrthogonalizationReport:
     """Edit ``model`` in place so no residual write has a component along ``direction``.
 
@@ -261,7 +261,7 @@ def orthogonalize(model: nn.Module, direction: "torch.Tensor | SteeringVector", 
 
 
 @contextlib.contextmanager
-def weight_equivalent_ablation(model: nn.Module, direction: "torch.Tensor | SteeringVector") -> Iterator[None]:
+def weight_equivalent_ablation(model: nn.Module, direction: torch.Tensor | SteeringVector) -> Iterator[None]:
     """The hook ablation that :func:`orthogonalize` (without ``norm_preserving``) reproduces exactly.
 
     For layouts whose writes land directly in the residual stream it is ``Ablate(r)``
@@ -312,8 +312,8 @@ def _project_input(u: torch.Tensor):  # noqa: ANN202
 # ---------------------------------------------------------------------------- copies and saving
 
 
-def orthogonalized_copy(lm: "LanguageModel", direction: "torch.Tensor | SteeringVector", *,
-                        norm_preserving: bool = False) -> tuple["LanguageModel", OrthogonalizationReport]:
+def orthogonalized_copy(lm: LanguageModel, direction: torch.Tensor | SteeringVector, *,
+                        norm_preserving: bool = False) -> tuple[LanguageModel, OrthogonalizationReport]:
     """A new LanguageModel whose weights are an orthogonalised copy of ``lm``'s (``lm`` is untouched)."""
     import copy
 
@@ -326,8 +326,8 @@ def orthogonalized_copy(lm: "LanguageModel", direction: "torch.Tensor | Steering
                          chat=lm.chat, batch_size=lm.batch_size), report
 
 
-def save_orthogonalized(lm: "LanguageModel", out_dir: str | os.PathLike[str], *,
-                        direction: "torch.Tensor | SteeringVector", report: OrthogonalizationReport,
+def save_orthogonalized(lm: LanguageModel, out_dir: str | os.PathLike[str], *,
+                        direction: torch.Tensor | SteeringVector, report: OrthogonalizationReport,
                         overwrite: bool = False, provenance: dict[str, Any] | None = None) -> Path:
     """Write an already orthogonalised ``lm`` as a plain Hugging Face model directory.
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
@@ -100,8 +99,8 @@ class _Named:
         return info.token_index >= info.prompt_len[:, None]  # generated
 
 
-PositionSpec = Union[str, LastK, Span, Indices, _Named]
-Positions = Union[LastK, Span, Indices, _Named]
+PositionSpec = str | LastK | Span | Indices | _Named
+Positions = LastK | Span | Indices | _Named
 
 
 def parse_positions(spec: PositionSpec | Sequence[int]) -> Positions:

@@ -46,7 +46,7 @@ class InterventionSpec(BaseModel):
     strength: float = Field(0.0, description="add: the multiplier of the vector")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "InterventionSpec":
+    def _consistent(self) -> InterventionSpec:
         if self.kind == "none" and self.vector is not None:
             raise ValueError("an intervention of kind 'none' takes no vector")
         if self.kind != "none" and not self.vector:
@@ -64,7 +64,7 @@ class InterventionSpec(BaseModel):
 NO_INTERVENTION = InterventionSpec()
 
 
-def _lookup(vectors: Mapping[str, "SteeringVector"], name: str | None) -> "SteeringVector":
+def _lookup(vectors: Mapping[str, SteeringVector], name: str | None) -> SteeringVector:
     if name is None or name not in vectors:
         known = ", ".join(vectors) or "none"
         raise InputError(f"intervention names vector {name!r}, which is not in the run's vectors ({known})")
@@ -72,8 +72,8 @@ def _lookup(vectors: Mapping[str, "SteeringVector"], name: str | None) -> "Steer
 
 
 def batch_interventions(
-    specs: Sequence[InterventionSpec], vectors: Mapping[str, "SteeringVector"] | None = None
-) -> list["Intervention"]:
+    specs: Sequence[InterventionSpec], vectors: Mapping[str, SteeringVector] | None = None
+) -> list[Intervention]:
     """Per-row interventions equivalent to applying each row's spec to that row alone."""
     import torch
 
@@ -93,7 +93,7 @@ def batch_interventions(
             layers = tuple(spec.layers) if isinstance(spec.layers, list) else spec.layers or "all"
             key = ("ablate", layers, (spec.site,) if spec.site else EVERY_RESIDUAL_WRITE, spec.positions)
         groups.setdefault(key, []).append(i)
-    out: list["Intervention"] = []
+    out: list[Intervention] = []
     for (kind, layers, site, positions), rows in groups.items():
         layer_arg = list(layers) if isinstance(layers, tuple) else layers
         first = _lookup(vectors, specs[rows[0]].vector).vector

@@ -51,7 +51,7 @@ def load_model(
     )
 
 
-def load_backend(spec: str, **kwargs: object) -> "ChatBackend":
+def load_backend(spec: str, **kwargs: object) -> ChatBackend:
     """A :class:`~steerlab.models.backend.ChatBackend` from one spec string.
 
     ``openai:MODEL@BASE_URL`` (or ``openai:MODEL`` for api.openai.com) → an OpenAI-compatible

@@ -61,7 +61,7 @@ def final_norm(model: nn.Module) -> nn.Module:
 RESIDUAL_WRITE_SITES: tuple[str, ...] = ("mlp_out", "resid_post")
 
 
-def later_equivalent(iv: "Intervention | HookEntry", model: nn.Module) -> "Intervention | HookEntry":
+def later_equivalent(iv: Intervention | HookEntry, model: nn.Module) -> Intervention | HookEntry:
     """``iv``, or — for an :class:`~steerlab.interventions.Add` at one layer L < last at ``mlp_out``
     or ``resid_post`` — the same Add at (L + 1, ``resid_pre``).
 

@@ -48,7 +48,7 @@ class ExperimentConfig(Strict):
     models: list[ModelSpec] = Field(min_length=1, description="models to study")
 
     @model_validator(mode="after")
-    def _unique_labels(self) -> "ExperimentConfig":
+    def _unique_labels(self) -> ExperimentConfig:
         labels = [m.name for m in self.models]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:

@@ -31,8 +31,8 @@ from pydantic import BaseModel, ValidationError
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments.engine.config import ExperimentConfig, ModelSpec
 from steerlab.experiments.engine.executors import Executor, make_executor
-from steerlab.experiments.engine.registry import ExperimentKind, Stage, get_kind
 from steerlab.experiments.engine.records import Cell, Row, cell_seed
+from steerlab.experiments.engine.registry import ExperimentKind, Stage, get_kind
 from steerlab.experiments.engine.store import RunStore
 from steerlab.experiments.engine.worker import ModelInfo, WorkItem, model_info
 from steerlab.progress import progress_bar
