@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,7 +73,7 @@ class HookManager:
         self._tracker: torch.utils.hooks.RemovableHandle | None = None
 
     # ---- position tracking -------------------------------------------------------------
-    def _track(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def _track(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         emb = kwargs.get("inputs_embeds")
         ref = ids if ids is not None else emb
@@ -170,7 +171,7 @@ class HookManager:
         key = (layer, site)
         if kind == "pre":
 
-            def pre_hook(mod: nn.Module, args: tuple, kwargs: dict):  # noqa: ANN202
+            def pre_hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
                 if args:
                     return (self._run(key, args[0]), *args[1:]), kwargs
                 kwargs = dict(kwargs)
@@ -179,7 +180,7 @@ class HookManager:
 
             return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
-        def post_hook(mod: nn.Module, args: tuple, output: object):  # noqa: ANN202
+        def post_hook(mod: nn.Module, args: tuple[Any, ...], output: object) -> object:
             return replace_first(output, self._run(key, first_tensor(output)))
 
         return module.register_forward_hook(post_hook)

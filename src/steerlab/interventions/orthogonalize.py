@@ -58,7 +58,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,8 @@ from steerlab.errors import ArchitectureError, InputError
 from steerlab.models.layers import arch_spec, decoder_layers, hidden_size, residual_writers, site_module
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from steerlab.models.hf import LanguageModel
     from steerlab.vectors.vector import SteeringVector
 
@@ -130,7 +132,7 @@ def norm_gain(norm: nn.Module, d: int) -> torch.Tensor:
     eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)) or 0.0)
     with torch.no_grad():
         ones = torch.ones(1, 1, d, device=dev, dtype=torch.float32)
-        g = norm(ones).float().reshape(d) * (1.0 + eps) ** 0.5
+        g: torch.Tensor = norm(ones).float().reshape(d) * (1.0 + eps) ** 0.5
         x = torch.randn(1, 3, d, generator=torch.Generator().manual_seed(0)).to(dev)
         rms = (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
         if not torch.allclose(norm(x).float(), x / rms * g, rtol=1e-4, atol=1e-5):
@@ -196,7 +198,7 @@ def _projected(y: torch.Tensor, v: torch.Tensor, norm_preserving: bool) -> torch
     return out
 
 
-def untie_output_embeddings(model: nn.Module) -> bool:
+def untie_output_embeddings(model: PreTrainedModel) -> bool:
     """Give the LM head its own copy of a matrix it shares with the token embedding.
 
     Returns True when the head was tied (and is now untied, with ``tie_word_embeddings`` set
@@ -216,7 +218,7 @@ def _text_config(config: Any) -> Any:
     return get() if callable(get) else config
 
 
-def orthogonalize(model: nn.Module, direction: torch.Tensor | SteeringVector, *,
+def orthogonalize(model: PreTrainedModel, direction: torch.Tensor | SteeringVector, *,
                   norm_preserving: bool = False) -> OrthogonalizationReport:
     """Edit ``model`` in place so no residual write has a component along ``direction``.
 
@@ -295,10 +297,10 @@ def weight_equivalent_ablation(model: nn.Module, direction: torch.Tensor | Steer
             h.remove()
 
 
-def _project_input(u: torch.Tensor):  # noqa: ANN202
+def _project_input(u: torch.Tensor) -> Callable[[nn.Module, tuple[Any, ...]], tuple[Any, ...]]:
     cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
-    def hook(module: nn.Module, args: tuple) -> tuple:
+    def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
         x = args[0]
         key = (x.device, x.dtype)
         if key not in cache:

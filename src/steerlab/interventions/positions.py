@@ -124,5 +124,5 @@ def parse_positions(spec: PositionSpec | Sequence[int]) -> Positions:
             f"unknown positions {spec!r}; use all, prompt, generated, last, last:K, a list of indices, or Span(a, b)"
         )
     if isinstance(spec, Sequence) and all(isinstance(i, int) for i in spec):
-        return Indices(tuple(spec))
+        return Indices(tuple(i for i in spec if isinstance(i, int)))  # all are ints (checked above)
     raise InputError(f"cannot interpret positions {spec!r}")

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -81,16 +81,16 @@ def batch_interventions(
 
     vectors = vectors or {}
     b = len(specs)
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[Any, ...], list[int]] = {}  # (kind, layers, site(s), positions) → rows
     for i, spec in enumerate(specs):
         if spec.is_noop:
             continue
         v = _lookup(vectors, spec.vector)
         if spec.kind == "add":
             layers = tuple(spec.layers) if isinstance(spec.layers, list) else spec.layers or (v.layer,)
-            key = ("add", layers, spec.site or v.site, spec.positions)
+            key: tuple[Any, ...] = ("add", layers, spec.site or v.site, spec.positions)
         else:
-            layers = tuple(spec.layers) if isinstance(spec.layers, list) else spec.layers or "all"
+            layers = tuple(spec.layers) if isinstance(spec.layers, list) else (spec.layers or "all")
             key = ("ablate", layers, (spec.site,) if spec.site else EVERY_RESIDUAL_WRITE, spec.positions)
         groups.setdefault(key, []).append(i)
     out: list[Intervention] = []

@@ -25,6 +25,8 @@ from steerlab.models.layers import arch_spec, base_model, hidden_size, num_layer
 from steerlab.models.sampling import SeededSampler, StopOnStrings, cut_at_stops, row_seeds
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from steerlab.interventions.base import Intervention
     from steerlab.models.layers import Site
 
@@ -59,7 +61,7 @@ class Batch:
 class LanguageModel:
     """A causal LM, its tokenizer and chat formatter. Build one with :func:`steerlab.load_model`."""
 
-    model: nn.Module
+    model: PreTrainedModel
     tokenizer: Any
     model_id: str
     chat: ChatFormatter = field(default=None)  # type: ignore[assignment]

@@ -170,7 +170,7 @@ class LayerSlice:
             for h in handles:
                 h.remove()
         if self.final_norm:
-            out[-1] = res[0] if isinstance(res, tuple) else res.last_hidden_state  # type: ignore[union-attr]
+            out[-1] = res[0] if isinstance(res, tuple) else res.last_hidden_state
         first_args, first_kwargs = calls[self.start]
         hidden = first_args[0] if first_args else first_kwargs["hidden_states"]
         return hidden.detach(), out[-1].detach(), [calls[i] for i in range(self.start, self.stop + 1)]

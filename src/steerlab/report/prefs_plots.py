@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ import pandas as pd
 from steerlab.errors import InputError
 from steerlab.prefs._ratings import Scale
 
-Source = pd.DataFrame | str | os.PathLike[str]
+Source: TypeAlias = "pd.DataFrame | str | os.PathLike[str]"
 
 
 def load_frame(source: Source, required: tuple[str, ...] = ()) -> pd.DataFrame:

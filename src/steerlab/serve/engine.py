@@ -27,7 +27,7 @@ from transformers import LogitsProcessor
 from steerlab.models.backend import Completion
 
 if TYPE_CHECKING:
-    from steerlab.experiments.engine.records import InterventionSpec
+    from steerlab.interventions.spec import InterventionSpec
     from steerlab.models.hf import LanguageModel
     from steerlab.vectors.vector import SteeringVector
 

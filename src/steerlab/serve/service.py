@@ -124,7 +124,7 @@ class Service:
         return GroupKey(max_tokens, float(req.temperature), float(req.top_p), top_k, tuple(stops))
 
     def steer_spec(self, req: ChatRequest | CompletionRequest) -> Any:
-        from steerlab.experiments.engine.records import NO_INTERVENTION, InterventionSpec
+        from steerlab.interventions.spec import NO_INTERVENTION, InterventionSpec
 
         s = req.steer
         if s is None:

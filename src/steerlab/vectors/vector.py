@@ -148,6 +148,8 @@ class VectorSet(Mapping[str, SteeringVector]):
                 what = "no vector" if not found else f"{len(found)} vectors ({', '.join(v.name for v in found)})"
                 raise KeyError(f"{what} at layer {key}; layers held: {self.layers}")
             return found[0]
+        if not isinstance(key, str):
+            raise KeyError(key)
         return self._by_name[key]
 
     def __iter__(self) -> Iterator[str]:

@@ -78,7 +78,8 @@ class WorkerContext:
         """A second model (e.g. a local LLM judge), loaded once per worker."""
         from steerlab.models.load import load_model
 
-        return self.cached(f"aux-model:{spec}", lambda: load_model(spec, batch_size=batch_size))
+        lm: LanguageModel = self.cached(f"aux-model:{spec}", lambda: load_model(spec, batch_size=batch_size))
+        return lm
 
     def judge(self, spec: str, make: Callable[[Any], Any], batch_size: int = 8) -> Any:
         """A judge built once per worker by ``make(model)``: ``model`` is the API model that ``spec``
