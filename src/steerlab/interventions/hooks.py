@@ -87,7 +87,9 @@ class HookManager:
             token_index = torch.where(mask.bool(), idx, torch.full_like(idx, -1))[:, past:]
             n_real_prompt = mask.long().sum(-1)
         else:
-            pkv = kwargs.get("past_key_values")
+            pkv = kwargs.get("cache")  # transformers' new name of the argument, then the old one
+            if pkv is None:
+                pkv = kwargs.get("past_key_values")
             past = int(pkv.get_seq_length()) if pkv is not None and hasattr(pkv, "get_seq_length") else 0
             token_index = torch.arange(past, past + t, device=ref.device).expand(b, t)
             n_real_prompt = torch.full((b,), past + t, device=ref.device, dtype=torch.long)
