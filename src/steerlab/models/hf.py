@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from steerlab.errors import InputError
 from steerlab.models.backend import Completion, Conversation, FinishReason

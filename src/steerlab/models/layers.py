@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from steerlab.errors import ArchitectureError
-from steerlab.names import SITES as SITES, Site as Site  # defined once in steerlab.names, re-exported here
+from steerlab.names import SITES as SITES  # defined once in steerlab.names, re-exported here
+from steerlab.names import Site as Site
 
 RESIDUAL_WRITES: tuple[Site, ...] = ("attn_out", "mlp_out")
 
