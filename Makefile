@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Pinned here so pip takes the local CPU wheel; users get the open range from pyproject.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test bench install install-test clean
+.PHONY: demo test check bench install install-test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Lint, format check and types (ruff and mypy come with the test extra that `install` puts in).
+check: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src/steerlab
 
 bench: install
 	$(BIN)/python -m bench.run_all

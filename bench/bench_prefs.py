@@ -15,8 +15,15 @@ from scipy.stats import spearmanr
 
 from steerlab._io import atomic_write_json
 from steerlab.prefs import (
-    ActiveLearningConfig, ThurstonianOracle, bootstrap_mu, evaluate_pairs, fit_bradley_terry,
-    fit_thurstonian, random_pairs, random_regular_graph, run_active_learning,
+    ActiveLearningConfig,
+    ThurstonianOracle,
+    bootstrap_mu,
+    evaluate_pairs,
+    fit_bradley_terry,
+    fit_thurstonian,
+    random_pairs,
+    random_regular_graph,
+    run_active_learning,
 )
 from steerlab.prefs.graphs import pair_keys
 from steerlab.prefs.synthetic import random_orientation
@@ -93,7 +100,7 @@ def active_vs_random(n: int = 500, seed: int = 0, target: float = 0.99) -> dict[
         hit: list[int] = []
         cfg = ActiveLearningConfig(strategy=strategy, growth=0.1, threshold=1.1, max_comparisons=120 * n, seed=seed)
         run_active_learning(ids, ThurstonianOracle(mu, sigma, np.random.default_rng(seed + 1)), cfg,
-                            lambda rec, fit: hit.append(rec.n_comparisons)
+                            lambda rec, fit, hit=hit: hit.append(rec.n_comparisons)
                             if not hit and spearmanr(fit.mu, mu)[0] >= target else None)
         # (b) default settings: the run stops by itself
         t = time.perf_counter()

@@ -80,14 +80,24 @@ def append_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -
         os.fsync(f.fileno())
 
 
-def iter_jsonl(
+def iter_jsonl_lines(
     path: str | os.PathLike[str], *, skip_truncated_tail: bool = False
-) -> Iterator[dict[str, Any]]:
-    """Yield one dict per non-empty line; a malformed line raises InputError naming its number."""
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` per non-empty line (1-based), the one JSONL reader of steerlab.
+
+    Lines are split on ``\n`` only (a JSON string may hold U+2028 and other characters that
+    ``str.splitlines`` would split on; a ``\r\n`` ending is whitespace to JSON). A file that is not
+    UTF-8, a malformed line or a line that is not an object raises InputError naming the file and
+    line; ``skip_truncated_tail`` ignores a malformed *last* line (a crash mid-append).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    lines = text.split("\n")
     last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
     for i, line in enumerate(lines):
         if not line.strip():
@@ -100,6 +110,14 @@ def iter_jsonl(
             raise InputError(f"{path}:{i + 1}: malformed JSON line ({e.msg})") from None
         if not isinstance(obj, dict):
             raise InputError(f"{path}:{i + 1}: expected a JSON object, got {type(obj).__name__}")
+        yield i + 1, obj
+
+
+def iter_jsonl(
+    path: str | os.PathLike[str], *, skip_truncated_tail: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Yield one dict per non-empty line (see :func:`iter_jsonl_lines`)."""
+    for _, obj in iter_jsonl_lines(path, skip_truncated_tail=skip_truncated_tail):
         yield obj
 
 

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from conftest import tiny_model  # tests/conftest.py
 from typer.testing import CliRunner
 
-
+from conftest import tiny_model  # tests/conftest.py
 
 #: Words of the tiny tokenizer; with the specials they fill the tiny model's vocabulary of 96.
 WORDS = (

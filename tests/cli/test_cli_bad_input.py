@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from cli_fixtures import pairs_file, runner, tiny_dir, vec_file  # noqa: F401 (fixtures)
+from safetensors.torch import save_file
+from test_cli_errors import assert_one_line_error
+
 from steerlab.cli import app
 from steerlab.vectors.io import load_vectors
-from test_cli_errors import assert_one_line_error
 
 
 def _rewrite(src: Path, dst: Path, *, tensors=None, metadata=None) -> Path:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from cli_fixtures import other_dir, pairs_file, runner, tiny_dir, vec_file, write_jsonl  # noqa: F401 (fixtures)
 
-from cli_fixtures import other_dir, pairs_file, vec_file, runner, tiny_dir, write_jsonl  # noqa: F401 (fixtures)
 from steerlab.cli import app
 
 

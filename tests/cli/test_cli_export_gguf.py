@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from cli_fixtures import pairs_file, runner, tiny_dir  # noqa: F401 (fixtures)
+
 from steerlab.cli import app
 from steerlab.vectors.io import load_vectors
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_fixtures import pairs_file, vec_file, runner, tiny_dir, write_jsonl  # noqa: F401 (fixtures)
+from cli_fixtures import pairs_file, runner, tiny_dir, vec_file, write_jsonl  # noqa: F401 (fixtures)
 from cli_reference import greedy, layer_outputs, load, prompt_text
 
 from steerlab.cli import app

@@ -8,6 +8,7 @@ import sys
 
 from cli_fixtures import runner, tiny_dir  # noqa: F401 (fixtures)
 from cli_reference import layer_outputs, load, prompt_text
+
 from steerlab.cli import INFO_PROMPTS, app
 
 

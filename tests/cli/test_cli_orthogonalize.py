@@ -7,8 +7,8 @@ import re
 
 import pytest
 import torch
-
 from cli_fixtures import other_dir, pairs_file, runner, tiny_dir  # noqa: F401 (fixtures)
+
 from steerlab.cli import app
 from steerlab.interventions.orthogonalize import PROVENANCE_FILE, weight_equivalent_ablation
 from steerlab.vectors.io import load_vectors

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_fixtures import runner  # noqa: F401 (fixtures)
 
 import steerlab.experiments as experiments
-from cli_fixtures import runner  # noqa: F401 (fixtures)
 from steerlab.cli import app
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from cli_fixtures import runner, tiny_dir
-from steerlab.cli import app
-from steerlab.vectors.io import load_vectors
+from cli_fixtures import runner, tiny_dir  # noqa: F401 (fixtures)
 from test_cli_errors import assert_one_line_error
 
+from steerlab.cli import app
+from steerlab.vectors.io import load_vectors
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 

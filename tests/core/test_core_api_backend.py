@@ -6,8 +6,8 @@ import json
 import urllib.request
 
 import pytest
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import BackendError
 from steerlab.models.api import OpenAICompatible, parse_api_spec
 from steerlab.models.backend import TextGenerator, user

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import InputError
 from steerlab.vectors.candidates import candidate_directions, candidate_name, position_means, template_tail_ids
 

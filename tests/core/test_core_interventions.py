@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ARCHS, tiny_model
 
+from conftest import ARCHS, tiny_model
 from steerlab.interventions import Ablate, Add, Capture, Span, intervene
 from steerlab.models.layers import num_layers
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ARCHS, tiny_lm, tiny_model, tiny_tokenizer
 
+from conftest import ARCHS, tiny_lm, tiny_model, tiny_tokenizer
 from steerlab.errors import ArchitectureError, InputError
 from steerlab.models.chat import ChatFormatter, merge_system_into_user, plain_format
 from steerlab.models.layers import SITES, decoder_layers, register_architecture, site_module

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from conftest import ARCHS, tiny_lm
 
+from conftest import ARCHS, tiny_lm
 from steerlab.errors import InputError
 from steerlab.interventions import Add, intervene
 from steerlab.models.backend import OptionScorer, user
@@ -76,8 +76,8 @@ def test_exact_scores_prefixes_as_whole_words():
 
 def test_sliding_window_cache_rounds():
     import transformers as T
-    from conftest import tiny_tokenizer
 
+    from conftest import tiny_tokenizer
     from steerlab.models.hf import LanguageModel
 
     torch.manual_seed(0)

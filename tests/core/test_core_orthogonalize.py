@@ -10,12 +10,17 @@ import textwrap
 
 import pytest
 import torch
-from conftest import ARCHS, tiny_lm, tiny_model
 
+from conftest import ARCHS, tiny_lm, tiny_model
 from steerlab.errors import ArchitectureError, InputError
 from steerlab.interventions import Ablate, Capture, intervene
 from steerlab.interventions.orthogonalize import (
-    PROVENANCE_FILE, norm_gain, orthogonalize, orthogonalized_copy, save_orthogonalized, weight_equivalent_ablation,
+    PROVENANCE_FILE,
+    norm_gain,
+    orthogonalize,
+    orthogonalized_copy,
+    save_orthogonalized,
+    weight_equivalent_ablation,
     write_directions,
 )
 from steerlab.models.layers import arch_spec, residual_writers

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.vectors.extract import Example, read_activations
 
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-from conftest import ARCHS, tiny_lm, tiny_model
 
+from conftest import ARCHS, tiny_lm, tiny_model
 from steerlab.errors import InputError
 from steerlab.interventions import Ablate, Add, Capture, HookEntry, hook_manager, intervene
 from steerlab.models.layers import arch_spec, residual_writers
@@ -128,8 +128,14 @@ def test_hook_entries_and_prompt_lengths_context():
     assert not mgr.slots  # the last entry removed: no PyTorch hook left
 
 
-def test_report_modules_do_not_import_experiments():
-    code = ("import sys, steerlab.experiments.studies.refusal.report, steerlab.experiments.studies.refusal.plots, steerlab.report.format; "
-            "assert not any(m.startswith('steerlab.experiments') for m in sys.modules), 'cycle'")
+def test_report_modules_do_not_import_the_engine_run_machinery():
+    """A study's report and plots render from its summary alone: importing them loads no flow, no
+    run store, no worker and no executor (``steerlab report RUN_DIR`` needs none of them)."""
+    code = ("import sys, steerlab.experiments.studies.refusal.report, steerlab.experiments.studies.refusal.plots, "
+            "steerlab.report.format; "
+            "bad = [m for m in sys.modules if m.endswith('.flow') or m.startswith(('steerlab.experiments.engine.run', "
+            "'steerlab.experiments.engine.store', 'steerlab.experiments.engine.worker', "
+            "'steerlab.experiments.engine.executors'))]; "
+            "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-1000:]

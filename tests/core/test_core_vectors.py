@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_lm
 
 import steerlab as sl
+from conftest import tiny_lm
 from steerlab.errors import InputError, VectorMismatchError
 from steerlab.interventions import Capture
-from steerlab.vectors import Example, export_gguf, read_gguf, random_like
+from steerlab.vectors import Example, export_gguf, random_like, read_gguf
 
 
 def _examples():

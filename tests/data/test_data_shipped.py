@@ -50,7 +50,9 @@ def test_pair_replies_are_judged_as_intended_by_the_marker_judge() -> None:
 
 
 def test_eval_sets_are_disjoint_from_pair_prompts_and_each_other() -> None:
-    norm = lambda s: " ".join(s.lower().split())
+    def norm(s: str) -> str:
+        return " ".join(s.lower().split())
+
     pairs = {norm(p.prompt) for p in load_shipped("refusal_pairs")}
     harmful = {norm(p.text) for p in load_shipped("harmful_requests")}
     benign = {norm(p.text) for p in load_shipped("benign_requests")}

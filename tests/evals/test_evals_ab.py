@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import InputError
 from steerlab.evals.ab import (
-    SHIPPED_AB_SETS, MalformedQuestion, ab_prompt, ab_source_path, apply_policy, letter_token_ids, load_ab_questions,
-    parse_question, rebalance,
+    SHIPPED_AB_SETS,
+    MalformedQuestion,
+    ab_prompt,
+    ab_source_path,
+    apply_policy,
+    letter_token_ids,
+    load_ab_questions,
+    parse_question,
+    rebalance,
 )
 from steerlab.evals.ab_choice import ChoiceJudge, parse_choice
 from steerlab.evals.ab_scoring import question_letters, score_ab, score_conditions

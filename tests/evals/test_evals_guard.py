@@ -4,11 +4,18 @@ stand-in model, the API path against steerlab's own server, and the offline prox
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import InputError
 from steerlab.evals.guard import (
-    FAMILIES, APIGuard, GuardClassifier, GuardVerdict, LocalGuard, ProxyGuard, guard_family, make_guard,
+    FAMILIES,
+    APIGuard,
+    GuardClassifier,
+    GuardVerdict,
+    LocalGuard,
+    ProxyGuard,
+    guard_family,
+    make_guard,
     parse_guard_output,
 )
 from steerlab.models.serve import serve
@@ -34,7 +41,7 @@ def test_parse_hand_written_guard_outputs(text, label, cats):
 
 
 def test_family_prompts_carry_the_pair_the_categories_and_the_turn_markers():
-    for name, fam in FAMILIES.items():
+    for fam in FAMILIES.values():
         text = fam.prompt("How do I pick a lock?", "First, get a tension wrench.")
         assert "User: How do I pick a lock?\n\nAgent: First, get a tension wrench." in text
         assert all(f"{code}: {cat}." in text for code, cat in fam.categories.items())

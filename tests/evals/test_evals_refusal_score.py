@@ -6,11 +6,16 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import InputError
 from steerlab.evals.refusal_score import (
-    FALLBACK_OPENERS, find_refusal_tokens, last_position_logits, next_token_kl, opener_tokens, refusal_log_odds,
+    FALLBACK_OPENERS,
+    find_refusal_tokens,
+    last_position_logits,
+    next_token_kl,
+    opener_tokens,
+    refusal_log_odds,
 )
 from steerlab.models.backend import Completion
 

@@ -1,72 +1,83 @@
-"""The example kind of docs/engine.md, registered from outside steerlab and run by the engine."""
+"""The example kind of docs/engine.md, run as the doc shows it: registered from outside steerlab,
+run by the engine; and a results.jsonl row of another row version is refused with one line."""
 
 from __future__ import annotations
 
 import json
-from typing import Literal
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
 
 from conftest import tiny_lm
-from pydantic import Field
-
+from steerlab.errors import InputError
 from steerlab.experiments import known_kinds, parse_config
-from steerlab.experiments.engine.config import ExperimentConfig, GenerationConfig
+from steerlab.experiments.engine.registry import get_kind
 from steerlab.experiments.engine.run import execute
-from steerlab.experiments.engine.registry import ExperimentKind, register_kind
-from steerlab.experiments.engine.records import Cell, Row, Summary, make_key
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "engine.md"
 
 
-class MyConfig(ExperimentConfig):
-    kind: Literal["my_study"] = "my_study"
-    generation: GenerationConfig = GenerationConfig()
-    prompts: list[str] = Field(description="what to ask")
+def _doc_module() -> types.ModuleType:
+    """The first ``python`` block of docs/engine.md, executed as a module of its own."""
+    if "steerlab_doc_my_study" in sys.modules:
+        return sys.modules["steerlab_doc_my_study"]
+    (code,) = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)[:1]
+    mod = types.ModuleType("steerlab_doc_my_study")
+    sys.modules[mod.__name__] = mod  # pydantic resolves the annotations through the module
+    exec(compile(code, str(DOC), "exec"), mod.__dict__)
+    return mod
 
 
-class MyCell(Cell):
-    prompt: str
+@pytest.fixture(scope="module")
+def doc_kind():
+    return _doc_module()
 
 
-class MyRow(MyCell, Row):
-    output: str
-
-
-class MySummary(Summary):
-    n_rows: int
-
-
-@register_kind
-class MyStudy(ExperimentKind[MyConfig, MyCell, MyRow, MySummary]):
-    name = "my_study"
-    Config, Row, Summary = MyConfig, MyRow, MySummary
-
-    def flow(self, cfg, run):
-        cells = [MyCell(key=make_key(m.name, p), model=m.name, seed=run.seed(m.name, p), prompt=p)
-                 for m in cfg.models for p in cfg.prompts]
-        rows = run.cells(cells)
-        return MySummary(name=cfg.name, n_rows=len(rows))
-
-    def run_batch(self, cfg, lm, cells, ctx):
-        g = cfg.generation
-        out = lm.complete([c.prompt for c in cells], seed=[c.seed for c in cells], temperature=g.temperature,
-                          max_new_tokens=g.max_new_tokens, batch_size=len(cells))
-        return [MyRow(**c.model_dump(), output=o.text) for c, o in zip(cells, out)]
-
-    def report(self, cfg, summary, out_dir):
-        path = out_dir / "report.md"
-        path.write_text(f"# {cfg.name}\n\n{summary.n_rows} rows\n")
-        return path
-
-
-def test_a_kind_registered_outside_steerlab_runs_on_the_engine(tmp_path):
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
     lm = tiny_lm("mistral")
-    lm.model.save_pretrained(tmp_path / "m")
-    lm.tokenizer.save_pretrained(tmp_path / "m")
-    assert "my_study" in known_kinds()
-    cfg = parse_config({"kind": "my_study", "name": "mine", "models": [{"id": str(tmp_path / "m"), "device": "cpu"}],
-                        "prompts": ["hi", "a longer prompt", "x"], "generation": {"max_new_tokens": 4, "temperature": 0.7}})
-    report = execute(cfg, tmp_path / "run")
+    path = tmp_path_factory.mktemp("tiny") / "m"
+    lm.model.save_pretrained(path)
+    lm.tokenizer.save_pretrained(path)
+    return lm, path
+
+
+def _cfg(path: Path):
+    return parse_config({"kind": "my_study", "name": "mine", "models": [{"id": str(path), "device": "cpu"}],
+                         "prompts": ["hi", "a longer prompt", "x"],
+                         "generation": {"max_new_tokens": 4, "temperature": 0.7}})
+
+
+def test_the_doc_kind_registered_outside_steerlab_runs_on_the_engine(doc_kind, model_path, tmp_path):
+    lm, path = model_path
+    assert "my_study" in known_kinds() and get_kind("my_study") is doc_kind.MyStudy
+    assert [s.name for s in doc_kind.MyStudy.stages] == ["answer"]
+    report = execute(_cfg(path), tmp_path / "run")
     assert report.read_text() == "# mine\n\n3 rows\n"
     rows = [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     assert sorted(r["prompt"] for r in rows) == ["a longer prompt", "hi", "x"]
+    assert [r["prompt"] for r in rows] == ["x", "hi", "a longer prompt"]  # one batch, ordered by the stage's length
     # each row is what the model gives that prompt alone with the cell's own seed
     for r in rows:
         assert r["output"] == lm.complete([r["prompt"]], seed=[r["seed"]], temperature=0.7, max_new_tokens=4)[0].text
+    assert execute(_cfg(path), tmp_path / "run") == report  # resume: every row is read back, none rerun
+    assert (tmp_path / "run" / "results.jsonl").read_text().count("\n") == 3
+
+
+def test_a_row_of_another_row_version_is_refused_with_one_line(doc_kind, model_path, tmp_path):
+    _, path = model_path
+    run = tmp_path / "run"
+    execute(_cfg(path), run)
+    lines = (run / "results.jsonl").read_text().splitlines()
+    old = json.loads(lines[0])
+    old["version"] = 0  # as an older steerlab wrote it
+    (run / "results.jsonl").write_text("\n".join([json.dumps(old), *lines[1:]]) + "\n")
+    with pytest.raises(InputError) as err:
+        execute(_cfg(path), run)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"row {old['key']!r} has row schema version 0" in msg
+    assert "my_study answer rows of version 1" in msg and "new --run-dir" in msg

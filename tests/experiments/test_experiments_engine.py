@@ -10,12 +10,12 @@ import textwrap
 
 import pytest
 import yaml
-from conftest import save_tiny
 
+from conftest import save_tiny
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import load_config, parse_config, render_report
-from steerlab.experiments.engine.run import execute, plan_batches
 from steerlab.experiments.engine.records import Cell, InterventionSpec, cell_seed
+from steerlab.experiments.engine.run import execute, plan_batches
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,26 @@ _HOLDER = textwrap.dedent("""
     print("locked", flush=True)
     time.sleep(60)
 """)
+
+
+def test_the_run_directory_lock_names_its_holder_and_dies_with_it(tmp_path):
+    from steerlab.experiments.engine.store import RunStore
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(InputError, match=rf"another steerlab run is using this directory \(pid {holder.pid} on "):
+            RunStore(run).lock()
+    finally:
+        holder.kill()
+        holder.wait()
+    store = RunStore(run)
+    store.lock()  # the lock died with its holder
+    with pytest.raises(InputError, match=rf"\(pid {os.getpid()} on "):
+        RunStore(run).lock()  # a second store in the same process is refused too
+    store.unlock()
+    RunStore(run).lock()
 
 
 def test_a_second_runner_on_the_same_directory_is_refused(model_dir, tmp_path):

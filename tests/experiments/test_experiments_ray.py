@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import save_tiny
 
+from conftest import save_tiny
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine.run import execute
 from steerlab.experiments.engine.store import RunStore

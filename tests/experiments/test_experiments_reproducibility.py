@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 import yaml
-from conftest import save_tiny
 
+from conftest import save_tiny
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine.run import execute
 
@@ -56,7 +56,7 @@ def test_mixed_condition_batches_equal_every_cell_run_alone(model_dir, tmp_path,
 
 _KILLER = textwrap.dedent("""
     import os, signal, sys, yaml
-    from steerlab.experiments import store
+    from steerlab.experiments.engine import store
     from steerlab.experiments.engine.config import parse_config
     from steerlab.experiments.engine.run import execute
     limit = int(sys.argv[3])

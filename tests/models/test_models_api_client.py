@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_lm
 
 import steerlab
+from conftest import tiny_lm
 from steerlab.errors import BackendError, InputError
 from steerlab.models.api import OpenAICompatible, options_from_top, parse_api_spec
 from steerlab.models.api_base import RetryPolicy
@@ -271,7 +271,7 @@ def _start_cli_server(model_dir: Path, port: int) -> subprocess.Popen:
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"steerlab serve exited: {proc.stderr.read().decode()}")
+                raise RuntimeError(f"steerlab serve exited: {proc.stderr.read().decode()}") from None
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("steerlab serve did not start")
@@ -332,7 +332,7 @@ def test_a_new_cache_opened_by_many_threads_at_once(tmp_path):
         d = tmp_path / f"cache{trial}"
         barrier, errors, stop = threading.Barrier(8), [], threading.Event()
 
-        def work(i: int) -> None:
+        def work(i: int, d=d, barrier=barrier, errors=errors, stop=stop) -> None:  # this trial's, bound now
             barrier.wait()
             try:
                 cache = ReplyCache(d)

@@ -11,9 +11,9 @@ import urllib.request
 import openai
 import pytest
 import torch
-from conftest import tiny_lm
 
 import steerlab as sl
+from conftest import tiny_lm
 from steerlab.models.backend import user
 from steerlab.models.serve import serve
 

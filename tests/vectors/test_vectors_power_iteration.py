@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import InputError
 from steerlab.interventions import Add
 from steerlab.vectors.power_iteration import PowerIterationSettings, jacobian_power_iteration, relative_gaps

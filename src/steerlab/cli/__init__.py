@@ -19,11 +19,9 @@ prints rich tables; errors end with one ``error: ...`` line (see ``_app``).
 
 from __future__ import annotations
 
+# importing the command modules registers their commands on ``app``
+from steerlab.cli import core, experiments, refusal_direction, serve, unsupervised  # noqa: F401
 from steerlab.cli._app import INFO_PROMPTS, app, error_message, fail, main  # noqa: F401
-from steerlab.cli import core, experiments  # noqa: F401,E402  (importing registers the commands)
-from steerlab.cli import serve  # noqa: F401,E402
-from steerlab.cli import refusal_direction  # noqa: F401,E402
-from steerlab.cli import unsupervised  # noqa: F401,E402
 
 __all__ = ["INFO_PROMPTS", "app", "error_message", "fail", "main"]
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -122,7 +122,7 @@ def main() -> None:
 
 ModelArg = Annotated[str, typer.Argument(help="'default' (Gemma 3 270M), a local model folder, a .gguf file or a hub id.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (cuda → mps → cpu), cpu, cuda, mps, ...")]
-DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: bf16 on CUDA, else fp32).")]
+DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: bf16 on CUDA, else fp32).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
 
 
@@ -149,15 +149,9 @@ def load_lm(spec: str, device: str = "auto", dtype: str | None = None) -> Langua
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     """A transient rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from steerlab.progress import progress_bar as bar
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with bar(label, transient=True, console=stderr, plain_when_piped=False) as update:
         yield update
 
 

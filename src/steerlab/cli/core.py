@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,9 +19,24 @@ if TYPE_CHECKING:
     from steerlab.vectors.vector import SteeringVector
 
 from steerlab.cli._app import (
-    BatchOpt, DeviceOpt, DtypeOpt, INFO_PROMPTS, Method, ModelArg, Normalization, SiteName, app, load_lm, parse_layers, parse_selector, parse_vector_spec, progress_bar, require_file, stdout, steering_columns,
+    INFO_PROMPTS,
+    BatchOpt,
+    DeviceOpt,
+    DtypeOpt,
+    Method,
+    ModelArg,
+    Normalization,
+    SiteName,
+    app,
+    load_lm,
+    parse_layers,
+    parse_selector,
+    parse_vector_spec,
+    progress_bar,
+    require_file,
+    stdout,
+    steering_columns,
 )
-
 
 # ---------------------------------------------------------------------------- info
 
@@ -98,11 +113,11 @@ def contrast_examples(
 def extract(
     model: ModelArg,
     out: Annotated[Path, typer.Option("--out", help="Output .safetensors file (all layers in one file).")],
-    pairs: Annotated[Optional[Path], typer.Option(help="Contrast pairs JSONL (id, prompt, refusal, compliance). Default: shipped refusal pairs.")] = None,
-    positive: Annotated[Optional[Path], typer.Option(help="Positive prompt set (.jsonl/.csv with a text column).")] = None,
-    negative: Annotated[Optional[Path], typer.Option(help="Negative prompt set (.jsonl/.csv with a text column).")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Contrast pairs JSONL (id, prompt, refusal, compliance). Default: shipped refusal pairs.")] = None,
+    positive: Annotated[Path | None, typer.Option(help="Positive prompt set (.jsonl/.csv with a text column).")] = None,
+    negative: Annotated[Path | None, typer.Option(help="Negative prompt set (.jsonl/.csv with a text column).")] = None,
     text_column: Annotated[str, typer.Option(help="Text column of --positive/--negative files.")] = "prompt",
-    model_kind: Annotated[Optional[str], typer.Option(help="Keep only pairs written for 'chat' or 'base' models.")] = None,
+    model_kind: Annotated[str | None, typer.Option(help="Keep only pairs written for 'chat' or 'base' models.")] = None,
     layers: Annotated[str, typer.Option(help="'all' or comma-separated indices, e.g. 4,6,8.")] = "all",
     method: Annotated[Method, typer.Option(help="mean_diff (CAA) or pca of differences.")] = Method.mean_diff,
     selector: Annotated[str, typer.Option(help="last, first, mean, post_instruction or a token index.")] = "last",
@@ -191,16 +206,16 @@ def _reply_table(prompts: Sequence[str], columns: dict[str, list[str]]) -> Table
 @app.command()
 def generate(
     model: ModelArg,
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="A user message (repeatable).")] = None,
-    prompts: Annotated[Optional[Path], typer.Option(help="A .jsonl/.csv file of prompts.")] = None,
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", help="A user message (repeatable).")] = None,
+    prompts: Annotated[Path | None, typer.Option(help="A .jsonl/.csv file of prompts.")] = None,
     text_column: Annotated[str, typer.Option(help="Text column of --prompts.")] = "prompt",
-    vector: Annotated[Optional[list[str]], typer.Option("--vector", help="FILE, FILE:LAYER or FILE:NAME (repeatable).")] = None,
-    layer: Annotated[Optional[int], typer.Option(help="Apply the vectors at this layer (default: each vector's own layer).")] = None,
-    strength: Annotated[Optional[list[float]], typer.Option("--strength", help="Repeat for a sweep with one --vector (one batched pass); with several vectors, one for all or one per vector. Default: 0.1 of a typical activation.")] = None,
+    vector: Annotated[list[str] | None, typer.Option("--vector", help="FILE, FILE:LAYER or FILE:NAME (repeatable).")] = None,
+    layer: Annotated[int | None, typer.Option(help="Apply the vectors at this layer (default: each vector's own layer).")] = None,
+    strength: Annotated[list[float] | None, typer.Option("--strength", help="Repeat for a sweep with one --vector (one batched pass); with several vectors, one for all or one per vector. Default: 0.1 of a typical activation.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
-    seed: Annotated[Optional[int], typer.Option(help="Sampling seed (with --temperature > 0); prompt i uses seed+i in every column.")] = None,
-    system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (with --temperature > 0); prompt i uses seed+i in every column.")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
     allow_other_model: Annotated[bool, typer.Option("--allow-other-model", help="Apply vectors made for a model with another config.")] = False,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the unsteered generation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt instead of a table.")] = False,
@@ -275,7 +290,7 @@ def export_gguf(
     vectors: Annotated[Path, typer.Argument(help="A steerlab vector file (.safetensors).")],
     out: Annotated[Path, typer.Option("--out", help="Output .gguf file.")],
     strength: Annotated[float, typer.Option(help="Multiply every vector by this before writing.")] = 1.0,
-    model_hint: Annotated[Optional[str], typer.Option(help="llama.cpp controlvector.model_hint.")] = None,
+    model_hint: Annotated[str | None, typer.Option(help="llama.cpp controlvector.model_hint.")] = None,
 ) -> None:
     """Write the vectors as a llama.cpp control vector (--control-vector)."""
     from steerlab.vectors.gguf_export import export_gguf as write_gguf

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,9 +14,11 @@ if TYPE_CHECKING:
     pass
 
 from steerlab.cli._app import (
-    app, check_overrides, require_file, stdout,
+    app,
+    check_overrides,
+    require_file,
+    stdout,
 )
-
 
 # ---------------------------------------------------------------------------- experiments
 
@@ -40,16 +42,16 @@ def _report_run(result: Any) -> None:
         stdout.print(f"report: {result}")
 
 
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key.path=value (repeatable).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.path=value (repeatable).")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (default) or ray (pip install steerlab[ray]).")]
-AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster: auto, or ray://host:port (default: start Ray here).")]
-ActorsOpt = Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray workers, each holding one model (default: one per GPU, else one per CPU).")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster: auto, or ray://host:port (default: start Ray here).")]
+ActorsOpt = Annotated[int | None, typer.Option("--actors", min=1, help="Ray workers, each holding one model (default: one per GPU, else one per CPU).")]
 
 
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")],
-    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (resumed if it holds one).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Where to write the run (resumed if it holds one).")] = None,
     set_: SetOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -64,7 +66,7 @@ def run(
 
 @app.command()
 def demo(
-    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: runs/demo).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Where to write the run (default: runs/demo).")] = None,
     set_: SetOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,7 +30,7 @@ def split_named_vectors(specs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def load_named_vectors(named: dict[str, str], lm: "LanguageModel", *, strict: bool) -> dict[str, "SteeringVector"]:
+def load_named_vectors(named: dict[str, str], lm: LanguageModel, *, strict: bool) -> dict[str, SteeringVector]:
     """Read each named vector and check that it fits ``lm``."""
     from steerlab.cli.core import read_vector_specs
     from steerlab.vectors.io import check_compatible
@@ -59,21 +59,21 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs --api-key "
                                            "(or --allow-unauthenticated).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 8000,
-    vector: Annotated[Optional[list[str]], typer.Option(
+    vector: Annotated[list[str] | None, typer.Option(
         "--vector", help="NAME=FILE, NAME=FILE:LAYER or NAME=FILE:VECTOR_NAME (repeatable): a vector requests "
                          "may steer with by NAME.")] = None,
     allow_other_model: Annotated[bool, typer.Option(
         "--allow-other-model", help="Load vectors made for a model with another config.")] = False,
-    api_key: Annotated[Optional[str], typer.Option(
+    api_key: Annotated[str | None, typer.Option(
         envvar="STEERLAB_API_KEY", show_envvar=True,
         help="Require 'Authorization: Bearer KEY' on /v1 routes (prefer the environment variable: a command "
              "line is visible to other users).")] = None,
     allow_unauthenticated: Annotated[bool, typer.Option(
         "--allow-unauthenticated", help="Serve a non-loopback address without a key.")] = False,
-    served_model_name: Annotated[Optional[list[str]], typer.Option(
+    served_model_name: Annotated[list[str] | None, typer.Option(
         "--served-model-name", help="Name(s) requests use for the model (default: MODEL and the model's id).")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="Largest max_tokens a request may ask for.")] = 1024,
-    default_max_tokens: Annotated[Optional[int], typer.Option(
+    default_max_tokens: Annotated[int | None, typer.Option(
         min=1, help="max_tokens when a request gives none (default: 256, or --max-tokens if smaller).")] = None,
     max_n: Annotated[int, typer.Option(min=1, help="Largest n (samples per request).")] = 8,
     max_batch: Annotated[int, typer.Option(min=1, help="Most rows in one forward pass.")] = 16,

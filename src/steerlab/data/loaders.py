@@ -9,7 +9,6 @@ across sources (XSTest's ``unsafe`` / ``safe`` are mapped).
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from steerlab._io import iter_jsonl_lines
 from steerlab.errors import InputError
 
 PathLike = str | os.PathLike[str]
@@ -82,7 +82,7 @@ def _iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise InputError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        yield from _iter_jsonl_rows(path)
+        yield from iter_jsonl_lines(path)
     elif suffix == ".csv":
         yield from _iter_csv_rows(path)
     else:
@@ -94,19 +94,6 @@ def _read_text(path: Path, encoding: str) -> str:
         return path.read_text(encoding=encoding)
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not valid UTF-8 (byte {e.start})") from None
-
-
-def _iter_jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for i, line in enumerate(_read_text(path, "utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{i}: malformed JSON line ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise InputError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
-        yield i, obj
 
 
 def _iter_csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

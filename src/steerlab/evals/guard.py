@@ -187,7 +187,7 @@ class LocalGuard:
         use_template: use the tokenizer's chat template when it has one.
     """
 
-    def __init__(self, lm: "LanguageModel", family: str = "llama-guard-3", *, batch_size: int = 8,
+    def __init__(self, lm: LanguageModel, family: str = "llama-guard-3", *, batch_size: int = 8,
                  max_new_tokens: int = 12, use_template: bool = True) -> None:
         self.lm = lm
         self.family = guard_family(family)
@@ -267,7 +267,7 @@ class ProxyGuard:
 
 
 def make_guard(spec: str | None, *, family: str = "llama-guard-3", batch_size: int = 8, min_words: int = 15,
-               load: Callable[[str], "LanguageModel"] | None = None) -> GuardClassifier:
+               load: Callable[[str], LanguageModel] | None = None) -> GuardClassifier:
     """A guard from one spec: None → :class:`ProxyGuard`; ``openai:MODEL@URL`` → :class:`APIGuard`;
     anything else → :class:`LocalGuard` on ``load(spec)`` (default :func:`steerlab.load_model`).
 

@@ -81,7 +81,7 @@ def _first_token(token_ids: Sequence[int], tokenizer: object) -> int | None:
 
 
 def find_refusal_tokens(
-    lm: "LanguageModel",
+    lm: LanguageModel,
     harmful: Sequence[str],
     harmless: Sequence[str] = (),
     *,
@@ -132,7 +132,7 @@ def find_refusal_tokens(
                          len(replies), len(refused), share(replies), share(benign) if harmless else None)
 
 
-def opener_tokens(lm: "LanguageModel", openers: Sequence[str]) -> list[int]:
+def opener_tokens(lm: LanguageModel, openers: Sequence[str]) -> list[int]:
     """The first token of each opener as the model's tokenizer writes it at the start of a reply (distinct, in order)."""
     prompt = lm.format("Hello")
     out: list[int] = []
@@ -144,8 +144,8 @@ def opener_tokens(lm: "LanguageModel", openers: Sequence[str]) -> list[int]:
     return out
 
 
-def last_position_logits(lm: "LanguageModel", batch: "Batch",
-                         interventions: Sequence["Intervention"] = ()) -> torch.Tensor:
+def last_position_logits(lm: LanguageModel, batch: Batch,
+                         interventions: Sequence[Intervention] = ()) -> torch.Tensor:
     """Full-vocabulary next-token logits at the last prompt position ``[B, V]`` (float32, CPU).
 
     Only the last position goes through the LM head; the batch must be left-padded (as

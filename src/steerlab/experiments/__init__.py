@@ -44,7 +44,7 @@ def run_experiment(config_path: str | Path, run_dir: str | Path | None = None, o
     from steerlab.experiments.engine.run import execute
 
     cfg = load_config(config_path, overrides)
-    return execute(cfg, run_dir or _default_run_dir(cfg.name), executor=executor,  # type: ignore[attr-defined]
+    return execute(cfg, run_dir or _default_run_dir(cfg.name), executor=executor,
                    address=address, actors=actors)
 
 

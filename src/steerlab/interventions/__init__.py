@@ -26,7 +26,12 @@ _WHERE = {
     "batch_interventions": "spec",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "EVERY_RESIDUAL_WRITE", "NO_INTERVENTION", "Ablate", "Add", "Capture", "HookEntry", "HookManager", "Indices",
+    "Intervention", "InterventionSpec", "LastK", "PositionInfo", "Span", "StopForward", "batch_interventions",
+    "hook_manager", "intervene", "parse_positions",
+]
+assert sorted(__all__) == sorted(_WHERE)  # one name list, checked at import
 
 
 def __getattr__(name: str) -> Any:

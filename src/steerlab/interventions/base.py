@@ -40,7 +40,7 @@ class Intervention:
             mgr.remove(i)
 
     @contextmanager
-    def on(self, model: nn.Module) -> Iterator["Intervention"]:
+    def on(self, model: nn.Module) -> Iterator[Intervention]:
         """``with Add(...).on(model): ...`` — hooks are removed on exit, even after an error."""
         with intervene(model, self):
             yield self

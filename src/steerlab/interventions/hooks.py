@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,7 +73,7 @@ class HookManager:
         self._tracker: torch.utils.hooks.RemovableHandle | None = None
 
     # ---- position tracking -------------------------------------------------------------
-    def _track(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def _track(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         emb = kwargs.get("inputs_embeds")
         ref = ids if ids is not None else emb
@@ -86,7 +87,9 @@ class HookManager:
             token_index = torch.where(mask.bool(), idx, torch.full_like(idx, -1))[:, past:]
             n_real_prompt = mask.long().sum(-1)
         else:
-            pkv = kwargs.get("past_key_values")
+            pkv = kwargs.get("cache")  # transformers' new name of the argument, then the old one
+            if pkv is None:
+                pkv = kwargs.get("past_key_values")
             past = int(pkv.get_seq_length()) if pkv is not None and hasattr(pkv, "get_seq_length") else 0
             token_index = torch.arange(past, past + t, device=ref.device).expand(b, t)
             n_real_prompt = torch.full((b,), past + t, device=ref.device, dtype=torch.long)
@@ -100,7 +103,7 @@ class HookManager:
         self.info = PositionInfo(token_index=token_index, prompt_len=prompt_len)
 
     @contextmanager
-    def prompt_lengths(self, prompt_len: torch.Tensor | None) -> Iterator["HookManager"]:
+    def prompt_lengths(self, prompt_len: torch.Tensor | None) -> Iterator[HookManager]:
         """Tell position specs how many prompt tokens each row has, for the ``with`` block.
 
         Without it, the prompt length is inferred from the first forward call (its real
@@ -170,7 +173,7 @@ class HookManager:
         key = (layer, site)
         if kind == "pre":
 
-            def pre_hook(mod: nn.Module, args: tuple, kwargs: dict):  # noqa: ANN202
+            def pre_hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
                 if args:
                     return (self._run(key, args[0]), *args[1:]), kwargs
                 kwargs = dict(kwargs)
@@ -179,7 +182,7 @@ class HookManager:
 
             return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
-        def post_hook(mod: nn.Module, args: tuple, output: object):  # noqa: ANN202
+        def post_hook(mod: nn.Module, args: tuple[Any, ...], output: object) -> object:
             return replace_first(output, self._run(key, first_tensor(output)))
 
         return module.register_forward_hook(post_hook)

@@ -58,7 +58,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,8 @@ from steerlab.errors import ArchitectureError, InputError
 from steerlab.models.layers import arch_spec, decoder_layers, hidden_size, residual_writers, site_module
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from steerlab.models.hf import LanguageModel
     from steerlab.vectors.vector import SteeringVector
 
@@ -100,7 +102,7 @@ class OrthogonalizationReport:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def unit_direction(direction: "torch.Tensor | SteeringVector", d: int) -> torch.Tensor:
+def unit_direction(direction: torch.Tensor | SteeringVector, d: int) -> torch.Tensor:
     """``direction`` as a float32 unit vector ``[d]``; zero, NaN or a wrong size is an InputError."""
     r = getattr(direction, "vector", direction)
     r = (r if isinstance(r, torch.Tensor) else torch.as_tensor(r)).detach().float().cpu()
@@ -130,7 +132,7 @@ def norm_gain(norm: nn.Module, d: int) -> torch.Tensor:
     eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)) or 0.0)
     with torch.no_grad():
         ones = torch.ones(1, 1, d, device=dev, dtype=torch.float32)
-        g = norm(ones).float().reshape(d) * (1.0 + eps) ** 0.5
+        g: torch.Tensor = norm(ones).float().reshape(d) * (1.0 + eps) ** 0.5
         x = torch.randn(1, 3, d, generator=torch.Generator().manual_seed(0)).to(dev)
         rms = (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
         if not torch.allclose(norm(x).float(), x / rms * g, rtol=1e-4, atol=1e-5):
@@ -196,7 +198,7 @@ def _projected(y: torch.Tensor, v: torch.Tensor, norm_preserving: bool) -> torch
     return out
 
 
-def untie_output_embeddings(model: nn.Module) -> bool:
+def untie_output_embeddings(model: PreTrainedModel) -> bool:
     """Give the LM head its own copy of a matrix it shares with the token embedding.
 
     Returns True when the head was tied (and is now untied, with ``tie_word_embeddings`` set
@@ -216,7 +218,7 @@ def _text_config(config: Any) -> Any:
     return get() if callable(get) else config
 
 
-def orthogonalize(model: nn.Module, direction: "torch.Tensor | SteeringVector", *,
+def orthogonalize(model: PreTrainedModel, direction: torch.Tensor | SteeringVector, *,
                   norm_preserving: bool = False) -> OrthogonalizationReport:
     """Edit ``model`` in place so no residual write has a component along ``direction``.
 
@@ -261,7 +263,7 @@ def orthogonalize(model: nn.Module, direction: "torch.Tensor | SteeringVector", 
 
 
 @contextlib.contextmanager
-def weight_equivalent_ablation(model: nn.Module, direction: "torch.Tensor | SteeringVector") -> Iterator[None]:
+def weight_equivalent_ablation(model: nn.Module, direction: torch.Tensor | SteeringVector) -> Iterator[None]:
     """The hook ablation that :func:`orthogonalize` (without ``norm_preserving``) reproduces exactly.
 
     For layouts whose writes land directly in the residual stream it is ``Ablate(r)``
@@ -295,10 +297,10 @@ def weight_equivalent_ablation(model: nn.Module, direction: "torch.Tensor | Stee
             h.remove()
 
 
-def _project_input(u: torch.Tensor):  # noqa: ANN202
+def _project_input(u: torch.Tensor) -> Callable[[nn.Module, tuple[Any, ...]], tuple[Any, ...]]:
     cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
-    def hook(module: nn.Module, args: tuple) -> tuple:
+    def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
         x = args[0]
         key = (x.device, x.dtype)
         if key not in cache:
@@ -312,8 +314,8 @@ def _project_input(u: torch.Tensor):  # noqa: ANN202
 # ---------------------------------------------------------------------------- copies and saving
 
 
-def orthogonalized_copy(lm: "LanguageModel", direction: "torch.Tensor | SteeringVector", *,
-                        norm_preserving: bool = False) -> tuple["LanguageModel", OrthogonalizationReport]:
+def orthogonalized_copy(lm: LanguageModel, direction: torch.Tensor | SteeringVector, *,
+                        norm_preserving: bool = False) -> tuple[LanguageModel, OrthogonalizationReport]:
     """A new LanguageModel whose weights are an orthogonalised copy of ``lm``'s (``lm`` is untouched)."""
     import copy
 
@@ -326,8 +328,8 @@ def orthogonalized_copy(lm: "LanguageModel", direction: "torch.Tensor | Steering
                          chat=lm.chat, batch_size=lm.batch_size), report
 
 
-def save_orthogonalized(lm: "LanguageModel", out_dir: str | os.PathLike[str], *,
-                        direction: "torch.Tensor | SteeringVector", report: OrthogonalizationReport,
+def save_orthogonalized(lm: LanguageModel, out_dir: str | os.PathLike[str], *,
+                        direction: torch.Tensor | SteeringVector, report: OrthogonalizationReport,
                         overwrite: bool = False, provenance: dict[str, Any] | None = None) -> Path:
     """Write an already orthogonalised ``lm`` as a plain Hugging Face model directory.
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
@@ -100,8 +99,8 @@ class _Named:
         return info.token_index >= info.prompt_len[:, None]  # generated
 
 
-PositionSpec = Union[str, LastK, Span, Indices, _Named]
-Positions = Union[LastK, Span, Indices, _Named]
+PositionSpec = str | LastK | Span | Indices | _Named
+Positions = LastK | Span | Indices | _Named
 
 
 def parse_positions(spec: PositionSpec | Sequence[int]) -> Positions:
@@ -125,5 +124,5 @@ def parse_positions(spec: PositionSpec | Sequence[int]) -> Positions:
             f"unknown positions {spec!r}; use all, prompt, generated, last, last:K, a list of indices, or Span(a, b)"
         )
     if isinstance(spec, Sequence) and all(isinstance(i, int) for i in spec):
-        return Indices(tuple(spec))
+        return Indices(tuple(i for i in spec if isinstance(i, int)))  # all are ints (checked above)
     raise InputError(f"cannot interpret positions {spec!r}")

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,7 +46,7 @@ class InterventionSpec(BaseModel):
     strength: float = Field(0.0, description="add: the multiplier of the vector")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "InterventionSpec":
+    def _consistent(self) -> InterventionSpec:
         if self.kind == "none" and self.vector is not None:
             raise ValueError("an intervention of kind 'none' takes no vector")
         if self.kind != "none" and not self.vector:
@@ -64,7 +64,7 @@ class InterventionSpec(BaseModel):
 NO_INTERVENTION = InterventionSpec()
 
 
-def _lookup(vectors: Mapping[str, "SteeringVector"], name: str | None) -> "SteeringVector":
+def _lookup(vectors: Mapping[str, SteeringVector], name: str | None) -> SteeringVector:
     if name is None or name not in vectors:
         known = ", ".join(vectors) or "none"
         raise InputError(f"intervention names vector {name!r}, which is not in the run's vectors ({known})")
@@ -72,8 +72,8 @@ def _lookup(vectors: Mapping[str, "SteeringVector"], name: str | None) -> "Steer
 
 
 def batch_interventions(
-    specs: Sequence[InterventionSpec], vectors: Mapping[str, "SteeringVector"] | None = None
-) -> list["Intervention"]:
+    specs: Sequence[InterventionSpec], vectors: Mapping[str, SteeringVector] | None = None
+) -> list[Intervention]:
     """Per-row interventions equivalent to applying each row's spec to that row alone."""
     import torch
 
@@ -81,19 +81,19 @@ def batch_interventions(
 
     vectors = vectors or {}
     b = len(specs)
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[Any, ...], list[int]] = {}  # (kind, layers, site(s), positions) → rows
     for i, spec in enumerate(specs):
         if spec.is_noop:
             continue
         v = _lookup(vectors, spec.vector)
         if spec.kind == "add":
             layers = tuple(spec.layers) if isinstance(spec.layers, list) else spec.layers or (v.layer,)
-            key = ("add", layers, spec.site or v.site, spec.positions)
+            key: tuple[Any, ...] = ("add", layers, spec.site or v.site, spec.positions)
         else:
-            layers = tuple(spec.layers) if isinstance(spec.layers, list) else spec.layers or "all"
+            layers = tuple(spec.layers) if isinstance(spec.layers, list) else (spec.layers or "all")
             key = ("ablate", layers, (spec.site,) if spec.site else EVERY_RESIDUAL_WRITE, spec.positions)
         groups.setdefault(key, []).append(i)
-    out: list["Intervention"] = []
+    out: list[Intervention] = []
     for (kind, layers, site, positions), rows in groups.items():
         layer_arg = list(layers) if isinstance(layers, tuple) else layers
         first = _lookup(vectors, specs[rows[0]].vector).vector

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from steerlab.models.backend import (
-    ChatBackend, Completion, Conversation, LogprobScorer, OptionLogprobs, OptionScorer, TextGenerator, user,
+    ChatBackend,
+    Completion,
+    Conversation,
+    LogprobScorer,
+    OptionLogprobs,
+    OptionScorer,
+    TextGenerator,
+    user,
 )
 from steerlab.models.chat import ChatFormatter, plain_format
 from steerlab.models.hf import LanguageModel, config_hash

@@ -109,7 +109,7 @@ class Sample:
                 "top_logprobs": None if self.top_logprobs is None else [list(t) for t in self.top_logprobs]}
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "Sample":
+    def from_json(cls, d: Mapping[str, Any]) -> Sample:
         top = d.get("top_logprobs")
         return cls(d["text"], d["finish_reason"], int(d.get("prompt_tokens", 0)), int(d.get("completion_tokens", 0)),
                    None if top is None else tuple((str(t), float(lp)) for t, lp in top))

@@ -49,7 +49,7 @@ class Completion:
         return self.error is not None
 
     @classmethod
-    def failure(cls, error: str) -> "Completion":
+    def failure(cls, error: str) -> Completion:
         """The record of an item the backend gave up on: empty text, ``finish_reason="error"``."""
         return cls("", "error", 0, 0, (), error)
 

@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from steerlab.errors import InputError
-from steerlab.models.backend import Conversation
+from steerlab.models.backend import Completion, Conversation, FinishReason
 from steerlab.models.chat import ChatFormatter
 from steerlab.models.layers import arch_spec, base_model, hidden_size, num_layers
-from steerlab.models.backend import Completion, FinishReason
 from steerlab.models.sampling import SeededSampler, StopOnStrings, cut_at_stops, row_seeds
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from steerlab.interventions.base import Intervention
     from steerlab.models.layers import Site
 
@@ -60,7 +60,7 @@ class Batch:
 class LanguageModel:
     """A causal LM, its tokenizer and chat formatter. Build one with :func:`steerlab.load_model`."""
 
-    model: nn.Module
+    model: PreTrainedModel
     tokenizer: Any
     model_id: str
     chat: ChatFormatter = field(default=None)  # type: ignore[assignment]
@@ -138,7 +138,7 @@ class LanguageModel:
     # ---- forward passes ----------------------------------------------------------------
     @contextlib.contextmanager
     def session(
-        self, interventions: Sequence["Intervention"] = (), prompt_len: torch.Tensor | None = None, *,
+        self, interventions: Sequence[Intervention] = (), prompt_len: torch.Tensor | None = None, *,
         grad: bool = False,
     ) -> Iterator[None]:
         """Apply ``interventions`` with known prompt lengths for the ``with`` block.
@@ -154,7 +154,7 @@ class LanguageModel:
             yield
 
     def hidden_states(
-        self, batch: Batch, interventions: Sequence["Intervention"] = (), *, grad: bool = False
+        self, batch: Batch, interventions: Sequence[Intervention] = (), *, grad: bool = False
     ) -> torch.Tensor:
         """Final-norm hidden states ``[B, T, d]`` (no LM head)."""
         with self.session(interventions, batch.prompt_len, grad=grad):
@@ -163,7 +163,7 @@ class LanguageModel:
         return out[0] if isinstance(out, tuple) else out.last_hidden_state
 
     def forward_to_layer(
-        self, batch: Batch, layer: int, interventions: Sequence["Intervention"] = (), *, site: "Site" = "resid_post",
+        self, batch: Batch, layer: int, interventions: Sequence[Intervention] = (), *, site: Site = "resid_post",
         grad: bool = False,
     ) -> torch.Tensor:
         """Activations ``[B, T, d]`` at ``(layer, site)``; the forward pass stops right there.
@@ -238,7 +238,7 @@ class LanguageModel:
 
     def next_token_logits(
         self, prompts: Sequence[str | Conversation], token_ids: Sequence[int], *, system: str | None = None,
-        interventions: Sequence["Intervention"] = (),
+        interventions: Sequence[Intervention] = (),
     ) -> torch.Tensor:
         """Logits of selected tokens at the next position ``[N, K]`` — never the full vocabulary."""
         ids = torch.as_tensor(list(token_ids), device=self.device)
@@ -251,7 +251,7 @@ class LanguageModel:
 
     def option_logprobs(
         self, conversations: Sequence[str | Conversation], options: Sequence[str], *, exact: bool = False,
-        system: str | None = None, interventions: Sequence["Intervention"] = (), batch_size: int | None = None,
+        system: str | None = None, interventions: Sequence[Intervention] = (), batch_size: int | None = None,
     ) -> list[dict[str, float]]:
         """Per conversation, ``{option: log P(reply starts with option)}`` from one forward pass
         (:class:`~steerlab.models.backend.OptionScorer`; how: :mod:`steerlab.models.option_scores`).
@@ -269,7 +269,7 @@ class LanguageModel:
 
     def continuation_logprobs(
         self, conversations: Sequence[str | Conversation], continuations: Sequence[str],
-        *, interventions: Sequence["Intervention"] = (),
+        *, interventions: Sequence[Intervention] = (),
     ) -> list[list[float]]:
         """Per-token log-probabilities of each continuation after its (formatted) prompt."""
         if len(conversations) != len(continuations):
@@ -315,7 +315,7 @@ class LanguageModel:
         temperature: float = 0.0,
         seed: int | Sequence[int] | None = None,
         system: str | None = None,
-        interventions: Sequence["Intervention"] = (),
+        interventions: Sequence[Intervention] = (),
         batch_size: int | None = None,
         progress: Callable[[int, int], None] | None = None,
         stop: Sequence[str] = (),
@@ -382,7 +382,7 @@ class LanguageModel:
 
     def _generate_batch(
         self, batch: Batch, max_new_tokens: int, temperature: float, seeds: Sequence[int],
-        interventions: Sequence["Intervention"], stops: Sequence[str], top_p: float, top_k: int,
+        interventions: Sequence[Intervention], stops: Sequence[str], top_p: float, top_k: int,
         logits_processors: Sequence[Any] = (),
     ) -> list[Completion]:
         from transformers import LogitsProcessorList, StoppingCriteriaList

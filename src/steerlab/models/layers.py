@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from steerlab.errors import ArchitectureError
-from steerlab.names import SITES, Site  # defined once in steerlab.names, re-exported here
+from steerlab.names import SITES as SITES  # defined once in steerlab.names, re-exported here
+from steerlab.names import Site as Site
 
 RESIDUAL_WRITES: tuple[Site, ...] = ("attn_out", "mlp_out")
 
@@ -267,7 +268,7 @@ def check_layer(model: nn.Module, layer: int) -> int:
 def check_site(site: str) -> Site:
     if site not in SITES:
         raise ArchitectureError(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
-    return site  # type: ignore[return-value]
+    return site
 
 
 def site_module(model: nn.Module, layer: int, site: Site) -> tuple[nn.Module, Literal["pre", "post"]]:

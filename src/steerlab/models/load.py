@@ -43,7 +43,7 @@ def load_model(
     dev = pick_device(device)  # checked before any weight is read
     path, model_id = resolve_spec(spec)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, dev))
-    model.to(dev)
+    model.to(dev)  # type: ignore[arg-type]  # transformers types .to() through a decorator that loses self
     tok = AutoTokenizer.from_pretrained(path)
     return LanguageModel(
         model=model, tokenizer=tok, model_id=model_id,
@@ -51,7 +51,7 @@ def load_model(
     )
 
 
-def load_backend(spec: str, **kwargs: object) -> "ChatBackend":
+def load_backend(spec: str, **kwargs: object) -> ChatBackend:
     """A :class:`~steerlab.models.backend.ChatBackend` from one spec string.
 
     ``openai:MODEL@BASE_URL`` (or ``openai:MODEL`` for api.openai.com) → an OpenAI-compatible

@@ -47,6 +47,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -186,9 +188,17 @@ def _forward(lm: LanguageModel, ids: torch.Tensor, mask: torch.Tensor, pos: torc
              ) -> tuple[torch.Tensor, Any]:
     from steerlab.models.layers import base_model
 
-    out = base_model(lm.model)(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                               use_cache=cache is not None)
+    model = base_model(lm.model)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=cache is not None,
+                **{_cache_kwarg(type(model)): cache})
     return out.last_hidden_state, cache
+
+
+@functools.cache
+def _cache_kwarg(model_class: type) -> str:
+    """``cache`` where the model's forward takes it (transformers ≥ 5.2x, which deprecates the old name
+    and drops it in 5.40), else ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def _node_states(lm: LanguageModel, batch: Batch, plan: OptionPlan) -> dict[Node, torch.Tensor]:

@@ -20,6 +20,7 @@ before the stop string and carries its finish reason: ``"stop"`` or ``"length"``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
@@ -83,13 +84,13 @@ class SeededSampler(LogitsProcessor):
         b = scores.shape[0]
         if self.step >= self.u.shape[1]:
             raise RuntimeError("SeededSampler: more generation steps than prepared for")
-        scores = self._filter(scores.float() / self.temperature)
-        cdf = torch.softmax(scores, dim=-1).double().cumsum(-1)  # [B, V]
+        logits = self._filter(scores.float() / self.temperature)
+        cdf = torch.softmax(logits, dim=-1).double().cumsum(-1)  # [B, V]
         u = self.u[:b, self.step].to(cdf.device).unsqueeze(-1) * cdf[:, -1:]  # [B, 1]
-        token = torch.searchsorted(cdf, u).clamp_(max=scores.shape[-1] - 1)  # [B, 1]
+        token = torch.searchsorted(cdf, u).clamp_(max=logits.shape[-1] - 1)  # [B, 1]
         self.step += 1
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(-1, token, 0.0)
+        out = torch.full_like(logits, float("-inf"))
+        return cast(torch.FloatTensor, out.scatter_(-1, token, 0.0))  # HF's LogitsProcessor signature
 
 
 class StopOnStrings(StoppingCriteria):
@@ -108,7 +109,7 @@ class StopOnStrings(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
         b = input_ids.shape[0]
-        done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
+        done = cast(torch.BoolTensor, torch.zeros(b, dtype=torch.bool, device=input_ids.device))  # HF's StoppingCriteria type
         n_gen = input_ids.shape[1] - self.prompt_width
         if not self.stops or n_gen <= 0:
             return done

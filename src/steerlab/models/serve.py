@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from steerlab.vectors.vector import SteeringVector
 
 
-def serve(lm: "LanguageModel", host: str = "127.0.0.1", port: int = 0, *,
-          vectors: Mapping[str, "SteeringVector"] | None = None, api_key: str | None = None,
-          any_model_name: bool = True, check_context: bool = False, **limits: Any) -> "ServerHandle":
+def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 0, *,
+          vectors: Mapping[str, SteeringVector] | None = None, api_key: str | None = None,
+          any_model_name: bool = True, check_context: bool = False, **limits: Any) -> ServerHandle:
     """Serve ``lm`` in a background thread; ``.server_address`` is ``(host, port)``, ``.shutdown()`` stops it.
 
     Args:

@@ -61,7 +61,7 @@ def final_norm(model: nn.Module) -> nn.Module:
 RESIDUAL_WRITE_SITES: tuple[str, ...] = ("mlp_out", "resid_post")
 
 
-def later_equivalent(iv: "Intervention | HookEntry", model: nn.Module) -> "Intervention | HookEntry":
+def later_equivalent(iv: Intervention | HookEntry, model: nn.Module) -> Intervention | HookEntry:
     """``iv``, or — for an :class:`~steerlab.interventions.Add` at one layer L < last at ``mlp_out``
     or ``resid_post`` — the same Add at (L + 1, ``resid_pre``).
 
@@ -170,7 +170,7 @@ class LayerSlice:
             for h in handles:
                 h.remove()
         if self.final_norm:
-            out[-1] = res[0] if isinstance(res, tuple) else res.last_hidden_state  # type: ignore[union-attr]
+            out[-1] = res[0] if isinstance(res, tuple) else res.last_hidden_state
         first_args, first_kwargs = calls[self.start]
         hidden = first_args[0] if first_args else first_kwargs["hidden_states"]
         return hidden.detach(), out[-1].detach(), [calls[i] for i in range(self.start, self.stop + 1)]

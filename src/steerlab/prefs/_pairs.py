@@ -92,7 +92,7 @@ class ComparisonGraph:
     def warnings(self, item_ids: Sequence[str]) -> tuple[str, ...]:
         """Plain-language notes on what the data cannot identify (empty when all is well)."""
         notes = []
-        never = [item_ids[i] for i in np.flatnonzero(~self.compared)]
+        never = [item_ids[int(i)] for i in np.flatnonzero(~self.compared)]
         if never:
             notes.append(f"{len(never)} item(s) never compared, e.g. {never[:3]}: their utility is a "
                          "placeholder (the fit's starting value) that the data do not inform")

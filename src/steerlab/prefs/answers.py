@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from scipy.special import logsumexp
+
 from steerlab.prefs.templates import RatingTemplate
 
 if TYPE_CHECKING:  # steerlab.models imports torch; the prefs package does not
@@ -33,10 +35,8 @@ if TYPE_CHECKING:  # steerlab.models imports torch; the prefs package does not
 
 
 def _logsumexp(xs: Sequence[float]) -> float:
-    m = max(xs)
-    if m == -math.inf:
-        return -math.inf
-    return m + math.log(sum(math.exp(x - m) for x in xs))
+    """log Σ exp(x) as a Python float (-inf when every x is -inf)."""
+    return float(logsumexp(xs))
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def distribution_from_logprobs(template: RatingTemplate, logprobs: Mapping[str, 
             (missing strings count as -inf).
     """
     options = template.options()
-    per_value = {v: [] for v in template.scale.values}  # type: dict[float, list[float]]
+    per_value: dict[float, list[float]] = {v: [] for v in template.scale.values}
     for s, v in options.items():
         per_value[v].append(float(logprobs.get(s, -math.inf)))
     logq = [_logsumexp(per_value[v]) for v in template.scale.values]

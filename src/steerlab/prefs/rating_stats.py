@@ -14,6 +14,7 @@ is NaN, never an exception: the report shows it as "–" next to its n.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -124,7 +125,7 @@ def seed_r_by_origin(frame: pd.DataFrame, scale: Scale, origins: Mapping[str, st
     out = {}
     for origin in sorted({origins[i] for i in frame["item"]}):
         part = frame[frame["item"].map(origins) == origin]
-        corr = _safe(lambda part=part: cross_seed_correlation(part, scale=scale), None)
+        corr = _safe(functools.partial(cross_seed_correlation, part, scale=scale), None)
         out[origin] = (corr.mean if corr else NAN, corr.std if corr else NAN, int(part["item"].nunique()))
     return out
 

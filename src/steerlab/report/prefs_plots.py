@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ import pandas as pd
 from steerlab.errors import InputError
 from steerlab.prefs._ratings import Scale
 
-Source = pd.DataFrame | str | os.PathLike[str]
+Source: TypeAlias = "pd.DataFrame | str | os.PathLike[str]"
 
 
 def load_frame(source: Source, required: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -34,6 +34,11 @@ def load_frame(source: Source, required: tuple[str, ...] = ()) -> pd.DataFrame:
             raise InputError(f"{path}: unsupported results file type {path.suffix!r}")
         if not path.exists():
             raise InputError(f"{path}: no such file")
+        if path.suffix == ".parquet":
+            import importlib.util
+
+            if importlib.util.find_spec("pyarrow") is None:
+                raise InputError(f"{path}: reading .parquet needs pyarrow: pip install 'steerlab[parquet]'")
         frame = readers[path.suffix](path)
     missing = [c for c in required if c not in frame.columns]
     if missing:

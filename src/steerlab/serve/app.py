@@ -50,7 +50,7 @@ def _error(status: int, message: str, *, param: str | None = None, code: str | N
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status)
 
 
-def create_app(lm: "LanguageModel", *, vectors: Mapping[str, "SteeringVector"] | None = None,
+def create_app(lm: LanguageModel, *, vectors: Mapping[str, SteeringVector] | None = None,
                config: ServeConfig | None = None) -> FastAPI:
     """The FastAPI application serving ``lm`` (start it with uvicorn, or :func:`start_server`).
 

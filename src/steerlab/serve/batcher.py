@@ -116,7 +116,8 @@ class Batcher(Generic[K, R, Out]):
         deadline = loop.time() + self.wait_s
 
         def same() -> list[_Pending[K, R, Out]]:
-            chosen, n = [], 0
+            chosen: list[_Pending[K, R, Out]] = []
+            n = 0
             for p in self._pending:
                 if p.key == key and (not chosen or n + len(p.rows) <= self.max_batch):
                     chosen.append(p)

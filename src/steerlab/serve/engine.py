@@ -60,7 +60,7 @@ class RowJob:
 
     text: str
     seed: int
-    steer: "InterventionSpec"
+    steer: InterventionSpec
     top_logprobs: int | None = None
     sink: TokenSink | None = None
 
@@ -156,7 +156,7 @@ class Generator:
         vectors: the vectors requests may name, by name.
     """
 
-    def __init__(self, lm: "LanguageModel", vectors: Mapping[str, "SteeringVector"]) -> None:
+    def __init__(self, lm: LanguageModel, vectors: Mapping[str, SteeringVector]) -> None:
         self.lm = lm
         self.vectors = dict(vectors)
 

@@ -68,7 +68,7 @@ class SteerSpec(_Strict):
     positions: str = Field("all", description="tokens touched: all, prompt, generated, last, last:K")
 
     @model_validator(mode="after")
-    def _strength(self) -> "SteerSpec":
+    def _strength(self) -> SteerSpec:
         if self.kind == "add" and self.strength is None:
             raise ValueError("steer: kind 'add' needs a strength")
         if self.kind == "ablate" and self.strength is not None:
@@ -133,7 +133,7 @@ class _Sampling(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _stream_options(self) -> "_Sampling":
+    def _stream_options(self) -> _Sampling:
         if self.stream_options is not None and not self.stream:
             raise ValueError("stream_options is only allowed with stream=true")
         return self
@@ -155,7 +155,7 @@ class ChatRequest(_Sampling):
     response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
-    def _checks(self) -> "ChatRequest":
+    def _checks(self) -> ChatRequest:
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs=true")
         if self.max_tokens is not None and self.max_completion_tokens is not None and (
@@ -182,7 +182,7 @@ class CompletionRequest(_Sampling):
     suffix: str | None = None
 
     @model_validator(mode="after")
-    def _checks(self) -> "CompletionRequest":
+    def _checks(self) -> CompletionRequest:
         if self.echo:
             raise ValueError("echo=true is not supported by steerlab serve")
         if self.best_of not in (None, 1):

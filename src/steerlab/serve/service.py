@@ -83,7 +83,7 @@ class Service:
     """What the routes share: the model, its vectors, the batcher and the config; request checks,
     rows, and the pieces of OpenAI-shaped replies."""
 
-    def __init__(self, lm: "LanguageModel", vectors: Mapping[str, "SteeringVector"], config: ServeConfig) -> None:
+    def __init__(self, lm: LanguageModel, vectors: Mapping[str, SteeringVector], config: ServeConfig) -> None:
         self.lm = lm
         self.config = config
         self.generator = Generator(lm, vectors)

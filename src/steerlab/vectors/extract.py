@@ -110,7 +110,7 @@ def read_activations(
         w = _selector_weights(selector, batch.prompt_len, batch.attention_mask, n_post)  # [B, T]
         entries = []
 
-        def make(layer: int):
+        def make(layer: int, w: torch.Tensor = w):  # this batch's weights, bound now
             def fn(h: torch.Tensor, info: object) -> None:
                 hf = h.float()
                 acts[layer].append(torch.einsum("bt,btd->bd", w, hf).cpu())

@@ -20,7 +20,7 @@ from steerlab.errors import InputError, VectorMismatchError
 from steerlab.vectors.vector import FORMAT_VERSION, READABLE_FORMATS, SteeringVector, VectorMeta, VectorSet
 
 
-def save_vectors(path: str | os.PathLike[str], vectors: Iterable[SteeringVector] | Mapping[object, SteeringVector]) -> Path:
+def save_vectors(path: str | os.PathLike[str], vectors: Iterable[SteeringVector] | Mapping[str, SteeringVector]) -> Path:
     """Write vectors (a :class:`VectorSet`, a mapping or a list) to one safetensors file, atomically.
 
     Vectors with NaN or infinite values are refused; names must be unique in a file.

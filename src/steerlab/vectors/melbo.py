@@ -44,8 +44,16 @@ from pydantic import Field
 
 from steerlab.errors import InputError
 from steerlab.vectors.unsupervised import (
-    Objective, Placement, autograd_enabled, injection, injection_slice, objective_mask, site_norm, training_batch,
-    vector_meta, vector_seed,
+    Objective,
+    Placement,
+    autograd_enabled,
+    injection,
+    injection_slice,
+    objective_mask,
+    site_norm,
+    training_batch,
+    vector_meta,
+    vector_seed,
 )
 
 if TYPE_CHECKING:

@@ -53,7 +53,7 @@ class VectorMeta:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: Any, source: str = "vector file") -> "VectorMeta":
+    def from_json(cls, d: Any, source: str = "vector file") -> VectorMeta:
         """Validate one metadata record; a missing field or an unknown site/normalisation is an InputError."""
         if not isinstance(d, dict):
             raise InputError(f"{source}: vector metadata must be a JSON object, got {type(d).__name__}")
@@ -106,10 +106,10 @@ class SteeringVector:
     def norm(self) -> float:
         return float(self.vector.norm())
 
-    def scaled(self, factor: float) -> "SteeringVector":
+    def scaled(self, factor: float) -> SteeringVector:
         return replace(self, vector=self.vector * factor)
 
-    def check_finite(self, source: str = "vector") -> "SteeringVector":
+    def check_finite(self, source: str = "vector") -> SteeringVector:
         """``self``, or an InputError when the values hold NaN or infinity."""
         if not torch.isfinite(self.vector).all():
             raise InputError(f"{source}: vector {self.name} has NaN or infinite values")
@@ -148,6 +148,8 @@ class VectorSet(Mapping[str, SteeringVector]):
                 what = "no vector" if not found else f"{len(found)} vectors ({', '.join(v.name for v in found)})"
                 raise KeyError(f"{what} at layer {key}; layers held: {self.layers}")
             return found[0]
+        if not isinstance(key, str):
+            raise KeyError(key)
         return self._by_name[key]
 
     def __iter__(self) -> Iterator[str]:

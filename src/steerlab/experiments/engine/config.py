@@ -48,7 +48,7 @@ class ExperimentConfig(Strict):
     models: list[ModelSpec] = Field(min_length=1, description="models to study")
 
     @model_validator(mode="after")
-    def _unique_labels(self) -> "ExperimentConfig":
+    def _unique_labels(self) -> ExperimentConfig:
         labels = [m.name for m in self.models]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -98,7 +98,7 @@ def _format_error(e: ValidationError, source: str) -> str:
     return f"{source}: invalid config — " + "; ".join(parts)
 
 
-def parse_config(raw: Any, source: str = "config", overrides: list[str] | None = None) -> BaseModel:
+def parse_config(raw: Any, source: str = "config", overrides: list[str] | None = None) -> ExperimentConfig:
     """Validate a raw mapping (after overrides) into the config model its ``kind`` names."""
     from steerlab.experiments.engine.registry import get_kind, known_kinds
 
@@ -118,7 +118,7 @@ def parse_config(raw: Any, source: str = "config", overrides: list[str] | None =
         raise ConfigError(_format_error(e, source)) from None
 
 
-def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> BaseModel:
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> ExperimentConfig:
     """Read and validate a YAML config file."""
     path = Path(path)
     if not path.exists():

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from steerlab.errors import InputError
 from steerlab.experiments.engine.config import ModelSpec
 from steerlab.experiments.engine.records import Row
-from steerlab.experiments.engine.worker import WorkItem, Worker
+from steerlab.experiments.engine.worker import Worker, WorkItem
 
 OnResult = Callable[[WorkItem, list[Row]], None]
 

@@ -33,7 +33,8 @@ from typing import Any
 from steerlab.errors import InputError
 from steerlab.experiments.engine.config import ModelSpec
 from steerlab.experiments.engine.executors import OnResult
-from steerlab.experiments.engine.worker import WorkItem, Worker
+from steerlab.experiments.engine.records import Row
+from steerlab.experiments.engine.worker import Worker, WorkItem
 
 #: Environment variables passed on to the actors (cache location, offline mode, quiet progress).
 FORWARDED_ENV_PREFIXES = ("STEERLAB_", "HF_", "TRANSFORMERS_", "TOKENIZERS_")
@@ -51,7 +52,7 @@ class _RayWorker:
         torch.set_num_threads(max(1, threads))
         self.worker = Worker()
 
-    def run(self, item: WorkItem) -> list:
+    def run(self, item: WorkItem) -> list[Row]:
         return self.worker.run(item)
 
     def call(self, spec: ModelSpec, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:

@@ -16,6 +16,7 @@ file written by another version of a record is refused with a clear error rather
 from __future__ import annotations
 
 import hashlib
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from steerlab.interventions.spec import NO_INTERVENTION, InterventionSpec

@@ -72,7 +72,7 @@ class Stage(Generic[ConfigT, CellT, RowT]):
 
     name: str
     Row: type[RowT]
-    run_batch: Callable[[ConfigT, "LanguageModel", Sequence[CellT], "WorkerContext"], list[RowT]]
+    run_batch: Callable[[ConfigT, LanguageModel, Sequence[CellT], WorkerContext], list[RowT]]
     length: Callable[[ConfigT, CellT], int] = _no_length
 
 
@@ -85,7 +85,7 @@ class ExperimentKind(ABC, Generic[ConfigT, SummaryT]):
     stages: ClassVar[tuple[Stage[Any, Any, Any], ...]]
 
     @abstractmethod
-    def flow(self, cfg: ConfigT, run: "Run") -> SummaryT:
+    def flow(self, cfg: ConfigT, run: Run) -> SummaryT:
         """The whole study on the driver, top to bottom; returns its summary."""
 
     @abstractmethod

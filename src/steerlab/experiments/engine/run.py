@@ -31,8 +31,8 @@ from pydantic import BaseModel, ValidationError
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments.engine.config import ExperimentConfig, ModelSpec
 from steerlab.experiments.engine.executors import Executor, make_executor
-from steerlab.experiments.engine.registry import ExperimentKind, Stage, get_kind
 from steerlab.experiments.engine.records import Cell, Row, cell_seed
+from steerlab.experiments.engine.registry import ExperimentKind, Stage, get_kind
 from steerlab.experiments.engine.store import RunStore
 from steerlab.experiments.engine.worker import ModelInfo, WorkItem, model_info
 from steerlab.progress import progress_bar
@@ -99,7 +99,7 @@ class Run:
         path = self.root / "vectors" / f"{name}.safetensors"
         if path.exists():
             return load_vectors(path)
-        vecs = self.task(spec, make, *args)
+        vecs: VectorSet = self.task(spec, make, *args)
         save_vectors(path, vecs)
         return vecs
 
@@ -224,7 +224,7 @@ def render(run_dir: str | Path) -> Path:
         if not (root / name).is_file():
             raise InputError(f"{root}: no {name}; is this a finished steerlab run directory?")
     cfg = load_config(root / "config.yaml")
-    kind = get_kind(cfg.kind)()  # type: ignore[attr-defined]
+    kind = get_kind(cfg.kind)()
     try:
         raw = json.loads((root / "summary.json").read_text(encoding="utf-8"))
         summary = kind.Summary.model_validate(raw)

@@ -7,7 +7,8 @@
       vectors/          vectors the run made (safetensors with provenance)
       summary.json      the kind's Summary (rewritten atomically)
       report.md, *.png  rendered from summary.json and config.yaml only (steerlab report)
-      .lock             held by the one process running this directory
+      .lock             OS file lock held by the one process running this directory
+      .lock.holder      who holds it (pid and host), for the refusal message
 
 Rules:
 - One runner at a time: :meth:`RunStore.start` takes an exclusive lock on ``.lock`` and a
@@ -27,13 +28,16 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from steerlab._io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments.engine.config import dump_config
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
 
 
 def _git_revision() -> str | None:
@@ -51,7 +55,7 @@ class RunStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.results_path = self.root / "results.jsonl"
-        self._lock_file: IO[str] | None = None
+        self._lock: BaseFileLock | None = None
 
     # ---- binding and locking -------------------------------------------------------------
     def has_results(self) -> bool:
@@ -61,34 +65,31 @@ class RunStore:
         return rows or vectors
 
     def lock(self) -> None:
-        """Take the directory's exclusive lock, or raise InputError naming the process that holds it."""
+        """Take the directory's exclusive lock, or raise InputError naming the process that holds it.
+
+        The lock is an OS file lock (``filelock``: flock on POSIX, msvcrt on Windows) on ``.lock``,
+        so it dies with its holder; the holder writes who it is to ``.lock.holder`` for the message.
+        """
+        from filelock import FileLock, Timeout
+
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{self.root}: exists and is not a directory")
         self.root.mkdir(parents=True, exist_ok=True)
-        f = open(self.root / ".lock", "a+", encoding="utf-8")
+        lock = FileLock(self.root / ".lock", timeout=0, thread_local=False)
         try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks here; one runner per directory is on the user
-            self._lock_file = f
-            return
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            f.close()
+            lock.acquire()
+        except Timeout:
+            holder_file = self.root / ".lock.holder"
+            holder = (holder_file.read_text(encoding="utf-8").strip() if holder_file.exists() else "") or "another process"
             raise InputError(f"{self.root}: another steerlab run is using this directory ({holder}); "
                              "wait for it to finish or choose another --run-dir") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on {platform.node()}\n")
-        f.flush()
-        self._lock_file = f
+        atomic_write_text(self.root / ".lock.holder", f"pid {os.getpid()} on {platform.node()}\n")
+        self._lock = lock
 
     def unlock(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()  # closing the descriptor releases the flock
-            self._lock_file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def start(self, cfg: BaseModel) -> None:
         """Lock the directory and write config.yaml and manifest.json.

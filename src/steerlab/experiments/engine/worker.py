@@ -55,7 +55,7 @@ class ModelInfo:
     uses_chat_template: bool
 
 
-def model_info(lm: "LanguageModel") -> ModelInfo:
+def model_info(lm: LanguageModel) -> ModelInfo:
     """:class:`ModelInfo` of a loaded model (a worker task)."""
     return ModelInfo(lm.model_id, lm.n_layers, lm.hidden_size, lm.config_hash, lm.chat.uses_template)
 
@@ -64,7 +64,7 @@ class WorkerContext:
     """What a kind's ``run_batch`` can use besides its model: the batch's vectors and a cache
     of per-worker objects (judges, scorers, auxiliary models) that outlive one batch."""
 
-    def __init__(self, worker: "Worker", vectors: dict[str, SteeringVector]) -> None:
+    def __init__(self, worker: Worker, vectors: dict[str, SteeringVector]) -> None:
         self._worker = worker
         self.vectors = vectors
 
@@ -74,11 +74,12 @@ class WorkerContext:
             self._worker.cache[key] = make()
         return self._worker.cache[key]
 
-    def aux_model(self, spec: str, batch_size: int = 8) -> "LanguageModel":
+    def aux_model(self, spec: str, batch_size: int = 8) -> LanguageModel:
         """A second model (e.g. a local LLM judge), loaded once per worker."""
         from steerlab.models.load import load_model
 
-        return self.cached(f"aux-model:{spec}", lambda: load_model(spec, batch_size=batch_size))
+        lm: LanguageModel = self.cached(f"aux-model:{spec}", lambda: load_model(spec, batch_size=batch_size))
+        return lm
 
     def judge(self, spec: str, make: Callable[[Any], Any], batch_size: int = 8) -> Any:
         """A judge built once per worker by ``make(model)``: ``model`` is the API model that ``spec``
@@ -97,7 +98,7 @@ class Worker:
         self.lm: LanguageModel | None = None
         self.cache: dict[str, Any] = {}
 
-    def model(self, spec: ModelSpec) -> "LanguageModel":
+    def model(self, spec: ModelSpec) -> LanguageModel:
         if self.lm is None or self.spec != spec:
             from steerlab.models.load import load_model
 
