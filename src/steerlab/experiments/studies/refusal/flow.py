@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
@@ -24,7 +24,7 @@ from steerlab.errors import ConfigError
 from steerlab.evals.base import Verdict
 from steerlab.experiments.engine.config import ExperimentConfig, GenerationConfig, ModelSpec, Strict
 from steerlab.experiments.engine.run import Run
-from steerlab.experiments.engine.registry import ExperimentKind, register_kind
+from steerlab.experiments.engine.registry import ExperimentKind, Stage, register_kind
 from steerlab.experiments.engine.records import Cell, InterventionSpec, Row, make_key
 from steerlab.experiments.studies.refusal.summary import (
     DEFINITIONS, ModelSummary, RefusalSummary, choose_layer, condition_table, cross_model_row,
@@ -34,6 +34,9 @@ from steerlab.experiments.engine.worker import WorkerContext
 from steerlab.models.hf import LanguageModel
 from steerlab.names import Method, Normalization, Site
 from steerlab.vectors.vector import VectorSet
+
+if TYPE_CHECKING:
+    from steerlab.evals.llm_judge import LLMJudge
 
 # ---------------------------------------------------------------------------- config
 
@@ -167,17 +170,52 @@ def _cell(cfg: RefusalStudyConfig, run: Run, model: str, stage: str, condition: 
                        category=p.category, style=p.style, prompt=p.text)  # type: ignore[attr-defined]
 
 
+# ---------------------------------------------------------------------------- on a worker
+
+
+def run_batch(cfg: RefusalStudyConfig, lm: LanguageModel, cells: Sequence[RefusalCell],
+              ctx: WorkerContext) -> list[RefusalRow]:
+    from steerlab.evals.coherence import CoherenceScorer
+    from steerlab.evals.refusal_markers import RefusalMarkerJudge
+    from steerlab.interventions.spec import batch_interventions
+    from steerlab.models.backend import user
+
+    g = cfg.generation
+    convs = [user(c.prompt, cfg.conditions.system_prompt if c.system else None) for c in cells]
+    replies = lm.complete(convs, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+                          seed=[c.seed for c in cells], batch_size=len(cells),
+                          interventions=batch_interventions([c.intervention for c in cells], ctx.vectors))
+    prompts, outputs = [c.prompt for c in cells], [r.text for r in replies]
+    markers = RefusalMarkerJudge().judge(prompts, outputs)
+    judge = _llm_judge(cfg, ctx)
+    llm = judge.judge(prompts, outputs) if judge is not None else [None] * len(cells)
+    coherence = CoherenceScorer(lm, batch_size=len(cells)).score(convs, outputs)  # the unsteered model
+    return [RefusalRow(**c.model_dump(), output=r.text, finish_reason=r.finish_reason, verdict_markers=v,
+                       verdict_llm=lv, coherence=round(float(co), 6), refused=(lv or v) == "refusal")
+            for c, r, v, lv, co in zip(cells, replies, markers, llm, coherence)]
+
+
+def cell_length(cfg: RefusalStudyConfig, cell: RefusalCell) -> int:
+    """Prompt characters, the system prompt included when the cell uses it."""
+    return len(cell.prompt) + (len(cfg.conditions.system_prompt) + 2 if cell.system else 0)
+
+
+#: validation cells (steering alone at the selection strength) and test cells (every condition)
+SELECT = Stage("select", RefusalRow, run_batch, cell_length)
+EVAL = Stage("eval", RefusalRow, run_batch, cell_length)
+
+
 # ---------------------------------------------------------------------------- the kind
 
 
 @register_kind
-class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalCell, RefusalRow, RefusalSummary]):
+class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalSummary]):
     """Seeds 000/001 (see the module docstring)."""
 
     name = "refusal_study"
     Config = RefusalStudyConfig
-    Row = RefusalRow
     Summary = RefusalSummary
+    stages = (SELECT, EVAL)
 
     def flow(self, cfg: RefusalStudyConfig, run: Run) -> RefusalSummary:
         data = load_study_data(cfg.data, cfg.seed)
@@ -193,7 +231,7 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalCell, RefusalRow, R
         # 2. select: steering alone at the selection strength on the validation split
         cells = [_cell(cfg, run, model, "select", "steer", False, c.selection, layer, p)
                  for model in models for layer in layers[model] for p in data.val]
-        rows = run.cells(cells, vectors=table, desc="choose layers")
+        rows = run.cells(SELECT, cells, vectors=table, desc="choose layers")
         chosen = {model: choose_layer([r for r in rows if r.model == model], cfg.judges.min_coherence,
                                       {v.layer: (v.meta.raw_norm, v.meta.activation_norm)
                                        for v in vectors[model].values()})
@@ -204,7 +242,7 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalCell, RefusalRow, R
         grid += [("steer", False, s) for s in c.strengths] + [("prompt+steer", True, s) for s in c.strengths]
         cells = [_cell(cfg, run, model, "eval", cond, system, s, chosen[model].layer, p)
                  for model in models for cond, system, s in grid for p in data.test]
-        rows = run.cells(cells, vectors=table, desc=f"evaluate {len(cells)} cells")
+        rows = run.cells(EVAL, cells, vectors=table, desc=f"evaluate {len(cells)} cells")
 
         # 4. summarise
         return self.summarise_models(cfg, rows, chosen)
@@ -219,27 +257,6 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalCell, RefusalRow, R
             cross.append(cross_model_row(spec.name, table, cfg.judges.min_coherence))
         return RefusalSummary(name=cfg.name, models=out, cross_model=cross)
 
-    def run_batch(self, cfg: RefusalStudyConfig, lm: LanguageModel, cells: Sequence[RefusalCell],
-                  ctx: WorkerContext) -> list[RefusalRow]:
-        from steerlab.evals.coherence import CoherenceScorer
-        from steerlab.evals.refusal_markers import RefusalMarkerJudge
-        from steerlab.interventions.spec import batch_interventions
-        from steerlab.models.backend import user
-
-        g = cfg.generation
-        convs = [user(c.prompt, cfg.conditions.system_prompt if c.system else None) for c in cells]
-        replies = lm.complete(convs, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                              seed=[c.seed for c in cells], batch_size=len(cells),
-                              interventions=batch_interventions([c.intervention for c in cells], ctx.vectors))
-        prompts, outputs = [c.prompt for c in cells], [r.text for r in replies]
-        markers = RefusalMarkerJudge().judge(prompts, outputs)
-        judge = _llm_judge(cfg, ctx)
-        llm = judge.judge(prompts, outputs) if judge is not None else [None] * len(cells)
-        coherence = CoherenceScorer(lm, batch_size=len(cells)).score(convs, outputs)  # the unsteered model
-        return [RefusalRow(**c.model_dump(), output=r.text, finish_reason=r.finish_reason, verdict_markers=v,
-                           verdict_llm=lv, coherence=round(float(co), 6), refused=(lv or v) == "refusal")
-                for c, r, v, lv, co in zip(cells, replies, markers, llm, coherence)]
-
     def report(self, cfg: RefusalStudyConfig, summary: RefusalSummary, out_dir: Path) -> Path:
         from steerlab._io import atomic_write_text
         from steerlab.experiments.studies.refusal.plots import plot_rates_vs_strength
@@ -251,19 +268,11 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalCell, RefusalRow, R
         atomic_write_text(path, render_report(cfg, summary, DEFINITIONS))
         return path
 
-    def cell_length(self, cfg: RefusalStudyConfig, cell: RefusalCell) -> int:
-        return len(cell.prompt) + (len(cfg.conditions.system_prompt) + 2 if cell.system else 0)
-
-
-def _llm_judge(cfg: RefusalStudyConfig, ctx: WorkerContext):  # noqa: ANN202
-    spec = cfg.judges.llm_judge_model
-    if not spec:
-        return None
+def _llm_judge(cfg: RefusalStudyConfig, ctx: WorkerContext) -> LLMJudge | None:
     from steerlab.evals.llm_judge import LLMJudge
-    from steerlab.models.api import parse_api_spec
 
-    return ctx.cached(f"llm-judge:{spec}", lambda: LLMJudge(
-        parse_api_spec(spec) or ctx.aux_model(spec, batch_size=cfg.generation.batch_size)))
+    spec = cfg.judges.llm_judge_model
+    return ctx.judge(spec, LLMJudge, batch_size=cfg.generation.batch_size) if spec else None
 
 
 def _agreement(rows: Sequence[RefusalRow]) -> dict | None:
