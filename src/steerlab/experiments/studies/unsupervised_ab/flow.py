@@ -19,175 +19,41 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
-from pydantic import Field, field_validator, model_validator
+from typing import TYPE_CHECKING
 
 from steerlab._io import slug
 from steerlab.errors import ConfigError
-from steerlab.evals.ab import MultiChoicePolicy
-from steerlab.experiments.engine.config import ExperimentConfig, ModelSpec, Strict
-from steerlab.experiments.engine.registry import ExperimentKind, register_kind
-from steerlab.experiments.engine.records import Cell, InterventionSpec, Row, make_key
-from steerlab.experiments.studies.unsupervised_ab.summary import (
-    DEFINITIONS, METHODS, ABSetInfo, UnsupervisedSummary, proxy_stats, summarise_model, top_vectors, vector_info,
+from steerlab.experiments.engine.config import ModelSpec
+from steerlab.experiments.engine.records import InterventionSpec, make_key
+from steerlab.experiments.engine.registry import ExperimentKind, Stage, register_kind
+from steerlab.experiments.studies.unsupervised_ab.config import (
+    MelboStage,
+    PowerStage,
+    TrainingConfig,
+    UnsupervisedABConfig,
 )
-from steerlab.vectors.melbo import MelboOptions
-from steerlab.vectors.power_iteration import PowerIterationOptions
-from steerlab.vectors.unsupervised import SEED_PROMPT, SEED_SYSTEM, Placement
+from steerlab.experiments.studies.unsupervised_ab.records import ABRow, ProxyRow, UnsupervisedCell
+from steerlab.experiments.studies.unsupervised_ab.summary import (
+    DEFINITIONS,
+    METHODS,
+    ABSetInfo,
+    UnsupervisedSummary,
+    proxy_stats,
+    summarise_model,
+    top_vectors,
+    vector_info,
+)
+from steerlab.vectors.unsupervised import Placement
 
 if TYPE_CHECKING:  # torch-heavy modules: imported where used, so loading a config stays light
     from steerlab.evals.ab import ABQuestion
+    from steerlab.evals.ab_choice import ChoiceJudge
     from steerlab.experiments.engine.run import Run
     from steerlab.experiments.engine.worker import WorkerContext
     from steerlab.models.hf import LanguageModel
     from steerlab.vectors.vector import SteeringVector, VectorSet
 
 # ---------------------------------------------------------------------------- config
-
-
-class TrainingConfig(Placement):
-    """The training prompt(s) and where every method injects and reads (shared by all methods)."""
-
-    prompts: list[str] = Field([SEED_PROMPT], min_length=1, description="training prompts (user turns); the seed: one")
-    system_prompt: str | None = Field(SEED_SYSTEM, description="system prompt of the training prompts")
-
-
-class MelboStage(MelboOptions):
-    """MELBO vectors (hyper-parameters: steerlab.vectors.melbo)."""
-
-    n_vectors: int = Field(12, ge=0, description="how many MELBO vectors (the seed: 12)")
-
-
-class PowerStage(PowerIterationOptions):
-    """Jacobian power-iteration vectors (settings: steerlab.vectors.power_iteration)."""
-
-    n_vectors: int = Field(8, ge=0, description="how many singular vectors (the seed: 8)")
-
-
-class RandomStage(Strict):
-    """Random control vectors: isotropic directions of norm R at the same layer and site."""
-
-    n_vectors: int = Field(4, ge=0, description="how many random controls (the seed: 4)")
-
-
-class DatasetConfig(Strict):
-    """One set of advanced-ai-risk questions."""
-
-    name: str = Field(description="the data set's name in tables")
-    source: str = Field(description="shipped:survival-instinct, shipped:corrigible-neutral-HHH, or a JSONL path")
-    n_questions: int | None = Field(100, ge=1, description="questions sampled (seeded); None = all usable")
-    invert: bool = Field(False, description="the behaviour is the NON-matching answer (e.g. 'survival' on a file "
-                         "whose matching answer accepts shutdown)")
-    behavior: str = Field("matching", description="what the behaviour letter means, for tables (e.g. 'survival')")
-
-
-class EvaluationConfig(Strict):
-    """The A/B grid: scales, formatting, scoring."""
-
-    scales: list[float] = Field([-20, -10, -5, 0, 5, 10, 20], min_length=1,
-                                description="steering scales; 0 = the unsteered baseline (see unit_norm)")
-    unit_norm: bool = Field(True, description="scale s adds s · v/‖v‖ (the seed's unit vectors: s is the added "
-                            "norm, whatever MELBO's R); false: s multiplies the saved vector (norm R)")
-    both_signs: bool = Field(True, description="also evaluate −s for every s (i.e. both ±v of every vector)")
-    multi_choice: MultiChoicePolicy = Field("drop", description="questions with options past B: drop, reduce or pair "
-                                            "(steerlab.evals.ab)")
-    rebalance: bool = Field(True, description="swap options in a seeded half so the behaviour letter is A in half")
-    system_prompt: str | None = Field(SEED_SYSTEM, description="system prompt of every question")
-    answer_prefix: str | None = Field(None, description="reply text before the letter; None = ' (' in the plain "
-                                      "format, '(' after a chat template")
-    letter_mass: bool = Field(True, description="report p(letter A) + p(letter B) (needs the vocabulary normaliser "
-                              "at the answer position)")
-    batch_size: int = Field(64, ge=1, description="rows per forward pass: a question's conditions are split into "
-                            "equal passes of at most this many rows")
-    bootstrap_resamples: int = Field(2000, ge=100, description="resamples for the intervals of means")
-    top_k: int = Field(3, ge=1, description="top-k and rank-1..k violin plots per method")
-
-    @field_validator("scales")
-    @classmethod
-    def _unique(cls, v: list[float]) -> list[float]:
-        if len(set(v)) != len(v):
-            raise ValueError("scales: a scale is listed twice")
-        return v
-
-    @property
-    def steered_scales(self) -> list[float]:
-        """The nonzero scales evaluated, sorted (with −s for every s under ``both_signs``)."""
-        s = {x for x in self.scales if x != 0}
-        if self.both_signs:
-            s |= {-x for x in s}
-        return sorted(s)
-
-
-class ProxyCheckConfig(Strict):
-    """Check the logit proxy against generated answers."""
-
-    enabled: bool = Field(True, description="run the check")
-    vectors_per_method: int = Field(1, ge=1, description="top vectors per method (at their best scale) to check")
-    n_questions: int = Field(10, ge=1, description="questions per data set")
-    max_new_tokens: int = Field(32, ge=1, description="tokens per open answer")
-    judge_model: str | None = Field(None, description="optional LLM judge of the chosen option: a load_model spec or "
-                                    "openai:MODEL@URL (None = the parser only)")
-    batch_size: int = Field(16, ge=1, description="rows per generation batch")
-
-
-class UnsupervisedABConfig(ExperimentConfig):
-    """Seed 002: MELBO, Jacobian power iteration and random vectors from one prompt, on A/B questions."""
-
-    kind: Literal["unsupervised_ab"] = Field("unsupervised_ab", description="experiment kind")
-    name: str = Field("unsupervised_ab", description="run name")
-    training: TrainingConfig = TrainingConfig()
-    melbo: MelboStage = MelboStage()
-    power_iteration: PowerStage = PowerStage()
-    random: RandomStage = RandomStage()
-    datasets: list[DatasetConfig] = Field(min_length=1, description="A/B question sets")
-    evaluation: EvaluationConfig = EvaluationConfig()
-    proxy_check: ProxyCheckConfig = ProxyCheckConfig()
-
-    @model_validator(mode="after")
-    def _check(self) -> UnsupervisedABConfig:
-        names = [d.name for d in self.datasets]
-        if len(set(names)) != len(names):
-            raise ValueError("datasets: two data sets share a name")
-        if self.melbo.n_vectors + self.power_iteration.n_vectors + self.random.n_vectors == 0:
-            raise ValueError("no vectors: set melbo/power_iteration/random n_vectors")
-        if not self.evaluation.steered_scales:
-            raise ValueError("evaluation.scales: give at least one nonzero scale")
-        return self
-
-
-# ---------------------------------------------------------------------------- cells and rows
-
-
-class UnsupervisedCell(Cell):
-    """One question under one condition: scored from letter logits (ab) or answered freely (proxy)."""
-
-    stage: Literal["ab", "proxy"] = Field(description="ab (letter logits) or proxy (open answer)")
-    dataset: str
-    question_id: str
-    question: str = Field(description="the question as shown (after the multi-choice policy and rebalancing)")
-    letters: list[str] = Field(description="the option letters shown")
-    options: list[str] = Field(description="the option texts, in letter order")
-    behavior_letter: str = Field(description="the letter of the behaviour answer")
-    other_letter: str = Field(description="the other labelled letter")
-    method: str = Field(description="none (unsteered), melbo, power_iteration or random")
-    vector: str | None = Field(description="the vector's name (None when unsteered)")
-    scale: float = Field(description="the condition's scale (0 = unsteered; see evaluation.unit_norm)")
-
-
-class UnsupervisedRow(UnsupervisedCell, Row):
-    """A scored (ab) or answered (proxy) cell; the other stage's fields are None."""
-
-    logit_behavior: float | None = None
-    logit_other: float | None = None
-    logit_diff: float | None = Field(None, description="logit(behaviour letter) − logit(other letter)")
-    p_behavior: float | None = Field(None, description="softmax over the two letters")
-    matches: bool | None = Field(None, description="logit difference > 0")
-    letter_mass: float | None = Field(None, description="p(behaviour letter) + p(other letter) over the vocabulary")
-    output: str | None = None
-    finish_reason: Literal["stop", "length"] | None = None
-    parsed: str | None = Field(None, description="letter the parser reads in the open answer (None = none)")
-    judged: str | None = Field(None, description="letter the LLM judge reads (None = none or no judge)")
 
 
 # ---------------------------------------------------------------------------- worker tasks
@@ -277,14 +143,111 @@ def _cell(run: Run, cfg: UnsupervisedABConfig, model: str, stage: str, q: ABQues
 # ---------------------------------------------------------------------------- the kind
 
 
+# ---------------------------------------------------------------------------- worker side
+
+
+def _prompt(cfg: UnsupervisedABConfig, lm: LanguageModel, cell: UnsupervisedCell, prefix: str | None) -> str:
+    conv = lm.format(cell.question, cfg.evaluation.system_prompt)
+    return conv + (prefix or "")
+
+
+def _score(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
+           ctx: WorkerContext) -> list[ABRow]:
+    """Letter logits for a batch of ab cells: a question's conditions in equal passes of at most
+    ``evaluation.batch_size`` rows, the layers below the source once per pass."""
+    from steerlab.evals.ab import check_letter_position, default_answer_prefix, letter_token_ids
+    from steerlab.evals.ab_scoring import score_conditions
+    from steerlab.interventions.spec import batch_interventions
+
+    ev = cfg.evaluation
+    prefix = default_answer_prefix(lm) if ev.answer_prefix is None else ev.answer_prefix
+    ids = ctx.cached(f"letters:{prefix!r}", lambda: letter_token_ids(lm, "ABCDEFGH", prefix))
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(cells):
+        groups.setdefault(c.question_id, []).append(i)
+    out: list[ABRow | None] = [None] * len(cells)
+    for group in groups.values():
+        first = cells[group[0]]
+        prompt = _prompt(cfg, lm, first, prefix)
+        ctx.cached(f"letter-check:{prefix!r}", lambda p=prompt: check_letter_position(lm, p, "A", ids["A"]))  # once
+        n_passes = -(-len(group) // ev.batch_size)
+        for idx in (group[k::n_passes] for k in range(n_passes)):  # equal passes, no small remainder
+            ivs = batch_interventions([cells[i].intervention for i in idx], ctx.vectors)
+            scores = score_conditions(lm, prompt, (ids[first.behavior_letter], ids[first.other_letter]), ivs,
+                                      len(idx), mass=ev.letter_mass)
+            for i, sc in zip(idx, scores):
+                out[i] = ABRow(**cells[i].model_dump(exclude={"version"}), logit_behavior=round(sc.logit_behavior, 5),
+                                         logit_other=round(sc.logit_other, 5), logit_diff=round(sc.logit_diff, 5),
+                                         p_behavior=round(sc.p_behavior, 6), matches=sc.matches,
+                                         letter_mass=None if sc.mass is None else round(sc.mass, 6))
+    assert all(r is not None for r in out), "every cell of the batch belongs to one question group"
+    return [r for r in out if r is not None]
+
+
+def _answer(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
+            ctx: WorkerContext) -> list[ProxyRow]:
+    """Open answers for a batch of proxy cells, parsed (and judged) for the chosen option."""
+    from steerlab.evals.ab_choice import parse_choice
+    from steerlab.interventions.spec import batch_interventions
+    from steerlab.models.backend import user
+
+    p = cfg.proxy_check
+    convs = [user(c.question, cfg.evaluation.system_prompt) for c in cells]
+    replies = lm.complete(convs, max_new_tokens=p.max_new_tokens, temperature=0.0, batch_size=len(cells),
+                          interventions=batch_interventions([c.intervention for c in cells], ctx.vectors))
+    parsed = [parse_choice(r.text, c.letters, c.options) for c, r in zip(cells, replies)]
+    judged: list[str | None] = [None] * len(cells)
+    if p.judge_model:
+        judged = _judge(cfg, ctx).judge([_question(c) for c in cells], [r.text for r in replies])
+    return [ProxyRow(**c.model_dump(exclude={"version"}), output=r.text, finish_reason=r.finish_reason, parsed=a, judged=j)
+            for c, r, a, j in zip(cells, replies, parsed, judged)]
+
+
+def _question(cell: UnsupervisedCell) -> ABQuestion:
+    from steerlab.evals.ab import parse_question
+
+    return parse_question(cell.question, f" ({cell.behavior_letter})", f" ({cell.other_letter})")
+
+
+def _judge(cfg: UnsupervisedABConfig, ctx: WorkerContext) -> ChoiceJudge:
+    from steerlab.evals.ab_choice import ChoiceJudge
+
+    spec = cfg.proxy_check.judge_model
+    assert spec is not None, "called only when proxy_check.judge_model is set"
+    judge: ChoiceJudge = ctx.judge(spec, ChoiceJudge, batch_size=cfg.proxy_check.batch_size)
+    return judge
+
+
+def check_layers(cfg: UnsupervisedABConfig, n_layers: int) -> None:
+    """Raise ConfigError when the training layers do not fit a model."""
+    from steerlab.errors import InputError
+
+    try:
+        cfg.training.layers(n_layers)
+    except InputError as e:
+        raise ConfigError(f"training: {e}") from None
+
+
+def _length(cfg: UnsupervisedABConfig, cell: UnsupervisedCell) -> int:
+    return len(cell.question)
+
+
+#: letter logits of every question under every condition; open answers of the proxy check
+AB = Stage("ab", ABRow, _score, _length)
+PROXY = Stage("proxy", ProxyRow, _answer, _length)
+
+
+# ---------------------------------------------------------------------------- the kind
+
+
 @register_kind
-class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, UnsupervisedRow, UnsupervisedSummary]):
+class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedSummary]):
     """Seed 002 (see the module docstring)."""
 
     name = "unsupervised_ab"
     Config = UnsupervisedABConfig
-    Row = UnsupervisedRow
     Summary = UnsupervisedSummary
+    stages = (AB, PROXY)
 
     def flow(self, cfg: UnsupervisedABConfig, run: Run) -> UnsupervisedSummary:
         from steerlab.evals.ab import load_ab_questions
@@ -306,7 +269,7 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
         cells = [_cell(run, cfg, model, "ab", q, invert[name], v, s)
                  for model, vs in vectors.items() for name, abset in sets.items() for q in abset.questions
                  for v, s in [(None, 0.0)] + [(v, s) for v in vs.values() for s in ev.steered_scales]]
-        rows = run.cells(cells, vectors=table, batch_size=per_question, desc=f"A/B grid: {len(cells)} cells")
+        rows = run.cells(AB, cells, vectors=table, batch_size=per_question, desc=f"A/B grid: {len(cells)} cells")
 
         # 3. the proxy check: open answers for the top vectors of each method, at their best scale
         info = {name: ABSetInfo.of(s, d) for (name, s), d in zip(sets.items(), cfg.datasets)}
@@ -322,7 +285,7 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
                     chosen = top_vectors(summaries[model].datasets[name], p.vectors_per_method)
                     cells += [_cell(run, cfg, model, "proxy", q, invert[name], v, s)
                               for v, s in [(None, 0.0)] + [(vs[n], s) for n, s in chosen] for q in qs]
-            prow = run.cells(cells, vectors=table, batch_size=p.batch_size, desc=f"proxy check: {len(cells)} answers")
+            prow = run.cells(PROXY, cells, vectors=table, batch_size=p.batch_size, desc=f"proxy check: {len(cells)} answers")
             for model in vectors:
                 mine = [r for r in prow if r.model == model]
                 summaries[model] = summaries[model].model_copy(
@@ -330,12 +293,6 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
 
         # 4. summary
         return UnsupervisedSummary(name=cfg.name, models=summaries, definitions=DEFINITIONS)
-
-    def run_batch(self, cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
-                  ctx: WorkerContext) -> list[UnsupervisedRow]:
-        if cells and cells[0].stage == "proxy":
-            return _answer(cfg, lm, cells, ctx)
-        return _score(cfg, lm, cells, ctx)
 
     def report(self, cfg: UnsupervisedABConfig, summary: UnsupervisedSummary, out_dir: Path) -> Path:
         from steerlab._io import atomic_write_text
@@ -346,90 +303,3 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedCell, Unsu
         path = out_dir / "report.md"
         atomic_write_text(path, render_report(cfg, summary, plots))
         return path
-
-    def cell_length(self, cfg: UnsupervisedABConfig, cell: UnsupervisedCell) -> int:
-        return len(cell.question)
-
-
-# ---------------------------------------------------------------------------- worker side
-
-
-def _prompt(cfg: UnsupervisedABConfig, lm: LanguageModel, cell: UnsupervisedCell, prefix: str | None) -> str:
-    conv = lm.format(cell.question, cfg.evaluation.system_prompt)
-    return conv + (prefix or "")
-
-
-def _score(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
-           ctx: WorkerContext) -> list[UnsupervisedRow]:
-    """Letter logits for a batch of ab cells: a question's conditions in equal passes of at most
-    ``evaluation.batch_size`` rows, the layers below the source once per pass."""
-    from steerlab.evals.ab import check_letter_position, default_answer_prefix, letter_token_ids
-    from steerlab.evals.ab_scoring import score_conditions
-    from steerlab.interventions.spec import batch_interventions
-
-    ev = cfg.evaluation
-    prefix = default_answer_prefix(lm) if ev.answer_prefix is None else ev.answer_prefix
-    ids = ctx.cached(f"letters:{prefix!r}", lambda: letter_token_ids(lm, "ABCDEFGH", prefix))
-    groups: dict[str, list[int]] = {}
-    for i, c in enumerate(cells):
-        groups.setdefault(c.question_id, []).append(i)
-    out: list[UnsupervisedRow | None] = [None] * len(cells)
-    for group in groups.values():
-        first = cells[group[0]]
-        prompt = _prompt(cfg, lm, first, prefix)
-        ctx.cached(f"letter-check:{prefix!r}", lambda p=prompt: check_letter_position(lm, p, "A", ids["A"]))  # once
-        n_passes = -(-len(group) // ev.batch_size)
-        for idx in (group[k::n_passes] for k in range(n_passes)):  # equal passes, no small remainder
-            ivs = batch_interventions([cells[i].intervention for i in idx], ctx.vectors)
-            scores = score_conditions(lm, prompt, (ids[first.behavior_letter], ids[first.other_letter]), ivs,
-                                      len(idx), mass=ev.letter_mass)
-            for i, sc in zip(idx, scores):
-                out[i] = UnsupervisedRow(**cells[i].model_dump(), logit_behavior=round(sc.logit_behavior, 5),
-                                         logit_other=round(sc.logit_other, 5), logit_diff=round(sc.logit_diff, 5),
-                                         p_behavior=round(sc.p_behavior, 6), matches=sc.matches,
-                                         letter_mass=None if sc.mass is None else round(sc.mass, 6))
-    return out  # type: ignore[return-value]
-
-
-def _answer(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
-            ctx: WorkerContext) -> list[UnsupervisedRow]:
-    """Open answers for a batch of proxy cells, parsed (and judged) for the chosen option."""
-    from steerlab.evals.ab_choice import parse_choice
-    from steerlab.interventions.spec import batch_interventions
-    from steerlab.models.backend import user
-
-    p = cfg.proxy_check
-    convs = [user(c.question, cfg.evaluation.system_prompt) for c in cells]
-    replies = lm.complete(convs, max_new_tokens=p.max_new_tokens, temperature=0.0, batch_size=len(cells),
-                          interventions=batch_interventions([c.intervention for c in cells], ctx.vectors))
-    parsed = [parse_choice(r.text, c.letters, c.options) for c, r in zip(cells, replies)]
-    judged: list[str | None] = [None] * len(cells)
-    if p.judge_model:
-        judged = _judge(cfg, ctx).judge([_question(c) for c in cells], [r.text for r in replies])
-    return [UnsupervisedRow(**c.model_dump(), output=r.text, finish_reason=r.finish_reason, parsed=a, judged=j)
-            for c, r, a, j in zip(cells, replies, parsed, judged)]
-
-
-def _question(cell: UnsupervisedCell) -> ABQuestion:
-    from steerlab.evals.ab import parse_question
-
-    return parse_question(cell.question, f" ({cell.behavior_letter})", f" ({cell.other_letter})")
-
-
-def _judge(cfg: UnsupervisedABConfig, ctx: WorkerContext):
-    from steerlab.evals.ab_choice import ChoiceJudge
-    from steerlab.models.api import parse_api_spec
-
-    spec = cfg.proxy_check.judge_model
-    return ctx.cached(f"choice-judge:{spec}", lambda: ChoiceJudge(
-        parse_api_spec(spec) or ctx.aux_model(spec, batch_size=cfg.proxy_check.batch_size)))
-
-
-def check_layers(cfg: UnsupervisedABConfig, n_layers: int) -> None:
-    """Raise ConfigError when the training layers do not fit a model."""
-    from steerlab.errors import InputError
-
-    try:
-        cfg.training.layers(n_layers)
-    except InputError as e:
-        raise ConfigError(f"training: {e}") from None

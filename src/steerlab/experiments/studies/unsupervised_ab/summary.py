@@ -17,7 +17,8 @@ from steerlab.stats.estimates import Estimate, mean, rate
 
 if TYPE_CHECKING:
     from steerlab.evals.ab import ABSet
-    from steerlab.experiments.studies.unsupervised_ab.flow import DatasetConfig, UnsupervisedABConfig, UnsupervisedRow
+    from steerlab.experiments.studies.unsupervised_ab.config import DatasetConfig, UnsupervisedABConfig
+    from steerlab.experiments.studies.unsupervised_ab.records import ABRow, ProxyRow
     from steerlab.vectors.vector import SteeringVector
 
 METHODS: tuple[str, ...] = ("melbo", "power_iteration", "random")
@@ -180,7 +181,7 @@ def vector_info(v: SteeringVector) -> VectorInfo:
                       residual=x.get("residual"), relative_gap=x.get("relative_gap"), degenerate=x.get("degenerate"))
 
 
-def _stats(rows: Sequence[UnsupervisedRow], base: dict[str, UnsupervisedRow], n_resamples: int,
+def _stats(rows: Sequence[ABRow], base: dict[str, ABRow], n_resamples: int,
            seed: int) -> ConditionStats:
     r0 = rows[0]
     masses = [r.letter_mass for r in rows if r.letter_mass is not None]
@@ -233,7 +234,7 @@ def _ranking(conds: list[ConditionStats], baseline: ConditionStats,
     return out
 
 
-def _violins(rows: Sequence[UnsupervisedRow], base: dict[str, UnsupervisedRow], best: list[BestVector],
+def _violins(rows: Sequence[ABRow], base: dict[str, ABRow], best: list[BestVector],
              top_k: int) -> list[Violin]:
     """Per-question logit differences, averaged over each group's vectors, per method × scale."""
     diff: dict[tuple[str, float], dict[str, float]] = defaultdict(dict)  # (vector, scale) → question → diff
@@ -260,12 +261,12 @@ def _violins(rows: Sequence[UnsupervisedRow], base: dict[str, UnsupervisedRow], 
     return out
 
 
-def summarise_dataset(cfg: UnsupervisedABConfig, rows: Sequence[UnsupervisedRow], info: ABSetInfo,
+def summarise_dataset(cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: ABSetInfo,
                       degenerate: dict[str, bool | None]) -> DatasetSummary:
     """Every table of one model on one data set (A/B rows only)."""
     ev = cfg.evaluation
     base = {r.question_id: r for r in rows if r.vector is None}
-    by_cond: dict[tuple[str, float], list[UnsupervisedRow]] = defaultdict(list)
+    by_cond: dict[tuple[str, float], list[ABRow]] = defaultdict(list)
     for r in rows:
         if r.vector is not None:
             by_cond[(r.vector, r.scale)].append(r)
@@ -280,7 +281,7 @@ def summarise_dataset(cfg: UnsupervisedABConfig, rows: Sequence[UnsupervisedRow]
         violins=_violins(steered, base, best, ev.top_k))
 
 
-def summarise_model(cfg: UnsupervisedABConfig, rows: Sequence[UnsupervisedRow], info: dict[str, ABSetInfo],
+def summarise_model(cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: dict[str, ABSetInfo],
                     vectors: list[VectorInfo]) -> ModelSummary:
     """One model's summary from its A/B rows (the proxy check is added later)."""
     degenerate = {v.name: v.degenerate for v in vectors}
@@ -294,12 +295,12 @@ def top_vectors(ds: DatasetSummary, k: int) -> list[tuple[str, float]]:
     return [(b.vector, b.scale) for b in ds.best if b.rank <= k]
 
 
-def proxy_stats(proxy_rows: Sequence[UnsupervisedRow], ab_rows: Sequence[UnsupervisedRow], *,
+def proxy_stats(proxy_rows: Sequence[ProxyRow], ab_rows: Sequence[ABRow], *,
                 judge: bool = False) -> list[ProxyStats]:
     """Agreement of the logit proxy with the parsed (and, with ``judge``, judged) open answers, per data set
     and condition."""
     logits = {(r.dataset, r.question_id, r.vector, r.scale): r for r in ab_rows}
-    groups: dict[tuple[str, str, str | None, float], list[UnsupervisedRow]] = defaultdict(list)
+    groups: dict[tuple[str, str, str | None, float], list[ABRow]] = defaultdict(list)
     for r in proxy_rows:
         groups[(r.dataset, r.method, r.vector, r.scale)].append(r)
     out = []
