@@ -14,7 +14,8 @@ from conftest import tiny_lm
 from steerlab.errors import ConfigError
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine.run import execute, render
-from steerlab.experiments.studies.refusal_direction.flow import RefusalDirection, _score_batch
+from steerlab.experiments.studies.refusal_direction.flow import RefusalDirection
+from steerlab.experiments.studies.refusal_direction.stages import score_batch
 from steerlab.experiments.studies.refusal_direction.data import DirectionDataConfig, load_direction_data, normalise
 from steerlab.experiments.studies.refusal_direction.summary import CandidateScore, select_candidate
 from steerlab.experiments.engine.executors import LocalExecutor
@@ -136,7 +137,7 @@ def test_per_row_candidates_in_one_batch_equal_one_candidate_per_pass():
             return 0
 
     cells = RefusalDirection().score_cells(_Run(), "m", data, vecs, tokens)  # type: ignore[arg-type]
-    rows = _score_batch(lm, cells, WorkerContext(Worker(), dict(cands.items())))  # every cell in ONE batch
+    rows = score_batch(None, lm, cells, WorkerContext(Worker(), dict(cands.items())))  # type: ignore[arg-type]  # one batch; cfg unused
     assert len({c.candidate for c in cells} - {None}) == 6 and len(rows) == len(cells)
     for c, row in zip(cells, rows):
         batch = lm.tokenize([lm.format(c.prompt)])
@@ -195,10 +196,10 @@ class PicklingExecutor(LocalExecutor):
 def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     import transformers
 
-    from steerlab.experiments import engine
+    from steerlab.experiments.engine import run as engine_run
     from steerlab.vectors.io import load_vectors
 
-    monkeypatch.setattr(engine, "make_executor", lambda *a, **k: PicklingExecutor())
+    monkeypatch.setattr(engine_run, "make_executor", lambda *a, **k: PicklingExecutor())
     run = tmp_path / "run"
     report = execute(parse_config(_raw(model_dir)), run)
     label = str(model_dir)

@@ -17,7 +17,7 @@ from steerlab.experiments.engine.records import Record, Summary
 from steerlab.stats.estimates import Estimate, mean, rate
 
 if TYPE_CHECKING:
-    from steerlab.experiments.studies.refusal_direction.flow import DirectionRow
+    from steerlab.experiments.studies.refusal_direction.records import CapabilityRow, GenerationRow, ScoreRow
 
 DEFINITIONS = """\
 refusal score   log P(first reply token in R) - log P(not in R) at the last prompt position,
@@ -150,12 +150,14 @@ def select_candidate(scores: Sequence[CandidateScore], n_layers: int, *, prune_l
                           kl_threshold=kl_threshold, kl_threshold_used=kl_used, induce_threshold=induce_threshold)
 
 
-def candidate_scores(rows: Sequence["DirectionRow"], norms: dict[str, tuple[int, int, float]]) -> list[CandidateScore]:
+def candidate_scores(rows: Sequence[ScoreRow], norms: dict[str, tuple[int, int, float]]) -> list[CandidateScore]:
     """Mean bypass / induce / KL per candidate from the score rows. ``norms[name] = (position, layer, norm)``."""
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in rows:
-        if r.stage == "score" and r.candidate is not None:
-            acc[(r.candidate, r.metric)].append(r.kl if r.metric == "kl" else r.refusal_score)  # type: ignore[arg-type]
+        if r.candidate is not None and r.metric is not None:
+            value = r.kl if r.metric == "kl" else r.refusal_score
+            assert value is not None, "a kl score row carries its KL"
+            acc[(r.candidate, r.metric)].append(value)
     out = []
     for name, (position, layer, norm) in norms.items():
         parts = {m: acc.get((name, m), []) for m in ("bypass", "induce", "kl")}
@@ -174,11 +176,11 @@ class BaselineScores(Record):
     harmless: Estimate
 
 
-def baseline_scores(rows: Sequence["DirectionRow"], n_resamples: int, seed: int) -> BaselineScores:
+def baseline_scores(rows: Sequence[ScoreRow], n_resamples: int, seed: int) -> BaselineScores:
     by_set: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        if r.stage == "score" and r.metric == "baseline":
-            by_set[r.prompt_set].append(float(r.refusal_score))  # type: ignore[arg-type]
+        if r.metric == "baseline":
+            by_set[r.prompt_set].append(float(r.refusal_score))
     return BaselineScores(harmful=mean(by_set["harmful"], n_resamples, seed),
                           harmless=mean(by_set["harmless"], n_resamples, seed))
 
@@ -200,15 +202,15 @@ class ConditionEntry(Record):
     mean_words_harmful: float | None = Field(None, description="mean words per reply to harmful test prompts")
 
 
-def condition_table(rows: Sequence["DirectionRow"], n_resamples: int, seed: int) -> list[ConditionEntry]:
+def condition_table(gen_rows: Sequence[GenerationRow], cap_rows: Sequence[CapabilityRow], n_resamples: int,
+                    seed: int) -> list[ConditionEntry]:
     """The per-intervention table from the generation and capability rows."""
-    gen: dict[str, list[DirectionRow]] = defaultdict(list)
-    cap: dict[str, list[DirectionRow]] = defaultdict(list)
-    for r in rows:
-        if r.stage == "generate":
-            gen[r.condition].append(r)  # type: ignore[index]
-        elif r.stage == "capability":
-            cap[r.condition].append(r)  # type: ignore[index]
+    gen: dict[str | None, list[GenerationRow]] = defaultdict(list)
+    cap: dict[str | None, list[CapabilityRow]] = defaultdict(list)
+    for g in gen_rows:
+        gen[g.condition].append(g)
+    for c in cap_rows:
+        cap[c.condition].append(c)
     out = []
     for cond in CONDITION_ORDER:
         if cond not in gen:
@@ -305,9 +307,9 @@ class RefusalDirectionSummary(Summary):
     models: dict[str, ModelResult]
 
 
-def examples(rows: Sequence["DirectionRow"], per_condition: int = 2) -> list[Example]:
+def examples(rows: Sequence[GenerationRow], per_condition: int = 2) -> list[Example]:
     """A few replies to harmful test prompts per condition, the same prompts for every condition."""
-    gen = [r for r in rows if r.stage == "generate" and r.prompt_set == "harmful"]
+    gen = [r for r in rows if r.prompt_set == "harmful"]
     ids = sorted({r.prompt_id for r in gen})[:per_condition]
     out = [Example(condition=r.condition, prompt_set=r.prompt_set, prompt=r.prompt, output=r.output or "",  # type: ignore[arg-type]
                    refused=bool(r.refused), guard=r.guard) for r in gen if r.prompt_id in ids]

@@ -1,0 +1,120 @@
+"""Work for a worker that is not a grid of cells (module level, so it can be sent to a Ray actor), and the
+files the driver writes: candidates, refusal tokens, the orthogonalisation check, random controls, the
+saved direction and model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from steerlab.experiments.engine.config import ModelSpec
+from steerlab.experiments.studies.refusal_direction.config import (
+    ScoringConfig,
+)
+from steerlab.experiments.studies.refusal_direction.summary import (
+    OrthogonalizationCheck,
+    RefusalTokensRecord,
+)
+from steerlab.models.hf import LanguageModel
+from steerlab.names import Site
+from steerlab.vectors.vector import SteeringVector, VectorSet
+
+
+def fit_candidates(lm: LanguageModel, harmful: list[str], harmless: list[str], layers: list[int] | str,
+                   site: Site, batch_size: int) -> VectorSet:
+    """Difference-of-means candidates at every post-instruction position × layer (a worker task)."""
+    from steerlab.progress import progress_bar
+    from steerlab.vectors.candidates import candidate_directions
+
+    with progress_bar("candidates: capture train prompts") as bar:
+        return candidate_directions(lm, harmful, harmless, layers, site=site, batch_size=batch_size, progress=bar)
+
+
+def find_tokens(lm: LanguageModel, harmful: list[str], s: ScoringConfig, batch_size: int) -> RefusalTokensRecord:
+    """The model's refusal tokens from its greedy replies to ``harmful`` (a worker task; see
+    steerlab.evals.refusal_score). How specific they are shows in the baseline refusal scores."""
+    from dataclasses import asdict
+
+    from steerlab.evals.refusal_score import RefusalTokens, find_refusal_tokens, opener_tokens
+
+    if s.refusal_openers:
+        ids = opener_tokens(lm, s.refusal_openers)
+        toks = RefusalTokens(tuple(ids), tuple(lm.tokenizer.decode([t]) for t in ids), (0,) * len(ids),
+                             "fallback_openers", 0, 0, 0.0, None)
+    else:
+        from steerlab.progress import progress_bar
+
+        with progress_bar("refusal tokens: greedy replies to train prompts") as bar:
+            toks = find_refusal_tokens(lm, harmful, max_new_tokens=s.discovery_tokens,
+                                       max_tokens=s.max_refusal_tokens, min_count=s.min_refusal_count,
+                                       batch_size=batch_size, progress=bar)
+    return RefusalTokensRecord(**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(toks).items()})
+
+
+def check_orthogonalization(lm: LanguageModel, direction: SteeringVector, prompts: list[str]) -> OrthogonalizationCheck:
+    """Orthogonalised weights vs hook ablation on ``prompts``: last-position logits, and how much of the
+    direction is left in every layer's residual stream of the edited model (a worker task)."""
+    from steerlab.evals.refusal_score import last_position_logits, next_token_kl
+    from steerlab.interventions import Ablate, Capture, intervene
+    from steerlab.interventions.orthogonalize import orthogonalized_copy, weight_equivalent_ablation
+
+    batch = lm.tokenize([lm.format(p) for p in prompts])
+    olm, report = orthogonalized_copy(lm, direction)
+    with weight_equivalent_ablation(lm.model, direction):
+        hooked = last_position_logits(lm, batch)
+    ablated = last_position_logits(lm, batch, [Ablate(direction)])
+    cap = Capture(layers="all", sites="resid_post")
+    with intervene(olm.model, cap):
+        orth = last_position_logits(olm, batch)
+    r = direction.vector / direction.vector.norm()
+    worst = 0.0
+    for layer in range(olm.n_layers):
+        h, mask = cap.stacked(layer)
+        h = h[mask]  # real tokens only [N, d]
+        worst = max(worst, float(((h @ r).abs() / h.norm(dim=-1).clamp_min(1e-12)).max()))
+    del olm
+    return OrthogonalizationCheck(
+        n_prompts=len(prompts), max_abs_logit_diff_vs_equivalent_hooks=float((orth - hooked).abs().max()),
+        max_abs_logit_diff_vs_ablate=float((orth - ablated).abs().max()),
+        mean_kl_vs_ablate=float(next_token_kl(ablated, orth).mean()), max_abs_logit=float(hooked.abs().max()),
+        max_residual_projection=worst,
+        untied=report.untied, norm_after_write=report.norm_after_write, equivalent_to=report.equivalent_to)
+
+
+# ---------------------------------------------------------------------------- driver-side files
+
+
+def random_controls(cands: VectorSet, n: int, seed: int) -> list[SteeringVector]:
+    """``n`` isotropic random directions with the norm of the last-position candidate at the middle
+    layer, read and added at that layer (a matched null for bypass, induce and KL)."""
+    from steerlab.vectors.random import random_like
+
+    if n == 0:
+        return []
+    layers = sorted({v.layer for v in cands.values()})
+    mid = layers[len(layers) // 2]
+    ref = max((v for v in cands.values() if v.layer == mid), key=lambda v: v.meta.extra["position"])
+    return random_like(ref, n, seed=seed)
+
+
+def save_direction(path: Path, v: SteeringVector) -> SteeringVector:
+    """The chosen candidate, renamed ``refusal_direction``, written in the core vector format (driver)."""
+    from dataclasses import replace
+
+    from steerlab.vectors.io import save_vectors
+
+    out = SteeringVector(v.vector, replace(v.meta, name="refusal_direction", extra={**v.meta.extra, "candidate": v.name}))
+    save_vectors(path, [out])
+    return out
+
+
+def save_model(out: Path, spec: ModelSpec, direction: SteeringVector, norm_preserving: bool) -> None:
+    """Load the model on the driver, orthogonalise it and write it as a Hugging Face directory (once)."""
+    from steerlab.interventions.orthogonalize import orthogonalize, save_orthogonalized
+    from steerlab.models.load import load_model
+
+    if (out / "config.json").exists():
+        return
+    lm = load_model(spec.id, device="cpu", dtype=spec.dtype)
+    report = orthogonalize(lm.model, direction, norm_preserving=norm_preserving)
+    save_orthogonalized(lm, out, direction=direction, report=report, overwrite=True,
+                        provenance={"direction_file": f"direction_{out.name.removeprefix('orthogonalized_')}.safetensors"})
