@@ -13,7 +13,8 @@ from conftest import tiny_lm
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine.run import execute, render
-from steerlab.experiments.studies.prefs.common import PrefCell, PrefRow, run_pref_batch
+from steerlab.experiments.studies.prefs.records import ChoiceRow, PrefCell
+from steerlab.experiments.studies.prefs.stages import run_pref_batch
 from steerlab.experiments.studies.prefs.revealed import PairwiseConfig, oriented_counts
 from steerlab.models.backend import Completion
 
@@ -138,7 +139,7 @@ def test_self_cross_steering_refusal_and_revealed_run(model_dir, tmp_path):
 
 
 def _choice(first, second, mode, probs=None, choice=None):
-    return PrefRow(key=f"{first}{second}{choice}", model="m", stage="choose", agent="m", mode=mode, item=first,
+    return ChoiceRow(key=f"{first}{second}{choice}", model="m", stage="choose", agent="m", mode=mode, item=first,
                    origin="o", item_b=second, messages=[], probs=probs, choice=choice)
 
 

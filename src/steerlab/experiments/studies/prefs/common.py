@@ -18,35 +18,26 @@ of each stage; the kinds (``prefs_*.py``) chain stages and summarise.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from steerlab.evals.base import Verdict
 from steerlab.experiments.engine.config import ExperimentConfig, Strict
-from steerlab.experiments.engine.registry import ExperimentKind
 from steerlab.experiments.engine.records import (
     NO_INTERVENTION,
-    Cell,
     InterventionSpec,
-    Row,
     make_key,
 )
-from steerlab.prefs.parsing import Reason
+from steerlab.experiments.studies.prefs.records import Mode, PrefCell, PrefRow
 from steerlab.prefs.tasks import Task
 
 if TYPE_CHECKING:
     from steerlab.experiments.engine.run import Run
-    from steerlab.experiments.engine.worker import WorkerContext
     from steerlab.prefs.templates import PairwiseTemplate, RatingTemplate
 
-Stage = Literal["complete", "rate", "choose", "open"]
-Mode = Literal["sample", "dist"]
 
 # ---------------------------------------------------------------------------- config pieces
 
@@ -92,45 +83,6 @@ class PrefsStudyConfig(ExperimentConfig):
 
 
 # ---------------------------------------------------------------------------- cells and rows
-
-
-class PrefCell(Cell):
-    """One model call of a preference study (see the module docstring)."""
-
-    stage: Stage = Field(description="complete, rate, choose or open")
-    agent: str = Field(description="who acts: a model label, or a variant of one (prompted or steered)")
-    mode: Mode = Field("sample", description="sample a reply, or read the answer distribution (dist)")
-    item: str = Field(description="task id (choose: the task shown first)")
-    origin: str = Field(description="origin of the task (choose: of the task shown first)")
-    item_b: str | None = Field(None, description="choose: the task shown second")
-    origin_b: str | None = Field(None, description="choose: origin of the task shown second")
-    template: str | None = Field(None, description="rating or pairwise template name")
-    messages: list[dict[str, str]] = Field(description="the conversation sent")
-    max_new_tokens: int = Field(0, ge=0, description="most tokens of a sampled reply")
-    temperature: float = Field(0.0, ge=0, description="sampling temperature (0 = greedy)")
-    persona: str | None = Field(None, description="completion-time persona of the completion written or rated")
-    context: str | None = Field(None, description="measurement-time system prompt name")
-    completer: str | None = Field(None, description="agent whose completion is rated or compared")
-    strength: float = Field(0.0, description="steering strength of this cell (a label; the intervention acts)")
-    sample: int = Field(0, ge=0, description="index of the sampled reply (one seed each)")
-
-
-class PrefRow(PrefCell, Row):
-    """A finished cell: the reply or the distribution, and what was read from it."""
-
-    text: str | None = Field(None, description="the sampled reply")
-    finish_reason: Literal["stop", "length"] | None = None
-    rating: float | None = Field(None, description="rate/sample: the parsed rating (None = unparseable)")
-    choice: Literal["A", "B"] | None = Field(None, description="choose/sample: the parsed letter")
-    parse: Reason | None = Field(None, description="why a sampled reply could (not) be read")
-    probs: list[float] | None = Field(None, description="dist: P over the template's values, or [P(A), P(B)] normalised")
-    scale_mass: float | None = Field(None, description="dist: unnormalised P of an answer on the scale (or a letter)")
-    expected: float | None = Field(None, description="rate/dist: expected rating")
-    entropy: float | None = Field(None, description="rate/dist: entropy of the answer distribution (nats)")
-    refusal: Verdict | None = Field(None, description="complete: refusal-marker verdict of the reply")
-    mentions_system: bool | None = Field(None, description="complete: the reply mentions its system prompt")
-    mention_terms: list[str] | None = Field(None, description="complete: the system prompt's key terms found")
-    coherence: float | None = Field(None, description="open: coherence of the reply under the unsteered model")
 
 
 def cell_length(cell: PrefCell) -> int:
@@ -200,104 +152,6 @@ def choice_cell(run: Run, template: PairwiseTemplate, first: Task, second: Task,
                     origin=first.origin, item_b=second.id, origin_b=second.origin, template=template.name,
                     messages=msgs, max_new_tokens=max_new_tokens if mode == "sample" else 0,
                     temperature=temperature if mode == "sample" else 0.0, sample=sample)
-
-
-# ---------------------------------------------------------------------------- the worker
-
-
-def _templates(cfg: PrefsStudyConfig, ctx: WorkerContext) -> tuple[dict, dict]:
-    from steerlab.prefs.templates import load_templates
-
-    return ctx.cached(f"prefs-templates:{cfg.templates_file}", lambda: load_templates(cfg.templates_file))
-
-
-def _r(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 6)
-
-
-def _group_key(c: PrefCell) -> tuple:
-    return (c.stage, c.mode, c.template, c.max_new_tokens, c.temperature)
-
-
-def run_pref_batch(cfg: PrefsStudyConfig, lm: Any, cells: Sequence[PrefCell], ctx: WorkerContext) -> list[PrefRow]:
-    """One row per cell, in order (the worker side of every prefs kind).
-
-    ``lm`` is a :class:`~steerlab.models.hf.LanguageModel` or any backend meeting the
-    :class:`~steerlab.models.backend.ChatBackend` (sampled cells) and
-    :class:`~steerlab.models.backend.OptionScorer` (``dist`` cells) contracts; interventions
-    and ``open`` cells need the local model.
-    """
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, c in enumerate(cells):
-        groups[_group_key(c)].append(i)
-    rows: list[PrefRow | None] = [None] * len(cells)
-    for idx in groups.values():
-        group = [cells[i] for i in idx]
-        for i, row in zip(idx, _run_group(cfg, lm, group, ctx)):
-            rows[i] = row
-    return rows  # type: ignore[return-value]
-
-
-def _interventions(lm: Any, group: Sequence[PrefCell], ctx: WorkerContext) -> dict[str, Any]:
-    """Keyword arguments for the local model: per-row interventions and one batch for the group."""
-    from steerlab.models.hf import LanguageModel
-
-    if not isinstance(lm, LanguageModel):
-        if any(not c.intervention.is_noop for c in group):
-            raise RuntimeError(f"{getattr(lm, 'name', lm)}: steering needs a local model")
-        return {}
-    from steerlab.interventions.spec import batch_interventions
-
-    return {"interventions": batch_interventions([c.intervention for c in group], ctx.vectors),
-            "batch_size": len(group)}
-
-
-def _run_group(cfg: PrefsStudyConfig, lm: Any, group: Sequence[PrefCell], ctx: WorkerContext) -> list[PrefRow]:
-    from steerlab.prefs.answers import choice_probabilities, rating_distributions
-
-    kw = _interventions(lm, group, ctx)
-    convs = [c.messages for c in group]
-    first = group[0]
-    base = [c.model_dump() for c in group]
-    if first.mode == "dist":
-        if first.stage == "rate":
-            template = _templates(cfg, ctx)[0][first.template]
-            dists = rating_distributions(lm, convs, template, **kw)
-            return [PrefRow(**b, probs=[_r(p) for p in d.probs] if d else None, scale_mass=_r(d.scale_mass) if d else None,
-                            expected=_r(d.expected) if d else None, entropy=_r(d.entropy) if d else None)
-                    for b, d in zip(base, dists)]
-        probs = choice_probabilities(lm, convs, **kw)
-        return [PrefRow(**b, probs=None if np.isnan(p.p_first) else [_r(p.p_first), _r(1 - p.p_first)],
-                        scale_mass=_r(p.mass)) for b, p in zip(base, probs)]
-    replies = lm.complete(convs, max_new_tokens=first.max_new_tokens, temperature=first.temperature,
-                          seed=[c.seed for c in group], **kw)
-    return [PrefRow(**b, **_read(cfg, first, c, r, ctx), text=r.text, finish_reason=r.finish_reason)
-            for b, c, r in zip(base, group, replies)] if first.stage != "open" else _open_rows(lm, base, group, replies)
-
-
-def _read(cfg: PrefsStudyConfig, first: PrefCell, c: PrefCell, reply: Any, ctx: WorkerContext) -> dict[str, Any]:
-    """What a sampled reply says, by stage."""
-    from steerlab.evals.refusal_markers import marker_verdict
-    from steerlab.prefs.completions import system_prompt_mention
-    from steerlab.prefs.parsing import parse_choice, parse_rating
-
-    if c.stage == "complete":
-        system = c.messages[0]["content"] if c.messages[0]["role"] == "system" else None
-        m = system_prompt_mention(reply.text, system, c.messages[-1]["content"])
-        return {"refusal": marker_verdict(reply.text), "mentions_system": m.flagged, "mention_terms": list(m.terms)}
-    if c.stage == "rate":
-        p = parse_rating(reply.text, _templates(cfg, ctx)[0][c.template])
-        return {"rating": p.value, "parse": p.reason}
-    p = parse_choice(reply.text)
-    return {"choice": p.value, "parse": p.reason}
-
-
-def _open_rows(lm: Any, base: list[dict], group: Sequence[PrefCell], replies: Sequence[Any]) -> list[PrefRow]:
-    from steerlab.evals.coherence import CoherenceScorer
-
-    scores = CoherenceScorer(lm, batch_size=len(group)).score([c.messages for c in group], [r.text for r in replies])
-    return [PrefRow(**b, text=r.text, finish_reason=r.finish_reason, coherence=_r(s))
-            for b, r, s in zip(base, replies, scores)]
 
 
 # ---------------------------------------------------------------------------- reading rows back
@@ -377,27 +231,3 @@ def concept_vector(run: Run, spec: Any, tasks: Sequence[Task], concept: ConceptC
     vecs = run.vectors(f"concept_{slug(spec.name)}_{concept.selector}_L{layer}", spec, extract_concept_vector,
                        [t.prompt for t in tasks], concept, layer)
     return vecs[layer]
-
-
-# ---------------------------------------------------------------------------- the kinds' shared base
-
-
-class PrefsKind(ExperimentKind[Any, PrefCell, PrefRow, Any]):
-    """Base of the prefs kinds: the shared row type and worker, length bucketing, and a report
-    rendered by ``steerlab.experiments.studies.prefs.report.<renderer>`` with the kind's DEFINITIONS."""
-
-    Row = PrefRow
-    renderer: ClassVar[str]
-    definitions: ClassVar[str]
-
-    def run_batch(self, cfg: Any, lm: Any, cells: Sequence[PrefCell], ctx: WorkerContext) -> list[PrefRow]:
-        return run_pref_batch(cfg, lm, cells, ctx)
-
-    def cell_length(self, cfg: Any, cell: PrefCell) -> int:
-        return cell_length(cell)
-
-    def report(self, cfg: Any, summary: Any, out_dir: Path) -> Path:
-        import importlib
-
-        render = getattr(importlib.import_module("steerlab.experiments.studies.prefs.report"), self.renderer)
-        return render(cfg, summary, out_dir, self.definitions)

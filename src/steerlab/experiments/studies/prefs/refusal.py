@@ -12,16 +12,16 @@ The flow (:meth:`PrefsRefusal.flow`), for every model in the config (self-rating
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from steerlab.experiments.engine.run import Run
+from steerlab.experiments.engine.records import Summary
 from steerlab.experiments.engine.registry import register_kind
+from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.prefs.common import (
-    PrefRow,
-    PrefsKind,
     PrefsStudyConfig,
     RatingConfig,
     completion_cells,
@@ -30,12 +30,13 @@ from steerlab.experiments.studies.prefs.common import (
     ratings_frame,
     usable,
 )
+from steerlab.experiments.studies.prefs.records import PrefRow
+from steerlab.experiments.studies.prefs.stages import COMPLETE, RATE, PrefsKind
 from steerlab.experiments.studies.prefs.summary import (
     RefusalGroup,
     per_completion,
     refusal_group,
 )
-from steerlab.experiments.engine.records import Summary
 
 DEFINITIONS = """\
 refused           the completion's refusal-marker verdict is "refusal" (first 200 characters hold a
@@ -68,21 +69,24 @@ class PrefsRefusal(PrefsKind):
     name = "prefs_refusal"
     Config = PrefsRefusalConfig
     Summary = PrefsRefusalSummary
-    renderer = "render_refusal"
-    definitions = DEFINITIONS
+
+    def report(self, cfg: PrefsRefusalConfig, summary: PrefsRefusalSummary, out_dir: Path) -> Path:
+        from steerlab.experiments.studies.prefs.report import render_refusal
+
+        return render_refusal(cfg, summary, out_dir, DEFINITIONS)
 
     def flow(self, cfg: PrefsRefusalConfig, run: Run) -> PrefsRefusalSummary:
         template, tasks, by_id = first_template_and_tasks(cfg)
 
         # 1. complete (each reply gets its refusal-marker verdict)
         cells = [c for m in cfg.models for c in completion_cells(run, cfg, tasks, model=m.name, agent=m.name)]
-        comps = run.cells(cells, batch_size=cfg.batch_size, desc="complete")
+        comps = run.cells(COMPLETE, cells, batch_size=cfg.batch_size, desc="complete")
 
         # 2. self-rating of every non-empty completion
         cells = [c for m in cfg.models
                  for c in rating_cells(run, template, [r for r in usable(comps, cfg) if r.agent == m.name], by_id,
                                        model=m.name, agent=m.name, rating=cfg.rating)]
-        rows = run.cells(cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
+        rows = run.cells(RATE, cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 3. summarise
         return summarise(cfg, template, comps, rows)

@@ -70,13 +70,13 @@ def _examples(entries: Sequence[Any]) -> list[str]:
 
 def render_stated(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Path:
     """report.md and plots of a ``prefs_stated`` run."""
-    from steerlab.report.prefs_plots import plot_kl_vs_icc, plot_seed_sensitivity
     from steerlab.experiments.studies.prefs.plots import (
         plot_correlation_pairs,
         plot_grouped_bars,
         plot_origin_scatter,
         plot_scale_use,
     )
+    from steerlab.report.prefs_plots import plot_kl_vs_icc, plot_seed_sensitivity
 
     out_dir = Path(out_dir)
     entries = summary.conditions
@@ -274,8 +274,8 @@ def render_steering(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> 
 
 def render_revealed(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Path:
     """report.md and plots of a ``prefs_revealed`` run."""
-    from steerlab.report.prefs_plots import plot_position_bias, plot_utilities_by_origin
     from steerlab.experiments.studies.prefs.plots import plot_origin_scatter
+    from steerlab.report.prefs_plots import plot_position_bias, plot_utilities_by_origin
 
     out_dir = Path(out_dir)
     util = pd.DataFrame([u.model_dump() for u in summary.utilities]).rename(columns={"item": "id"})

@@ -19,6 +19,7 @@ The flow (:meth:`PrefsRevealed.flow`), for the (first) model:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -26,11 +27,10 @@ from pydantic import Field
 
 from steerlab.errors import InputError
 from steerlab.experiments.engine.config import Strict
-from steerlab.experiments.engine.run import Run
+from steerlab.experiments.engine.records import Record, Summary
 from steerlab.experiments.engine.registry import register_kind
+from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.prefs.common import (
-    PrefRow,
-    PrefsKind,
     PrefsStudyConfig,
     RatingConfig,
     choice_cell,
@@ -40,6 +40,8 @@ from steerlab.experiments.studies.prefs.common import (
     ratings_frame,
     usable,
 )
+from steerlab.experiments.studies.prefs.records import PrefRow
+from steerlab.experiments.studies.prefs.stages import CHOOSE, COMPLETE, RATE, PrefsKind
 from steerlab.experiments.studies.prefs.summary import (
     Estimate,
     RefusalGroup,
@@ -48,7 +50,6 @@ from steerlab.experiments.studies.prefs.summary import (
     per_completion,
     refusal_group,
 )
-from steerlab.experiments.engine.records import Record, Summary
 
 DEFINITIONS = """\
 choice (dist)     P(first) = P(A) / (P(A) + P(B)) from one pass; it counts as `virtual_samples` comparisons:
@@ -177,8 +178,11 @@ class PrefsRevealed(PrefsKind):
     name = "prefs_revealed"
     Config = PrefsRevealedConfig
     Summary = PrefsRevealedSummary
-    renderer = "render_revealed"
-    definitions = DEFINITIONS
+
+    def report(self, cfg: PrefsRevealedConfig, summary: PrefsRevealedSummary, out_dir: Path) -> Path:
+        from steerlab.experiments.studies.prefs.report import render_revealed
+
+        return render_revealed(cfg, summary, out_dir, DEFINITIONS)
 
     def flow(self, cfg: PrefsRevealedConfig, run: Run) -> PrefsRevealedSummary:
         from steerlab.prefs import ActiveLearningConfig, run_active_learning
@@ -190,7 +194,7 @@ class PrefsRevealed(PrefsKind):
         model = cfg.models[0].name
 
         # 1. complete
-        comps = run.cells(completion_cells(run, cfg, tasks, model=model, agent=model), batch_size=cfg.batch_size,
+        comps = run.cells(COMPLETE, completion_cells(run, cfg, tasks, model=model, agent=model), batch_size=cfg.batch_size,
                           desc="complete")
         comp_of = {r.item: r for r in comps}
         ids = [t.id for t in tasks if t.id in {r.item for r in usable(comps, cfg)}]
@@ -205,7 +209,7 @@ class PrefsRevealed(PrefsKind):
                                  mode=p.mode, sample=s, reasoning=p.reasoning, max_new_tokens=p.max_new_tokens,
                                  temperature=p.temperature)
                      for i, j in zip(first, second) for a, b in ((i, j), (j, i)) for s in range(k)]
-            rows = run.cells(cells, batch_size=cfg.batch_size, desc=f"choose: {len(first)} pairs")
+            rows = run.cells(CHOOSE, cells, batch_size=cfg.batch_size, desc=f"choose: {len(first)} pairs")
             choices.update((r.key, r) for r in rows)
             return oriented_counts(rows, [(ids[i], ids[j]) for i, j in zip(first, second)], cfg.pairwise)
 
@@ -228,7 +232,7 @@ class PrefsRevealed(PrefsKind):
             rt = rating_template(cfg.stated.templates[0], cfg.templates_file)
             cells = rating_cells(run, rt, [comp_of[i] for i in ids], by_id, model=model, agent=model,
                                  rating=cfg.stated)
-            stated_rows = run.cells(cells, batch_size=cfg.batch_size, desc=f"stated ratings: {len(cells)} cells")
+            stated_rows = run.cells(RATE, cells, batch_size=cfg.batch_size, desc=f"stated ratings: {len(cells)} cells")
 
         # 4. summarise
         return summarise(cfg, result, list(choices.values()), comps, stated_rows, per_pair)

@@ -18,18 +18,23 @@ The flow (:meth:`PrefsSelfCross.flow`):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from steerlab.experiments.engine.config import Strict
-from steerlab.experiments.engine.run import Run
+from steerlab.experiments.engine.records import (
+    NO_INTERVENTION,
+    InterventionSpec,
+    Record,
+    Summary,
+)
 from steerlab.experiments.engine.registry import register_kind
+from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.prefs.common import (
     ConceptConfig,
-    PrefRow,
-    PrefsKind,
     PrefsStudyConfig,
     RatingConfig,
     completion_cells,
@@ -40,13 +45,9 @@ from steerlab.experiments.studies.prefs.common import (
     system_turn,
     usable,
 )
+from steerlab.experiments.studies.prefs.records import PrefRow
+from steerlab.experiments.studies.prefs.stages import COMPLETE, RATE, PrefsKind
 from steerlab.experiments.studies.prefs.summary import ConditionEntry, condition_entry, fin
-from steerlab.experiments.engine.records import (
-    NO_INTERVENTION,
-    InterventionSpec,
-    Record,
-    Summary,
-)
 
 DEFINITIONS = """\
 agent             a model as it behaves: its label, an optional system prompt it always has (when
@@ -128,8 +129,11 @@ class PrefsSelfCross(PrefsKind):
     name = "prefs_self_cross"
     Config = PrefsSelfCrossConfig
     Summary = PrefsSelfCrossSummary
-    renderer = "render_self_cross"
-    definitions = DEFINITIONS
+
+    def report(self, cfg: PrefsSelfCrossConfig, summary: PrefsSelfCrossSummary, out_dir: Path) -> Path:
+        from steerlab.experiments.studies.prefs.report import render_self_cross
+
+        return render_self_cross(cfg, summary, out_dir, DEFINITIONS)
 
     def flow(self, cfg: PrefsSelfCrossConfig, run: Run) -> PrefsSelfCrossSummary:
         template, tasks, by_id = first_template_and_tasks(cfg)
@@ -147,7 +151,7 @@ class PrefsSelfCross(PrefsKind):
         # 2. every agent completes every task
         cells = [c for a in agents for c in completion_cells(run, cfg, tasks, model=model_of[a.name], agent=a.name,
                                                              system=a.system, intervention=steer(a))]
-        comps = usable(run.cells(cells, vectors=table, batch_size=cfg.batch_size, desc="complete"), cfg)
+        comps = usable(run.cells(COMPLETE, cells, vectors=table, batch_size=cfg.batch_size, desc="complete"), cfg)
 
         # 3. every agent rates every agent's completions (its own system prompt before the rating turns)
         cells = []
@@ -155,7 +159,7 @@ class PrefsSelfCross(PrefsKind):
             for c in rating_cells(run, template, comps, by_id, model=model_of[a.name], agent=a.name,
                                   rating=cfg.rating, intervention=steer(a)):
                 cells.append(c.model_copy(update={"messages": system_turn(a.system) + c.messages}))
-        rows = run.cells(cells, vectors=table, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
+        rows = run.cells(RATE, cells, vectors=table, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 4. summarise
         return summarise(cfg, template, rows)

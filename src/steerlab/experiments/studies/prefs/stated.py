@@ -18,16 +18,16 @@ Configs: ``prefs_seed_sensitivity.yaml`` (seed 004's six 1-5 / qualitative templ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 from pydantic import Field
 
-from steerlab.experiments.engine.run import Run
+from steerlab.experiments.engine.records import Record, Summary
 from steerlab.experiments.engine.registry import register_kind
+from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.prefs.common import (
-    PrefRow,
-    PrefsKind,
     PrefsStudyConfig,
     RatingConfig,
     completion_cells,
@@ -36,8 +36,9 @@ from steerlab.experiments.studies.prefs.common import (
     ratings_frame,
     usable,
 )
+from steerlab.experiments.studies.prefs.records import PrefRow
+from steerlab.experiments.studies.prefs.stages import COMPLETE, RATE, PrefsKind
 from steerlab.experiments.studies.prefs.summary import ConditionEntry, condition_entry, fin
-from steerlab.experiments.engine.records import Record, Summary
 
 DEFINITIONS = """\
 seed r            Pearson r between the sampled ratings of two seeds over the items both rated,
@@ -98,8 +99,11 @@ class PrefsStated(PrefsKind):
     name = "prefs_stated"
     Config = PrefsStatedConfig
     Summary = PrefsStatedSummary
-    renderer = "render_stated"
-    definitions = DEFINITIONS
+
+    def report(self, cfg: PrefsStatedConfig, summary: PrefsStatedSummary, out_dir: Path) -> Path:
+        from steerlab.experiments.studies.prefs.report import render_stated
+
+        return render_stated(cfg, summary, out_dir, DEFINITIONS)
 
     def flow(self, cfg: PrefsStatedConfig, run: Run) -> PrefsStatedSummary:
         from steerlab.prefs.templates import load_templates
@@ -110,7 +114,7 @@ class PrefsStated(PrefsKind):
         completer = run.spec(cfg.completer or cfg.models[0].name).name
 
         # 1. complete
-        comps = run.cells(completion_cells(run, cfg, tasks, model=completer, agent=completer),
+        comps = run.cells(COMPLETE, completion_cells(run, cfg, tasks, model=completer, agent=completer),
                           batch_size=cfg.batch_size, desc="complete tasks")
         good = usable(comps, cfg)
 
@@ -119,7 +123,7 @@ class PrefsStated(PrefsKind):
                  for c in rating_cells(run, _template(templates, name), good, by_id, model=m.name, agent=m.name,
                                        rating=cfg.rating, context="context" if cfg.context else None,
                                        context_text=cfg.context)]
-        rows = run.cells(cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
+        rows = run.cells(RATE, cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 3. summarise
         return summarise(cfg, rows, templates, len(tasks), len(comps), len(comps) - len(good))

@@ -19,18 +19,18 @@ The flow (:meth:`PrefsSteering.flow`), for the (first) model:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from steerlab.experiments.engine.run import Run
+from steerlab.experiments.engine.records import InterventionSpec, Record, Summary, make_key
 from steerlab.experiments.engine.registry import register_kind
+from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.prefs.common import (
     ConceptConfig,
     PrefCell,
-    PrefRow,
-    PrefsKind,
     PrefsStudyConfig,
     RatingConfig,
     TasksConfig,
@@ -41,8 +41,9 @@ from steerlab.experiments.studies.prefs.common import (
     ratings_frame,
     usable,
 )
+from steerlab.experiments.studies.prefs.records import PrefRow
+from steerlab.experiments.studies.prefs.stages import COMPLETE, OPEN, RATE, PrefsKind
 from steerlab.experiments.studies.prefs.summary import Estimate, fin, mean, per_completion
-from steerlab.experiments.engine.records import InterventionSpec, Record, Summary, make_key
 
 DEFINITIONS = """\
 strength          multiplier of the concept vector, whose norm is the mean activation norm at its
@@ -114,8 +115,11 @@ class PrefsSteering(PrefsKind):
     name = "prefs_steering"
     Config = PrefsSteeringConfig
     Summary = PrefsSteeringSummary
-    renderer = "render_steering"
-    definitions = DEFINITIONS
+
+    def report(self, cfg: PrefsSteeringConfig, summary: PrefsSteeringSummary, out_dir: Path) -> Path:
+        from steerlab.experiments.studies.prefs.report import render_steering
+
+        return render_steering(cfg, summary, out_dir, DEFINITIONS)
 
     def flow(self, cfg: PrefsSteeringConfig, run: Run) -> PrefsSteeringSummary:
         template, tasks, by_id = first_template_and_tasks(cfg)
@@ -123,7 +127,7 @@ class PrefsSteering(PrefsKind):
         model = spec.name
 
         # 1. unsteered completions
-        comps = usable(run.cells(completion_cells(run, cfg, tasks, model=model, agent=model),
+        comps = usable(run.cells(COMPLETE, completion_cells(run, cfg, tasks, model=model, agent=model),
                                  batch_size=cfg.batch_size, desc="complete"), cfg)
 
         # 2. one concept vector per selector (normalised to the mean activation norm)
@@ -143,13 +147,13 @@ class PrefsSteering(PrefsKind):
                                           stage="open", agent=f"{model}@{sel}", item=f"q{q}", origin="open",
                                           messages=[{"role": "user", "content": text}],
                                           max_new_tokens=cfg.open_max_new_tokens, strength=s))
-        opens = run.cells(cells, vectors=table, batch_size=cfg.batch_size, desc="open-ended replies")
+        opens = run.cells(OPEN, cells, vectors=table, batch_size=cfg.batch_size, desc="open-ended replies")
 
         # 4. ratings under every (selector, strength): per-row strengths share batches
         cells = [c for sel in cfg.selectors for s in cfg.strengths
                  for c in rating_cells(run, template, comps, by_id, model=model, agent=f"{model}@{sel}",
                                        rating=cfg.rating, intervention=steer(sel, s), strength=s, tag=sel)]
-        rows = run.cells(cells, vectors=table, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
+        rows = run.cells(RATE, cells, vectors=table, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 5. summarise
         layer = next(iter(table.values())).layer if table else None

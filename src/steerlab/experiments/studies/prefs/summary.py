@@ -11,8 +11,8 @@ import pandas as pd
 from pydantic import Field
 
 from steerlab.experiments.engine.records import Record
-from steerlab.stats.estimates import Estimate, mean, rate
 from steerlab.prefs.rating_stats import condition_reliability, distribution_scale_use
+from steerlab.stats.estimates import Estimate, mean, rate
 
 __all__ = ["ConditionEntry", "Estimate", "RefusalGroup", "condition_entry", "fin", "fins", "mean", "per_completion",
            "refusal_group"]

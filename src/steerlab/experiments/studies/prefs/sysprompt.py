@@ -17,16 +17,16 @@ The flow (:meth:`PrefsSysprompt.flow`), for the (first) model:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from steerlab.experiments.engine.run import Run
+from steerlab.experiments.engine.records import Record, Summary
 from steerlab.experiments.engine.registry import register_kind
+from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.prefs.common import (
-    PrefRow,
-    PrefsKind,
     PrefsStudyConfig,
     RatingConfig,
     TasksConfig,
@@ -36,8 +36,9 @@ from steerlab.experiments.studies.prefs.common import (
     ratings_frame,
     usable,
 )
+from steerlab.experiments.studies.prefs.records import PrefRow
+from steerlab.experiments.studies.prefs.stages import COMPLETE, RATE, PrefsKind
 from steerlab.experiments.studies.prefs.summary import Estimate, fin, mean, per_completion
-from steerlab.experiments.engine.records import Record, Summary
 
 DEFINITIONS = """\
 persona           completion-time system prompt (prefixed "Do not mention these instructions." when set)
@@ -111,8 +112,11 @@ class PrefsSysprompt(PrefsKind):
     name = "prefs_sysprompt"
     Config = PrefsSyspromptConfig
     Summary = PrefsSyspromptSummary
-    renderer = "render_sysprompt"
-    definitions = DEFINITIONS
+
+    def report(self, cfg: PrefsSyspromptConfig, summary: PrefsSyspromptSummary, out_dir: Path) -> Path:
+        from steerlab.experiments.studies.prefs.report import render_sysprompt
+
+        return render_sysprompt(cfg, summary, out_dir, DEFINITIONS)
 
     def flow(self, cfg: PrefsSyspromptConfig, run: Run) -> PrefsSyspromptSummary:
         from steerlab.prefs.completions import completion_system_prompt
@@ -123,13 +127,13 @@ class PrefsSysprompt(PrefsKind):
         cells = [c for persona, text in cfg.personas.items()
                  for c in completion_cells(run, cfg, tasks, model=model, agent=model, persona=persona,
                                            system=completion_system_prompt(text, cfg.completion.do_not_mention))]
-        comps = run.cells(cells, batch_size=cfg.batch_size, desc="complete under each persona")
+        comps = run.cells(COMPLETE, cells, batch_size=cfg.batch_size, desc="complete under each persona")
 
         # 2. rate every usable completion under every measurement context
         cells = [c for context, text in cfg.context_prompts.items()
                  for c in rating_cells(run, template, usable(comps, cfg), by_id, model=model, agent=model,
                                        rating=cfg.rating, context=context, context_text=text)]
-        rows = run.cells(cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
+        rows = run.cells(RATE, cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 3. summarise
         return summarise(cfg, template, comps, rows)
