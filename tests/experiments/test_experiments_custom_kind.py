@@ -15,7 +15,7 @@ from conftest import tiny_lm
 from steerlab.errors import InputError
 from steerlab.experiments import known_kinds, parse_config
 from steerlab.experiments.engine.registry import get_kind
-from steerlab.experiments.engine.run import execute
+from steerlab.experiments.engine.execute import execute
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "engine.md"
 

@@ -15,7 +15,8 @@ from conftest import save_tiny
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import load_config, parse_config, render_report
 from steerlab.experiments.engine.records import Cell, InterventionSpec, cell_seed
-from steerlab.experiments.engine.run import execute, plan_batches
+from steerlab.experiments.engine.execute import execute
+from steerlab.experiments.engine.run import plan_batches
 
 
 @pytest.fixture(scope="module")

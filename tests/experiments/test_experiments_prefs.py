@@ -12,7 +12,7 @@ from conftest import tiny_lm
 
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import parse_config
-from steerlab.experiments.engine.run import execute, render
+from steerlab.experiments.engine.execute import execute, render
 from steerlab.experiments.studies.prefs.records import ChoiceRow, PrefCell
 from steerlab.experiments.studies.prefs.stages import run_pref_batch
 from steerlab.experiments.studies.prefs.revealed import PairwiseConfig, oriented_counts

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import save_tiny
 from steerlab.experiments import parse_config
-from steerlab.experiments.engine.run import execute
+from steerlab.experiments.engine.execute import execute
 from steerlab.experiments.engine.store import RunStore
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed (pip install 'steerlab[ray]')")

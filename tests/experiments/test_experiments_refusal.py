@@ -10,7 +10,7 @@ from conftest import save_tiny, tiny_lm
 
 from steerlab.errors import ConfigError
 from steerlab.experiments import load_config, parse_config
-from steerlab.experiments.engine.run import execute as run_refusal_study
+from steerlab.experiments.engine.execute import execute as run_refusal_study
 
 
 @pytest.fixture(scope="module")

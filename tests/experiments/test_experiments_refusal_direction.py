@@ -13,7 +13,7 @@ from conftest import tiny_lm
 
 from steerlab.errors import ConfigError
 from steerlab.experiments import parse_config
-from steerlab.experiments.engine.run import execute, render
+from steerlab.experiments.engine.execute import execute, render
 from steerlab.experiments.studies.refusal_direction.flow import RefusalDirection
 from steerlab.experiments.studies.refusal_direction.stages import score_batch
 from steerlab.experiments.studies.refusal_direction.data import DirectionDataConfig, load_direction_data, normalise
@@ -196,10 +196,10 @@ class PicklingExecutor(LocalExecutor):
 def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     import transformers
 
-    from steerlab.experiments.engine import run as engine_run
+    from steerlab.experiments.engine import execute as engine_execute
     from steerlab.vectors.io import load_vectors
 
-    monkeypatch.setattr(engine_run, "make_executor", lambda *a, **k: PicklingExecutor())
+    monkeypatch.setattr(engine_execute, "make_executor", lambda *a, **k: PicklingExecutor())
     run = tmp_path / "run"
     report = execute(parse_config(_raw(model_dir)), run)
     label = str(model_dir)

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import save_tiny
 from steerlab.experiments import parse_config
-from steerlab.experiments.engine.run import execute
+from steerlab.experiments.engine.execute import execute
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_mixed_condition_batches_equal_every_cell_run_alone(model_dir, tmp_path,
 _KILLER = textwrap.dedent("""
     import os, signal, sys, yaml
     from steerlab.experiments.engine import store
-    from steerlab.experiments.engine.config import parse_config
-    from steerlab.experiments.engine.run import execute
+    from steerlab.experiments.engine.loading import parse_config
+    from steerlab.experiments.engine.execute import execute
     limit = int(sys.argv[3])
     calls = {"n": 0}
     original = store.RunStore.append

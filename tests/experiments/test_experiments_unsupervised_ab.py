@@ -12,7 +12,7 @@ from conftest import tiny_lm
 
 from steerlab.errors import ConfigError
 from steerlab.experiments import load_config, parse_config
-from steerlab.experiments.engine.run import execute, render
+from steerlab.experiments.engine.execute import execute, render
 from steerlab.vectors.io import load_vectors
 
 STUDY_CONFIGS = ["unsupervised_ab.yaml", "unsupervised_ab_small.yaml"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from steerlab.experiments.engine.config import ExperimentConfig, load_config, parse_config
+from steerlab.experiments.engine.config import ExperimentConfig
+from steerlab.experiments.engine.loading import load_config, parse_config
 from steerlab.experiments.engine.registry import ExperimentKind, get_kind, known_kinds, register_kind
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
@@ -41,7 +42,7 @@ def run_experiment(config_path: str | Path, run_dir: str | Path | None = None, o
         address: Ray cluster address (``auto``, ``ray://host:port``; None starts Ray locally).
         actors: number of Ray workers (default: one per GPU, else one per CPU).
     """
-    from steerlab.experiments.engine.run import execute
+    from steerlab.experiments.engine.execute import execute
 
     cfg = load_config(config_path, overrides)
     return execute(cfg, run_dir or _default_run_dir(cfg.name), executor=executor,
@@ -50,7 +51,7 @@ def run_experiment(config_path: str | Path, run_dir: str | Path | None = None, o
 
 def render_report(run_dir: str | Path) -> Path:
     """Re-render ``report.md`` and plots from a run's ``config.yaml`` and ``summary.json`` alone."""
-    from steerlab.experiments.engine.run import render
+    from steerlab.experiments.engine.execute import render
 
     return render(run_dir)
 

@@ -61,7 +61,12 @@ from steerlab.errors import InputError
 if TYPE_CHECKING:
     from steerlab.interventions.base import Intervention
     from steerlab.models.backend import Conversation
-    from steerlab.models.hf import Batch, LanguageModel
+
+# ``lm`` is a steerlab.models.hf.LanguageModel and ``batch`` its Batch. They are not imported, not
+# even for types: LanguageModel.option_logprobs calls into this module, and steerlab has no import
+# cycles (tests/core/test_import_cycles.py).
+LanguageModel = Any
+Batch = Any
 
 Node = tuple[int, ...]  # a token prefix of the reply; () is the prompt's last position
 

@@ -14,7 +14,8 @@ A study lives in ``steerlab/experiments/studies/<name>/`` and uses only these mo
 
 from steerlab.experiments.engine.config import ExperimentConfig, GenerationConfig, ModelSpec
 from steerlab.experiments.engine.records import Cell, Record, Row, Summary, Versioned, cell_seed, make_key
-from steerlab.experiments.engine.registry import ExperimentKind, Stage, get_kind, known_kinds, register_kind
+from steerlab.experiments.engine.registry import ExperimentKind, get_kind, known_kinds, register_kind
+from steerlab.experiments.engine.stage import Stage
 
 __all__ = [
     "Cell", "ExperimentConfig", "ExperimentKind", "GenerationConfig", "ModelSpec", "Record", "Row", "Stage", "Summary",

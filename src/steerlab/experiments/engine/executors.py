@@ -15,10 +15,7 @@ from typing import Any, Protocol
 
 from steerlab.errors import InputError
 from steerlab.experiments.engine.config import ModelSpec
-from steerlab.experiments.engine.records import Row
-from steerlab.experiments.engine.worker import Worker, WorkItem
-
-OnResult = Callable[[WorkItem, list[Row]], None]
+from steerlab.experiments.engine.worker import OnResult, Worker, WorkItem
 
 EXECUTORS = ("local", "ray")
 

@@ -32,9 +32,8 @@ from typing import Any
 
 from steerlab.errors import InputError
 from steerlab.experiments.engine.config import ModelSpec
-from steerlab.experiments.engine.executors import OnResult
 from steerlab.experiments.engine.records import Row
-from steerlab.experiments.engine.worker import Worker, WorkItem
+from steerlab.experiments.engine.worker import OnResult, Worker, WorkItem
 
 #: Environment variables passed on to the actors (cache location, offline mode, quiet progress).
 FORWARDED_ENV_PREFIXES = ("STEERLAB_", "HF_", "TRANSFORMERS_", "TOKENIZERS_")

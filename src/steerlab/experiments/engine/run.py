@@ -1,7 +1,5 @@
-"""The experiment engine: one validated config → one run directory, on any executor.
+"""The driver's side of a running experiment: :class:`Run`, the verbs a kind's flow uses.
 
-    execute(cfg, run_dir)              lock the directory, run the kind's flow, write
-                                       summary.json, report.md and plots
     Run.cells(stage, cells, ...)       the engine's one verb for a kind's flow: run every cell
                                        of a stage not already on disk, batched; all their rows
     Run.task(model, fn, *args)         fn(loaded model, *args) on a worker (extraction, training)
@@ -23,16 +21,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments.engine.config import ExperimentConfig, ModelSpec
-from steerlab.experiments.engine.executors import Executor, make_executor
+from steerlab.experiments.engine.executors import Executor
 from steerlab.experiments.engine.records import Cell, Row, cell_seed
-from steerlab.experiments.engine.registry import ExperimentKind, Stage, get_kind
+from steerlab.experiments.engine.stage import Stage
 from steerlab.experiments.engine.store import RunStore
 from steerlab.experiments.engine.worker import ModelInfo, WorkItem, model_info
 from steerlab.progress import progress_bar
@@ -60,7 +57,7 @@ def plan_batches(cells: Sequence[C], batch_size: int, length: Callable[[C], int]
 class Run:
     """The driver's handle on one running experiment (handed to the kind's ``flow``)."""
 
-    def __init__(self, kind: ExperimentKind[Any, Any], cfg: ExperimentConfig, store: RunStore,
+    def __init__(self, kind: str, cfg: ExperimentConfig, store: RunStore,
                  executor: Executor) -> None:
         self.kind = kind
         self.cfg = cfg
@@ -145,7 +142,7 @@ class Run:
         keys = [c.key for c in cells]
         if len(set(keys)) != len(keys):
             dup = next(k for k in keys if keys.count(k) > 1)
-            raise RuntimeError(f"{self.kind.name}: two cells share the key {dup!r}")
+            raise RuntimeError(f"{self.kind}: two cells share the key {dup!r}")
         for label in {c.model for c in cells}:
             self.spec(label)
         if batch_size is None:
@@ -157,11 +154,11 @@ class Run:
             k: self._typed(stage, r) for k, r in ((r["key"], r) for r in self.store.rows()) if k in wanted
         }
         items = [
-            WorkItem(i, self.kind.name, stage.name, self.cfg, self.spec(batch[0].model), tuple(batch), table)
+            WorkItem(i, self.kind, stage.name, self.cfg, self.spec(batch[0].model), tuple(batch), stage.run_batch, table)
             for i, batch in enumerate(plan_batches(cells, batch_size, lambda c: stage.length(self.cfg, c)))
             if any(c.key not in have for c in batch)
         ]
-        with progress_bar(desc or f"{self.kind.name} {stage.name}: {len(cells)} cells") as bar:
+        with progress_bar(desc or f"{self.kind} {stage.name}: {len(cells)} cells") as bar:
             bar(len(have), len(cells))
 
             def on_result(item: WorkItem, rows: list[Any]) -> None:
@@ -178,7 +175,7 @@ class Run:
         if raw.get("version") != want:
             raise InputError(
                 f"{self.store.results_path}: row {raw.get('key')!r} has row schema version {raw.get('version')!r}, "
-                f"this steerlab writes {self.kind.name} {stage.name} rows of version {want}; use a new --run-dir"
+                f"this steerlab writes {self.kind} {stage.name} rows of version {want}; use a new --run-dir"
             )
         try:
             return stage.Row.model_validate(raw)
@@ -186,48 +183,6 @@ class Run:
             first = e.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise InputError(
-                f"{self.store.results_path}: row {raw.get('key')!r} does not match {self.kind.name} {stage.name} rows "
+                f"{self.store.results_path}: row {raw.get('key')!r} does not match {self.kind} {stage.name} rows "
                 f"of version {want} ({loc}: {first['msg']}); use a new --run-dir"
             ) from None
-
-
-def execute(cfg: ExperimentConfig, run_dir: str | Path, *, executor: str | Executor = "local",
-            address: str | None = None, actors: int | None = None) -> Path:
-    """Run (or resume) ``cfg`` in ``run_dir``; returns the path of ``report.md``.
-
-    ``executor`` is ``"local"``, ``"ray"`` (with ``address``/``actors``), or an executor object
-    the caller made (and closes).
-    """
-    kind = get_kind(cfg.kind)()
-    store = RunStore(run_dir)
-    owned = isinstance(executor, str)
-    ex = make_executor(executor, address=address, actors=actors) if isinstance(executor, str) else executor
-    try:
-        store.start(cfg)
-        summary = kind.flow(cfg, Run(kind, cfg, store, ex))
-        store.write_json("summary.json", summary.model_dump(mode="json"))
-        return kind.report(cfg, summary, store.root)
-    finally:
-        store.unlock()
-        if owned:
-            ex.close()
-
-
-def render(run_dir: str | Path) -> Path:
-    """Re-render report.md and plots of a finished run from ``config.yaml`` and ``summary.json`` alone."""
-    import json
-
-    from steerlab.experiments.engine.config import load_config
-
-    root = Path(run_dir)
-    for name in ("config.yaml", "summary.json"):
-        if not (root / name).is_file():
-            raise InputError(f"{root}: no {name}; is this a finished steerlab run directory?")
-    cfg = load_config(root / "config.yaml")
-    kind = get_kind(cfg.kind)()
-    try:
-        raw = json.loads((root / "summary.json").read_text(encoding="utf-8"))
-        summary = kind.Summary.model_validate(raw)
-    except (json.JSONDecodeError, ValidationError) as e:
-        raise InputError(f"{root / 'summary.json'}: not a {kind.name} summary of this steerlab version ({e})") from None
-    return kind.report(cfg, summary, root)

@@ -28,6 +28,7 @@ class WorkItem:
         index: position of the batch in the plan (stable across resumes).
         kind: the experiment kind's name.
         stage: the name of the kind's stage whose ``run_batch`` runs the cells.
+        run_batch: that stage's ``run_batch``, a module-level function (pickled by reference).
         cfg: the run's validated config.
         model: the model the cells run on.
         cells: the batch, in order.
@@ -41,7 +42,12 @@ class WorkItem:
     cfg: ExperimentConfig
     model: ModelSpec
     cells: tuple[Cell, ...]
+    run_batch: Callable[..., list[Row]]
     vectors: dict[str, SteeringVector] = field(default_factory=dict)
+
+
+#: what an executor calls on the driver for each finished work item
+OnResult = Callable[[WorkItem, list[Row]], None]
 
 
 @dataclass(frozen=True)
@@ -109,11 +115,8 @@ class Worker:
 
     def run(self, item: WorkItem) -> list[Row]:
         """The rows of one batch, one per cell, in order."""
-        from steerlab.experiments.engine.registry import get_kind
-
-        stage = get_kind(item.kind).stage(item.stage)
         lm = self.model(item.model)
-        rows = stage.run_batch(item.cfg, lm, list(item.cells), WorkerContext(self, item.vectors))
+        rows = item.run_batch(item.cfg, lm, list(item.cells), WorkerContext(self, item.vectors))
         if len(rows) != len(item.cells) or any(r.key != c.key for r, c in zip(rows, item.cells)):
             raise RuntimeError(f"{item.kind} stage {item.stage}: run_batch must return one row per cell, in order")
         return rows

@@ -16,7 +16,7 @@ from steerlab.experiments.engine.records import Record, Summary
 from steerlab.stats.estimates import Estimate, mean, rate
 
 if TYPE_CHECKING:
-    from steerlab.experiments.studies.refusal.flow import RefusalRow
+    from steerlab.experiments.studies.refusal.records import RefusalRow
 
 DEFINITIONS = """\
 harmful refusal   share of harmful test requests whose reply the primary judge calls a refusal

@@ -8,11 +8,9 @@ from pydantic import Field
 
 from steerlab.evals.base import Verdict
 from steerlab.experiments.engine.records import Cell, Row
-from steerlab.experiments.studies.refusal_direction.summary import (
-    Condition,
-)
 
 PromptSet = Literal["harmful", "harmless", "overrefusal"]
+Condition = Literal["baseline", "ablate", "add", "orthogonalized"]
 
 
 class DirectionCell(Cell):

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from steerlab.experiments.engine.records import Record, Summary
+from steerlab.experiments.studies.refusal_direction.records import Condition
 from steerlab.stats.estimates import Estimate, mean, rate
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ intervals       95%: Wilson for rates, percentile bootstrap for means; n beside 
 
 __doc__ = (__doc__ or "") + "\n" + DEFINITIONS + "\n"
 
-Condition = Literal["baseline", "ablate", "add", "orthogonalized"]
 CONDITION_ORDER: tuple[Condition, ...] = ("baseline", "ablate", "add", "orthogonalized")
 FilterReason = Literal["late_layer", "kl", "induce", "degenerate"]
 
