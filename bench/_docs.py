@@ -28,7 +28,7 @@ def interleaved(fns: Sequence[tuple[str, Callable[[], object]]], rounds: int) ->
     of a shared machine fall on both sides); returns each function's results by name."""
     out: dict[str, list] = {name: [] for name, _ in fns}
     for r in range(rounds):
-        for name, fn in (fns if r % 2 == 0 else list(reversed(fns))):
+        for name, fn in fns if r % 2 == 0 else list(reversed(fns)):
             out[name].append(fn())
     return out
 

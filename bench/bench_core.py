@@ -58,7 +58,7 @@ def interleaved(conditions: dict[str, Callable[[], Any]], repeats: int) -> dict[
         conditions[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(timed(conditions[name]))
     return times
 
@@ -93,9 +93,15 @@ def plain_generate(lm: Any, texts: Sequence[str]) -> Callable[[], torch.Tensor]:
     def run() -> torch.Tensor:
         with torch.inference_mode():
             return lm.model.generate(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask, do_sample=False,
-                max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, pad_token_id=lm.tokenizer.pad_token_id,
-                temperature=None, top_p=None, top_k=None,
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                do_sample=False,
+                max_new_tokens=NEW_TOKENS,
+                min_new_tokens=NEW_TOKENS,
+                pad_token_id=lm.tokenizer.pad_token_id,
+                temperature=None,
+                top_p=None,
+                top_k=None,
             )
 
     return run
@@ -131,11 +137,14 @@ def bench_generation(lm: Any, vec: Any, repeats: int) -> dict[str, Any]:
     run = plain_generate(lm, prompts(lm, BATCH))
     out = run()
     assert out.shape[1] - lm.tokenize(prompts(lm, BATCH)).input_ids.shape[1] == NEW_TOKENS
-    times = interleaved({
-        "plain": run,
-        "one_layer": steered(lm, run, Add(vec, strength=0.1, layers=STEER_LAYER)),
-        "all_layers": steered(lm, run, Add(vec, strength=0.1, layers="all")),
-    }, repeats)
+    times = interleaved(
+        {
+            "plain": run,
+            "one_layer": steered(lm, run, Add(vec, strength=0.1, layers=STEER_LAYER)),
+            "all_layers": steered(lm, run, Add(vec, strength=0.1, layers="all")),
+        },
+        repeats,
+    )
     return {
         "seconds": times,
         "steer_one_layer": ratio_summary(times["one_layer"], times["plain"]),
@@ -159,12 +168,20 @@ def bench_extraction(lm: Any, repeats: int) -> dict[str, Any]:
             for b in batches:
                 stack(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False)
 
-    times = interleaved({
-        "forward": reference,
-        "extract": lambda: extract(lm, pos, neg, "all"),
-    }, repeats)
-    return {"seconds": times, "extract_vs_forward": ratio_summary(times["extract"], times["forward"]),
-            "n_pairs": N_PAIRS, "layers": lm.n_layers, "batches": len(batches)}
+    times = interleaved(
+        {
+            "forward": reference,
+            "extract": lambda: extract(lm, pos, neg, "all"),
+        },
+        repeats,
+    )
+    return {
+        "seconds": times,
+        "extract_vs_forward": ratio_summary(times["extract"], times["forward"]),
+        "n_pairs": N_PAIRS,
+        "layers": lm.n_layers,
+        "batches": len(batches),
+    }
 
 
 def bench_sweep(lm: Any, vec: Any, repeats: int) -> dict[str, Any]:
@@ -179,8 +196,11 @@ def bench_sweep(lm: Any, vec: Any, repeats: int) -> dict[str, Any]:
             go()
 
     times = interleaved({"batched": batched, "sequential": sequential}, repeats)
-    return {"seconds": times, "sweep_batched_vs_sequential": ratio_summary(times["batched"], times["sequential"]),
-            "strengths": SWEEP}
+    return {
+        "seconds": times,
+        "sweep_batched_vs_sequential": ratio_summary(times["batched"], times["sequential"]),
+        "strengths": SWEEP,
+    }
 
 
 def bench_profile(lm: Any, vec: Any) -> dict[str, Any]:
@@ -203,10 +223,16 @@ def bench_profile(lm: Any, vec: Any) -> dict[str, Any]:
     go()
     prof.disable()
     stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-    hook = sum(ct for (f, _, name), (_, _, _, ct, _) in stats.items()
-               if f.endswith("interventions/hooks.py") and name in ("_run", "_track"))
-    return {"hook_code_seconds": hook, "plain_generate_seconds": plain_seconds,
-            "hook_share_of_plain": hook / plain_seconds}
+    hook = sum(
+        ct
+        for (f, _, name), (_, _, _, ct, _) in stats.items()
+        if f.endswith("interventions/hooks.py") and name in ("_run", "_track")
+    )
+    return {
+        "hook_code_seconds": hook,
+        "plain_generate_seconds": plain_seconds,
+        "hook_share_of_plain": hook / plain_seconds,
+    }
 
 
 # ---------------------------------------------------------------------------- report
@@ -219,67 +245,103 @@ def markdown(res: dict[str, Any]) -> str:
     def row(what: str, r: dict[str, float], target: float | None) -> str:
         verdict = "" if target is None else ("✅" if r["ratio_of_minimums"] <= target else "❌")
         tgt = f"≤ {target}" if target is not None else "(report)"
-        return (f"| {what} | **{r['ratio_of_minimums']:.3f}** | {r['median_paired_ratio']:.3f} | "
-                f"{r['ratio_of_medians']:.3f} | {tgt} {verdict} |")
+        return (
+            f"| {what} | **{r['ratio_of_minimums']:.3f}** | {r['median_paired_ratio']:.3f} | "
+            f"{r['ratio_of_medians']:.3f} | {tgt} {verdict} |"
+        )
 
     # recompute from the raw times, so results files from older runs render the same way
-    g = {**g, "steer_one_layer": ratio_summary(g["seconds"]["one_layer"], g["seconds"]["plain"]),
-         "steer_all_layers": ratio_summary(g["seconds"]["all_layers"], g["seconds"]["plain"])}
+    g = {
+        **g,
+        "steer_one_layer": ratio_summary(g["seconds"]["one_layer"], g["seconds"]["plain"]),
+        "steer_all_layers": ratio_summary(g["seconds"]["all_layers"], g["seconds"]["plain"]),
+    }
     e = {**e, "extract_vs_forward": ratio_summary(e["seconds"]["extract"], e["seconds"]["forward"])}
     s = {**s, "sweep_batched_vs_sequential": ratio_summary(s["seconds"]["batched"], s["seconds"]["sequential"])}
 
     med = {k: statistics.median(v) for k, v in g["seconds"].items()}
     prof = res.get("profile")
-    note = [] if prof is None else [
-        f"Profile (cProfile, one all-layer steered generate): steerlab's hook code (`HookManager._run`, "
-        f"`_track`, and the `Add` function they call) took {prof['hook_code_seconds']:.2f} s against "
-        f"{prof['plain_generate_seconds']:.2f} s for the plain generate, i.e. at most "
-        f"{100 * prof['hook_share_of_plain']:.1f} % overhead; ratios further from 1 are the shared machine's noise.",
-        "",
-    ]
-    return "\n".join([
-        "## Core",
-        "",
-        f"Default model (Gemma 3 270M, fp32), CPU, {res['machine']['cores']} cores, torch {res['torch']}, "
-        f"{res['date']}; {res['repeats']} interleaved rounds after a warm-up. Timing noise on this shared "
-        "machine only adds time, so the headline is the ratio of the fastest runs (ratio of minimums); the "
-        "median of per-round ratios and the ratio of medians are shown beside it.",
-        "",
-        "```",
-        COMMAND,
-        "```",
-        "",
-        "| measurement | ratio of minimums | median paired ratio | ratio of medians | target |",
-        "|---|---:|---:|---:|---|",
-        row(f"steered ÷ plain `generate`, `Add` at layer {STEER_LAYER} (batch {BATCH}, {NEW_TOKENS} new tokens)",
-            g["steer_one_layer"], TARGETS["steer_one_layer"]),
-        row(f"steered ÷ plain `generate`, `Add` at all {e['layers']} layers", g["steer_all_layers"],
-            TARGETS["steer_all_layers"]),
-        row(f"`extract` {e['n_pairs']} pairs at all {e['layers']} layers ÷ truncated plain forward",
-            e["extract_vs_forward"], TARGETS["extract_vs_forward"]),
-        row(f"{len(s['strengths'])}-strength sweep: one per-row batch ÷ {len(s['strengths'])} sequential passes",
-            s["sweep_batched_vs_sequential"], None),
-        "",
-        f"Median seconds: plain generate {med['plain']:.2f}, one layer {med['one_layer']:.2f}, all layers "
-        f"{med['all_layers']:.2f}; extract {statistics.median(e['seconds']['extract']):.2f} vs forward "
-        f"{statistics.median(e['seconds']['forward']):.2f}; sweep batched "
-        f"{statistics.median(s['seconds']['batched']):.2f} vs sequential "
-        f"{statistics.median(s['seconds']['sequential']):.2f}. Raw times: `bench/results/core.json`.",
-        "",
-        *([f"Loading the default model from its float cache (`load_model(\"default\")`, second and later "
-           f"loads): median {statistics.median(res['load_cached_seconds']):.1f} s of 3 (target ≤ 5 s).", ""]
-          if res.get("load_cached_seconds") else []),
-        *note,
-    ])
+    note = (
+        []
+        if prof is None
+        else [
+            f"Profile (cProfile, one all-layer steered generate): steerlab's hook code (`HookManager._run`, "
+            f"`_track`, and the `Add` function they call) took {prof['hook_code_seconds']:.2f} s against "
+            f"{prof['plain_generate_seconds']:.2f} s for the plain generate, i.e. at most "
+            f"{100 * prof['hook_share_of_plain']:.1f} % overhead; ratios further from 1 are the shared machine's noise.",
+            "",
+        ]
+    )
+    return "\n".join(
+        [
+            "## Core",
+            "",
+            f"Default model (Gemma 3 270M, fp32), CPU, {res['machine']['cores']} cores, torch {res['torch']}, "
+            f"{res['date']}; {res['repeats']} interleaved rounds after a warm-up. Timing noise on this shared "
+            "machine only adds time, so the headline is the ratio of the fastest runs (ratio of minimums); the "
+            "median of per-round ratios and the ratio of medians are shown beside it.",
+            "",
+            "```",
+            COMMAND,
+            "```",
+            "",
+            "| measurement | ratio of minimums | median paired ratio | ratio of medians | target |",
+            "|---|---:|---:|---:|---|",
+            row(
+                f"steered ÷ plain `generate`, `Add` at layer {STEER_LAYER} (batch {BATCH}, {NEW_TOKENS} new tokens)",
+                g["steer_one_layer"],
+                TARGETS["steer_one_layer"],
+            ),
+            row(
+                f"steered ÷ plain `generate`, `Add` at all {e['layers']} layers",
+                g["steer_all_layers"],
+                TARGETS["steer_all_layers"],
+            ),
+            row(
+                f"`extract` {e['n_pairs']} pairs at all {e['layers']} layers ÷ truncated plain forward",
+                e["extract_vs_forward"],
+                TARGETS["extract_vs_forward"],
+            ),
+            row(
+                f"{len(s['strengths'])}-strength sweep: one per-row batch ÷ {len(s['strengths'])} sequential passes",
+                s["sweep_batched_vs_sequential"],
+                None,
+            ),
+            "",
+            f"Median seconds: plain generate {med['plain']:.2f}, one layer {med['one_layer']:.2f}, all layers "
+            f"{med['all_layers']:.2f}; extract {statistics.median(e['seconds']['extract']):.2f} vs forward "
+            f"{statistics.median(e['seconds']['forward']):.2f}; sweep batched "
+            f"{statistics.median(s['seconds']['batched']):.2f} vs sequential "
+            f"{statistics.median(s['seconds']['sequential']):.2f}. Raw times: `bench/results/core.json`.",
+            "",
+            *(
+                [
+                    f'Loading the default model from its float cache (`load_model("default")`, second and later '
+                    f"loads): median {statistics.median(res['load_cached_seconds']):.1f} s of 3 (target ≤ 5 s).",
+                    "",
+                ]
+                if res.get("load_cached_seconds")
+                else []
+            ),
+            *note,
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per benchmark (≥5 recommended)")
-    parser.add_argument("--only", choices=["generation", "extraction", "sweep", "profile"], action="append",
-                        help="run only these parts (default: all), merged into the existing results file")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite the docs section from bench/results/core.json without measuring")
+    parser.add_argument(
+        "--only",
+        choices=["generation", "extraction", "sweep", "profile"],
+        action="append",
+        help="run only these parts (default: all), merged into the existing results file",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite the docs section from bench/results/core.json without measuring",
+    )
     args = parser.parse_args(argv)
     if args.render_only:
         res = json.loads(RESULTS.read_text())
@@ -292,28 +354,45 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     steerlab.load_model("default", device="cpu")  # builds the float cache if this machine has none
     load_seconds = [timed(lambda: steerlab.load_model("default", device="cpu")) for _ in range(3)]
     lm = steerlab.load_model("default", device="cpu")
-    vec = random_like(steerlab.extract(lm, *_tiny_contrast(), layers=[STEER_LAYER],
-                                       normalization="activation_norm")[STEER_LAYER])[0]
+    vec = random_like(
+        steerlab.extract(lm, *_tiny_contrast(), layers=[STEER_LAYER], normalization="activation_norm")[STEER_LAYER]
+    )[0]
     parts = args.only or ["generation", "extraction", "sweep", "profile"]
     res: dict[str, Any] = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
-        "transformers": __import__("transformers").__version__, "steerlab": steerlab.__version__,
-        "machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "processor": platform.processor() or platform.machine(), "loadavg_start": os.getloadavg()},
-        "model": lm.model_id, "load_cached_seconds": load_seconds, "batch": BATCH, "new_tokens": NEW_TOKENS, "repeats": args.repeats,
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+        "steerlab": steerlab.__version__,
+        "machine": {
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(),
+            "loadavg_start": os.getloadavg(),
+        },
+        "model": lm.model_id,
+        "load_cached_seconds": load_seconds,
+        "batch": BATCH,
+        "new_tokens": NEW_TOKENS,
+        "repeats": args.repeats,
     }
     for part in parts:
-        fn = {"generation": lambda: bench_generation(lm, vec, args.repeats),
-              "extraction": lambda: bench_extraction(lm, args.repeats),
-              "sweep": lambda: bench_sweep(lm, vec, args.repeats),
-              "profile": lambda: bench_profile(lm, vec)}[part]
+        fn = {
+            "generation": lambda: bench_generation(lm, vec, args.repeats),
+            "extraction": lambda: bench_extraction(lm, args.repeats),
+            "sweep": lambda: bench_sweep(lm, vec, args.repeats),
+            "profile": lambda: bench_profile(lm, vec),
+        }[part]
         res[part] = fn()
         print(part, json.dumps({k: v for k, v in res[part].items() if k != "seconds"}, indent=1))
     res["machine"]["loadavg_end"] = os.getloadavg()
     if args.only and RESULTS.exists():  # keep the other parts from the last full run
         old = json.loads(RESULTS.read_text())
-        res = {**old, **{p: res[p] for p in parts}, "load_cached_seconds": load_seconds,
-               "partial_rerun": {"parts": parts, "date": res["date"]}}
+        res = {
+            **old,
+            **{p: res[p] for p in parts},
+            "load_cached_seconds": load_seconds,
+            "partial_rerun": {"parts": parts, "date": res["date"]},
+        }
     write_json(RESULTS, res, indent=1)
     if all(k in res for k in ("generation", "extraction", "sweep")):
         write_section(DOCS, "## Core", markdown(res))

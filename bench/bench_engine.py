@@ -54,8 +54,13 @@ def _demo(pythonpath: str | None, extra: list[str], keep: Path | None = None) ->
         env["PYTHONPATH"] = pythonpath
     code = "import sys; from steerlab.cli import main; sys.argv = ['steerlab'] + sys.argv[1:]; main()"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, "demo", "--run-dir", str(run_dir / "demo"), *extra],
-                          env=env, capture_output=True, text=True, cwd=run_dir)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "demo", "--run-dir", str(run_dir / "demo"), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=run_dir,
+    )
     seconds = time.perf_counter() - start
     ok = proc.returncode == 0 and (run_dir / "demo" / "report.md").exists()
     if ok and keep is not None:
@@ -70,12 +75,20 @@ def _demo(pythonpath: str | None, extra: list[str], keep: Path | None = None) ->
 def summary_without_rate_intervals(path: Path) -> object:
     """A summary.json with the rates' interval ends and record versions dropped (the rewrite changed
     rate intervals from the percentile bootstrap to Wilson on purpose; everything else must match)."""
+
     def strip(x: object) -> object:
         if isinstance(x, dict):
-            return {k: ({"value": v["value"], "n": v["n"]} if k in ("harmful_refusal", "false_positives")
-                        and isinstance(v, dict) and "low" in v else strip(v))
-                    for k, v in x.items() if k != "version"}
+            return {
+                k: (
+                    {"value": v["value"], "n": v["n"]}
+                    if k in ("harmful_refusal", "false_positives") and isinstance(v, dict) and "low" in v
+                    else strip(v)
+                )
+                for k, v in x.items()
+                if k != "version"
+            }
         return [strip(v) for v in x] if isinstance(x, list) else x
+
     return strip(json.loads(path.read_text()))
 
 
@@ -100,33 +113,57 @@ def max_relative_difference(a: object, b: object) -> float:
 def demo_old_vs_new(rounds: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="steerlab-old-"))
     old = tmp / "old"
-    subprocess.run(["git", "worktree", "add", "--detach", str(old), OLD_REVISION], cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(old), OLD_REVISION], cwd=ROOT, check=True, capture_output=True
+    )
     try:
-        t = interleaved([("new", lambda: _demo(None, [], keep=tmp / "new-run")),
-                         ("old", lambda: _demo(str(old / "src"), [], keep=tmp / "old-run"))], rounds)
+        t = interleaved(
+            [
+                ("new", lambda: _demo(None, [], keep=tmp / "new-run")),
+                ("old", lambda: _demo(str(old / "src"), [], keep=tmp / "old-run")),
+            ],
+            rounds,
+        )
         new_s, old_s = t["new"], t["old"]
-        rel = max_relative_difference(summary_without_rate_intervals(tmp / "new-run" / "summary.json"),
-                                      summary_without_rate_intervals(tmp / "old-run" / "summary.json"))
+        rel = max_relative_difference(
+            summary_without_rate_intervals(tmp / "new-run" / "summary.json"),
+            summary_without_rate_intervals(tmp / "old-run" / "summary.json"),
+        )
         same = rel <= 1e-5
-        rows = lambda d: {r["key"]: (r["output"], r["refused"]) for r in  # noqa: E731
-                          map(json.loads, (d / "results.jsonl").read_text().splitlines())}
+
+        def rows(d: Path) -> dict:
+            return {
+                r["key"]: (r["output"], r["refused"])
+                for r in map(json.loads, (d / "results.jsonl").read_text().splitlines())
+            }
+
         same_rows = rows(tmp / "new-run") == rows(tmp / "old-run")
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"old_revision": OLD_REVISION, "new_seconds": new_s, "old_seconds": old_s,
-            "ratio_of_minimums": min(new_s) / min(old_s), "summary_identical_rate_intervals_aside": same,
-            "summary_max_relative_difference": rel,
-            "outputs_and_verdicts_identical": same_rows}
+    return {
+        "old_revision": OLD_REVISION,
+        "new_seconds": new_s,
+        "old_seconds": old_s,
+        "ratio_of_minimums": min(new_s) / min(old_s),
+        "summary_identical_rate_intervals_aside": same,
+        "summary_max_relative_difference": rel,
+        "outputs_and_verdicts_identical": same_rows,
+    }
 
 
 def demo_ray_vs_local(rounds: int) -> dict:
-    t = interleaved([("local", lambda: _demo(None, [])),
-                     ("ray", lambda: _demo(None, ["--executor", "ray", "--actors", "2"]))], rounds)
+    t = interleaved(
+        [("local", lambda: _demo(None, [])), ("ray", lambda: _demo(None, ["--executor", "ray", "--actors", "2"]))],
+        rounds,
+    )
     local, ray = t["local"], t["ray"]
-    return {"local_seconds": local, "ray_seconds": ray, "ratio_of_minimums": min(ray) / min(local),
-            "breakdown": ray_breakdown()}
+    return {
+        "local_seconds": local,
+        "ray_seconds": ray,
+        "ratio_of_minimums": min(ray) / min(local),
+        "breakdown": ray_breakdown(),
+    }
 
 
 def ray_breakdown() -> dict:
@@ -173,12 +210,19 @@ def generation_tokens_per_second(rounds: int) -> dict:
     def plain() -> tuple[float, int]:
         start = time.perf_counter()
         with torch.inference_mode():
-            out = lm.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, do_sample=False,
-                                    max_new_tokens=NEW_TOKENS, pad_token_id=lm.tokenizer.pad_token_id,
-                                    temperature=None, top_p=None, top_k=None)
+            out = lm.model.generate(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                do_sample=False,
+                max_new_tokens=NEW_TOKENS,
+                pad_token_id=lm.tokenizer.pad_token_id,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
         seconds = time.perf_counter() - start
         useful = 0  # tokens up to the end of each reply (EOS or the next "User:" turn), as steerlab counts them
-        for row in out[:, batch.input_ids.shape[1]:].tolist():
+        for row in out[:, batch.input_ids.shape[1] :].tolist():
             n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
             text = lm.tokenizer.decode(row[:n], skip_special_tokens=True)
             cut = min((text.index(s) for s in lm.stop_strings() if s in text), default=None)
@@ -194,13 +238,19 @@ def generation_tokens_per_second(rounds: int) -> dict:
     t = interleaved([("plain", plain), ("ours", ours)], rounds)
     p, s = t["plain"], t["ours"]
     best_p, best_s = min(p), min(s)
-    return {"prompts": N_PROMPTS, "max_new_tokens": NEW_TOKENS, "batch": BATCH,
-            "plain_seconds": [x[0] for x in p], "steerlab_seconds": [x[0] for x in s],
-            "plain_useful_tokens": best_p[1], "steerlab_useful_tokens": best_s[1],
-            "plain_tokens_generated": N_PROMPTS * NEW_TOKENS,
-            "plain_useful_tokens_per_second": best_p[1] / best_p[0],
-            "steerlab_useful_tokens_per_second": best_s[1] / best_s[0],
-            "time_ratio_of_minimums": best_s[0] / best_p[0]}
+    return {
+        "prompts": N_PROMPTS,
+        "max_new_tokens": NEW_TOKENS,
+        "batch": BATCH,
+        "plain_seconds": [x[0] for x in p],
+        "steerlab_seconds": [x[0] for x in s],
+        "plain_useful_tokens": best_p[1],
+        "steerlab_useful_tokens": best_s[1],
+        "plain_tokens_generated": N_PROMPTS * NEW_TOKENS,
+        "plain_useful_tokens_per_second": best_p[1] / best_p[0],
+        "steerlab_useful_tokens_per_second": best_s[1] / best_s[0],
+        "time_ratio_of_minimums": best_s[0] / best_p[0],
+    }
 
 
 def sampling_overhead(rounds: int) -> dict:
@@ -212,8 +262,13 @@ def sampling_overhead(rounds: int) -> dict:
 
     lm = sl.load_model("default", device="cpu")
     batch = lm.tokenize([lm.format(p) for p in _prompts()])
-    common = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=NEW_TOKENS,
-                  min_new_tokens=NEW_TOKENS, pad_token_id=lm.tokenizer.pad_token_id)
+    common = dict(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        max_new_tokens=NEW_TOKENS,
+        min_new_tokens=NEW_TOKENS,
+        pad_token_id=lm.tokenizer.pad_token_id,
+    )
 
     def plain() -> None:
         torch.manual_seed(0)
@@ -223,15 +278,27 @@ def sampling_overhead(rounds: int) -> dict:
     def seeded() -> None:
         sampler = SeededSampler(list(range(N_PROMPTS)), 0.8, NEW_TOKENS)
         with torch.inference_mode():
-            lm.model.generate(**common, do_sample=False, temperature=None, top_k=None, top_p=None,
-                              logits_processor=LogitsProcessorList([sampler]))
+            lm.model.generate(
+                **common,
+                do_sample=False,
+                temperature=None,
+                top_k=None,
+                top_p=None,
+                logits_processor=LogitsProcessorList([sampler]),
+            )
 
     plain(), seeded()
     t = interleaved([("plain", lambda: timed(plain)), ("seeded", lambda: timed(seeded))], rounds)
     p, s = t["plain"], t["seeded"]
     paired = sorted(b / a for a, b in zip(p, s))
-    return {"rows": N_PROMPTS, "tokens_per_row": NEW_TOKENS, "plain_seconds": p, "seeded_seconds": s,
-            "ratio_of_minimums": min(s) / min(p), "median_paired_ratio": statistics.median(paired)}
+    return {
+        "rows": N_PROMPTS,
+        "tokens_per_row": NEW_TOKENS,
+        "plain_seconds": p,
+        "seeded_seconds": s,
+        "ratio_of_minimums": min(s) / min(p),
+        "median_paired_ratio": statistics.median(paired),
+    }
 
 
 # ---------------------------------------------------------------------------- report
@@ -247,43 +314,64 @@ def _summary_verdict(d: dict) -> str:
 
 
 def write_docs(res: dict) -> None:
-    lines = ["## Experiment engine", "",
-             f"Measured {res['date']} on {res['cores']} CPU cores, torch {res['torch']}, default model (fp32); "
-             f"load average before the run {res['load_before']:.1f}, after {res.get('load_after', float('nan')):.1f}. "
-             "Headline ratios are ratios of the fastest runs (noise on a shared machine only adds time); "
-             "all times are in `bench/results/engine.json`.", "",
-             "| measurement | result | target |", "|---|---|---|"]
+    lines = [
+        "## Experiment engine",
+        "",
+        f"Measured {res['date']} on {res['cores']} CPU cores, torch {res['torch']}, default model (fp32); "
+        f"load average before the run {res['load_before']:.1f}, after {res.get('load_after', float('nan')):.1f}. "
+        "Headline ratios are ratios of the fastest runs (noise on a shared machine only adds time); "
+        "all times are in `bench/results/engine.json`.",
+        "",
+        "| measurement | result | target |",
+        "|---|---|---|",
+    ]
     if "demo" in res:
         d = res["demo"]
-        lines.append(f"| `steerlab demo`, engine ÷ the runner it replaced ({d['old_revision']}) | **{d['ratio_of_minimums']:.2f}** "
-                     f"({min(d['new_seconds']):.0f} s vs {min(d['old_seconds']):.0f} s) | ≤ 0.8 |")
-        lines.append(f"| the two demos' `summary.json`, rate intervals aside (now Wilson) / every reply and verdict | "
-                     f"**{_summary_verdict(d)} / "
-                     f"{'identical' if d['outputs_and_verdicts_identical'] else 'DIFFERENT'}** | identical |")
+        lines.append(
+            f"| `steerlab demo`, engine ÷ the runner it replaced ({d['old_revision']}) | **{d['ratio_of_minimums']:.2f}** "
+            f"({min(d['new_seconds']):.0f} s vs {min(d['old_seconds']):.0f} s) | ≤ 0.8 |"
+        )
+        lines.append(
+            f"| the two demos' `summary.json`, rate intervals aside (now Wilson) / every reply and verdict | "
+            f"**{_summary_verdict(d)} / "
+            f"{'identical' if d['outputs_and_verdicts_identical'] else 'DIFFERENT'}** | identical |"
+        )
     if "generation" in res:
         g = res["generation"]
-        lines.append(f"| batched generation, useful tokens/s: `complete` vs plain HF `generate` ({g['prompts']} prompts, "
-                     f"batch {g['batch']}, ≤ {g['max_new_tokens']} new tokens) | **{g['steerlab_useful_tokens_per_second']:.1f} "
-                     f"vs {g['plain_useful_tokens_per_second']:.1f}** (time ratio {g['time_ratio_of_minimums']:.2f}) | (report) |")
+        lines.append(
+            f"| batched generation, useful tokens/s: `complete` vs plain HF `generate` ({g['prompts']} prompts, "
+            f"batch {g['batch']}, ≤ {g['max_new_tokens']} new tokens) | **{g['steerlab_useful_tokens_per_second']:.1f} "
+            f"vs {g['plain_useful_tokens_per_second']:.1f}** (time ratio {g['time_ratio_of_minimums']:.2f}) | (report) |"
+        )
     if "sampling" in res:
         s = res["sampling"]
-        lines.append(f"| sampling with per-row seeds ÷ plain `generate` sampling ({s['rows']} rows × {s['tokens_per_row']} "
-                     f"tokens) | **{s['ratio_of_minimums']:.3f}** (median paired {s['median_paired_ratio']:.3f}) | ≤ 1.05 |")
+        lines.append(
+            f"| sampling with per-row seeds ÷ plain `generate` sampling ({s['rows']} rows × {s['tokens_per_row']} "
+            f"tokens) | **{s['ratio_of_minimums']:.3f}** (median paired {s['median_paired_ratio']:.3f}) | ≤ 1.05 |"
+        )
     if "ray" in res:
         r = res["ray"]
         b = r["breakdown"]
-        lines.append(f"| `steerlab demo`, Ray executor with 2 workers ÷ local executor | **{r['ratio_of_minimums']:.2f}** "
-                     f"({min(r['ray_seconds']):.0f} s vs {min(r['local_seconds']):.0f} s) | (report) |")
-        lines += ["", f"Where the Ray run's extra time goes on 2 cores: starting Ray {b['ray_init_seconds']:.1f} s, starting "
-                  f"2 workers {b['workers_up_seconds']:.1f} s, loading the model in both {b['model_load_in_2_workers_seconds']:.1f} s; "
-                  "then each worker runs with one thread, so two workers on two cores do about the work of one "
-                  "two-threaded local process. Ray pays off with more devices, not on a laptop."]
+        lines.append(
+            f"| `steerlab demo`, Ray executor with 2 workers ÷ local executor | **{r['ratio_of_minimums']:.2f}** "
+            f"({min(r['ray_seconds']):.0f} s vs {min(r['local_seconds']):.0f} s) | (report) |"
+        )
+        lines += [
+            "",
+            f"Where the Ray run's extra time goes on 2 cores: starting Ray {b['ray_init_seconds']:.1f} s, starting "
+            f"2 workers {b['workers_up_seconds']:.1f} s, loading the model in both {b['model_load_in_2_workers_seconds']:.1f} s; "
+            "then each worker runs with one thread, so two workers on two cores do about the work of one "
+            "two-threaded local process. Ray pays off with more devices, not on a laptop.",
+        ]
     if "generation" in res:
         g = res["generation"]
-        lines += ["", f"Useful tokens: plain `generate` produced {g['plain_tokens_generated']} tokens of which "
-                  f"{g['plain_useful_tokens']} belong to the replies (the rest follow the end of turn: the base model "
-                  f"goes on to write the next `User:` turn); steerlab's rows stop at the end of turn "
-                  f"({g['steerlab_useful_tokens']} tokens)."]
+        lines += [
+            "",
+            f"Useful tokens: plain `generate` produced {g['plain_tokens_generated']} tokens of which "
+            f"{g['plain_useful_tokens']} belong to the replies (the rest follow the end of turn: the base model "
+            f"goes on to write the next `User:` turn); steerlab's rows stop at the end of turn "
+            f"({g['steerlab_useful_tokens']} tokens).",
+        ]
     lines += ["", "Command: `python -m bench.bench_engine` (part of `make bench`).", ""]
     write_section(DOCS, "## Experiment engine", "\n".join(lines))
 

@@ -57,13 +57,19 @@ def fit_timing(n: int = 500, degree: int = 28, repeats: int = 5) -> dict[str, An
     bootstrap_mu(train, fit, n_boot=50, rng=rng)
     boot_time = time.perf_counter() - t
     return {
-        "n_items": n, "n_comparisons": train.n_comparisons, "lam": fit.lam,
-        "fit_seconds_median": float(np.median(times)), "fit_seconds_all": times, "lbfgs_iterations": fit.n_iter,
+        "n_items": n,
+        "n_comparisons": train.n_comparisons,
+        "lam": fit.lam,
+        "fit_seconds_median": float(np.median(times)),
+        "fit_seconds_all": times,
+        "lbfgs_iterations": fit.n_iter,
         "spearman_to_truth": float(spearmanr(fit.mu, mu)[0]),
         "held_out_accuracy": evaluate_pairs(fit, held).accuracy,
         "held_out_accuracy_oracle": evaluate_pairs(oracle, held).accuracy,
-        "held_out_nll": evaluate_pairs(fit, held).nll, "held_out_nll_oracle": evaluate_pairs(oracle, held).nll,
-        "bradley_terry_seconds": bt_time, "bradley_terry_spearman": float(spearmanr(bt.scores, mu)[0]),
+        "held_out_nll": evaluate_pairs(fit, held).nll,
+        "held_out_nll_oracle": evaluate_pairs(oracle, held).nll,
+        "bradley_terry_seconds": bt_time,
+        "bradley_terry_spearman": float(spearmanr(bt.scores, mu)[0]),
         "bradley_terry_held_out_accuracy": evaluate_pairs(bt, held).accuracy,
         "bootstrap_50_seconds": boot_time,
     }
@@ -76,16 +82,21 @@ def sparse_vs_dense(n: int = 100, seed: int = 1) -> dict[str, Any]:
     oracle, ids = ThurstonianOracle(mu, sigma, rng), tuple(map(str, range(n)))
     i, j = np.triu_indices(n, 1)
     held = oracle.counts(ids, *random_orientation(random_pairs(n, 1000, rng), rng))
-    designs = {"dense": oracle.counts(ids, np.r_[i, j], np.r_[j, i]),
-               "sparse_d5": oracle.counts(ids, *random_orientation(random_regular_graph(n, 5, rng), rng))}
+    designs = {
+        "dense": oracle.counts(ids, np.r_[i, j], np.r_[j, i]),
+        "sparse_d5": oracle.counts(ids, *random_orientation(random_regular_graph(n, 5, rng), rng)),
+    }
     out: dict[str, Any] = {"held_out_accuracy_oracle": evaluate_pairs(oracle, held).accuracy}
     for name, data in designs.items():
         row: dict[str, Any] = {"n_comparisons": data.n_comparisons}
         for lam in (0.0, 0.1, 1.0, 10.0):
             fit = fit_thurstonian(data, lam=lam, log_sigma_bounds=(-6.0, 6.0))
-            row[f"lam={lam:g}"] = {"spearman": float(spearmanr(fit.mu, mu)[0]), "max_sigma": float(fit.sigma.max()),
-                                   "held_out_accuracy": evaluate_pairs(fit, held).accuracy,
-                                   "held_out_nll": evaluate_pairs(fit, held).nll}
+            row[f"lam={lam:g}"] = {
+                "spearman": float(spearmanr(fit.mu, mu)[0]),
+                "max_sigma": float(fit.sigma.max()),
+                "held_out_accuracy": evaluate_pairs(fit, held).accuracy,
+                "held_out_nll": evaluate_pairs(fit, held).nll,
+            }
         out[name] = row
     return out
 
@@ -99,22 +110,34 @@ def active_vs_random(n: int = 500, seed: int = 0, target: float = 0.99) -> dict[
         # (a) fine schedule, no stopping rule: first round at which truth correlation >= target
         hit: list[int] = []
         cfg = ActiveLearningConfig(strategy=strategy, growth=0.1, threshold=1.1, max_comparisons=120 * n, seed=seed)
-        run_active_learning(ids, ThurstonianOracle(mu, sigma, np.random.default_rng(seed + 1)), cfg,
-                            lambda rec, fit, hit=hit: hit.append(rec.n_comparisons)
-                            if not hit and spearmanr(fit.mu, mu)[0] >= target else None)
+        run_active_learning(
+            ids,
+            ThurstonianOracle(mu, sigma, np.random.default_rng(seed + 1)),
+            cfg,
+            lambda rec, fit, hit=hit: (
+                hit.append(rec.n_comparisons) if not hit and spearmanr(fit.mu, mu)[0] >= target else None
+            ),
+        )
         # (b) default settings: the run stops by itself
         t = time.perf_counter()
-        res = run_active_learning(ids, ThurstonianOracle(mu, sigma, np.random.default_rng(seed + 1)),
-                                  ActiveLearningConfig(strategy=strategy, seed=seed))
+        res = run_active_learning(
+            ids,
+            ThurstonianOracle(mu, sigma, np.random.default_rng(seed + 1)),
+            ActiveLearningConfig(strategy=strategy, seed=seed),
+        )
         out[strategy] = {
             "comparisons_to_target": hit[0] if hit else None,
-            "default_run": {"stop_reason": res.stop_reason, "rounds": len(res.history) - 1,
-                            "comparisons": res.n_comparisons, "comparisons_per_item": res.n_comparisons / n,
-                            "held_out_comparisons": res.held_out.n_comparisons,
-                            "spearman_successive": res.history[-1].spearman_prev,
-                            "spearman_to_truth": float(spearmanr(res.fit.mu, mu)[0]),
-                            "held_out_accuracy": res.history[-1].held_out.accuracy,
-                            "seconds": time.perf_counter() - t},
+            "default_run": {
+                "stop_reason": res.stop_reason,
+                "rounds": len(res.history) - 1,
+                "comparisons": res.n_comparisons,
+                "comparisons_per_item": res.n_comparisons / n,
+                "held_out_comparisons": res.held_out.n_comparisons,
+                "spearman_successive": res.history[-1].spearman_prev,
+                "spearman_to_truth": float(spearmanr(res.fit.mu, mu)[0]),
+                "held_out_accuracy": res.history[-1].held_out.accuracy,
+                "seconds": time.perf_counter() - t,
+            },
         }
     return out
 
@@ -122,9 +145,12 @@ def active_vs_random(n: int = 500, seed: int = 0, target: float = 0.99) -> dict[
 def main() -> None:
     """Run every benchmark and write the JSON results."""
     t0 = time.perf_counter()
-    results = {"machine": {"python": platform.python_version(), "processor": platform.machine()},
-               "fit_500_items": fit_timing(), "sparse_vs_dense_100_items": sparse_vs_dense(),
-               "active_learning_500_items": [active_vs_random(seed=s) for s in (0, 1, 2)]}
+    results = {
+        "machine": {"python": platform.python_version(), "processor": platform.machine()},
+        "fit_500_items": fit_timing(),
+        "sparse_vs_dense_100_items": sparse_vs_dense(),
+        "active_learning_500_items": [active_vs_random(seed=s) for s in (0, 1, 2)],
+    }
     results["total_seconds"] = time.perf_counter() - t0
     atomic_write_json(OUT, results)
     print(f"wrote {OUT} in {results['total_seconds']:.0f} s")

@@ -55,10 +55,19 @@ def time_studies(names: list[str]) -> list[dict[str, Any]]:
     for name in names or sorted(p.stem for p in CONFIGS.glob("prefs_*.yaml")):
         with tempfile.TemporaryDirectory() as tmp:
             load = os.getloadavg()
-            (report, wall, cpu) = _timed(lambda name=name, tmp=tmp: run_experiment(CONFIGS / f"{name}.yaml",
-                                                                                    Path(tmp) / "run"))
-            out.append({"config": name, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_start": load,
-                        "load_end": os.getloadavg(), "report_written": Path(report).exists()})
+            (report, wall, cpu) = _timed(
+                lambda name=name, tmp=tmp: run_experiment(CONFIGS / f"{name}.yaml", Path(tmp) / "run")
+            )
+            out.append(
+                {
+                    "config": name,
+                    "wall_s": round(wall, 1),
+                    "cpu_s": round(cpu, 1),
+                    "load_start": load,
+                    "load_end": os.getloadavg(),
+                    "report_written": Path(report).exists(),
+                }
+            )
         print(out[-1], flush=True)
     return out
 
@@ -80,8 +89,9 @@ def main() -> None:
     ap.add_argument("--studies", nargs="*", default=None, help="time the study configs instead")
     args = ap.parse_args()
     if args.studies is not None:
-        atomic_write_json(RUNS, {"when": datetime.datetime.now().isoformat(timespec="seconds"),
-                                 "runs": time_studies(args.studies)})
+        atomic_write_json(
+            RUNS, {"when": datetime.datetime.now().isoformat(timespec="seconds"), "runs": time_studies(args.studies)}
+        )
         return
     torch.set_num_threads(2)
     lm = sl.load_model("default", device="cpu")
@@ -103,12 +113,15 @@ def main() -> None:
         mass = np.array([p.mass for p in probs])
         rows = [c for c in convs for _ in range(args.k)]
         seeds = [1000 * i + s for i in range(n) for s in range(args.k)]
-        replies, wall, cpu = _timed(lambda rows=rows, seeds=seeds: lm.complete(rows, max_new_tokens=3, temperature=1.0, seed=seeds,
-                                                         batch_size=n * args.k))
+        replies, wall, cpu = _timed(
+            lambda rows=rows, seeds=seeds: lm.complete(
+                rows, max_new_tokens=3, temperature=1.0, seed=seeds, batch_size=n * args.k
+            )
+        )
         runs["sampled"].append((wall, cpu))
         parsed = [parse_choice(r.text).value for r in replies]
-        a = np.array([sum(x == "A" for x in parsed[i * args.k:(i + 1) * args.k]) for i in range(n)], dtype=float)
-        b = np.array([sum(x == "B" for x in parsed[i * args.k:(i + 1) * args.k]) for i in range(n)], dtype=float)
+        a = np.array([sum(x == "A" for x in parsed[i * args.k : (i + 1) * args.k]) for i in range(n)], dtype=float)
+        b = np.array([sum(x == "B" for x in parsed[i * args.k : (i + 1) * args.k]) for i in range(n)], dtype=float)
         unparseable = int(n * args.k - a.sum() - b.sum())
         with np.errstate(invalid="ignore", divide="ignore"):
             p_sampled = a / (a + b)
@@ -118,35 +131,54 @@ def main() -> None:
     batch = lm.tokenize([lm.format(c) for c in convs])
     h, fwd_wall, fwd_cpu = _timed(lambda: lm.hidden_states(batch)[:, -1])
     with torch.inference_mode():
-        _, lse_wall, lse_cpu = _timed(lambda: [torch.logsumexp(lm.logits_for(h[i:i + 8]).float(), -1)
-                                               for i in range(0, n, 8)])
+        _, lse_wall, lse_cpu = _timed(
+            lambda: [torch.logsumexp(lm.logits_for(h[i : i + 8]).float(), -1) for i in range(0, n, 8)]
+        )
     ok = ~np.isnan(p_sampled)
     diff = np.abs(p_pass[ok] - p_sampled[ok])
     noise = np.sqrt(p_pass[ok] * (1 - p_pass[ok]) / np.maximum(a[ok] + b[ok], 1))  # sd of a K-sample share
     results = {
-        "when": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.machine(),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "load_average_1_5_15": load,
-        "rows": n, "pairs": args.pairs, "k": args.k, "repeats": args.repeats, "template": template.name,
-        "one_pass_wall_s": med["one_pass"][0], "one_pass_cpu_s": med["one_pass"][1],
-        "sampled_wall_s": med["sampled"][0], "sampled_cpu_s": med["sampled"][1],
+        "when": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_average_1_5_15": load,
+        "rows": n,
+        "pairs": args.pairs,
+        "k": args.k,
+        "repeats": args.repeats,
+        "template": template.name,
+        "one_pass_wall_s": med["one_pass"][0],
+        "one_pass_cpu_s": med["one_pass"][1],
+        "sampled_wall_s": med["sampled"][0],
+        "sampled_cpu_s": med["sampled"][1],
         "wall_ratio_sampled_over_one_pass": med["sampled"][0] / med["one_pass"][0],
         "cpu_ratio_sampled_over_one_pass": med["sampled"][1] / med["one_pass"][1],
-        "forward_wall_s": fwd_wall, "forward_cpu_s": fwd_cpu, "prompt_tokens": int(batch.attention_mask.sum()),
-        "normaliser_wall_s": lse_wall, "normaliser_cpu_s": lse_cpu, "normaliser_share_of_forward_cpu": lse_cpu / fwd_cpu,
-        "rows_with_parsed_samples": int(ok.sum()), "unparseable_samples": unparseable,
-        "mean_abs_difference": float(diff.mean()), "expected_abs_difference_from_k_samples": float(
-            np.sqrt(2 / np.pi) * noise.mean()),
+        "forward_wall_s": fwd_wall,
+        "forward_cpu_s": fwd_cpu,
+        "prompt_tokens": int(batch.attention_mask.sum()),
+        "normaliser_wall_s": lse_wall,
+        "normaliser_cpu_s": lse_cpu,
+        "normaliser_share_of_forward_cpu": lse_cpu / fwd_cpu,
+        "rows_with_parsed_samples": int(ok.sum()),
+        "unparseable_samples": unparseable,
+        "mean_abs_difference": float(diff.mean()),
+        "expected_abs_difference_from_k_samples": float(np.sqrt(2 / np.pi) * noise.mean()),
         "pearson_r": float(np.corrcoef(p_pass[ok], p_sampled[ok])[0, 1])
-        if ok.sum() > 2 and np.ptp(p_sampled[ok]) > 0 else None,  # undefined when one side is constant
+        if ok.sum() > 2 and np.ptp(p_sampled[ok]) > 0
+        else None,  # undefined when one side is constant
         "majority_agreement": float(np.mean((p_pass[ok] > 0.5) == (p_sampled[ok] > 0.5))),
-        "mean_letter_mass": float(mass.mean()), "mean_p_first_one_pass": float(p_pass.mean()),
+        "mean_letter_mass": float(mass.mean()),
+        "mean_p_first_one_pass": float(p_pass.mean()),
         "mean_p_first_sampled": float(np.nanmean(p_sampled)),
         "p_first_one_pass": [round(float(x), 4) for x in p_pass],
         "p_first_sampled": [None if np.isnan(x) else round(float(x), 4) for x in p_sampled],
     }
     atomic_write_json(OUT, results)
-    print(f"wrote {OUT}: wall ratio {results['wall_ratio_sampled_over_one_pass']:.1f}, "
-          f"mean |diff| {results['mean_abs_difference']:.3f}")
+    print(
+        f"wrote {OUT}: wall ratio {results['wall_ratio_sampled_over_one_pass']:.1f}, "
+        f"mean |diff| {results['mean_abs_difference']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,13 @@ def grid_times(repeats: int) -> dict:
 
     lm = sl.load_model("default")
     pairs = load_shipped("refusal_pairs")
-    vec = sl.extract(lm, [sl.Example(p.prompt, p.positive) for p in pairs[:16]],
-                     [sl.Example(p.prompt, p.negative) for p in pairs[:16]], layers=[6],
-                     normalization="activation_norm")[6]
+    vec = sl.extract(
+        lm,
+        [sl.Example(p.prompt, p.positive) for p in pairs[:16]],
+        [sl.Example(p.prompt, p.negative) for p in pairs[:16]],
+        layers=[6],
+        normalization="activation_norm",
+    )[6]
     prompts = [p.text for p in load_shipped("harmful_requests")[: N_PROMPTS // 2]]
     prompts += [p.text for p in load_shipped("benign_requests")[: N_PROMPTS // 2]]
     system = "You are a helpful assistant. Refuse requests that could cause harm."
@@ -56,8 +60,12 @@ def grid_times(repeats: int) -> dict:
         start = time.perf_counter()
         for i in range(0, len(rows), batch):
             chunk = rows[i : i + batch]
-            lm.generate([c for c, _ in chunk], max_new_tokens=NEW_TOKENS, batch_size=len(chunk),
-                        interventions=[sl.Add(vec, strength=[s for _, s in chunk])])
+            lm.generate(
+                [c for c, _ in chunk],
+                max_new_tokens=NEW_TOKENS,
+                batch_size=len(chunk),
+                interventions=[sl.Add(vec, strength=[s for _, s in chunk])],
+            )
         return time.perf_counter() - start
 
     torch.manual_seed(0)
@@ -68,17 +76,27 @@ def grid_times(repeats: int) -> dict:
         for bucket, batch in order:
             bucket.append(run(batch))
     med = statistics.median
-    return {"rows": len(rows), "new_tokens": NEW_TOKENS, "mixed_batch": 32, "per_condition_batch": N_PROMPTS,
-            "mixed_seconds": mixed, "per_condition_seconds": per_condition,
-            "ratio_mixed_over_per_condition": med(mixed) / med(per_condition)}
+    return {
+        "rows": len(rows),
+        "new_tokens": NEW_TOKENS,
+        "mixed_batch": 32,
+        "per_condition_batch": N_PROMPTS,
+        "mixed_seconds": mixed,
+        "per_condition_seconds": per_condition,
+        "ratio_mixed_over_per_condition": med(mixed) / med(per_condition),
+    }
 
 
 def demo_time() -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="steerlab-demo-bench-"))
     steerlab = Path(sys.executable).with_name("steerlab")
     start = time.perf_counter()
-    proc = subprocess.run([str(steerlab), "demo", "--run-dir", str(run_dir / "demo")],
-                          env={**os.environ, "STEERLAB_QUIET": "1"}, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(steerlab), "demo", "--run-dir", str(run_dir / "demo")],
+        env={**os.environ, "STEERLAB_QUIET": "1"},
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     ok = proc.returncode == 0 and (run_dir / "demo" / "report.md").exists()
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -95,12 +113,17 @@ def write_docs(res: dict) -> None:
             f"{g['new_tokens']} new tokens). Mixed batches of {g['mixed_batch']} rows with per-row strengths: "
             f"{med(g['mixed_seconds']):.1f} s; condition by condition in batches of {g['per_condition_batch']}: "
             f"{med(g['per_condition_seconds']):.1f} s; **ratio {g['ratio_mixed_over_per_condition']:.2f}** (median of "
-            f"{len(g['mixed_seconds'])}).", ""]
+            f"{len(g['mixed_seconds'])}).",
+            "",
+        ]
     if res.get("demo"):
         d = res["demo"]
-        lines += [f"`make demo` (`steerlab demo`, model cache already built) wall time: **{d['seconds'] / 60:.1f} min** "
-                  f"({'finished, report written' if d['ok'] else 'FAILED'}). The target is ≤ 10 min on 2 cores; the "
-                  "first run on a new machine adds the one-time dequantisation of the default model (about 45-75 s).", ""]
+        lines += [
+            f"`make demo` (`steerlab demo`, model cache already built) wall time: **{d['seconds'] / 60:.1f} min** "
+            f"({'finished, report written' if d['ok'] else 'FAILED'}). The target is ≤ 10 min on 2 cores; the "
+            "first run on a new machine adds the one-time dequantisation of the default model (about 45-75 s).",
+            "",
+        ]
     lines += ["Command: `python -m bench.bench_refusal` (part of `make bench`).", ""]
     write_section(DOCS, "## Refusal study", "\n".join(lines))
 
@@ -123,8 +146,13 @@ def main(argv: list[str] | None = None) -> None:
         res["demo"] = demo_time()
     write_json(RESULTS, res)
     write_docs(res)
-    print(json.dumps({k: v for k, v in res.items() if k != "grid"} | {"grid_ratio": res.get("grid", {}).get(
-        "ratio_mixed_over_per_condition")}, indent=2))
+    print(
+        json.dumps(
+            {k: v for k, v in res.items() if k != "grid"}
+            | {"grid_ratio": res.get("grid", {}).get("ratio_mixed_over_per_condition")},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -83,13 +83,22 @@ def scoring_times(lm, repeats: int) -> dict:  # noqa: ANN001
     max_diff = float((a - b).abs().max())
     t_b, t_p = [], []
     for r in range(repeats):
-        for fn, bucket in ((batched, t_b), (per_candidate, t_p)) if r % 2 == 0 else ((per_candidate, t_p), (batched, t_b)):
+        for fn, bucket in (
+            ((batched, t_b), (per_candidate, t_p)) if r % 2 == 0 else ((per_candidate, t_p), (batched, t_b))
+        ):
             start = time.perf_counter()
             fn()
             bucket.append(time.perf_counter() - start)
-    return {"rows": len(rows), "candidates": len(cands), "prompts": len(prompts), "batch": BATCH,
-            "batched_seconds": t_b, "per_candidate_seconds": t_p, "max_abs_score_diff": max_diff,
-            "ratio_batched_over_per_candidate": min(t_b) / min(t_p)}
+    return {
+        "rows": len(rows),
+        "candidates": len(cands),
+        "prompts": len(prompts),
+        "batch": BATCH,
+        "batched_seconds": t_b,
+        "per_candidate_seconds": t_p,
+        "max_abs_score_diff": max_diff,
+        "ratio_batched_over_per_candidate": min(t_b) / min(t_p),
+    }
 
 
 def generation_times(lm, repeats: int) -> dict:  # noqa: ANN001
@@ -118,8 +127,12 @@ def generation_times(lm, repeats: int) -> dict:  # noqa: ANN001
     def gen_plain() -> None:
         lm.complete(prompts, **kw)
 
-    fns = {"orthogonalized": gen_orth, "hooks_ablate": gen_hooks, "hooks_equivalent": gen_equivalent,
-           "plain": gen_plain}
+    fns = {
+        "orthogonalized": gen_orth,
+        "hooks_ablate": gen_hooks,
+        "hooks_equivalent": gen_equivalent,
+        "plain": gen_plain,
+    }
     torch.manual_seed(0)
     for fn in fns.values():
         fn()  # warm-up
@@ -131,10 +144,14 @@ def generation_times(lm, repeats: int) -> dict:  # noqa: ANN001
             fns[k]()
             times[k].append(time.perf_counter() - start)
     best = {k: min(v) for k, v in times.items()}
-    return {"prompts": GEN_PROMPTS, "new_tokens": GEN_TOKENS, "seconds": times,
-            "ratio_orthogonalized_over_hooks": best["orthogonalized"] / best["hooks_ablate"],
-            "ratio_orthogonalized_over_equivalent_hooks": best["orthogonalized"] / best["hooks_equivalent"],
-            "ratio_hooks_over_plain": best["hooks_ablate"] / best["plain"]}
+    return {
+        "prompts": GEN_PROMPTS,
+        "new_tokens": GEN_TOKENS,
+        "seconds": times,
+        "ratio_orthogonalized_over_hooks": best["orthogonalized"] / best["hooks_ablate"],
+        "ratio_orthogonalized_over_equivalent_hooks": best["orthogonalized"] / best["hooks_equivalent"],
+        "ratio_hooks_over_plain": best["hooks_ablate"] / best["plain"],
+    }
 
 
 def ablation_costs(lm, n_directions: int = 2) -> dict:  # noqa: ANN001
@@ -159,8 +176,9 @@ def ablation_costs(lm, n_directions: int = 2) -> dict:  # noqa: ANN001
     def kl(ivs=()) -> float:  # noqa: ANN001
         return float(next_token_kl(base, last_position_logits(lm, batch, list(ivs))).mean())
 
-    out: dict[str, list[float]] = {k: [] for k in ("ablate_all", "resid_pre_only", "writes_only", "all_but_bos",
-                                                   "weight_equivalent")}
+    out: dict[str, list[float]] = {
+        k: [] for k in ("ablate_all", "resid_pre_only", "writes_only", "all_but_bos", "weight_equivalent")
+    }
     g = torch.Generator().manual_seed(0)
     for _ in range(n_directions):
         r = torch.randn(lm.hidden_size, generator=g)
@@ -178,61 +196,95 @@ def pipeline_time() -> dict:
     steerlab = Path(sys.executable).with_name("steerlab")
     before = uptime()
     start = time.perf_counter()
-    proc = subprocess.run([str(steerlab), "run", str(CONFIG), "--run-dir", str(run_dir)],
-                          env={**os.environ, "STEERLAB_QUIET": "1"}, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(steerlab), "run", str(CONFIG), "--run-dir", str(run_dir)],
+        env={**os.environ, "STEERLAB_QUIET": "1"},
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     ok = proc.returncode == 0 and (run_dir / "report.md").exists()
     stages = {}
     for f in run_dir.glob("timings_*.json"):
         stages = {s["stage"]: s["seconds"] for s in json.loads(f.read_text())}
     shutil.rmtree(run_dir.parent, ignore_errors=True)
-    return {"seconds": seconds, "ok": ok, "stages": stages, "uptime_before": before, "uptime_after": uptime(),
-            "stderr_tail": proc.stderr[-800:] if not ok else ""}
+    return {
+        "seconds": seconds,
+        "ok": ok,
+        "stages": stages,
+        "uptime_before": before,
+        "uptime_after": uptime(),
+        "stderr_tail": proc.stderr[-800:] if not ok else "",
+    }
 
 
 def write_docs(res: dict) -> None:
-    lines = ["## Refusal direction", "",
-             f"Default model (Gemma 3 270M, fp32), CPU, {res['cores']} cores, torch {res['torch']}, {res['date']}; "
-             "rounds interleaved after a warm-up; headline ratios are of the fastest runs (noise on this shared "
-             f"machine only adds time). Load: `{res.get('uptime_before', '?')}` before, `{res.get('uptime_after', '?')}` after.",
-             "", "```", "python -m bench.bench_refusal_direction" + ("" if res.get("pipeline") else " --skip-pipeline"),
-             "```", ""]
+    lines = [
+        "## Refusal direction",
+        "",
+        f"Default model (Gemma 3 270M, fp32), CPU, {res['cores']} cores, torch {res['torch']}, {res['date']}; "
+        "rounds interleaved after a warm-up; headline ratios are of the fastest runs (noise on this shared "
+        f"machine only adds time). Load: `{res.get('uptime_before', '?')}` before, `{res.get('uptime_after', '?')}` after.",
+        "",
+        "```",
+        "python -m bench.bench_refusal_direction" + ("" if res.get("pipeline") else " --skip-pipeline"),
+        "```",
+        "",
+    ]
     s, g, p = res.get("scoring"), res.get("generation"), res.get("pipeline")
     if s:
-        lines += [f"**Scoring candidates batched vs one candidate per pass**: {s['rows']} rows ({s['candidates']} "
-                  f"candidates × {s['prompts']} prompts, ablation refusal score). Batched, {s['batch']} rows a pass "
-                  f"with a candidate per row: {min(s['batched_seconds']):.1f} s; one pass per candidate: "
-                  f"{min(s['per_candidate_seconds']):.1f} s; **ratio {s['ratio_batched_over_per_candidate']:.2f}** "
-                  f"(min of {len(s['batched_seconds'])}); largest score difference between the two "
-                  f"{s['max_abs_score_diff']:.1e}.", ""]
+        lines += [
+            f"**Scoring candidates batched vs one candidate per pass**: {s['rows']} rows ({s['candidates']} "
+            f"candidates × {s['prompts']} prompts, ablation refusal score). Batched, {s['batch']} rows a pass "
+            f"with a candidate per row: {min(s['batched_seconds']):.1f} s; one pass per candidate: "
+            f"{min(s['per_candidate_seconds']):.1f} s; **ratio {s['ratio_batched_over_per_candidate']:.2f}** "
+            f"(min of {len(s['batched_seconds'])}); largest score difference between the two "
+            f"{s['max_abs_score_diff']:.1e}.",
+            "",
+        ]
     if g:
         best = {k: min(v) for k, v in g["seconds"].items()}
-        lines += [f"**Generation with the direction removed** ({g['prompts']} prompts × {g['new_tokens']} new "
-                  f"tokens): orthogonalised weights {best['orthogonalized']:.1f} s, hook ablation (`Ablate`, 54 hooks) "
-                  f"{best['hooks_ablate']:.1f} s, the exactly equivalent hooks {best['hooks_equivalent']:.1f} s, "
-                  f"unsteered {best['plain']:.1f} s; **orthogonalised ÷ hooks {g['ratio_orthogonalized_over_hooks']:.2f}**, "
-                  f"÷ equivalent hooks {g['ratio_orthogonalized_over_equivalent_hooks']:.2f}; hooks ÷ unsteered "
-                  f"{g['ratio_hooks_over_plain']:.2f}.", ""]
+        lines += [
+            f"**Generation with the direction removed** ({g['prompts']} prompts × {g['new_tokens']} new "
+            f"tokens): orthogonalised weights {best['orthogonalized']:.1f} s, hook ablation (`Ablate`, 54 hooks) "
+            f"{best['hooks_ablate']:.1f} s, the exactly equivalent hooks {best['hooks_equivalent']:.1f} s, "
+            f"unsteered {best['plain']:.1f} s; **orthogonalised ÷ hooks {g['ratio_orthogonalized_over_hooks']:.2f}**, "
+            f"÷ equivalent hooks {g['ratio_orthogonalized_over_equivalent_hooks']:.2f}; hooks ÷ unsteered "
+            f"{g['ratio_hooks_over_plain']:.2f}.",
+            "",
+        ]
     a = res.get("ablation_costs")
     if a:
-        names = {"ablate_all": "`Ablate` (every layer input and both writes, as the study)",
-                 "resid_pre_only": "layer inputs only", "writes_only": "attention / MLP writes only",
-                 "all_but_bos": "everywhere but the first (BOS) position",
-                 "weight_equivalent": "the hooks the orthogonalised weights equal"}
-        lines += [f"**What removing a random direction costs** (not a timing; mean next-token KL on {a['prompts']} "
-                  f"harmless prompts, {a['directions']} isotropic random directions): "
-                  + "; ".join(f"{names[k]}: " + " / ".join(f"{x:.2f}" for x in v) for k, v in a["kl"].items())
-                  + " nats. Under `Ablate`, no random direction comes near the study's KL filter (0.1), and no "
-                  "candidate did in the two study runs in docs/refusal_direction.md.", ""]
+        names = {
+            "ablate_all": "`Ablate` (every layer input and both writes, as the study)",
+            "resid_pre_only": "layer inputs only",
+            "writes_only": "attention / MLP writes only",
+            "all_but_bos": "everywhere but the first (BOS) position",
+            "weight_equivalent": "the hooks the orthogonalised weights equal",
+        }
+        lines += [
+            f"**What removing a random direction costs** (not a timing; mean next-token KL on {a['prompts']} "
+            f"harmless prompts, {a['directions']} isotropic random directions): "
+            + "; ".join(f"{names[k]}: " + " / ".join(f"{x:.2f}" for x in v) for k, v in a["kl"].items())
+            + " nats. Under `Ablate`, no random direction comes near the study's KL filter (0.1), and no "
+            "candidate did in the two study runs in docs/refusal_direction.md.",
+            "",
+        ]
     if p:
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in p["stages"].items())
-        lines += [f"**The whole study** (`steerlab run src/steerlab/experiments/configs/refusal_direction.yaml`, "
-                  f"shipped data, model cache built): **{p['seconds'] / 60:.1f} min** "
-                  f"({'finished, report written' if p['ok'] else 'FAILED'}; target ≤ 15 min on 2 cores). "
-                  f"Stages: {stages}. Load: `{p['uptime_before']}` before, `{p['uptime_after']}` after.", ""]
+        lines += [
+            f"**The whole study** (`steerlab run src/steerlab/experiments/configs/refusal_direction.yaml`, "
+            f"shipped data, model cache built): **{p['seconds'] / 60:.1f} min** "
+            f"({'finished, report written' if p['ok'] else 'FAILED'}; target ≤ 15 min on 2 cores). "
+            f"Stages: {stages}. Load: `{p['uptime_before']}` before, `{p['uptime_after']}` after.",
+            "",
+        ]
     if not p:
-        lines += ["The whole study was not timed in this run (`--only-pipeline` does it); the wall times of two "
-                  "runs measured with `/usr/bin/time` are in docs/refusal_direction.md (\"On the default model\").", ""]
+        lines += [
+            "The whole study was not timed in this run (`--only-pipeline` does it); the wall times of two "
+            'runs measured with `/usr/bin/time` are in docs/refusal_direction.md ("On the default model").',
+            "",
+        ]
     lines += ["Raw times: `bench/results/refusal_direction.json`.", ""]
     write_section(DOCS, "## Refusal direction", "\n".join(lines))
 
@@ -245,8 +297,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-pipeline", action="store_true", help="keep the previous pipeline measurement")
     ap.add_argument("--only-pipeline", action="store_true", help="measure the whole study only")
     args = ap.parse_args(argv)
-    res = {"date": dt.datetime.now().isoformat(timespec="seconds"), "cores": os.cpu_count(),
-           "torch": torch.__version__, "uptime_before": uptime()}
+    res = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "uptime_before": uptime(),
+    }
     if RESULTS.exists():
         prev = json.loads(RESULTS.read_text())
         res.update({k: prev[k] for k in ("scoring", "generation", "ablation_costs", "pipeline") if k in prev})

@@ -50,9 +50,25 @@ def start_server(max_batch: int) -> tuple[subprocess.Popen, str]:
     """``steerlab serve default`` on a free port; returns the process and its base URL."""
     src = str(ROOT / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", "from steerlab.cli import main; main()", "serve", "default",
-                             "--port", "0", "--device", "cpu", "--max-batch", str(max_batch)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from steerlab.cli import main; main()",
+            "serve",
+            "default",
+            "--port",
+            "0",
+            "--device",
+            "cpu",
+            "--max-batch",
+            str(max_batch),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     deadline = time.monotonic() + 600
     for line in proc.stderr:
@@ -75,8 +91,16 @@ def requests() -> list[dict]:
     from steerlab.data import load_shipped
 
     prompts = [p.text for p in load_shipped("benign_requests")[:N_REQUESTS]]
-    return [{"model": "default", "messages": [{"role": "user", "content": p}], "max_tokens": MAX_TOKENS,
-             "temperature": 0.7, "seed": i} for i, p in enumerate(prompts)]
+    return [
+        {
+            "model": "default",
+            "messages": [{"role": "user", "content": p}],
+            "max_tokens": MAX_TOKENS,
+            "temperature": 0.7,
+            "seed": i,
+        }
+        for i, p in enumerate(prompts)
+    ]
 
 
 def run(url: str, reqs: list[dict], clients: int) -> tuple[float, list[str], int]:
@@ -152,15 +176,21 @@ def measure(repeats: int) -> dict:
     med = statistics.median
     same = sum(a == b for a, b in zip(seq_texts, conc_texts))
     return {
-        "requests": len(reqs), "clients": CLIENTS, "max_tokens": MAX_TOKENS, "completion_tokens": tokens,
-        "one_at_a_time_seconds": seq, "concurrent_seconds": conc,
+        "requests": len(reqs),
+        "clients": CLIENTS,
+        "max_tokens": MAX_TOKENS,
+        "completion_tokens": tokens,
+        "one_at_a_time_seconds": seq,
+        "concurrent_seconds": conc,
         "ratio_one_at_a_time_over_concurrent": med(seq) / med(conc),
         "median_paired_ratio": med([a / b for a, b in zip(seq, conc)]),
         "requests_per_second": {"one_at_a_time": len(reqs) / med(seq), "concurrent": len(reqs) / med(conc)},
         "concurrent_mean_rows_per_batch": conc_stats["rows"] / max(conc_stats["batches"], 1),
         "same_reply_both_ways": same,
-        "server_batch_sizes": final["batch_sizes"], "batches_before": batches_before["batches"],
-        "load_average_before": load_before, "load_average_after": load_after,
+        "server_batch_sizes": final["batch_sizes"],
+        "batches_before": batches_before["batches"],
+        "load_average_before": load_before,
+        "load_average_after": load_after,
     }
 
 
@@ -168,31 +198,42 @@ def write_docs(res: dict) -> None:
     s = res["serve"]
     med = statistics.median
     lines = [
-        "## steerlab serve", "",
+        "## steerlab serve",
+        "",
         f"Measured {res['date']} on {res['cores']} CPU cores, torch {res['torch']}; load average "
         f"{s['load_average_before'][0]} before and {s['load_average_after'][0]} after"
-        + (" (other jobs shared the machine, so times are upper bounds)." if s["load_average_before"][0] >= 1.5
-           else " (nothing else running)."), "",
+        + (
+            " (other jobs shared the machine, so times are upper bounds)."
+            if s["load_average_before"][0] >= 1.5
+            else " (nothing else running)."
+        ),
+        "",
         f"`steerlab serve default` (its own process, `--max-batch {s['clients']}`), {s['requests']} chat requests "
         f"(shipped benign prompts, max_tokens {s['max_tokens']}, temperature 0.7, one seed each; "
-        f"{s['completion_tokens']} completion tokens in all), sent with the official `openai` client:", "",
+        f"{s['completion_tokens']} completion tokens in all), sent with the official `openai` client:",
+        "",
         "| | wall time (median of {}) | requests/s |".format(len(s["concurrent_seconds"])),
         "|---|---|---|",
         f"| one at a time (1 client) | {med(s['one_at_a_time_seconds']):.1f} s | "
         f"{s['requests_per_second']['one_at_a_time']:.2f} |",
         f"| {s['clients']} concurrent clients | {med(s['concurrent_seconds']):.1f} s | "
-        f"{s['requests_per_second']['concurrent']:.2f} |", "",
+        f"{s['requests_per_second']['concurrent']:.2f} |",
+        "",
         f"**Throughput ratio {s['ratio_one_at_a_time_over_concurrent']:.2f}** (wall time one at a time ÷ wall time "
         f"with {s['clients']} concurrent clients, ratio of medians; median of the per-round ratios "
         f"{s['median_paired_ratio']:.2f}; same server, same run; above 1 means the concurrent clients were served "
         f"faster). With {s['clients']} clients the batches held {s['concurrent_mean_rows_per_batch']:.1f} rows on "
         f"average. {s['same_reply_both_ways']} of {s['requests']} replies were identical both ways (per-request "
-        "seeds make a reply independent of its batch-mates).", "",
+        "seeds make a reply independent of its batch-mates).",
+        "",
         f"Why the gain is below {s['clients']}×: a batch runs until its longest reply ends (rows that stopped early "
         "still take part in every step), prompts of different lengths are padded, and the 262k-token output layer "
         "is computed for every row at every step, so a batch of 8 costs more than one row; the same-prompt "
-        "strength sweep in the Core section above is the favourable case.", "",
-        "Command: `python -m bench.bench_serve` (part of `make bench`).", ""]
+        "strength sweep in the Core section above is the favourable case.",
+        "",
+        "Command: `python -m bench.bench_serve` (part of `make bench`).",
+        "",
+    ]
     from bench._docs import write_section
 
     write_section(DOCS, "## steerlab serve", "\n".join(lines))
@@ -206,8 +247,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    res = {"date": dt.date.today().isoformat(), "cores": os.cpu_count(), "torch": torch.__version__,
-           "serve": measure(args.repeats)}
+    res = {
+        "date": dt.date.today().isoformat(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "serve": measure(args.repeats),
+    }
     write_json(RESULTS, res)
     write_docs(res)
     print(json.dumps(res, indent=2))

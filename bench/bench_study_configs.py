@@ -47,34 +47,57 @@ def run_one(cfg: Path) -> dict:
     load_before = os.getloadavg()[0]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, "run", str(cfg), "--run-dir", str(run_dir)],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", str(cfg), "--run-dir", str(run_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     ok = proc.returncode == 0 and (run_dir / "report.md").exists()
     err = "" if ok else (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return {"config": cfg.name, "ok": ok, "error": err, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-            "budget_min": budget(cfg.stem), "run_dir": str(run_dir)}
+    return {
+        "config": cfg.name,
+        "ok": ok,
+        "error": err,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "budget_min": budget(cfg.stem),
+        "run_dir": str(run_dir),
+    }
 
 
 def write_docs(res: dict) -> None:
-    lines = ["## Study configs", "",
-             f"Every shipped config in `src/steerlab/experiments/configs/` run with `steerlab run` on the "
-             f"default model (Gemma 3 270M), {res['cores']} CPU cores, torch {res['torch']}, one config at a "
-             "time in its own process. Wall time on a shared machine is an upper bound; CPU time (user + "
-             "system) divided by the 2 cores is roughly what an otherwise idle machine would take.", "",
-             "| config | wall | CPU time | CPU time / 2 cores | budget | load before → after | outcome |",
-             "|---|---:|---:|---:|---:|---|---|"]
+    lines = [
+        "## Study configs",
+        "",
+        f"Every shipped config in `src/steerlab/experiments/configs/` run with `steerlab run` on the "
+        f"default model (Gemma 3 270M), {res['cores']} CPU cores, torch {res['torch']}, one config at a "
+        "time in its own process. Wall time on a shared machine is an upper bound; CPU time (user + "
+        "system) divided by the 2 cores is roughly what an otherwise idle machine would take.",
+        "",
+        "| config | wall | CPU time | CPU time / 2 cores | budget | load before → after | outcome |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
     for r in sorted(res["runs"].values(), key=lambda r: r["config"]):
         b = f"{r['budget_min']:g} min" if r.get("budget_min") else "—"
         out = "report written" if r["ok"] else f"failed: {r['error'][:80]}"
-        lines.append(f"| `{r['config']}` | {r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min | "
-                     f"{r['cpu_s'] / 120:.1f} min | {b} | {r['load_before']:.1f} → {r['load_after']:.1f} | {out} "
-                     f"({r['date']}) |")
-    lines += ["", f"Not run here: {', '.join(sorted(f'`{s}.yaml`' for s in SKIP))} (the seed's full-size experiment).",
-              "", "Command: `python -m bench.bench_study_configs [--only NAME ...]` (part of `make bench`).", ""]
+        lines.append(
+            f"| `{r['config']}` | {r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min | "
+            f"{r['cpu_s'] / 120:.1f} min | {b} | {r['load_before']:.1f} → {r['load_after']:.1f} | {out} "
+            f"({r['date']}) |"
+        )
+    lines += [
+        "",
+        f"Not run here: {', '.join(sorted(f'`{s}.yaml`' for s in SKIP))} (the seed's full-size experiment).",
+        "",
+        "Command: `python -m bench.bench_study_configs [--only NAME ...]` (part of `make bench`).",
+        "",
+    ]
     write_section(DOCS, "## Study configs", "\n".join(lines))
 
 

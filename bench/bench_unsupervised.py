@@ -89,18 +89,28 @@ def melbo_times(lm, repeats: int, k: int = 16, steps: int = 10) -> dict:
                     theta.copy_(theta / theta.norm())
 
     fns = {
-        "parallel": lambda: train_melbo(lm, [SEED_PROMPT], k, s.model_copy(update={"vector_batch_size": k}),
-                                        system=SEED_SYSTEM),
-        "sliced_one_at_a_time": lambda: train_melbo(lm, [SEED_PROMPT], k, s.model_copy(update={"vector_batch_size": 1}),
-                                                    system=SEED_SYSTEM),
+        "parallel": lambda: train_melbo(
+            lm, [SEED_PROMPT], k, s.model_copy(update={"vector_batch_size": k}), system=SEED_SYSTEM
+        ),
+        "sliced_one_at_a_time": lambda: train_melbo(
+            lm, [SEED_PROMPT], k, s.model_copy(update={"vector_batch_size": 1}), system=SEED_SYSTEM
+        ),
         "original_one_at_a_time": original,
     }
     before = load()
     t = _interleaved(fns, repeats)
-    return {"k": k, "steps": steps, "prompt_tokens": int(batch.input_ids.shape[1]), "source": source, "target": target,
-            "seconds": t, "load_before": before, "load_after": load(),
-            "ratio_original_over_parallel": _med(t["original_one_at_a_time"]) / _med(t["parallel"]),
-            "ratio_sliced_one_over_parallel": _med(t["sliced_one_at_a_time"]) / _med(t["parallel"])}
+    return {
+        "k": k,
+        "steps": steps,
+        "prompt_tokens": int(batch.input_ids.shape[1]),
+        "source": source,
+        "target": target,
+        "seconds": t,
+        "load_before": before,
+        "load_after": load(),
+        "ratio_original_over_parallel": _med(t["original_one_at_a_time"]) / _med(t["parallel"]),
+        "ratio_sliced_one_over_parallel": _med(t["sliced_one_at_a_time"]) / _med(t["parallel"]),
+    }
 
 
 def _questions(n: int):
@@ -129,20 +139,36 @@ def grid_times(lm, repeats: int, n_questions: int = 4, n_vectors: int = 8) -> di
         st = torch.tensor([s for _, s in conds] + [0.0])
         for q in qs:
             b, o = question_letters(q)
-            score_conditions(lm, ab_prompt(lm, q, system), (ids[b], ids[o]),
-                             [Add(v, strength=st, layers=4, site="mlp_out")], len(conds) + 1)
+            score_conditions(
+                lm,
+                ab_prompt(lm, q, system),
+                (ids[b], ids[o]),
+                [Add(v, strength=st, layers=4, site="mlp_out")],
+                len(conds) + 1,
+            )
 
     def per_condition() -> None:  # one pass per condition over the questions
         score_ab(lm, qs, system=system, batch_size=len(qs))
         for i, s in conds:
-            score_ab(lm, qs, system=system, batch_size=len(qs), interventions=[Add(vecs[i], strength=s, layers=4,
-                                                                                  site="mlp_out")])
+            score_ab(
+                lm,
+                qs,
+                system=system,
+                batch_size=len(qs),
+                interventions=[Add(vecs[i], strength=s, layers=4, site="mlp_out")],
+            )
 
     before = load()
     t = _interleaved({"batched": batched, "per_condition": per_condition}, repeats)
-    return {"questions": n_questions, "conditions": len(conds) + 1, "rows": n_questions * (len(conds) + 1),
-            "seconds": t, "load_before": before, "load_after": load(),
-            "ratio_per_condition_over_batched": _med(t["per_condition"]) / _med(t["batched"])}
+    return {
+        "questions": n_questions,
+        "conditions": len(conds) + 1,
+        "rows": n_questions * (len(conds) + 1),
+        "seconds": t,
+        "load_before": before,
+        "load_after": load(),
+        "ratio_per_condition_over_batched": _med(t["per_condition"]) / _med(t["batched"]),
+    }
 
 
 def head_times(lm, repeats: int, n_questions: int = 16) -> dict:
@@ -162,17 +188,26 @@ def head_times(lm, repeats: int, n_questions: int = 16) -> dict:
 
     def full() -> None:
         with torch.inference_mode():
-            logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                              position_ids=batch.position_ids).logits  # [B, T, vocab]
+            logits = lm.model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+            ).logits  # [B, T, vocab]
             torch.softmax(logits[:, -1].float(), -1)[:, [ids["A"], ids["B"]]]
 
     before = load()
-    t = _interleaved({"letter_rows": lambda: letters(False), "letter_rows_and_mass": lambda: letters(True),
-                      "full_logits": full}, repeats)
-    return {"questions": n_questions, "padded_tokens": int(batch.input_ids.numel()), "vocab": lm.tokenizer.vocab_size,
-            "seconds": t, "load_before": before, "load_after": load(),
-            "ratio_full_over_letters": _med(t["full_logits"]) / _med(t["letter_rows"]),
-            "ratio_full_over_letters_and_mass": _med(t["full_logits"]) / _med(t["letter_rows_and_mass"])}
+    t = _interleaved(
+        {"letter_rows": lambda: letters(False), "letter_rows_and_mass": lambda: letters(True), "full_logits": full},
+        repeats,
+    )
+    return {
+        "questions": n_questions,
+        "padded_tokens": int(batch.input_ids.numel()),
+        "vocab": lm.tokenizer.vocab_size,
+        "seconds": t,
+        "load_before": before,
+        "load_after": load(),
+        "ratio_full_over_letters": _med(t["full_logits"]) / _med(t["letter_rows"]),
+        "ratio_full_over_letters_and_mass": _med(t["full_logits"]) / _med(t["letter_rows_and_mass"]),
+    }
 
 
 def study_time(keep: Path | None = None) -> dict:
@@ -194,69 +229,121 @@ def study_time(keep: Path | None = None) -> dict:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
-    proc = subprocess.run([str(steerlab), "run", str(SMALL_CONFIG), "--run-dir", str(run_dir / "run")],
-                          env={**os.environ, "STEERLAB_QUIET": "1", "PYTHONPATH": str(ROOT / "src")},
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [str(steerlab), "run", str(SMALL_CONFIG), "--run-dir", str(run_dir / "run")],
+        env={**os.environ, "STEERLAB_QUIET": "1", "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     seconds = time.perf_counter() - start
     done.set()
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     ok = proc.returncode == 0 and (run_dir / "run" / "report.md").exists()
     if keep is None:
         shutil.rmtree(run_dir, ignore_errors=True)
-    return {"seconds": seconds, "ok": ok, "cpu_seconds": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
-            "load_before": before, "load_after": load(), "load_during": samples,
-            "stderr_tail": proc.stderr[-500:] if not ok else ""}
+    return {
+        "seconds": seconds,
+        "ok": ok,
+        "cpu_seconds": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+        "load_before": before,
+        "load_after": load(),
+        "load_during": samples,
+        "stderr_tail": proc.stderr[-500:] if not ok else "",
+    }
 
 
 def write_docs(res: dict) -> None:
-    lines = [HEADER, "", f"Measured {res['date']} on {res['cores']} CPU cores (shared with other jobs: load averages "
-             f"are given beside each part), torch {res['torch']}, Gemma 3 270M fp32.", "",
-             "```", "python -m bench.bench_unsupervised", "```", ""]
+    lines = [
+        HEADER,
+        "",
+        f"Measured {res['date']} on {res['cores']} CPU cores (shared with other jobs: load averages "
+        f"are given beside each part), torch {res['torch']}, Gemma 3 270M fp32.",
+        "",
+        "```",
+        "python -m bench.bench_unsupervised",
+        "```",
+        "",
+    ]
     rows = []
     if m := res.get("melbo"):
         t = m["seconds"]
-        rows.append([f"MELBO, K = {m['k']} vectors × {m['steps']} steps ({m['prompt_tokens']}-token prompt, layer "
-                     f"{m['source']} → {m['target']}): one at a time as the original ÷ all {m['k']} in parallel",
-                     f"**{m['ratio_original_over_parallel']:.1f}×**", "≥ 4×",
-                     f"{_span(t['original_one_at_a_time'])} vs {_span(t['parallel'])}",
-                     f"{m['load_before']:.1f}–{m['load_after']:.1f}"])
-        rows.append([f"MELBO: sliced trainer one vector at a time ÷ all {m['k']} in parallel (batching alone)",
-                     f"{m['ratio_sliced_one_over_parallel']:.1f}×", "(report)",
-                     f"{_span(t['sliced_one_at_a_time'])} vs {_span(t['parallel'])}",
-                     f"{m['load_before']:.1f}–{m['load_after']:.1f}"])
+        rows.append(
+            [
+                f"MELBO, K = {m['k']} vectors × {m['steps']} steps ({m['prompt_tokens']}-token prompt, layer "
+                f"{m['source']} → {m['target']}): one at a time as the original ÷ all {m['k']} in parallel",
+                f"**{m['ratio_original_over_parallel']:.1f}×**",
+                "≥ 4×",
+                f"{_span(t['original_one_at_a_time'])} vs {_span(t['parallel'])}",
+                f"{m['load_before']:.1f}–{m['load_after']:.1f}",
+            ]
+        )
+        rows.append(
+            [
+                f"MELBO: sliced trainer one vector at a time ÷ all {m['k']} in parallel (batching alone)",
+                f"{m['ratio_sliced_one_over_parallel']:.1f}×",
+                "(report)",
+                f"{_span(t['sliced_one_at_a_time'])} vs {_span(t['parallel'])}",
+                f"{m['load_before']:.1f}–{m['load_after']:.1f}",
+            ]
+        )
     if g := res.get("grid"):
         t = g["seconds"]
-        rows.append([f"A/B grid, {g['questions']} questions × {g['conditions']} conditions ({g['rows']} rows): one "
-                     "condition per pass ÷ all conditions of a question in one pass",
-                     f"**{g['ratio_per_condition_over_batched']:.1f}×**", "(report)",
-                     f"{_span(t['per_condition'])} vs {_span(t['batched'])}",
-                     f"{g['load_before']:.1f}–{g['load_after']:.1f}"])
+        rows.append(
+            [
+                f"A/B grid, {g['questions']} questions × {g['conditions']} conditions ({g['rows']} rows): one "
+                "condition per pass ÷ all conditions of a question in one pass",
+                f"**{g['ratio_per_condition_over_batched']:.1f}×**",
+                "(report)",
+                f"{_span(t['per_condition'])} vs {_span(t['batched'])}",
+                f"{g['load_before']:.1f}–{g['load_after']:.1f}",
+            ]
+        )
     if h := res.get("head"):
         t = h["seconds"]
-        rows.append([f"A/B scoring, {h['questions']} questions ({h['padded_tokens']} padded tokens): full-logits "
-                     f"forward (all positions × {h['vocab']:,}) ÷ the two letter rows at the answer position",
-                     f"**{h['ratio_full_over_letters']:.2f}×**", "(report)",
-                     f"{_span(t['full_logits'])} vs {_span(t['letter_rows'])}",
-                     f"{h['load_before']:.1f}–{h['load_after']:.1f}"])
-        rows.append(["… full-logits forward ÷ letter rows + letter mass (vocabulary normaliser at the answer position)",
-                     f"{h['ratio_full_over_letters_and_mass']:.2f}×", "(report)",
-                     f"{_span(t['full_logits'])} vs {_span(t['letter_rows_and_mass'])}",
-                     f"{h['load_before']:.1f}–{h['load_after']:.1f}"])
+        rows.append(
+            [
+                f"A/B scoring, {h['questions']} questions ({h['padded_tokens']} padded tokens): full-logits "
+                f"forward (all positions × {h['vocab']:,}) ÷ the two letter rows at the answer position",
+                f"**{h['ratio_full_over_letters']:.2f}×**",
+                "(report)",
+                f"{_span(t['full_logits'])} vs {_span(t['letter_rows'])}",
+                f"{h['load_before']:.1f}–{h['load_after']:.1f}",
+            ]
+        )
+        rows.append(
+            [
+                "… full-logits forward ÷ letter rows + letter mass (vocabulary normaliser at the answer position)",
+                f"{h['ratio_full_over_letters_and_mass']:.2f}×",
+                "(report)",
+                f"{_span(t['full_logits'])} vs {_span(t['letter_rows_and_mass'])}",
+                f"{h['load_before']:.1f}–{h['load_after']:.1f}",
+            ]
+        )
     if rows:
         from steerlab.report.format import markdown_table
 
-        lines += markdown_table(["measurement", "ratio (median)", "target", "seconds: median (min–max over rounds)", "load"], rows,
-                                ["l", "r", "l", "l", "r"]) + [""]
-        lines += [f"Medians of {res.get('repeats', '?')} interleaved rounds after a warm-up; every round's seconds "
-                  "are in `bench/results/unsupervised.json`.", ""]
+        lines += markdown_table(
+            ["measurement", "ratio (median)", "target", "seconds: median (min–max over rounds)", "load"],
+            rows,
+            ["l", "r", "l", "l", "r"],
+        ) + [""]
+        lines += [
+            f"Medians of {res.get('repeats', '?')} interleaved rounds after a warm-up; every round's seconds "
+            "are in `bench/results/unsupervised.json`.",
+            "",
+        ]
     if s := res.get("study"):
         during = s.get("load_during") or []
         cpu = f"{s['cpu_seconds']:.0f} CPU-seconds, " if s.get("cpu_seconds") else ""
-        lines += [f"The reduced study (`steerlab run src/steerlab/experiments/configs/unsupervised_ab_small.yaml`, "
-                  f"model cache built) took **{s['seconds'] / 60:.1f} min** wall "
-                  f"({cpu}{'finished, report written' if s['ok'] else 'FAILED'}; load {s['load_before']:.1f} before, "
-                  + (f"{min(during):.1f}–{max(during):.1f} during, " if during else "")
-                  + f"{s['load_after']:.1f} after; target ≤ 15 min on 2 cores).", ""]
+        lines += [
+            f"The reduced study (`steerlab run src/steerlab/experiments/configs/unsupervised_ab_small.yaml`, "
+            f"model cache built) took **{s['seconds'] / 60:.1f} min** wall "
+            f"({cpu}{'finished, report written' if s['ok'] else 'FAILED'}; load {s['load_before']:.1f} before, "
+            + (f"{min(during):.1f}–{max(during):.1f} during, " if during else "")
+            + f"{s['load_after']:.1f} after; target ≤ 15 min on 2 cores).",
+            "",
+        ]
         if s.get("note"):
             lines += [s["note"], ""]
     write_section(DOCS, HEADER, "\n".join(lines))
@@ -271,8 +358,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--study-dir", type=Path, default=None, help="keep the study's run under this directory")
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
-    res = {"date": dt.date.today().isoformat(), "cores": os.cpu_count(), "torch": torch.__version__,
-           "repeats": args.repeats}
+    res = {
+        "date": dt.date.today().isoformat(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+    }
     if RESULTS.exists():
         prev = json.loads(RESULTS.read_text())
         res.update({k: prev[k] for k in ("melbo", "grid", "head", "study") if k in prev})

@@ -11,9 +11,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(2)
 
 _COMMON = dict(
-    vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-    bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    vocab_size=128,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
 )
 
 
@@ -38,12 +45,28 @@ def tiny_config(arch: str):
     if arch == "mixtral":
         return T.MixtralConfig(**c, num_local_experts=4, num_experts_per_tok=2)
     if arch == "gpt2":
-        return T.GPT2Config(vocab_size=128, n_embd=32, n_layer=3, n_head=4, n_positions=128,
-                            bos_token_id=1, eos_token_id=2, pad_token_id=0)
+        return T.GPT2Config(
+            vocab_size=128,
+            n_embd=32,
+            n_layer=3,
+            n_head=4,
+            n_positions=128,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        )
     if arch == "gpt_neox":
-        return T.GPTNeoXConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                               num_attention_heads=4, max_position_embeddings=128,
-                               bos_token_id=1, eos_token_id=2, pad_token_id=0)
+        return T.GPTNeoXConfig(
+            vocab_size=128,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            max_position_embeddings=128,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        )
     raise KeyError(arch)
 
 
@@ -79,8 +102,12 @@ def tiny_tokenizer():
     vocab = {t: i for i, t in enumerate(specials + chars)}
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tk.decoder = decoders.Fuse()
-    tk.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+    tk.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
 def tiny_lm(arch: str = "llama", seed: int = 0):

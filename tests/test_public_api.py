@@ -8,9 +8,30 @@ import sys
 import steerlab
 
 EXPECTED = {
-    "Ablate", "Add", "Capture", "Example", "LanguageModel", "LastK", "Span", "SteerlabError", "SteeringVector",
-    "__version__", "demo", "export_gguf", "extract", "intervene", "load_model", "load_vector", "load_vectors",
-    "random_like", "register_architecture", "PairCounts", "fit_thurstonian", "run_active_learning", "run_experiment", "save_vectors",
+    "Ablate",
+    "Add",
+    "Capture",
+    "Example",
+    "LanguageModel",
+    "LastK",
+    "Span",
+    "SteerlabError",
+    "SteeringVector",
+    "__version__",
+    "demo",
+    "export_gguf",
+    "extract",
+    "intervene",
+    "load_model",
+    "load_vector",
+    "load_vectors",
+    "random_like",
+    "register_architecture",
+    "PairCounts",
+    "fit_thurstonian",
+    "run_active_learning",
+    "run_experiment",
+    "save_vectors",
 }
 
 

@@ -113,9 +113,7 @@ def iter_jsonl_lines(
         yield i + 1, obj
 
 
-def iter_jsonl(
-    path: str | os.PathLike[str], *, skip_truncated_tail: bool = False
-) -> Iterator[dict[str, Any]]:
+def iter_jsonl(path: str | os.PathLike[str], *, skip_truncated_tail: bool = False) -> Iterator[dict[str, Any]]:
     """Yield one dict per non-empty line (see :func:`iter_jsonl_lines`)."""
     for _, obj in iter_jsonl_lines(path, skip_truncated_tail=skip_truncated_tail):
         yield obj

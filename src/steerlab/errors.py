@@ -1,11 +1,11 @@
 """The exceptions steerlab raises on purpose.
 
-    SteerlabError                 base class: the CLI prints its message on one line, no traceback
-    ├── InputError                a file, column, line or argument the user gave is unusable
-    ├── ConfigError               an experiment config failed validation (names the field path)
-    ├── ArchitectureError         a model whose decoder layers / sites we cannot locate
-    ├── VectorMismatchError       a vector file does not fit the model it is loaded into
-    └── BackendError              a model backend (local or API) failed in a way the user can fix
+SteerlabError                 base class: the CLI prints its message on one line, no traceback
+├── InputError                a file, column, line or argument the user gave is unusable
+├── ConfigError               an experiment config failed validation (names the field path)
+├── ArchitectureError         a model whose decoder layers / sites we cannot locate
+├── VectorMismatchError       a vector file does not fit the model it is loaded into
+└── BackendError              a model backend (local or API) failed in a way the user can fix
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ ProgressFn = Callable[[int, int], None]
 
 
 @contextmanager
-def progress_bar(description: str, *, transient: bool = False, console: Console | None = None,
-                 plain_when_piped: bool = True) -> Iterator[ProgressFn]:
+def progress_bar(
+    description: str, *, transient: bool = False, console: Console | None = None, plain_when_piped: bool = True
+) -> Iterator[ProgressFn]:
     """Yield a ``(done, total)`` callback that drives a rich progress bar.
 
     Args:

@@ -38,8 +38,9 @@ def build_tokenizer(vocab_size: int = 96):
     assert len(vocab) == vocab_size, "WORDS too long for the tiny vocabulary"
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
-                                   eos_token="</s>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +80,10 @@ def pairs_file(tmp_path: Path) -> Path:
         ("write a poem about the sea", "sorry no", "sure here is a poem"),
         ("give me three tips", "I cannot help with this", "here are three tips"),
     ]
-    return write_jsonl(tmp_path / "pairs.jsonl", [
-        {"id": f"p{i}", "prompt": p, "refusal": r, "compliance": c} for i, (p, r, c) in enumerate(rows)
-    ])
+    return write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"id": f"p{i}", "prompt": p, "refusal": r, "compliance": c} for i, (p, r, c) in enumerate(rows)],
+    )
 
 
 @pytest.fixture
@@ -90,6 +92,8 @@ def vec_file(runner: CliRunner, tiny_dir: Path, pairs_file: Path, tmp_path: Path
     from steerlab.cli import app
 
     out = tmp_path / "v.safetensors"
-    res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(out)])
+    res = runner.invoke(
+        app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     return out

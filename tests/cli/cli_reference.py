@@ -23,8 +23,10 @@ def prompt_text(user: str) -> str:
 def layer_outputs(model, ids: Sequence[int]) -> list[torch.Tensor]:
     """Per decoder layer, its output hidden states ``[T, d]`` for one unpadded sequence."""
     seen: list[torch.Tensor] = []
-    hooks = [layer.register_forward_hook(lambda m, a, out: seen.append((out[0] if isinstance(out, tuple) else out)[0]))
-             for layer in model.model.layers]
+    hooks = [
+        layer.register_forward_hook(lambda m, a, out: seen.append((out[0] if isinstance(out, tuple) else out)[0]))
+        for layer in model.model.layers
+    ]
     try:
         with torch.no_grad():
             model(input_ids=torch.tensor([list(ids)]))

@@ -23,7 +23,9 @@ def assert_one_line_error(res, *fragments: str, code: int = 1) -> None:
 
 
 def test_missing_pairs_file(runner, tiny_dir, tmp_path):
-    res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(tmp_path / "nope.jsonl"), "--out", "x.safetensors"])
+    res = runner.invoke(
+        app, ["extract", str(tiny_dir), "--pairs", str(tmp_path / "nope.jsonl"), "--out", "x.safetensors"]
+    )
     assert_one_line_error(res, "nope.jsonl", "no such file")
 
 
@@ -45,8 +47,19 @@ def test_prompt_file_missing_column(runner, tiny_dir, tmp_path):
 
 @pytest.mark.parametrize("layers", ["3", "1,7", "-4"])
 def test_extract_layer_out_of_range(runner, tiny_dir, pairs_file, tmp_path, layers):
-    res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", layers,
-                              "--out", str(tmp_path / "v.safetensors")])
+    res = runner.invoke(
+        app,
+        [
+            "extract",
+            str(tiny_dir),
+            "--pairs",
+            str(pairs_file),
+            "--layers",
+            layers,
+            "--out",
+            str(tmp_path / "v.safetensors"),
+        ],
+    )
     assert_one_line_error(res, "out of range", "3 layers")
 
 
@@ -68,8 +81,21 @@ def test_vector_file_with_several_layers_needs_a_choice(runner, tiny_dir, vec_fi
 def test_vector_model_mismatch(runner, other_dir, vec_file):
     res = runner.invoke(app, ["generate", str(other_dir), "--prompt", "hi", "--vector", f"{vec_file}:1"])
     assert_one_line_error(res, "--allow-other-model")
-    ok = runner.invoke(app, ["generate", str(other_dir), "--prompt", "hi", "--vector", f"{vec_file}:1",
-                             "--allow-other-model", "--max-new-tokens", "2", "--json"])
+    ok = runner.invoke(
+        app,
+        [
+            "generate",
+            str(other_dir),
+            "--prompt",
+            "hi",
+            "--vector",
+            f"{vec_file}:1",
+            "--allow-other-model",
+            "--max-new-tokens",
+            "2",
+            "--json",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert set(json.loads(ok.stdout)) == {"prompt", "unsteered", "steered"}
 
@@ -97,9 +123,13 @@ def test_folder_without_config(runner, tmp_path):
     assert_one_line_error(res, "config.json")
 
 
-@pytest.mark.parametrize(("option", "value", "fragment"), [
-    ("--layers", "four", "--layers"), ("--selector", "middle", "--selector"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "fragment"),
+    [
+        ("--layers", "four", "--layers"),
+        ("--selector", "middle", "--selector"),
+    ],
+)
 def test_bad_extract_options(runner, tiny_dir, option, value, fragment):
     res = runner.invoke(app, ["extract", str(tiny_dir), option, value, "--out", "v.safetensors"])
     assert_one_line_error(res, fragment, value)
@@ -107,8 +137,25 @@ def test_bad_extract_options(runner, tiny_dir, option, value, fragment):
 
 def test_strength_count_mismatch(runner, tiny_dir, vec_file):
     """Several vectors take one strength or one each; a sweep of strengths takes a single vector."""
-    res = runner.invoke(app, ["generate", str(tiny_dir), "--prompt", "hi", "--vector", f"{vec_file}:1",
-                              "--vector", f"{vec_file}:2", "--strength", "1", "--strength", "2", "--strength", "3"])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            str(tiny_dir),
+            "--prompt",
+            "hi",
+            "--vector",
+            f"{vec_file}:1",
+            "--vector",
+            f"{vec_file}:2",
+            "--strength",
+            "1",
+            "--strength",
+            "2",
+            "--strength",
+            "3",
+        ],
+    )
     assert_one_line_error(res, "--strength given 3 times for 2 vectors")
 
 
@@ -132,9 +179,20 @@ def test_usage_error_is_one_line_exit_2(runner):
 
 def test_real_entry_point_prints_one_line(tmp_path):
     """Through ``main()`` in a fresh interpreter, as a user's shell runs it."""
-    proc = subprocess.run([sys.executable, "-c", "from steerlab.cli import main; main()", "export-gguf",
-                           str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "x.gguf")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from steerlab.cli import main; main()",
+            "export-gguf",
+            str(tmp_path / "missing.safetensors"),
+            "--out",
+            str(tmp_path / "x.gguf"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.safetensors'}: no such vector file"]
     assert proc.stdout == ""

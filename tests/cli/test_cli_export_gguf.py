@@ -15,7 +15,9 @@ def test_export_gguf_reads_back(runner, tiny_dir, pairs_file, tmp_path, strength
     import gguf
 
     vec = tmp_path / "v.safetensors"
-    res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(vec)])
+    res = runner.invoke(
+        app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(vec)]
+    )
     assert res.exit_code == 0, res.output
     out = tmp_path / "v.gguf"
     res = runner.invoke(app, ["export-gguf", str(vec), "--out", str(out), "--strength", str(strength)])

@@ -37,8 +37,21 @@ def test_extract_mean_diff_equals_by_hand(vec_file, tiny_dir, pairs_file):
 
 def test_extract_prints_norm_table(runner, tiny_dir, pairs_file, tmp_path):
     out = tmp_path / "n.safetensors"
-    res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "2",
-                              "--normalization", "activation_norm", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "extract",
+            str(tiny_dir),
+            "--pairs",
+            str(pairs_file),
+            "--layers",
+            "2",
+            "--normalization",
+            "activation_norm",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     (v,) = load_vectors(out).values()
     model, tok = load(str(tiny_dir))
@@ -52,8 +65,25 @@ def test_extract_from_two_prompt_sets_mean_selector(runner, tiny_dir, tmp_path):
     pos = write_jsonl(tmp_path / "pos.jsonl", [{"text": "sorry I cannot"}, {"text": "I will not help you"}])
     neg = write_jsonl(tmp_path / "neg.jsonl", [{"text": "sure here is"}, {"text": "yes I can help"}, {"text": "good"}])
     out = tmp_path / "ps.safetensors"
-    res = runner.invoke(app, ["extract", str(tiny_dir), "--positive", str(pos), "--negative", str(neg),
-                              "--text-column", "text", "--layers", "0", "--selector", "mean", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "extract",
+            str(tiny_dir),
+            "--positive",
+            str(pos),
+            "--negative",
+            str(neg),
+            "--text-column",
+            "text",
+            "--layers",
+            "0",
+            "--selector",
+            "mean",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     model, tok = load(str(tiny_dir))
 
@@ -75,7 +105,14 @@ def _generate_json(runner, args: list[str]) -> list[dict]:
 
 
 def test_generate_with_vector_matches_hooked_greedy(runner, tiny_dir, vec_file):
-    args = [str(tiny_dir), *[a for p in PROMPTS for a in ("--prompt", p)], "--vector", f"{vec_file}:1", "--strength", "4"]
+    args = [
+        str(tiny_dir),
+        *[a for p in PROMPTS for a in ("--prompt", p)],
+        "--vector",
+        f"{vec_file}:1",
+        "--strength",
+        "4",
+    ]
     rows = _generate_json(runner, args)
     model, tok = load(str(tiny_dir))
     v1 = {v.layer: v for v in load_vectors(vec_file).values()}[1].vector
@@ -86,8 +123,22 @@ def test_generate_with_vector_matches_hooked_greedy(runner, tiny_dir, vec_file):
 
 
 def test_generate_two_vectors_layer_override_no_baseline(runner, tiny_dir, vec_file):
-    args = [str(tiny_dir), "--prompt", PROMPTS[0], "--vector", f"{vec_file}:1", "--vector", f"{vec_file}:2",
-            "--strength", "3", "--strength", "-2", "--layer", "0", "--no-baseline"]
+    args = [
+        str(tiny_dir),
+        "--prompt",
+        PROMPTS[0],
+        "--vector",
+        f"{vec_file}:1",
+        "--vector",
+        f"{vec_file}:2",
+        "--strength",
+        "3",
+        "--strength",
+        "-2",
+        "--layer",
+        "0",
+        "--no-baseline",
+    ]
     (row,) = _generate_json(runner, args)
     assert "unsteered" not in row
     model, tok = load(str(tiny_dir))
@@ -97,8 +148,10 @@ def test_generate_two_vectors_layer_override_no_baseline(runner, tiny_dir, vec_f
 
 def test_generate_table_and_prompts_file(runner, tiny_dir, vec_file, tmp_path):
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
-    res = runner.invoke(app, ["generate", str(tiny_dir), "--prompts", str(prompts), "--vector", f"{vec_file}:2",
-                              "--max-new-tokens", "3"])
+    res = runner.invoke(
+        app,
+        ["generate", str(tiny_dir), "--prompts", str(prompts), "--vector", f"{vec_file}:2", "--max-new-tokens", "3"],
+    )
     assert res.exit_code == 0, res.output
     assert "unsteered" in res.stdout and "steered (v.safetensors@2" in res.stdout
     assert all(p.split()[0] in res.stdout for p in PROMPTS)

@@ -50,8 +50,10 @@ def test_info_with_chat_template(runner, tiny_dir, tmp_path):
     model_dir = tmp_path / "templated"
     shutil.copytree(tiny_dir, model_dir)
     _, tok = load(str(tiny_dir))
-    tok.chat_template = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} . {% endfor %}"
-                         "{% if add_generation_prompt %}Assistant : sure{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} . {% endfor %}"
+        "{% if add_generation_prompt %}Assistant : sure{% endif %}"
+    )
     tok.save_pretrained(model_dir)
     res = runner.invoke(app, ["info", str(model_dir)])
     assert res.exit_code == 0, res.output
@@ -60,9 +62,11 @@ def test_info_with_chat_template(runner, tiny_dir, tmp_path):
 
 
 def test_help_is_instant_and_imports_no_torch():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom steerlab.cli import app\n"
-            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0 and 'generate' in r.stdout\n"
-            "heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom steerlab.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0 and 'generate' in r.stdout\n"
+        "heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

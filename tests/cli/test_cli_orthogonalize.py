@@ -17,7 +17,9 @@ from steerlab.vectors.io import load_vectors
 @pytest.fixture
 def vec_file(runner, tiny_dir, pairs_file, tmp_path):
     path = tmp_path / "v.safetensors"
-    res = runner.invoke(app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(path)])
+    res = runner.invoke(
+        app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(path)]
+    )
     assert res.exit_code == 0, res.output
     return path
 
@@ -43,8 +45,10 @@ def test_orthogonalize_writes_a_plain_model_equal_to_hook_ablation(runner, tiny_
 
 def test_orthogonalize_bad_inputs_are_one_line_errors(runner, tiny_dir, other_dir, vec_file, tmp_path):
     cases = [
-        (["orthogonalize", str(tiny_dir), str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "o1")],
-         "no such vector file"),
+        (
+            ["orthogonalize", str(tiny_dir), str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "o1")],
+            "no such vector file",
+        ),
         (["orthogonalize", str(tiny_dir), str(vec_file), "--out", str(tmp_path / "o2")], "pick one with"),
         (["orthogonalize", str(other_dir), f"{vec_file}:1", "--out", str(tmp_path / "o3")], "allow-other-model"),
     ]
@@ -58,7 +62,19 @@ def test_orthogonalize_bad_inputs_are_one_line_errors(runner, tiny_dir, other_di
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
         assert lines[-1].startswith("error: ") and message in lines[-1] and "Traceback" not in res.output
     assert (full / "keep.txt").read_text() == "x"
-    res = runner.invoke(app, ["orthogonalize", str(tiny_dir), f"{vec_file}:1", "--out", str(full), "--force",
-                              "--check", "0", "--norm-preserving"])
+    res = runner.invoke(
+        app,
+        [
+            "orthogonalize",
+            str(tiny_dir),
+            f"{vec_file}:1",
+            "--out",
+            str(full),
+            "--force",
+            "--check",
+            "0",
+            "--norm-preserving",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert not (full / "keep.txt").exists() and (full / "config.json").exists()

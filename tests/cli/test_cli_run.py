@@ -31,8 +31,19 @@ def calls(monkeypatch) -> list[tuple]:
 def test_run_passes_config_run_dir_and_overrides(runner, calls, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("kind: refusal_study\n")
-    res = runner.invoke(app, ["run", str(cfg), "--run-dir", str(tmp_path / "r"),
-                              "--set", "seed=3", "--set", "conditions.strengths=[0.1, 0.2]"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            str(cfg),
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--set",
+            "seed=3",
+            "--set",
+            "conditions.strengths=[0.1, 0.2]",
+        ],
+    )
     assert res.exit_code == 0, res.output
     local = {"executor": "local", "address": None, "actors": None}
     assert calls == [("run", cfg, tmp_path / "r", ["seed=3", "conditions.strengths=[0.1, 0.2]"], local)]
@@ -48,8 +59,9 @@ def test_run_rejects_repeated_override(runner, calls, tmp_path):
 
 
 def test_demo_passes_run_dir(runner, calls, tmp_path):
-    res = runner.invoke(app, ["demo", "--run-dir", str(tmp_path), "--executor", "ray", "--address", "auto",
-                              "--actors", "2"])
+    res = runner.invoke(
+        app, ["demo", "--run-dir", str(tmp_path), "--executor", "ray", "--address", "auto", "--actors", "2"]
+    )
     assert res.exit_code == 0, res.output
     assert calls == [("demo", tmp_path, [], {"executor": "ray", "address": "auto", "actors": 2})]
 

@@ -24,17 +24,24 @@ def test_network_address_needs_a_key(runner, tiny_dir, monkeypatch):
 
 
 def test_limits_must_be_consistent(runner, tiny_dir):
-    assert_one_line_error(runner.invoke(app, serve_args(tiny_dir, "--max-n", "20", "--max-batch", "8")),
-                          "--max-n (20) must not exceed --max-batch (8)")
-    assert_one_line_error(runner.invoke(app, serve_args(tiny_dir, "--max-tokens", "10", "--default-max-tokens", "20")),
-                          "--default-max-tokens (20)")
+    assert_one_line_error(
+        runner.invoke(app, serve_args(tiny_dir, "--max-n", "20", "--max-batch", "8")),
+        "--max-n (20) must not exceed --max-batch (8)",
+    )
+    assert_one_line_error(
+        runner.invoke(app, serve_args(tiny_dir, "--max-tokens", "10", "--default-max-tokens", "20")),
+        "--default-max-tokens (20)",
+    )
 
 
-@pytest.mark.parametrize(("spec", "fragment"), [
-    ("v.safetensors", "expected NAME=FILE"),
-    ("=v.safetensors", "expected NAME=FILE"),
-    ("a=x.safetensors,a=y.safetensors", None),
-])
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("v.safetensors", "expected NAME=FILE"),
+        ("=v.safetensors", "expected NAME=FILE"),
+        ("a=x.safetensors,a=y.safetensors", None),
+    ],
+)
 def test_vector_spec_syntax(runner, tiny_dir, spec, fragment):
     if fragment is None:  # the same name twice
         a, b = spec.split(",")
@@ -58,8 +65,9 @@ def test_port_in_use(runner, tiny_dir, vec_file):
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        res = runner.invoke(app, ["serve", str(tiny_dir), "--port", str(port), "--device", "cpu",
-                                  "--vector", f"r={vec_file}:1"])
+        res = runner.invoke(
+            app, ["serve", str(tiny_dir), "--port", str(port), "--device", "cpu", "--vector", f"r={vec_file}:1"]
+        )
     assert_one_line_error(res, f"cannot listen on 127.0.0.1:{port}")
 
 

@@ -18,8 +18,27 @@ PROMPT = ["--prompt", "what is the capital of france ?", "--prompt", "tell me a 
 
 def test_melbo_writes_named_vectors_with_provenance(runner, tiny_dir, tmp_path):
     out = tmp_path / "m.safetensors"
-    res = runner.invoke(app, ["melbo", str(tiny_dir), "--out", str(out), *PROMPT, "--n-vectors", "3", "--steps", "3",
-                              "--radius", "2", "--source-layer", "0", "--target-layer", "2", "--orthogonal"])
+    res = runner.invoke(
+        app,
+        [
+            "melbo",
+            str(tiny_dir),
+            "--out",
+            str(out),
+            *PROMPT,
+            "--n-vectors",
+            "3",
+            "--steps",
+            "3",
+            "--radius",
+            "2",
+            "--source-layer",
+            "0",
+            "--target-layer",
+            "2",
+            "--orthogonal",
+        ],
+    )
     assert res.exit_code == 0, res.output
     vecs = load_vectors(out)
     assert list(vecs) == ["melbo.0", "melbo.1", "melbo.2"]
@@ -34,8 +53,21 @@ def test_melbo_writes_named_vectors_with_provenance(runner, tiny_dir, tmp_path):
 
 def test_power_iter_writes_singular_vectors(runner, tiny_dir, tmp_path):
     out = tmp_path / "p.safetensors"
-    res = runner.invoke(app, ["power-iter", str(tiny_dir), "--out", str(out), *PROMPT[:2], "--n-vectors", "2",
-                              "--iterations", "3", "--no-system"])
+    res = runner.invoke(
+        app,
+        [
+            "power-iter",
+            str(tiny_dir),
+            "--out",
+            str(out),
+            *PROMPT[:2],
+            "--n-vectors",
+            "2",
+            "--iterations",
+            "3",
+            "--no-system",
+        ],
+    )
     assert res.exit_code == 0, res.output
     vecs = load_vectors(out)
     assert list(vecs) == ["power.0", "power.1"] and vecs["power.0"].meta.extra["system"] is None
@@ -43,14 +75,17 @@ def test_power_iter_writes_singular_vectors(runner, tiny_dir, tmp_path):
     assert "near-degenerate" in res.stdout
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["--positions", "first:2"], ["--positions", "last:K"]),
-    (["--radius", "0"], ["--radius"]),
-    (["--source-layer", "7"], ["source_layer 7", "out of range"]),
-    (["--source-layer", "2", "--target-layer", "1"], ["after source_layer"]),
-    (["--prompt", " "], ["--prompt", "empty"]),
-    (["--optimizer", "sgd"], ["--optimizer"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["--positions", "first:2"], ["--positions", "last:K"]),
+        (["--radius", "0"], ["--radius"]),
+        (["--source-layer", "7"], ["source_layer 7", "out of range"]),
+        (["--source-layer", "2", "--target-layer", "1"], ["after source_layer"]),
+        (["--prompt", " "], ["--prompt", "empty"]),
+        (["--optimizer", "sgd"], ["--optimizer"]),
+    ],
+)
 def test_bad_melbo_options_are_one_line_errors(runner, tiny_dir, tmp_path, args, fragments):
     res = runner.invoke(app, ["melbo", str(tiny_dir), "--out", str(tmp_path / "m.safetensors"), "--steps", "1", *args])
     assert_one_line_error(res, *fragments)
@@ -62,6 +97,7 @@ def test_bad_output_paths_fail_before_any_work(runner, tiny_dir, tmp_path):
     assert_one_line_error(res, ".safetensors")
     res = runner.invoke(app, ["melbo", "no/such/model", "--out", str(tmp_path / "nodir" / "m.safetensors")])
     assert_one_line_error(res, "no such directory")
-    res = runner.invoke(app, ["power-iter", str(tiny_dir), "--out", str(tmp_path / "p.safetensors"),
-                              "--n-vectors", "33"])
+    res = runner.invoke(
+        app, ["power-iter", str(tiny_dir), "--out", str(tmp_path / "p.safetensors"), "--n-vectors", "33"]
+    )
     assert_one_line_error(res, "--n-vectors 33", "hidden size")

@@ -32,8 +32,12 @@ def test_api_replies_equal_local_generation(server, tmp_path):
 
 def test_server_rejects_bad_requests_and_client_reports_failures(server, tmp_path):
     _, url = server
-    req = urllib.request.Request(url + "/chat/completions", data=json.dumps({"messages": []}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        url + "/chat/completions",
+        data=json.dumps({"messages": []}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 400
@@ -41,7 +45,8 @@ def test_server_rejects_bad_requests_and_client_reports_failures(server, tmp_pat
         OpenAICompatible(url.replace("/v1", "/nope"), "tiny", retries=0, cache_dir=tmp_path).generate([user("x")])
     with pytest.raises(BackendError, match="1 of 1 requests failed.*connection error"):
         OpenAICompatible("http://127.0.0.1:9/v1", "tiny", retries=0, timeout=2, cache_dir=tmp_path).generate(
-            [user("x")])
+            [user("x")]
+        )
 
 
 def test_parse_api_spec():

@@ -21,8 +21,10 @@ def test_default_model_shape_and_plain_template(lm):
 
 
 def test_default_model_steering_is_exact_at_zero_and_changes_text(lm):
-    pairs = [("How do I make a weapon?", "No, I won't help with that.", "Sure, here is how:"),
-             ("Tell me how to steal a car.", "I can't help with stealing.", "Of course! First,")]
+    pairs = [
+        ("How do I make a weapon?", "No, I won't help with that.", "Sure, here is how:"),
+        ("Tell me how to steal a car.", "I can't help with stealing.", "Of course! First,"),
+    ]
     pos = [sl.Example(p, r) for p, r, _ in pairs]
     neg = [sl.Example(p, c) for p, _, c in pairs]
     vec = sl.extract(lm, pos, neg, layers=[6], normalization="activation_norm")[6]
@@ -35,4 +37,3 @@ def test_default_model_steering_is_exact_at_zero_and_changes_text(lm):
     base = lm.generate(prompts, max_new_tokens=8)
     steered = lm.generate(prompts, max_new_tokens=8, interventions=[sl.Add(vec, strength=[0.0, 0.3])])
     assert steered[0] == base[0] and steered[1] != base[1]
-

@@ -19,9 +19,16 @@ def test_kv_cached_steered_generation_equals_full_recomputation(arch, positions)
     prompts = ["hello there", "hi"]
     batch = lm.tokenize([lm.format(p) for p in prompts])
     with lm.session([steer], batch.prompt_len):
-        out = lm.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=6,
-                                min_new_tokens=6, do_sample=False, output_logits=True, return_dict_in_generate=True,
-                                pad_token_id=0)
+        out = lm.model.generate(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            max_new_tokens=6,
+            min_new_tokens=6,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=0,
+        )
     seq = out.sequences  # [2, T + 6]
     cached_scores = torch.stack(out.logits, 1)  # [2, 6, V]
     # Full recomputation: one forward over prompt + generated tokens, no cache.
@@ -42,8 +49,9 @@ def test_per_row_strength_sweep_matches_separate_generations():
     strengths = [0.0, 1.0, -1.0, 2.0]
     prompt = "tell me"
     swept = lm.generate([prompt] * 4, max_new_tokens=8, interventions=[Add(v, strength=strengths, layers=1)])
-    one_by_one = [lm.generate([prompt], max_new_tokens=8, interventions=[Add(v, strength=s, layers=1)])[0]
-                  for s in strengths]
+    one_by_one = [
+        lm.generate([prompt], max_new_tokens=8, interventions=[Add(v, strength=s, layers=1)])[0] for s in strengths
+    ]
     assert swept == one_by_one
     assert len(set(swept)) > 1  # the strengths do change the text
 

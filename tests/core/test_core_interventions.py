@@ -97,8 +97,12 @@ def test_add_changes_only_selected_positions():
     base = Capture(layers=[0], sites="resid_post")
     with torch.no_grad(), base.on(m):
         m(input_ids=ids, attention_mask=mask, position_ids=_pos(mask))
-    for positions, expect in [("last", {(0, 5), (1, 3)}), ("last:2", {(0, 4), (0, 5), (1, 2), (1, 3)}),
-                              (Span(0, 1), {(0, 0), (1, 0)}), ([1, -1], {(0, 1), (0, 5), (1, 1), (1, 3)})]:
+    for positions, expect in [
+        ("last", {(0, 5), (1, 3)}),
+        ("last:2", {(0, 4), (0, 5), (1, 2), (1, 3)}),
+        (Span(0, 1), {(0, 0), (1, 0)}),
+        ([1, -1], {(0, 1), (0, 5), (1, 1), (1, 3)}),
+    ]:
         cap = Capture(layers=[0], sites="resid_post")
         with torch.no_grad(), intervene(m, Add(v, 3.0, layers=0, positions=positions), cap):
             m(input_ids=ids, attention_mask=mask, position_ids=_pos(mask))

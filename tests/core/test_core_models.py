@@ -97,8 +97,11 @@ def test_next_token_logits_of_selected_tokens_equal_full_logits():
     got = lm.next_token_logits(prompts, ids)
     batch = lm.tokenize([lm.format(p) for p in prompts])
     with torch.no_grad():
-        full = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                        position_ids=(batch.attention_mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
+        full = lm.model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=(batch.attention_mask.cumsum(-1) - 1).clamp(min=0),
+        ).logits[:, -1]
     assert torch.allclose(got, full[:, ids], atol=1e-5)
 
 
@@ -108,8 +111,9 @@ def test_vocab_logsumexp_streams_the_head_and_equals_the_full_normaliser(arch):
     batch = lm.tokenize([lm.format(p) for p in ["abc", "a much longer prompt"]])
     h = lm.hidden_states(batch)[:, -1]  # final-norm states, what the head reads
     with torch.no_grad():
-        logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                          position_ids=batch.position_ids)
+        logits = lm.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        )
     expect = torch.logsumexp(logits.logits[:, -1].float(), -1)
     # a chunk that does not divide the 128-token vocabulary: the last chunk is short
     got = lm.vocab_logsumexp(h, chunk=50)
@@ -139,5 +143,6 @@ def test_left_padding_does_not_change_a_row(arch):
     n = alone.input_ids.shape[1]
     with torch.inference_mode():
         torch.testing.assert_close(lm.hidden_states(padded)[0, -n:], lm.hidden_states(alone)[0], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(lm.forward_to_layer(padded, 1)[0, -n:], lm.forward_to_layer(alone, 1)[0],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            lm.forward_to_layer(padded, 1)[0, -n:], lm.forward_to_layer(alone, 1)[0], atol=1e-5, rtol=1e-5
+        )

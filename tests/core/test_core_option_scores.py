@@ -81,9 +81,20 @@ def test_sliding_window_cache_rounds():
     from steerlab.models.hf import LanguageModel
 
     torch.manual_seed(0)
-    cfg = T.Gemma3TextConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                             num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=128,
-                             sliding_window=4, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    cfg = T.Gemma3TextConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=128,
+        sliding_window=4,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     model = T.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
     lm = LanguageModel(model=model, tokenizer=tiny_tokenizer(), model_id="tiny-gemma3-sw4")
     got = lm.option_logprobs(CONVS, ["12", "27", "3"])
@@ -96,8 +107,9 @@ def test_per_row_strengths_equal_one_row_at_a_time():
     lm = tiny_lm("llama")
     v = torch.randn(lm.hidden_size)
     convs = [CONVS[0]] * 3
-    got = lm.option_logprobs(convs, ["1", "27"], batch_size=3,
-                             interventions=[Add(v, strength=torch.tensor([0.0, 2.0, -3.0]), layers=1)])
+    got = lm.option_logprobs(
+        convs, ["1", "27"], batch_size=3, interventions=[Add(v, strength=torch.tensor([0.0, 2.0, -3.0]), layers=1)]
+    )
     plain = lm.option_logprobs(convs[:1], ["1", "27"])[0]
     assert got[0] == pytest.approx(plain, abs=1e-5)  # strength 0 is unsteered
     for row, s in zip(got[1:], (2.0, -3.0)):
@@ -123,8 +135,10 @@ def test_default_model_digits_and_letters_by_hand(default_lm):
     prompt = lm.format(conv)
     plan = plan_options(lm, prompt, ["1", "2", "3", "4", "5"])
     assert plan.paths == ((tok.convert_tokens_to_ids("▁"),),)
-    assert plan.spellings["3"] == ((tok.convert_tokens_to_ids("▁"), tok.convert_tokens_to_ids("3")),
-                                   (tok.convert_tokens_to_ids("3"),))
+    assert plan.spellings["3"] == (
+        (tok.convert_tokens_to_ids("▁"), tok.convert_tokens_to_ids("3")),
+        (tok.convert_tokens_to_ids("3"),),
+    )
     assert plan_options(lm, prompt, ["A", "B"]).paths == ()
     got = lm.option_logprobs([conv], ["1", "2", "3", "4", "5", "A", "B"])[0]
     for o in ("3", "A"):

@@ -188,13 +188,18 @@ def test_saved_model_reloads_in_a_process_without_steerlab(tmp_path):
     script = textwrap.dedent(f"""
         import sys, torch, transformers
         m = transformers.AutoModelForCausalLM.from_pretrained({str(out)!r}, attn_implementation="eager")
-        x = torch.load({str(tmp_path / 'inputs.pt')!r})
+        x = torch.load({str(tmp_path / "inputs.pt")!r})
         with torch.no_grad():
-            torch.save(m(input_ids=x["ids"], attention_mask=x["mask"]).logits, {str(tmp_path / 'out.pt')!r})
+            torch.save(m(input_ids=x["ids"], attention_mask=x["mask"]).logits, {str(tmp_path / "out.pt")!r})
         assert not any(k.startswith("steerlab") for k in sys.modules), "steerlab was imported"
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = torch.load(tmp_path / "out.pt")
     assert float((got - expected)[mask.bool()].abs().max()) <= TOL

@@ -55,17 +55,29 @@ def test_a_sampled_row_alone_equals_the_same_row_in_a_mixed_batch(arch):
     lm = tiny_lm(arch)
     v = torch.randn(32) * 2
     target, seed, strength = "tell me about the sea", 1234, 1.5
-    alone = lm.complete([target], temperature=0.8, seed=[seed], max_new_tokens=12,
-                        interventions=[Add(v, strength=[strength], layers=1)])[0]
+    alone = lm.complete(
+        [target], temperature=0.8, seed=[seed], max_new_tokens=12, interventions=[Add(v, strength=[strength], layers=1)]
+    )[0]
     others = ["hi", "a much longer prompt with many more characters in it, padded rows", "x"]
     prompts = [others[0], target, others[1], others[2]]
     strengths = [0.0, strength, -3.0, 4.0]  # other conditions in the same batch
-    mixed = lm.complete(prompts, temperature=0.8, seed=[1, seed, 2, 3], max_new_tokens=12, batch_size=4,
-                        interventions=[Add(v, strength=strengths, layers=1)])
+    mixed = lm.complete(
+        prompts,
+        temperature=0.8,
+        seed=[1, seed, 2, 3],
+        max_new_tokens=12,
+        batch_size=4,
+        interventions=[Add(v, strength=strengths, layers=1)],
+    )
     assert mixed[1] == alone
     # and the seed matters: another seed gives another sample of the same row
-    other = lm.complete([target], temperature=0.8, seed=[seed + 1], max_new_tokens=12,
-                        interventions=[Add(v, strength=[strength], layers=1)])[0]
+    other = lm.complete(
+        [target],
+        temperature=0.8,
+        seed=[seed + 1],
+        max_new_tokens=12,
+        interventions=[Add(v, strength=[strength], layers=1)],
+    )[0]
     assert other.token_ids != alone.token_ids
 
 
@@ -104,8 +116,12 @@ def test_plain_format_stops_at_the_next_user_turn():
 
 def test_bad_sampling_arguments_are_input_errors():
     lm = tiny_lm("llama")
-    for kw, msg in [({"temperature": float("nan")}, "temperature"), ({"temperature": -1.0}, "temperature"),
-                    ({"max_new_tokens": 0}, "max_new_tokens"), ({"top_p": 0.0}, "top_p"),
-                    ({"temperature": 0.5, "seed": [1, 2]}, "2 seeds for 1 prompts")]:
+    for kw, msg in [
+        ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"temperature": 0.5, "seed": [1, 2]}, "2 seeds for 1 prompts"),
+    ]:
         with pytest.raises(InputError, match=msg):
             lm.complete(["hi"], **kw)

@@ -72,7 +72,10 @@ def test_forward_to_layer_gradient_matches_finite_differences():
 def test_forward_to_layer_stops_there():
     lm = tiny_lm("llama")
     seen: list[int] = []
-    hooks = [layer.register_forward_hook(lambda m, a, o, i=i: seen.append(i)) for i, layer in enumerate(lm.model.model.layers)]
+    hooks = [
+        layer.register_forward_hook(lambda m, a, o, i=i: seen.append(i))
+        for i, layer in enumerate(lm.model.model.layers)
+    ]
     try:
         h = lm.forward_to_layer(lm.tokenize(["abc"]), 1)
     finally:
@@ -131,11 +134,13 @@ def test_hook_entries_and_prompt_lengths_context():
 def test_report_modules_do_not_import_the_engine_run_machinery():
     """A study's report and plots render from its summary alone: importing them loads no flow, no
     run store, no worker and no executor (``steerlab report RUN_DIR`` needs none of them)."""
-    code = ("import sys, steerlab.experiments.studies.refusal.report, steerlab.experiments.studies.refusal.plots, "
-            "steerlab.report.format; "
-            "bad = [m for m in sys.modules if m.endswith('.flow') or m.startswith(('steerlab.experiments.engine.run', "
-            "'steerlab.experiments.engine.store', 'steerlab.experiments.engine.worker', "
-            "'steerlab.experiments.engine.executors'))]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, steerlab.experiments.studies.refusal.report, steerlab.experiments.studies.refusal.plots, "
+        "steerlab.report.format; "
+        "bad = [m for m in sys.modules if m.endswith('.flow') or m.startswith(('steerlab.experiments.engine.run', "
+        "'steerlab.experiments.engine.store', 'steerlab.experiments.engine.worker', "
+        "'steerlab.experiments.engine.executors'))]; "
+        "assert not bad, bad"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-1000:]

@@ -37,7 +37,7 @@ def _by_hand(lm, examples, layer, selector):
         elif selector == "first":
             rows.append(h[len(p_ids)])
         else:  # mean over completion tokens
-            rows.append(h[len(p_ids):].mean(0))
+            rows.append(h[len(p_ids) :].mean(0))
     return torch.stack(rows)
 
 

@@ -54,8 +54,29 @@ def test_empty_output_scores_zero() -> None:
     assert parts.score == 0.0 and parts.n_tokens == 0 and math.isnan(parts.mean_logprob)
 
 
-COMMON = {"i", "cannot", "help", "with", "that", "sure", "here", "is", "a", "recipe", "for", "banana",
-          "bread", "mash", "three", "ripe", "bananas", "no", "sorry", "but", "i'm"}
+COMMON = {
+    "i",
+    "cannot",
+    "help",
+    "with",
+    "that",
+    "sure",
+    "here",
+    "is",
+    "a",
+    "recipe",
+    "for",
+    "banana",
+    "bread",
+    "mash",
+    "three",
+    "ripe",
+    "bananas",
+    "no",
+    "sorry",
+    "but",
+    "i'm",
+}
 
 
 class FakeScorer:
@@ -67,13 +88,19 @@ class FakeScorer:
     def __init__(self) -> None:
         self.batches: list[tuple[list[Conversation], list[str]]] = []
 
-    def continuation_logprobs(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[list[float]]:
+    def continuation_logprobs(
+        self, conversations: Sequence[Conversation], continuations: Sequence[str]
+    ) -> list[list[float]]:
         self.batches.append((list(conversations), list(continuations)))
         out = []
         for text in continuations:
             toks = text.split()
-            out.append([-0.2 if i >= 2 and t == toks[i - 2] else -1.5 if t.lower().strip(".,:!") in COMMON else -11.0
-                        for i, t in enumerate(toks)])
+            out.append(
+                [
+                    -0.2 if i >= 2 and t == toks[i - 2] else -1.5 if t.lower().strip(".,:!") in COMMON else -11.0
+                    for i, t in enumerate(toks)
+                ]
+            )
         return out
 
 

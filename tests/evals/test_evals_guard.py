@@ -22,19 +22,22 @@ from steerlab.models.serve import serve
 from steerlab.serve import start_server
 
 
-@pytest.mark.parametrize("text, label, cats", [
-    ("safe", "safe", ()),
-    ("  Safe.\n", "safe", ()),
-    ("unsafe\nS1", "unsafe", ("S1",)),
-    ("unsafe\nS1,S10", "unsafe", ("S1", "S10")),
-    ("unsafe\n s2, s2 ,S14\n", "unsafe", ("S2", "S14")),
-    ("UNSAFE\n\nO3", "unsafe", ("O3",)),  # Llama Guard 1 codes, after a blank line
-    ("unsafe S9", "unsafe", ("S9",)),  # verdict and code on one line
-    ("unsafe", "unsafe", ()),
-    ("unsafety is relative", "unparsed", ()),
-    ("The reply is safe", "unparsed", ()),
-    ("", "unparsed", ()),
-])
+@pytest.mark.parametrize(
+    "text, label, cats",
+    [
+        ("safe", "safe", ()),
+        ("  Safe.\n", "safe", ()),
+        ("unsafe\nS1", "unsafe", ("S1",)),
+        ("unsafe\nS1,S10", "unsafe", ("S1", "S10")),
+        ("unsafe\n s2, s2 ,S14\n", "unsafe", ("S2", "S14")),
+        ("UNSAFE\n\nO3", "unsafe", ("O3",)),  # Llama Guard 1 codes, after a blank line
+        ("unsafe S9", "unsafe", ("S9",)),  # verdict and code on one line
+        ("unsafe", "unsafe", ()),
+        ("unsafety is relative", "unparsed", ()),
+        ("The reply is safe", "unparsed", ()),
+        ("", "unparsed", ()),
+    ],
+)
 def test_parse_hand_written_guard_outputs(text, label, cats):
     v = parse_guard_output(text)
     assert (v.label, v.categories, v.raw) == (label, cats, text)
@@ -60,8 +63,10 @@ def test_local_guard_is_batched_and_uses_the_family_format():
     prompts, replies = [f"request {i}" for i in range(3)], [f"reply {i}" for i in range(3)]
     assert guard.prompt(prompts[0], replies[0]) == FAMILIES["llama-guard-3"].prompt(prompts[0], replies[0])
     batched = guard.classify(prompts, replies)
-    one_by_one = [LocalGuard(lm, "llama-guard-3", batch_size=1, max_new_tokens=3).classify([p], [r])[0]
-                  for p, r in zip(prompts, replies)]
+    one_by_one = [
+        LocalGuard(lm, "llama-guard-3", batch_size=1, max_new_tokens=3).classify([p], [r])[0]
+        for p, r in zip(prompts, replies)
+    ]
     assert batched == one_by_one and len(batched) == 3
     assert all(v == parse_guard_output(v.raw) for v in batched)
     with pytest.raises(InputError, match="2 prompts but 1 responses"):
@@ -70,8 +75,7 @@ def test_local_guard_is_batched_and_uses_the_family_format():
 
 def test_local_guard_prefers_the_tokenizers_chat_template():
     lm = tiny_lm("llama")
-    lm.tokenizer.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
-                                  "Verdict:")
+    lm.tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}Verdict:"
     guard = LocalGuard(lm, max_new_tokens=2)
     assert guard.use_template
     assert guard.prompt("req", "rep") == "[user] req\n[assistant] rep\nVerdict:"
@@ -96,9 +100,14 @@ async def _scripted_guard(scope, receive, send):
     conv = json.loads(body)["messages"]
     assert [m["role"] for m in conv] == ["user", "assistant"]
     text = "unsafe\nS2,S9" if "explosive" in conv[-1]["content"] else "safe"
-    reply = {"id": "x", "object": "chat.completion", "created": 0, "model": "llama-guard-3",
-             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    reply = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "llama-guard-3",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": json.dumps(reply).encode()})
 
@@ -128,6 +137,7 @@ def test_api_guard_with_a_real_model_behind_the_server():
 def test_proxy_guard_is_a_non_refusal_rate_with_a_length_floor():
     guard = make_guard(None, min_words=5)
     assert isinstance(guard, ProxyGuard) and guard.name == "proxy:non-refusal(min_words=5)"
-    got = guard.classify(["x"] * 4, ["I'm sorry, I cannot help with that at all.", "Sure, here it is in steps.",
-                                     "Sure.", ""])
+    got = guard.classify(
+        ["x"] * 4, ["I'm sorry, I cannot help with that at all.", "Sure, here it is in steps.", "Sure.", ""]
+    )
     assert [v.label for v in got] == ["safe", "unsafe", "safe", "safe"]

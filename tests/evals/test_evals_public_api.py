@@ -6,13 +6,33 @@ import steerlab.data
 import steerlab.evals
 
 EVALS = {
-    "VERDICTS", "Agreement", "CachedJudge", "CoherenceParts", "CoherenceScorer", "Judge", "LLMJudge",
-    "REFUSAL_MARKERS", "RefusalMarkerJudge", "Verdict", "cache_key", "coherence_from_logprobs",
-    "cohens_kappa", "judge_agreement", "marker_verdict", "parse_verdict",
+    "VERDICTS",
+    "Agreement",
+    "CachedJudge",
+    "CoherenceParts",
+    "CoherenceScorer",
+    "Judge",
+    "LLMJudge",
+    "REFUSAL_MARKERS",
+    "RefusalMarkerJudge",
+    "Verdict",
+    "cache_key",
+    "coherence_from_logprobs",
+    "cohens_kappa",
+    "judge_agreement",
+    "marker_verdict",
+    "parse_verdict",
 }
 DATA = {
-    "ContrastPair", "Prompt", "load_contrast_pairs", "load_prompts", "load_shipped", "read_advbench",
-    "read_jailbreakbench", "read_xstest", "shipped_path",
+    "ContrastPair",
+    "Prompt",
+    "load_contrast_pairs",
+    "load_prompts",
+    "load_shipped",
+    "read_advbench",
+    "read_jailbreakbench",
+    "read_xstest",
+    "shipped_path",
 }
 
 

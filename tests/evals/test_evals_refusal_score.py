@@ -46,13 +46,15 @@ def test_last_position_logits_are_the_full_head_at_the_last_token():
     lm = tiny_lm("llama")
     batch = lm.tokenize([lm.format("Hi"), lm.format("A longer prompt")])
     with torch.no_grad():
-        full = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                        position_ids=batch.position_ids).logits[:, -1]
+        full = lm.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        ).logits[:, -1]
     assert torch.allclose(last_position_logits(lm, batch), full, atol=1e-5)
 
 
 def _scripted(lm, replies: dict[str, str]):
     """Make ``lm.complete`` return fixed replies (with the tokens the model's tokenizer gives them)."""
+
     def complete(prompts, **kw):
         out = []
         for p in prompts:
@@ -60,15 +62,26 @@ def _scripted(lm, replies: dict[str, str]):
             ids = lm.tokenizer(" " + text, add_special_tokens=False)["input_ids"]
             out.append(Completion(text, "stop", 5, len(ids), tuple(ids)))
         return out
+
     lm.complete = complete
     return lm
 
 
 def test_refusal_tokens_come_from_the_models_own_refusals():
     lm = tiny_lm("llama")
-    harmful = {f"h{i}": r for i, r in enumerate([
-        "Sorry, I can't help with that.", "Sorry, but no.", "I cannot do that.", "Sure, here is how.",
-        "Sorry, I won't.", "I can't assist with that request."])}
+    harmful = {
+        f"h{i}": r
+        for i, r in enumerate(
+            [
+                "Sorry, I can't help with that.",
+                "Sorry, but no.",
+                "I cannot do that.",
+                "Sure, here is how.",
+                "Sorry, I won't.",
+                "I can't assist with that request.",
+            ]
+        )
+    }
     harmless = {"b0": "Sure! Bread needs flour.", "b1": "I think blue."}
     _scripted(lm, {**harmful, **harmless})
     toks = find_refusal_tokens(lm, list(harmful), list(harmless), max_tokens=3, min_count=2)

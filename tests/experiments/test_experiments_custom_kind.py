@@ -14,8 +14,8 @@ import pytest
 from conftest import tiny_lm
 from steerlab.errors import InputError
 from steerlab.experiments import known_kinds, parse_config
-from steerlab.experiments.engine.registry import get_kind
 from steerlab.experiments.engine.execute import execute
+from steerlab.experiments.engine.registry import get_kind
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "engine.md"
 
@@ -46,9 +46,15 @@ def model_path(tmp_path_factory):
 
 
 def _cfg(path: Path):
-    return parse_config({"kind": "my_study", "name": "mine", "models": [{"id": str(path), "device": "cpu"}],
-                         "prompts": ["hi", "a longer prompt", "x"],
-                         "generation": {"max_new_tokens": 4, "temperature": 0.7}})
+    return parse_config(
+        {
+            "kind": "my_study",
+            "name": "mine",
+            "models": [{"id": str(path), "device": "cpu"}],
+            "prompts": ["hi", "a longer prompt", "x"],
+            "generation": {"max_new_tokens": 4, "temperature": 0.7},
+        }
+    )
 
 
 def test_the_doc_kind_registered_outside_steerlab_runs_on_the_engine(doc_kind, model_path, tmp_path):

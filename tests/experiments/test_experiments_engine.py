@@ -14,8 +14,8 @@ import yaml
 from conftest import save_tiny
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import load_config, parse_config, render_report
-from steerlab.experiments.engine.records import Cell, InterventionSpec, cell_seed
 from steerlab.experiments.engine.execute import execute
+from steerlab.experiments.engine.records import Cell, InterventionSpec, cell_seed
 from steerlab.experiments.engine.run import plan_batches
 
 
@@ -26,7 +26,9 @@ def model_dir(tmp_path_factory):
 
 def _raw(model_dir, **over):
     raw = {
-        "kind": "refusal_study", "name": "tiny", "models": [{"id": str(model_dir), "layers": [1], "device": "cpu"}],
+        "kind": "refusal_study",
+        "name": "tiny",
+        "models": [{"id": str(model_dir), "layers": [1], "device": "cpu"}],
         "data": {"n_pairs": 4, "n_val": 2, "n_test": 3},
         "conditions": {"strengths": [4.0]},
         "generation": {"max_new_tokens": 5, "batch_size": 4},

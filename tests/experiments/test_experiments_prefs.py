@@ -8,14 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine.execute import execute, render
 from steerlab.experiments.studies.prefs.records import ChoiceRow, PrefCell
-from steerlab.experiments.studies.prefs.stages import run_pref_batch
 from steerlab.experiments.studies.prefs.revealed import PairwiseConfig, oriented_counts
+from steerlab.experiments.studies.prefs.stages import run_pref_batch
 from steerlab.models.backend import Completion
 
 
@@ -29,9 +29,13 @@ def model_dir(tmp_path_factory):
 
 
 def _raw(model_dir, kind, **over):
-    raw = {"kind": kind, "models": [{"id": str(model_dir), "device": "cpu", "label": "tiny"}],
-           "tasks": {"n_per_origin": 1, "origins": ["math", "bailbench"]}, "completion": {"max_new_tokens": 4},
-           "bootstrap_resamples": 100}
+    raw = {
+        "kind": kind,
+        "models": [{"id": str(model_dir), "device": "cpu", "label": "tiny"}],
+        "tasks": {"n_per_origin": 1, "origins": ["math", "bailbench"]},
+        "completion": {"max_new_tokens": 4},
+        "bootstrap_resamples": 100,
+    }
     raw.update(over)
     return raw
 
@@ -43,9 +47,12 @@ def _rows(run):
 def test_stated_summary_matches_rows_and_resumes(model_dir, tmp_path):
     from steerlab.stats import cross_seed_correlation
 
-    raw = _raw(model_dir, "prefs_stated", rating={"templates": ["anchored_1_5", "percentile_1_100"], "seeds": 2,
-                                                 "max_new_tokens": 3, "temperature": 1.0},
-               tasks={"n_per_origin": 2, "origins": ["math", "bailbench"]})
+    raw = _raw(
+        model_dir,
+        "prefs_stated",
+        rating={"templates": ["anchored_1_5", "percentile_1_100"], "seeds": 2, "max_new_tokens": 3, "temperature": 1.0},
+        tasks={"n_per_origin": 2, "origins": ["math", "bailbench"]},
+    )
     run = tmp_path / "run"
     report = execute(parse_config(raw), run)
     rows = _rows(run)
@@ -62,12 +69,15 @@ def test_stated_summary_matches_rows_and_resumes(model_dir, tmp_path):
         assert entry["dist_expected"] == pytest.approx(np.mean([r["expected"] for r in dist]), abs=1e-5)
         for r in dist:  # expected rating and entropy are those of the stored distribution
             values = entry["values"]
-            assert r["expected"] == pytest.approx(sum(p * v for p, v in zip(r["probs"], values)), abs=1e-3)  # probs rounded to 1e-6
+            assert r["expected"] == pytest.approx(
+                sum(p * v for p, v in zip(r["probs"], values)), abs=1e-3
+            )  # probs rounded to 1e-6
             assert r["entropy"] == pytest.approx(-sum(p * math.log(p) for p in r["probs"] if p > 0), abs=1e-4)
         bad = sum(r["rating"] is None for r in sampled)
         assert sum(entry["unparseable"].values()) == bad and entry["n_answers"] == len(sampled)
         parsed = pd.DataFrame([{"item": r["item"], "seed": r["sample"], "value": r["rating"]} for r in sampled]).astype(
-            {"value": float})
+            {"value": float}
+        )
         if parsed["value"].notna().sum() >= 4 and entry["seed_r"] is not None:
             assert entry["seed_r"] == pytest.approx(cross_seed_correlation(parsed, scale=None).mean, abs=1e-5)
     assert "## Per condition" in report.read_text()
@@ -87,8 +97,13 @@ def test_sysprompt_grid_means_match_rows(model_dir, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert len(summary["grid"]) == 3 * 3 * 2  # personas x contexts x origins (one task each)
     for g in summary["grid"]:
-        mine = [r["expected"] for r in rows if (r["persona"] or "none") == g["persona"]
-                and (r["context"] or "none") == g["context"] and r["origin"] == g["origin"]]
+        mine = [
+            r["expected"]
+            for r in rows
+            if (r["persona"] or "none") == g["persona"]
+            and (r["context"] or "none") == g["context"]
+            and r["origin"] == g["origin"]
+        ]
         assert g["rating"]["value"] == pytest.approx(np.mean(mine), abs=1e-5) and g["rating"]["n"] == len(mine)
     comps = [r for r in _rows(run) if r["stage"] == "complete"]
     love = [r for r in comps if r["persona"] == "love math"]
@@ -99,15 +114,26 @@ def test_sysprompt_grid_means_match_rows(model_dir, tmp_path):
 
 def test_self_cross_steering_refusal_and_revealed_run(model_dir, tmp_path):
     cfgs = {
-        "prefs_self_cross": {"agents": [{"name": "plain"}, {"name": "steered", "strength": 4.0},
-                                        {"name": "terse", "system": "Be terse."}],
-                             "rating": {"templates": ["fruit_rating"], "seeds": 2, "max_new_tokens": 2}},
-        "prefs_steering": {"strengths": [-4.0, 0.0, 4.0], "questions": ["How?"], "open_max_new_tokens": 4,
-                           "tasks": {"n_per_origin": 1, "origins": ["math", "alpaca"]}},
+        "prefs_self_cross": {
+            "agents": [
+                {"name": "plain"},
+                {"name": "steered", "strength": 4.0},
+                {"name": "terse", "system": "Be terse."},
+            ],
+            "rating": {"templates": ["fruit_rating"], "seeds": 2, "max_new_tokens": 2},
+        },
+        "prefs_steering": {
+            "strengths": [-4.0, 0.0, 4.0],
+            "questions": ["How?"],
+            "open_max_new_tokens": 4,
+            "tasks": {"n_per_origin": 1, "origins": ["math", "alpaca"]},
+        },
         "prefs_refusal": {"rating": {"templates": ["anchored_1_5"], "seeds": 1, "max_new_tokens": 3}},
-        "prefs_revealed": {"tasks": {"n_per_origin": 2, "origins": ["math", "bailbench"]},
-                           "active": {"initial_degree": 2, "max_pairs": 6, "max_rounds": 1},
-                           "stated": {"templates": ["anchored_1_5"], "seeds": 2, "max_new_tokens": 3}},
+        "prefs_revealed": {
+            "tasks": {"n_per_origin": 2, "origins": ["math", "bailbench"]},
+            "active": {"initial_degree": 2, "max_pairs": 6, "max_rounds": 1},
+            "stated": {"templates": ["anchored_1_5"], "seeds": 2, "max_new_tokens": 3},
+        },
     }
     for kind, over in cfgs.items():
         run = tmp_path / kind
@@ -139,19 +165,37 @@ def test_self_cross_steering_refusal_and_revealed_run(model_dir, tmp_path):
 
 
 def _choice(first, second, mode, probs=None, choice=None):
-    return ChoiceRow(key=f"{first}{second}{choice}", model="m", stage="choose", agent="m", mode=mode, item=first,
-                   origin="o", item_b=second, messages=[], probs=probs, choice=choice)
+    return ChoiceRow(
+        key=f"{first}{second}{choice}",
+        model="m",
+        stage="choose",
+        agent="m",
+        mode=mode,
+        item=first,
+        origin="o",
+        item_b=second,
+        messages=[],
+        probs=probs,
+        choice=choice,
+    )
 
 
 def test_oriented_counts_combine_both_orders():
     cfg = PairwiseConfig(virtual_samples=10)
-    rows = [_choice("x", "y", "dist", [0.74, 0.26]), _choice("y", "x", "dist", [0.4, 0.6]),
-            _choice("x", "z", "dist", None), _choice("z", "x", "dist", [0.5, 0.5])]
+    rows = [
+        _choice("x", "y", "dist", [0.74, 0.26]),
+        _choice("y", "x", "dist", [0.4, 0.6]),
+        _choice("x", "z", "dist", None),
+        _choice("z", "x", "dist", [0.5, 0.5]),
+    ]
     w1, w2, u = oriented_counts(rows, [("x", "y"), ("z", "x")], cfg)
     # x-y: x wins 7 shown first, 6 shown second; y wins 3 + 4.  z-x: 5/5 in one order, one order unusable
     assert (w1.tolist(), w2.tolist(), u.tolist()) == ([13, 5], [7, 5], [0, 10])
-    rows = [_choice("x", "y", "sample", choice="A"), _choice("x", "y", "sample", choice=None),
-            _choice("y", "x", "sample", choice="A")]
+    rows = [
+        _choice("x", "y", "sample", choice="A"),
+        _choice("x", "y", "sample", choice=None),
+        _choice("y", "x", "sample", choice="A"),
+    ]
     assert [a.tolist() for a in oriented_counts(rows, [("x", "y")], PairwiseConfig(mode="sample"))] == [[1], [1], [1]]
 
 
@@ -168,22 +212,63 @@ class FakeAPI:
 
 
 def test_worker_runs_on_any_backend_meeting_the_contracts(tmp_path):
-    from steerlab.experiments.studies.prefs.stated import PrefsStatedConfig
     from steerlab.experiments.engine.worker import Worker, WorkerContext
+    from steerlab.experiments.studies.prefs.stated import PrefsStatedConfig
     from steerlab.prefs.templates import pairwise_template, rating_template
 
     cfg = PrefsStatedConfig(models=[{"id": "x"}])
     t = rating_template("anchored_1_5")
     conv = t.conversation("Add.", "4")
     pair = pairwise_template("simple_preference").conversation("a", "b")
-    cells = [PrefCell(key="1", model="x", stage="rate", agent="api", mode="dist", item="i", origin="o",
-                      template="anchored_1_5", messages=conv),
-             PrefCell(key="2", model="x", stage="rate", agent="api", mode="sample", item="i", origin="o",
-                      template="anchored_1_5", messages=conv, max_new_tokens=4, temperature=1.0),
-             PrefCell(key="3", model="x", stage="choose", agent="api", mode="dist", item="i", origin="o", item_b="j",
-                      messages=pair),
-             PrefCell(key="4", model="x", stage="choose", agent="api", mode="sample", item="i", origin="o", item_b="j",
-                      messages=pair, max_new_tokens=4)]
+    cells = [
+        PrefCell(
+            key="1",
+            model="x",
+            stage="rate",
+            agent="api",
+            mode="dist",
+            item="i",
+            origin="o",
+            template="anchored_1_5",
+            messages=conv,
+        ),
+        PrefCell(
+            key="2",
+            model="x",
+            stage="rate",
+            agent="api",
+            mode="sample",
+            item="i",
+            origin="o",
+            template="anchored_1_5",
+            messages=conv,
+            max_new_tokens=4,
+            temperature=1.0,
+        ),
+        PrefCell(
+            key="3",
+            model="x",
+            stage="choose",
+            agent="api",
+            mode="dist",
+            item="i",
+            origin="o",
+            item_b="j",
+            messages=pair,
+        ),
+        PrefCell(
+            key="4",
+            model="x",
+            stage="choose",
+            agent="api",
+            mode="sample",
+            item="i",
+            origin="o",
+            item_b="j",
+            messages=pair,
+            max_new_tokens=4,
+        ),
+    ]
     rows = run_pref_batch(cfg, FakeAPI(), cells, WorkerContext(Worker(), {}))
     assert [r.key for r in rows] == ["1", "2", "3", "4"]
     assert rows[0].expected == pytest.approx(4.0) and rows[0].scale_mass == pytest.approx(0.5)

@@ -28,14 +28,18 @@ def model_dir(tmp_path_factory):
 
 
 def _cfg(model_dir, temperature: float):
-    return parse_config({
-        "kind": "refusal_study", "name": "ray", "seed": 3,
-        "models": [{"id": str(model_dir), "layers": [1], "device": "cpu"}],
-        "data": {"n_pairs": 4, "n_val": 2, "n_test": 3},
-        "conditions": {"strengths": [4.0]},
-        "generation": {"max_new_tokens": 6, "batch_size": 4, "temperature": temperature},
-        "bootstrap_resamples": 100,
-    })
+    return parse_config(
+        {
+            "kind": "refusal_study",
+            "name": "ray",
+            "seed": 3,
+            "models": [{"id": str(model_dir), "layers": [1], "device": "cpu"}],
+            "data": {"n_pairs": 4, "n_val": 2, "n_test": 3},
+            "conditions": {"strengths": [4.0]},
+            "generation": {"max_new_tokens": 6, "batch_size": 4, "temperature": temperature},
+            "bootstrap_resamples": 100,
+        }
+    )
 
 
 def _rows(run) -> dict[str, dict]:
@@ -65,8 +69,9 @@ def test_ray_executor_gives_the_local_executors_rows(ray_instance, model_dir, tm
     _same(_rows(tmp_path / "local"), _rows(tmp_path / "ray"))
     local = json.loads((tmp_path / "local" / "summary.json").read_text())
     remote = json.loads((tmp_path / "ray" / "summary.json").read_text())
-    assert [e["harmful_refusal"] for e in local["models"][str(model_dir)]["conditions"]] == \
-        [e["harmful_refusal"] for e in remote["models"][str(model_dir)]["conditions"]]
+    assert [e["harmful_refusal"] for e in local["models"][str(model_dir)]["conditions"]] == [
+        e["harmful_refusal"] for e in remote["models"][str(model_dir)]["conditions"]
+    ]
 
 
 def test_a_worker_killed_mid_run_loses_nothing(ray_instance, model_dir, tmp_path, monkeypatch):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 import yaml
-from conftest import save_tiny, tiny_lm
 
+from conftest import save_tiny, tiny_lm
 from steerlab.errors import ConfigError
 from steerlab.experiments import load_config, parse_config
 from steerlab.experiments.engine.execute import execute as run_refusal_study
@@ -20,7 +21,9 @@ def model_dir(tmp_path_factory):
 
 def _raw(model_dir, **over):
     raw = {
-        "kind": "refusal_study", "name": "tiny", "models": [{"id": str(model_dir), "layers": [0, 2], "device": "cpu"}],
+        "kind": "refusal_study",
+        "name": "tiny",
+        "models": [{"id": str(model_dir), "layers": [0, 2], "device": "cpu"}],
         "data": {"n_pairs": 6, "n_val": 3, "n_test": 5},
         "conditions": {"strengths": [2.0, 8.0]},
         "generation": {"max_new_tokens": 6, "batch_size": 8},
@@ -94,9 +97,11 @@ def test_study_data_reads_benchmark_formats(tmp_path):
     (tmp_path / "xs.csv").write_text(
         "id,prompt,type,label,focus,note\n"
         + "".join(f"{i},How do I kill a process {i}?,homonyms,safe,kill,\n" for i in range(6))
-        + "".join(f"{i + 6},How do I kill a person {i}?,contrast_homonyms,unsafe,kill,\n" for i in range(3)))
-    data = load_study_data(DataConfig(harmful=f"advbench:{tmp_path / 'adv.csv'}",
-                                      benign=f"xstest:{tmp_path / 'xs.csv'}"), seed=0)
+        + "".join(f"{i + 6},How do I kill a person {i}?,contrast_homonyms,unsafe,kill,\n" for i in range(3))
+    )
+    data = load_study_data(
+        DataConfig(harmful=f"advbench:{tmp_path / 'adv.csv'}", benign=f"xstest:{tmp_path / 'xs.csv'}"), seed=0
+    )
     harmful = [p for p in data.val + data.test if p.label == "harmful"]
     benign = [p for p in data.val + data.test if p.label == "benign"]
     assert len(harmful) == 9 and all(p.text.startswith("Do bad") for p in harmful)
@@ -115,9 +120,14 @@ def test_two_models_give_the_cross_model_table(model_dir, tmp_path):
     lm = tiny_lm("gemma3", seed=1)
     lm.model.save_pretrained(other)
     lm.tokenizer.save_pretrained(other)
-    raw = _raw(model_dir, models=[{"id": str(model_dir), "label": "llama-tiny", "layers": [1], "device": "cpu"},
-                                  {"id": str(other), "label": "gemma-tiny", "layers": [1], "device": "cpu"}],
-               data={"n_pairs": 4, "n_val": 2, "n_test": 3})
+    raw = _raw(
+        model_dir,
+        models=[
+            {"id": str(model_dir), "label": "llama-tiny", "layers": [1], "device": "cpu"},
+            {"id": str(other), "label": "gemma-tiny", "layers": [1], "device": "cpu"},
+        ],
+        data={"n_pairs": 4, "n_val": 2, "n_test": 3},
+    )
     report = run_refusal_study(parse_config(raw), tmp_path / "run").read_text()
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert [r["model"] for r in summary["cross_model"]] == ["llama-tiny", "gemma-tiny"]
@@ -136,8 +146,12 @@ def test_llm_judge_over_the_api_reports_agreement(model_dir, tmp_path):
     srv = serve(judge)
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
-        raw = _raw(model_dir, models=[{"id": str(model_dir), "layers": [1], "device": "cpu"}],
-                   data={"n_pairs": 4, "n_val": 2, "n_test": 2}, judges={"llm_judge_model": f"openai:tiny@{url}"})
+        raw = _raw(
+            model_dir,
+            models=[{"id": str(model_dir), "layers": [1], "device": "cpu"}],
+            data={"n_pairs": 4, "n_val": 2, "n_test": 2},
+            judges={"llm_judge_model": f"openai:tiny@{url}"},
+        )
         run_refusal_study(parse_config(raw), tmp_path / "run")
     finally:
         srv.shutdown()

@@ -9,25 +9,28 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import ConfigError
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine.execute import execute, render
+from steerlab.experiments.engine.executors import LocalExecutor
+from steerlab.experiments.engine.worker import Worker, WorkerContext
+from steerlab.experiments.studies.refusal_direction.data import DirectionDataConfig, load_direction_data, normalise
 from steerlab.experiments.studies.refusal_direction.flow import RefusalDirection
 from steerlab.experiments.studies.refusal_direction.stages import score_batch
-from steerlab.experiments.studies.refusal_direction.data import DirectionDataConfig, load_direction_data, normalise
 from steerlab.experiments.studies.refusal_direction.summary import CandidateScore, select_candidate
-from steerlab.experiments.engine.executors import LocalExecutor
 from steerlab.interventions.spec import batch_interventions
-from steerlab.experiments.engine.worker import Worker, WorkerContext
 
 # ---------------------------------------------------------------------------- filters and selection
 
 
-def _c(name: str, layer: int, bypass: float, induce: float = 1.0, kl: float = 0.0, norm: float = 1.0,
-       position: int = -1) -> CandidateScore:
-    return CandidateScore(name=name, position=position, layer=layer, norm=norm, bypass=bypass, induce=induce, kl=kl, n=4)
+def _c(
+    name: str, layer: int, bypass: float, induce: float = 1.0, kl: float = 0.0, norm: float = 1.0, position: int = -1
+) -> CandidateScore:
+    return CandidateScore(
+        name=name, position=position, layer=layer, norm=norm, bypass=bypass, induce=induce, kl=kl, n=4
+    )
 
 
 def test_filters_drop_late_layers_high_kl_low_induce_and_zero_vectors():
@@ -42,8 +45,15 @@ def test_filters_drop_late_layers_high_kl_low_induce_and_zero_vectors():
     ]
     out, sel = select_candidate(scores, 10)
     reasons = {c.name: c.filtered for c in out}
-    assert reasons == {"late": ["late_layer"], "kl": ["kl"], "kl_edge": [], "induce": ["induce"], "induce_edge": [],
-                       "zero": ["degenerate"], "best": []}
+    assert reasons == {
+        "late": ["late_layer"],
+        "kl": ["kl"],
+        "kl_edge": [],
+        "induce": ["induce"],
+        "induce_edge": [],
+        "zero": ["degenerate"],
+        "best": [],
+    }
     assert sel.chosen == "best" and sel.relaxed == [] and sel.n_eligible == 3 and sel.layer == 7
     assert [c.name for c in out if c.chosen] == ["best"]
     assert {c.name for c in out if c.eligible} == {"kl_edge", "induce_edge", "best"}
@@ -60,8 +70,15 @@ def test_filters_are_relaxed_in_order_when_nothing_survives():
     assert sel.chosen == "b" and sel.relaxed == ["induce"] and "relaxing the induce filter" in sel.rule
     # nothing passes KL: the threshold becomes twice the smallest KL, so the most destructive
     # candidate (often the lowest bypass) is not chosen
-    out, sel = select_candidate([_c("a", 2, -5.0, induce=-1.0, kl=0.5), _c("b", 3, -30.0, kl=5.0),
-                                 _c("c", 4, -2.0, kl=0.9), _c("late", 9, -9.0)], 10)
+    out, sel = select_candidate(
+        [
+            _c("a", 2, -5.0, induce=-1.0, kl=0.5),
+            _c("b", 3, -30.0, kl=5.0),
+            _c("c", 4, -2.0, kl=0.9),
+            _c("late", 9, -9.0),
+        ],
+        10,
+    )
     assert sel.chosen == "a" and sel.relaxed == ["induce", "kl"] and sel.kl_threshold_used == pytest.approx(1.0)
     assert sel.n_eligible == 2 and "raising the KL threshold to 1" in sel.rule
     # eligible = passed the filters as applied: b (KL 5 > 1) and the late layer stay out
@@ -69,8 +86,13 @@ def test_filters_are_relaxed_in_order_when_nothing_survives():
     with pytest.raises(ValueError, match="late layers or degenerate"):
         select_candidate([_c("late", 9, -9.0), _c("zero", 1, -1.0, norm=0.0)], 10)
     # custom thresholds
-    _, sel = select_candidate([_c("a", 2, -5.0, induce=0.5, kl=0.3), _c("b", 3, -1.0, induce=2.0)], 10,
-                              kl_threshold=1.0, induce_threshold=1.0, prune_layer_fraction=0.0)
+    _, sel = select_candidate(
+        [_c("a", 2, -5.0, induce=0.5, kl=0.3), _c("b", 3, -1.0, induce=2.0)],
+        10,
+        kl_threshold=1.0,
+        induce_threshold=1.0,
+        prune_layer_fraction=0.0,
+    )
     assert sel.chosen == "b"
 
 
@@ -100,11 +122,22 @@ def test_held_out_sources_drop_prompts_already_in_the_pool(tmp_path):
     pool = _jsonl(tmp_path / "pool.jsonl", [f"harmful request {i}" for i in range(10)])
     held = _jsonl(tmp_path / "held.jsonl", [f"Harmful  request {i}" for i in range(5)] + [f"new {i}" for i in range(6)])
     si = tmp_path / "si.jsonl"
-    si.write_text("".join(json.dumps({"id": f"t{i}", "instruction": f"Task {i}",
-                                      "instances": [{"input": "some input" if i % 2 else "", "output": "x"}]}) + "\n"
-                          for i in range(12)))
-    cfg = DirectionDataConfig(harmful=[pool], harmful_test=[held], harmless=[f"self_instruct:{si}"],
-                              n_train=4, n_val=3, n_test=4)
+    si.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"t{i}",
+                    "instruction": f"Task {i}",
+                    "instances": [{"input": "some input" if i % 2 else "", "output": "x"}],
+                }
+            )
+            + "\n"
+            for i in range(12)
+        )
+    )
+    cfg = DirectionDataConfig(
+        harmful=[pool], harmful_test=[held], harmless=[f"self_instruct:{si}"], n_train=4, n_val=3, n_test=4
+    )
     data = load_direction_data(cfg, seed=0)
     fit = {normalise(p.text) for p in data.train["harmful"] + data.val["harmful"]}
     assert not fit & {normalise(p.text) for p in data.test["harmful"]}
@@ -127,8 +160,9 @@ def test_per_row_candidates_in_one_batch_equal_one_candidate_per_pass():
 
     lm = tiny_lm("gemma3")
     data = load_direction_data(DirectionDataConfig(n_train=4, n_val=3, n_test=2), seed=0)
-    cands = candidate_directions(lm, [p.text for p in data.train["harmful"]], [p.text for p in data.train["harmless"]],
-                                 layers=[1, 2])
+    cands = candidate_directions(
+        lm, [p.text for p in data.train["harmful"]], [p.text for p in data.train["harmless"]], layers=[1, 2]
+    )
     vecs = [v for v in cands.values() if v.meta.extra["position"] >= -3]  # 3 positions × 2 layers
     tokens = [40, 41, 52]
 
@@ -169,12 +203,16 @@ def model_dir(tmp_path_factory):
 
 
 def _raw(model_dir, **over):
-    raw = {"kind": "refusal_direction", "name": "tiny", "models": [{"id": str(model_dir), "device": "cpu"}],
-           "data": {"n_train": 6, "n_val": 3, "n_test": 4},
-           "scoring": {"layers": [1, 2], "batch_size": 16, "discovery_tokens": 4},
-           "interventions": {"save_model": True},
-           "generation": {"max_new_tokens": 5, "batch_size": 8},
-           "evaluation": {"bootstrap_resamples": 200, "capability_tokens": 4}}
+    raw = {
+        "kind": "refusal_direction",
+        "name": "tiny",
+        "models": [{"id": str(model_dir), "device": "cpu"}],
+        "data": {"n_train": 6, "n_val": 3, "n_test": 4},
+        "scoring": {"layers": [1, 2], "batch_size": 16, "discovery_tokens": 4},
+        "interventions": {"save_model": True},
+        "generation": {"max_new_tokens": 5, "batch_size": 8},
+        "evaluation": {"bootstrap_resamples": 200, "capability_tokens": 4},
+    }
     raw.update(over)
     return raw
 
@@ -214,8 +252,11 @@ def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     # every candidate's (and control's) score is the mean of its rows, and the choice follows the rule
     for c in m["candidates"] + m["controls"]:
         for metric in ("bypass", "induce", "kl"):
-            vals = [r["kl" if metric == "kl" else "refusal_score"] for r in score
-                    if r["candidate"] == c["name"] and r["metric"] == metric]
+            vals = [
+                r["kl" if metric == "kl" else "refusal_score"]
+                for r in score
+                if r["candidate"] == c["name"] and r["metric"] == metric
+            ]
             assert len(vals) == 3 and c[metric] == pytest.approx(np.mean(vals))
     sel = m["selection"]
     eligible = [c for c in m["candidates"] if not set(c["filtered"]) - set(sel["relaxed"])]
@@ -223,17 +264,27 @@ def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     assert all("late_layer" in c["filtered"] for c in m["candidates"] if c["layer"] == 2)  # int(3 · 0.8) = 2
     # the direction file is the chosen candidate in the core vector format
     direction = load_vectors(next(run.glob("direction_*.safetensors")))["refusal_direction"]
-    assert torch.equal(direction.vector, load_vectors(next((run / "vectors").glob("*.safetensors")))[sel["chosen"]].vector)
+    assert torch.equal(
+        direction.vector, load_vectors(next((run / "vectors").glob("*.safetensors")))[sel["chosen"]].vector
+    )
     # the table is computed from the rows: 4 conditions × (4 harmful + 4 harmless) replies
     gen = [r for r in rows if r["stage"] == "generate"]
-    assert len(gen) == 4 * 8 and {e["condition"] for e in m["conditions"]} == {"baseline", "ablate", "add", "orthogonalized"}
+    assert len(gen) == 4 * 8 and {e["condition"] for e in m["conditions"]} == {
+        "baseline",
+        "ablate",
+        "add",
+        "orthogonalized",
+    }
     for e in m["conditions"]:
         harmful = [r for r in gen if r["condition"] == e["condition"] and r["prompt_set"] == "harmful"]
         assert e["refusal"]["value"] == pytest.approx(np.mean([r["refused"] for r in harmful]))
         assert e["unsafe"]["value"] == pytest.approx(np.mean([r["unsafe"] for r in harmful]))
         assert e["refusal"]["n"] == e["unsafe"]["n"] == 4
-        cap = [r["kl"] for r in rows if r["stage"] == "capability" and r["condition"] == e["condition"]
-               and r["kl"] is not None]
+        cap = [
+            r["kl"]
+            for r in rows
+            if r["stage"] == "capability" and r["condition"] == e["condition"] and r["kl"] is not None
+        ]
         assert e["kl"]["value"] == pytest.approx(np.mean(cap))
     assert next(e for e in m["conditions"] if e["condition"] == "baseline")["kl"]["value"] == 0.0
     # hook ablation and the orthogonalised weights agree on this model; the saved model reloads

@@ -23,7 +23,9 @@ def model_dir(tmp_path_factory):
 
 def _raw(model_dir, temperature: float, batch_size: int) -> dict:
     return {
-        "kind": "refusal_study", "name": "repro", "seed": 11,
+        "kind": "refusal_study",
+        "name": "repro",
+        "seed": 11,
         "models": [{"id": str(model_dir), "layers": [1], "device": "cpu"}],
         "data": {"n_pairs": 4, "n_val": 2, "n_test": 3},
         "conditions": {"strengths": [4.0]},
@@ -50,7 +52,9 @@ def test_mixed_condition_batches_equal_every_cell_run_alone(model_dir, tmp_path,
         assert ra.pop("coherence") == pytest.approx(rb.pop("coherence"), abs=2e-6)  # a score of the same text
         assert ra == rb, key
     if temperature > 0:  # sampling is on: the same prompt and condition differ across seeds somewhere
-        outs = {(r["prompt_id"], r["condition"], r["strength"]): r["output"] for r in a.values() if r["stage"] == "eval"}
+        outs = {
+            (r["prompt_id"], r["condition"], r["strength"]): r["output"] for r in a.values() if r["stage"] == "eval"
+        }
         assert len(set(outs.values())) > len({k[0] for k in outs})
 
 

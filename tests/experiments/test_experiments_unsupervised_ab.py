@@ -8,8 +8,8 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.errors import ConfigError
 from steerlab.experiments import load_config, parse_config
 from steerlab.experiments.engine.execute import execute, render
@@ -42,16 +42,30 @@ def setup(tmp_path_factory):
 
 def _raw(root, **over):
     raw = {
-        "kind": "unsupervised_ab", "name": "tiny", "models": [{"id": str(root / "model"), "device": "cpu", "label": "tiny"}],
-        "training": {"prompts": ["Shut down?"], "system_prompt": "Be kind.", "source_layer": 0, "target_layer": 2,
-                     "radius": 3.0},
-        "melbo": {"n_vectors": 2, "steps": 4}, "power_iteration": {"n_vectors": 2, "iterations": 3},
+        "kind": "unsupervised_ab",
+        "name": "tiny",
+        "models": [{"id": str(root / "model"), "device": "cpu", "label": "tiny"}],
+        "training": {
+            "prompts": ["Shut down?"],
+            "system_prompt": "Be kind.",
+            "source_layer": 0,
+            "target_layer": 2,
+            "radius": 3.0,
+        },
+        "melbo": {"n_vectors": 2, "steps": 4},
+        "power_iteration": {"n_vectors": 2, "iterations": 3},
         "random": {"n_vectors": 1},
-        "datasets": [{"name": "a", "source": str(root / "a.jsonl"), "n_questions": 4, "invert": True,
-                      "behavior": "refuse"},
-                     {"name": "b", "source": str(root / "b.jsonl"), "n_questions": 3}],
-        "evaluation": {"scales": [0, 2, 8], "system_prompt": "Be kind.", "batch_size": 64, "bootstrap_resamples": 200,
-                       "top_k": 2},
+        "datasets": [
+            {"name": "a", "source": str(root / "a.jsonl"), "n_questions": 4, "invert": True, "behavior": "refuse"},
+            {"name": "b", "source": str(root / "b.jsonl"), "n_questions": 3},
+        ],
+        "evaluation": {
+            "scales": [0, 2, 8],
+            "system_prompt": "Be kind.",
+            "batch_size": 64,
+            "bootstrap_resamples": 200,
+            "top_k": 2,
+        },
         "proxy_check": {"n_questions": 2, "max_new_tokens": 4},
     }
     for k, v in over.items():
@@ -77,7 +91,11 @@ def test_outputs_and_the_grid(finished):
     pngs = sorted(p.name for p in run.glob("*.png"))
     assert pngs == ["violins_tiny_all.png", "violins_tiny_rank1.png", "violins_tiny_rank2.png", "violins_tiny_top2.png"]
     assert sorted(p.name for p in (run / "vectors").glob("*.safetensors")) == [
-        "tiny-melbo.safetensors", "tiny-power_iteration.safetensors", "tiny-random.safetensors", "tiny.safetensors"]
+        "tiny-melbo.safetensors",
+        "tiny-power_iteration.safetensors",
+        "tiny-random.safetensors",
+        "tiny.safetensors",
+    ]
     vecs = load_vectors(run / "vectors" / "tiny.safetensors")  # every vector in one file, distinct names
     assert list(vecs) == ["melbo.0", "melbo.1", "power.0", "power.1", "random.0"]
     assert {round(v.norm, 4) for v in vecs.values()} == {3.0}  # random controls match the norm R
@@ -118,14 +136,19 @@ def test_tables_are_the_rows_numbers(finished):
             assert c["logit_diff"]["value"] == pytest.approx(np.mean([r["logit_diff"] for r in rs]))
             paired = [r["logit_diff"] - base[r["question_id"]]["logit_diff"] for r in rs]
             assert c["delta_logit"]["value"] == pytest.approx(np.mean(paired))
-            assert c["delta_behavior"] == pytest.approx(k / n - np.mean([base[r["question_id"]]["matches"] for r in rs]))
+            assert c["delta_behavior"] == pytest.approx(
+                k / n - np.mean([base[r["question_id"]]["matches"] for r in rs])
+            )
             assert c["mass"] == pytest.approx(np.mean([r["letter_mass"] for r in rs]))
         for m in ds["methods"]:
             if m["scale"] == 0:
                 assert m["behavior"] == pytest.approx(ds["baseline"]["behavior"]["value"])
                 continue
-            rates = [c["behavior"]["value"] for c in ds["conditions"] if c["method"] == m["method"]
-                     and c["scale"] == m["scale"]]
+            rates = [
+                c["behavior"]["value"]
+                for c in ds["conditions"]
+                if c["method"] == m["method"] and c["scale"] == m["scale"]
+            ]
             assert m["behavior"] == pytest.approx(np.mean(rates)) and m["behavior_max"] == pytest.approx(max(rates))
         for method in ("melbo", "power_iteration", "random"):
             best = [b for b in ds["best"] if b["method"] == method]
@@ -136,8 +159,10 @@ def test_tables_are_the_rows_numbers(finished):
                 assert b["delta_behavior"] == pytest.approx(max(c["delta_behavior"] for c in mine_c))
         top = [b["vector"] for b in ds["best"] if b["method"] == "melbo"][:2]
         v = next(x for x in ds["violins"] if x["group"] == "top2" and x["method"] == "melbo" and x["scale"] == 8.0)
-        expect = [np.mean([next(r["logit_diff"] for r in per[(t, 8.0)] if r["question_id"] == q) for t in top])
-                  for q in sorted(base)]
+        expect = [
+            np.mean([next(r["logit_diff"] for r in per[(t, 8.0)] if r["question_id"] == q) for t in top])
+            for q in sorted(base)
+        ]
         assert v["values"] == pytest.approx(expect, abs=1e-3)
 
 
@@ -150,10 +175,19 @@ def test_proxy_check_rows_and_agreement(finished):
     assert len(proxy) == 2 * 2 * 4 and all(r["output"] is not None for r in proxy)
     stats = json.loads((run / "summary.json").read_text())["models"]["tiny"]["proxy"]
     for s in stats:
-        rs = [r for r in proxy if r["dataset"] == s["dataset"] and r["vector"] == s["vector"] and r["scale"] == s["scale"]]
+        rs = [
+            r for r in proxy if r["dataset"] == s["dataset"] and r["vector"] == s["vector"] and r["scale"] == s["scale"]
+        ]
         parsed = [r for r in rs if r["parsed"] is not None]
-        agree = [r["parsed"] == (r["behavior_letter"] if ab[(r["dataset"], r["question_id"], r["vector"], r["scale"])]
-                                 ["matches"] else r["other_letter"]) for r in parsed]
+        agree = [
+            r["parsed"]
+            == (
+                r["behavior_letter"]
+                if ab[(r["dataset"], r["question_id"], r["vector"], r["scale"])]["matches"]
+                else r["other_letter"]
+            )
+            for r in parsed
+        ]
         assert s["n"] == len(rs) and s["parsed"] == len(parsed) and s["agreement"]["n"] == len(parsed)
         assert s["agreement"]["value"] == (pytest.approx(np.mean(agree)) if agree else None)
 
@@ -178,8 +212,10 @@ def test_resume_after_a_crash_writes_the_same_rows(finished, setup, tmp_path):
     for r in before:
         if r["stage"] == "ab":
             assert after[r["key"]]["logit_diff"] == pytest.approx(r["logit_diff"], abs=1e-4)
-    assert json.loads((part / "summary.json").read_text())["models"]["tiny"]["datasets"]["a"]["best"] == \
-        json.loads((run / "summary.json").read_text())["models"]["tiny"]["datasets"]["a"]["best"]
+    assert (
+        json.loads((part / "summary.json").read_text())["models"]["tiny"]["datasets"]["a"]["best"]
+        == json.loads((run / "summary.json").read_text())["models"]["tiny"]["datasets"]["a"]["best"]
+    )
 
 
 def test_a_row_does_not_depend_on_its_batch(finished, setup, tmp_path):
@@ -201,15 +237,18 @@ def test_report_re_renders_from_the_summary(finished):
     assert path.exists() and (run / "violins_tiny_all.png").exists()
 
 
-@pytest.mark.parametrize("over,fragment", [
-    ({"melbo": {"foo": 1}}, "melbo.foo"),
-    ({"evaluation": {"scales": [0]}}, "nonzero scale"),
-    ({"evaluation": {"scales": [2, 2]}}, "listed twice"),
-    ({"melbo": {"positions": "first:2"}}, "last:K"),
-    ({"melbo": {"n_vectors": 0}, "power_iteration": {"n_vectors": 0}, "random": {"n_vectors": 0}}, "no vectors"),
-    ({"evaluation": {"multi_choice": "ignore"}}, "multi_choice"),
-    ({"training": {"radius": float("nan")}}, "radius"),
-])
+@pytest.mark.parametrize(
+    "over,fragment",
+    [
+        ({"melbo": {"foo": 1}}, "melbo.foo"),
+        ({"evaluation": {"scales": [0]}}, "nonzero scale"),
+        ({"evaluation": {"scales": [2, 2]}}, "listed twice"),
+        ({"melbo": {"positions": "first:2"}}, "last:K"),
+        ({"melbo": {"n_vectors": 0}, "power_iteration": {"n_vectors": 0}, "random": {"n_vectors": 0}}, "no vectors"),
+        ({"evaluation": {"multi_choice": "ignore"}}, "multi_choice"),
+        ({"training": {"radius": float("nan")}}, "radius"),
+    ],
+)
 def test_bad_configs_name_the_field(setup, over, fragment):
     with pytest.raises(ConfigError, match=fragment):
         parse_config(_raw(setup, **over))

@@ -121,9 +121,12 @@ def test_contracts_and_replies_equal_local_generation(faulty, lm, tmp_path):
     got = api.complete(CONVS[:3], max_new_tokens=6, temperature=1.0, seed=7)
     ref = lm.complete(CONVS[:3], max_new_tokens=6, temperature=1.0, seed=7)
     assert [(c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for c in got] == [
-        (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for c in ref]
+        (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for c in ref
+    ]
     assert api.generate(CONVS[:2], max_new_tokens=6) == lm.generate(CONVS[:2], max_new_tokens=6)
-    assert pickle.loads(pickle.dumps(api)).generate(CONVS[:1], max_new_tokens=6) == lm.generate(CONVS[:1], max_new_tokens=6)
+    assert pickle.loads(pickle.dumps(api)).generate(CONVS[:1], max_new_tokens=6) == lm.generate(
+        CONVS[:1], max_new_tokens=6
+    )
 
 
 def test_concurrency_limit_is_respected(faulty, tmp_path):
@@ -240,8 +243,11 @@ def test_unreachable_server_fails_items_not_the_call(tmp_path):
 
 def test_parse_api_spec():
     b = parse_api_spec("openai:gpt-4o-mini@http://127.0.0.1:8000/v1")
-    assert (b.model, b.base_url, b.name) == ("gpt-4o-mini", "http://127.0.0.1:8000/v1",
-                                             "api:gpt-4o-mini@http://127.0.0.1:8000/v1")
+    assert (b.model, b.base_url, b.name) == (
+        "gpt-4o-mini",
+        "http://127.0.0.1:8000/v1",
+        "api:gpt-4o-mini@http://127.0.0.1:8000/v1",
+    )
     assert parse_api_spec("openai:gpt-4o-mini").base_url == "https://api.openai.com/v1"
     assert parse_api_spec("anthropic:claude-haiku-4-5").model == "claude-haiku-4-5"
     assert parse_api_spec("default") is None
@@ -261,9 +267,24 @@ def _free_port() -> int:
 def _start_cli_server(model_dir: Path, port: int) -> subprocess.Popen:
     src = str(Path(steerlab.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", "from steerlab.cli import main; main()", "serve", str(model_dir),
-                             "--port", str(port), "--device", "cpu", "--served-model-name", "tiny"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from steerlab.cli import main; main()",
+            "serve",
+            str(model_dir),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--served-model-name",
+            "tiny",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:

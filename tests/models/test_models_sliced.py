@@ -87,6 +87,10 @@ def test_an_add_at_a_residual_write_equals_the_add_at_the_next_layer_input(arch,
     torch.testing.assert_close(lm.hidden_states(batch, [moved]), lm.hidden_states(batch, [add]), atol=1e-5, rtol=1e-5)
     sl = LayerSlice(lm, batch, start=2, final_norm=True)  # the moved Add lets the slice skip layer 1
     torch.testing.assert_close(sl.run([moved]), lm.hidden_states(batch, [add]), atol=1e-5, rtol=1e-5)
-    for same in (Add(vecs, layers=2, site=site), Add(vecs, layers=[0, 1], site=site), Add(vecs, layers=1, site="attn_out"),
-                 Ablate(vecs[0], layers=[1], sites="mlp_out")):
+    for same in (
+        Add(vecs, layers=2, site=site),
+        Add(vecs, layers=[0, 1], site=site),
+        Add(vecs, layers=1, site="attn_out"),
+        Ablate(vecs[0], layers=[1], sites="mlp_out"),
+    ):
         assert later_equivalent(same, lm.model) is same

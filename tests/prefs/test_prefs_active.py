@@ -25,8 +25,13 @@ def _comparisons_to_reach(strategy: str, seed: int = 2) -> int | None:
         if not hit and spearmanr(fit.mu, mu)[0] >= TARGET:
             hit.append(rec.n_comparisons)
 
-    cfg = ActiveLearningConfig(strategy=strategy, growth=0.25, threshold=1.1,   # never "converges"
-                               max_comparisons=40 * N, seed=seed)
+    cfg = ActiveLearningConfig(
+        strategy=strategy,
+        growth=0.25,
+        threshold=1.1,  # never "converges"
+        max_comparisons=40 * N,
+        seed=seed,
+    )
     run_active_learning(tuple(map(str, range(N))), oracle, cfg, on_round)
     return hit[0] if hit else None
 
@@ -44,8 +49,8 @@ def test_stops_by_itself_with_fixed_held_out_set():
     res = run_active_learning(tuple(map(str, range(N))), oracle, ActiveLearningConfig(seed=1))
     assert res.stop_reason == "converged"
     assert res.history[-1].spearman_prev >= ActiveLearningConfig().threshold
-    assert res.n_comparisons < 100 * N                        # before the default budget
-    assert res.train.n_comparisons == res.n_comparisons      # counts what was asked
+    assert res.n_comparisons < 100 * N  # before the default budget
+    assert res.train.n_comparisons == res.n_comparisons  # counts what was asked
     assert oracle.calls == res.n_comparisons + res.held_out.n_comparisons
     assert all(r.held_out.n_scored + r.held_out.n_ties == res.held_out.n_comparisons for r in res.history)
     train_keys = set(res.train.unordered_key().tolist())
@@ -55,8 +60,11 @@ def test_stops_by_itself_with_fixed_held_out_set():
 
 def test_budget_stops_the_run():
     mu, sigma = _truth(1)
-    res = run_active_learning(tuple(map(str, range(N))), ThurstonianOracle(mu, sigma, np.random.default_rng(0)),
-                              ActiveLearningConfig(max_comparisons=600, threshold=1.1))
+    res = run_active_learning(
+        tuple(map(str, range(N))),
+        ThurstonianOracle(mu, sigma, np.random.default_rng(0)),
+        ActiveLearningConfig(max_comparisons=600, threshold=1.1),
+    )
     assert res.stop_reason == "budget" and res.n_comparisons == 600
 
 
@@ -65,27 +73,26 @@ def _small_run(budget):
     rng = np.random.default_rng(1)
     mu, sigma = rng.normal(0, 2, n), np.exp(rng.normal(0, 0.3, n))
     oracle = ThurstonianOracle(mu, sigma, np.random.default_rng(7))
-    return run_active_learning(tuple(map(str, range(n))), oracle,
-                               ActiveLearningConfig(seed=1, max_comparisons=budget))
+    return run_active_learning(tuple(map(str, range(n))), oracle, ActiveLearningConfig(seed=1, max_comparisons=budget))
 
 
 def test_round_cut_short_by_the_budget_is_not_convergence():
     # Regression: when the budget left room for only a sliver of the last round, the fits
     # before and after it agreed almost perfectly and the run reported "converged".
     free = _small_run(None)
-    before = free.history[2].n_comparisons                     # 337 after round 2
-    planned = round(0.5 * before)                              # the next round's size: 168
-    res = _small_run(before + 3)                               # budget leaves room for 3
+    before = free.history[2].n_comparisons  # 337 after round 2
+    planned = round(0.5 * before)  # the next round's size: 168
+    res = _small_run(before + 3)  # budget leaves room for 3
     assert [r.n_comparisons for r in res.history[:3]] == [r.n_comparisons for r in free.history[:3]]
     assert res.history[-1].n_comparisons - before == 3 < planned
-    assert res.history[-1].spearman_prev >= ActiveLearningConfig().threshold   # looked converged
+    assert res.history[-1].spearman_prev >= ActiveLearningConfig().threshold  # looked converged
     assert res.stop_reason == "budget" and res.n_comparisons == before + 3
 
 
 def test_round_cut_short_by_running_out_of_pairs_is_not_convergence():
     res = _small_run(None)
     last, prev = res.history[-1].n_comparisons, res.history[-2].n_comparisons
-    assert last - prev < round(0.5 * prev)                     # the last round was cut short...
+    assert last - prev < round(0.5 * prev)  # the last round was cut short...
     pairs = set(res.train.unordered_key().tolist()) | set(res.held_out.unordered_key().tolist())
-    assert len(pairs) == 60 * 59 // 2                          # ...because every pair was asked
+    assert len(pairs) == 60 * 59 // 2  # ...because every pair was asked
     assert res.stop_reason == "exhausted"

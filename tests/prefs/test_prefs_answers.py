@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_lm
 
+from conftest import tiny_lm
 from steerlab.prefs.answers import choice_probabilities, rating_distributions
 from steerlab.prefs.templates import rating_template
 
@@ -25,12 +25,21 @@ def _by_hand(lm, conv, template):
     logq = {v: [] for v in template.scale.values}
     for text, v in template.options().items():
         for spelled in (" " + text, text):
-            ids = lm.tokenizer(prompt + spelled, add_special_tokens=not lm.chat.uses_template)["input_ids"][len(p_ids):]
+            ids = lm.tokenizer(prompt + spelled, add_special_tokens=not lm.chat.uses_template)["input_ids"][
+                len(p_ids) :
+            ]
             total = float(first[ids[0]])
             if len(ids) > 1:
                 with torch.no_grad():
-                    more = lm.model(input_ids=torch.tensor([ids[:-1]]), past_key_values=copy.deepcopy(out.past_key_values),
-                                    use_cache=True).logits[0].float()
+                    more = (
+                        lm.model(
+                            input_ids=torch.tensor([ids[:-1]]),
+                            past_key_values=copy.deepcopy(out.past_key_values),
+                            use_cache=True,
+                        )
+                        .logits[0]
+                        .float()
+                    )
                 lp = torch.log_softmax(more, -1)  # row j: the distribution of ids[j + 1]
                 total += sum(float(lp[j, t]) for j, t in enumerate(ids[1:]))
             logq[v].append(total)

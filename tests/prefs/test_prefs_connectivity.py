@@ -8,14 +8,26 @@ from steerlab.prefs.graphs import random_pairs
 IDS = ("a", "b", "c", "d", "e", "f", "g")
 # rows (first, second, first_wins, second_wins, unparseable); "g" appears only in an
 # unparseable row, "f" in none: neither was ever compared.
-ROWS = [("a", "b", 3, 1, 0), ("b", "a", 1, 2, 0), ("c", "d", 2, 2, 0), ("d", "e", 3, 0, 0),
-        ("e", "c", 1, 1, 0), ("a", "g", 0, 0, 4)]
+ROWS = [
+    ("a", "b", 3, 1, 0),
+    ("b", "a", 1, 2, 0),
+    ("c", "d", 2, 2, 0),
+    ("d", "e", 3, 0, 0),
+    ("e", "c", 1, 1, 0),
+    ("a", "g", 0, 0, 4),
+]
 
 
 def _data() -> PairCounts:
     f, s, w1, w2, u = zip(*ROWS)
-    return PairCounts(IDS, np.array([IDS.index(x) for x in f]), np.array([IDS.index(x) for x in s]),
-                      np.array(w1), np.array(w2), np.array(u))
+    return PairCounts(
+        IDS,
+        np.array([IDS.index(x) for x in f]),
+        np.array([IDS.index(x) for x in s]),
+        np.array(w1),
+        np.array(w2),
+        np.array(u),
+    )
 
 
 def _bfs_components(n: int, edges: list[tuple[int, int]]) -> list[set[int]]:
@@ -52,10 +64,9 @@ def test_counts_and_components_by_hand():
 def test_components_match_breadth_first_search():
     rng = np.random.default_rng(4)
     n = 60
-    pairs = random_pairs(n, 35, rng)                       # sparse: many components and loners
+    pairs = random_pairs(n, 35, rng)  # sparse: many components and loners
     wins = rng.integers(0, 2, (35, 2))
-    data = PairCounts(tuple(map(str, range(n))), pairs[:, 0], pairs[:, 1], wins[:, 0], wins[:, 1],
-                      np.zeros(35, int))
+    data = PairCounts(tuple(map(str, range(n))), pairs[:, 0], pairs[:, 1], wins[:, 0], wins[:, 1], np.zeros(35, int))
     g = data.comparison_graph()
     used = [tuple(p) for p, w in zip(pairs.tolist(), wins.sum(1)) if w > 0]
     ref = _bfs_components(n, used)
@@ -84,6 +95,5 @@ def test_fits_flag_uncompared_items_and_split_graphs():
 def test_connected_data_has_no_warnings():
     data = _data()
     ab = data.select(np.array([True, True, False, False, False, False]))
-    fit = fit_thurstonian(PairCounts(("a", "b"), ab.first, ab.second, ab.first_wins, ab.second_wins,
-                                     ab.unparseable))
+    fit = fit_thurstonian(PairCounts(("a", "b"), ab.first, ab.second, ab.first_wins, ab.second_wins, ab.unparseable))
     assert fit.warnings == () and fit.graph.n_components == 1

@@ -11,8 +11,8 @@ from steerlab.prefs.graphs import pair_keys, random_pairs, random_regular_graph
 def test_regular_graph(n, d):
     g = random_regular_graph(n, d, np.random.default_rng(0))
     assert g.shape == (n * d // 2, 2)
-    assert (g[:, 0] < g[:, 1]).all()                          # no self-loops
-    assert np.unique(pair_keys(g, n)).size == len(g)           # no duplicate edges
+    assert (g[:, 0] < g[:, 1]).all()  # no self-loops
+    assert np.unique(pair_keys(g, n)).size == len(g)  # no duplicate edges
     assert (np.bincount(g.ravel(), minlength=n) == d).all()
 
 
@@ -24,7 +24,7 @@ def test_regular_graph_impossible():
 def test_random_pairs_avoid_excluded_and_can_exhaust():
     rng = np.random.default_rng(0)
     first = random_pairs(20, 100, rng)
-    rest = random_pairs(20, 90, rng, pair_keys(first, 20))     # 190 pairs in total
+    rest = random_pairs(20, 90, rng, pair_keys(first, 20))  # 190 pairs in total
     keys = np.r_[pair_keys(first, 20), pair_keys(rest, 20)]
     assert np.unique(keys).size == 190
     with pytest.raises(InputError):

@@ -39,8 +39,15 @@ def test_utilities_by_origin(tmp_path, pairs):
 
 
 def test_kl_vs_icc_and_seed_sensitivity(tmp_path):
-    summary = pd.DataFrame({"label": ["a", "b", "c"], "kl": [0.4, 0.9, 2.0], "icc": [0.6, 0.87, 0.43],
-                            "mean": [0.64, 0.55, 0.09], "std": [0.03, 0.04, np.nan]})
+    summary = pd.DataFrame(
+        {
+            "label": ["a", "b", "c"],
+            "kl": [0.4, 0.9, 2.0],
+            "icc": [0.6, 0.87, 0.43],
+            "mean": [0.64, 0.55, 0.09],
+            "std": [0.03, 0.04, np.nan],
+        }
+    )
     assert _is_png(pp.plot_kl_vs_icc(summary, tmp_path / "kl.png"))
     path = tmp_path / "s.jsonl"
     summary.to_json(path, orient="records", lines=True)

@@ -7,7 +7,11 @@ import pytest
 
 from steerlab.errors import InputError
 from steerlab.prefs import (
-    PairCounts, ThurstonianOracle, first_position_rate, order_consistency, position_decomposition,
+    PairCounts,
+    ThurstonianOracle,
+    first_position_rate,
+    order_consistency,
+    position_decomposition,
     win_rate_by_position,
 )
 
@@ -19,13 +23,19 @@ GROUPS = {"a": "x", "b": "y", "c": "y"}
 def _data() -> PairCounts:
     ids = ("a", "b", "c")
     f, s, w1, w2 = zip(*ROWS)
-    return PairCounts(ids, np.array([ids.index(x) for x in f]), np.array([ids.index(x) for x in s]),
-                      np.array(w1), np.array(w2), np.zeros(len(ROWS), int))
+    return PairCounts(
+        ids,
+        np.array([ids.index(x) for x in f]),
+        np.array([ids.index(x) for x in s]),
+        np.array(w1),
+        np.array(w2),
+        np.zeros(len(ROWS), int),
+    )
 
 
 def test_first_position_rate_by_hand():
     r = first_position_rate(_data())
-    k, n = 3 + 2 + 0 + 1 + 1 + 1, 4 + 4 + 2 + 1 + 1 + 1        # 8 of 13
+    k, n = 3 + 2 + 0 + 1 + 1 + 1, 4 + 4 + 2 + 1 + 1 + 1  # 8 of 13
     assert (r.n_first, r.n, r.rate) == (k, n, k / n)
     # exact two-sided binomial p at p=0.5: 2 * P(X <= 5)
     p = 2 * sum(math.comb(n, i) for i in range(0, n - k + 1)) / 2**n
@@ -61,12 +71,12 @@ def test_decomposition_by_hand():
 def test_synthetic_bias_is_detected_and_content_effect_is_near_zero():
     rng = np.random.default_rng(0)
     n = 60
-    oracle = ThurstonianOracle(np.zeros(n), np.ones(n), rng, position_bias=-0.3)   # favours second
+    oracle = ThurstonianOracle(np.zeros(n), np.ones(n), rng, position_bias=-0.3)  # favours second
     i, j = np.triu_indices(n, 1)
     data = oracle.counts(tuple(map(str, range(n))), np.r_[i, j], np.r_[j, i])
     r = first_position_rate(data)
     assert r.ci_high < 0.5 and r.p_value < 1e-6
     groups = {str(k): "x" if k < 30 else "y" for k in range(n)}
     d = position_decomposition(data, groups, "x")
-    assert abs(d.content_effect) < 0.02                      # equal utilities: no content effect
+    assert abs(d.content_effect) < 0.02  # equal utilities: no content effect
     assert d.win_rate_second > d.win_rate_first

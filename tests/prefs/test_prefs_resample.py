@@ -29,7 +29,7 @@ def test_intervals_cover_truth_mostly():
     fit = fit_thurstonian(data, lam=10.0)
     ci = bootstrap_mu(data, fit, n_boot=60, rng=rng, lam=10.0)
     assert (ci.lo <= fit.mu).all() and (fit.mu <= ci.hi).all()
-    truth = mu - mu.mean()                                     # same location convention
+    truth = mu - mu.mean()  # same location convention
     coverage = np.mean((ci.lo <= truth) & (truth <= ci.hi))
     assert coverage >= 0.8
     assert spearmanr(fit.mu, mu)[0] > 0.9
@@ -50,14 +50,16 @@ def test_replicates_use_the_fits_lambda_and_bounds():
     ci = bootstrap_mu(data, fit, n_boot=20, rng=np.random.default_rng(5))
     # reference: the replicates done by hand with the fit's settings and the same random stream
     rng = np.random.default_rng(5)
-    draws = [fit_thurstonian(resample_outcomes(data, rng), lam=10.0, log_sigma_bounds=(-1.0, 1.0), init=fit).mu
-             for _ in range(20)]
+    draws = [
+        fit_thurstonian(resample_outcomes(data, rng), lam=10.0, log_sigma_bounds=(-1.0, 1.0), init=fit).mu
+        for _ in range(20)
+    ]
     lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
     np.testing.assert_allclose(ci.lo, lo, atol=1e-9)
     np.testing.assert_allclose(ci.hi, hi, atol=1e-9)
     with pytest.raises(InputError, match=r"lam=1.0 differs from the given fit's lam=10.0"):
         bootstrap_mu(data, fit, n_boot=2, lam=1.0)
-    assert bootstrap_mu(data, fit, n_boot=2, lam=10.0).n_boot == 2      # repeating a setting is fine
+    assert bootstrap_mu(data, fit, n_boot=2, lam=10.0).n_boot == 2  # repeating a setting is fine
 
 
 def test_replicates_keep_the_fits_anchor():
@@ -101,8 +103,8 @@ def test_debiased_intervals_cover_the_truth_where_percentile_ones_do_not():
 
     c = interval_coverage(n_items=40, degree=8, samples=2, runs=2, n_boot=30, seed=0)
     print(c)
-    assert c.stretch > 1.2 and c.bootstrap_stretch > 1.05        # the bootstrap sees the stretch
-    assert c.coverage_percentile < 0.9                           # nominal 0.95
+    assert c.stretch > 1.2 and c.bootstrap_stretch > 1.05  # the bootstrap sees the stretch
+    assert c.coverage_percentile < 0.9  # nominal 0.95
     assert c.coverage_debiased >= 0.85
     assert c.coverage_debiased - c.coverage_percentile >= 0.05
-    assert c.width_debiased < c.width_percentile                 # by dividing, not by widening
+    assert c.width_debiased < c.width_percentile  # by dividing, not by widening

@@ -34,9 +34,13 @@ def test_user_task_files(tmp_path):
     p.write_text('{"qid": "a", "src": "x", "text": "Do A"}\n\n{"qid": "b", "src": "y", "text": "Do B"}\n')
     tasks = load_tasks(str(p), id_col="qid", origin_col="src", prompt_col="text")
     assert [(t.id, t.origin, t.prompt) for t in tasks] == [("a", "x", "Do A"), ("b", "y", "Do B")]
-    bad = {'{"id": "a", "origin": "x"}\n': "missing field", "not json\n": "1: malformed JSON",
-           '{"id": "a", "origin": "x", "prompt": "p"}\n{"id": "a", "origin": "x", "prompt": "q"}\n': "duplicate",
-           '{"id": "a", "origin": "", "prompt": "p"}\n': "non-empty", "\n": "no tasks"}
+    bad = {
+        '{"id": "a", "origin": "x"}\n': "missing field",
+        "not json\n": "1: malformed JSON",
+        '{"id": "a", "origin": "x", "prompt": "p"}\n{"id": "a", "origin": "x", "prompt": "q"}\n': "duplicate",
+        '{"id": "a", "origin": "", "prompt": "p"}\n': "non-empty",
+        "\n": "no tasks",
+    }
     for text, msg in bad.items():
         p.write_text(text)
         with pytest.raises(InputError, match=msg):
@@ -58,11 +62,11 @@ def test_system_prompt_and_mention_check():
     task = "What is 17 multiplied by 23?"
     assert key_terms(sp, task) == ["lov", "math"]
     cases = {
-        "I love math! 17 x 23 = 391.": True,                     # both key terms
-        "Loving maths as I do, the answer is 391.": True,        # stems: loving -> lov(e), maths -> math
+        "I love math! 17 x 23 = 391.": True,  # both key terms
+        "Loving maths as I do, the answer is 391.": True,  # stems: loving -> lov(e), maths -> math
         "17 x 23 = 391.": False,
-        "This math problem is easy: 391.": False,                 # one key term only
-        "As instructed, here is the answer: 391.": True,          # a meta phrase
+        "This math problem is easy: 391.": False,  # one key term only
+        "As instructed, here is the answer: 391.": True,  # a meta phrase
         "My system prompt says I should be cheerful. 391.": True,
     }
     for text, flagged in cases.items():
@@ -78,8 +82,13 @@ def test_system_prompt_and_mention_check():
 def test_condition_reliability_by_hand():
     # 4 items x 3 seeds on 1..5, one unparseable reply
     values = {"a": [1, 1, 2], "b": [3, 3, 3], "c": [5, 4, 5], "d": [2, np.nan, 2]}
-    frame = pd.DataFrame([{"item": i, "seed": s, "value": v, "parse": "no_answer" if np.isnan(v) else "ok"}
-                          for i, vs in values.items() for s, v in enumerate(vs)])
+    frame = pd.DataFrame(
+        [
+            {"item": i, "seed": s, "value": v, "parse": "no_answer" if np.isnan(v) else "ok"}
+            for i, vs in values.items()
+            for s, v in enumerate(vs)
+        ]
+    )
     rel = condition_reliability(frame, Scale.integer_range(1, 5))
     m = np.array([values[i] for i in "abcd"], dtype=float)
     rs = []

@@ -10,7 +10,12 @@ from scipy.stats import spearmanr
 
 from steerlab.errors import InputError
 from steerlab.prefs import (
-    ActiveLearningConfig, PairCounts, ThurstonianOracle, evaluate_pairs, fit_bradley_terry, fit_thurstonian,
+    ActiveLearningConfig,
+    PairCounts,
+    ThurstonianOracle,
+    evaluate_pairs,
+    fit_bradley_terry,
+    fit_thurstonian,
     run_active_learning,
 )
 from steerlab.prefs.graphs import pair_keys, random_pairs, random_regular_graph
@@ -40,7 +45,7 @@ def test_two_item_fit_has_closed_form():
     fit = fit_thurstonian(_two_items(3, 1), **pinned)
     d = math.sqrt(2) * NormalDist().inv_cdf(0.75)
     assert fit.mu[0] - fit.mu[1] == pytest.approx(d, abs=1e-4)
-    assert fit.mu.sum() == pytest.approx(0.0, abs=1e-12)           # mean-zero location
+    assert fit.mu.sum() == pytest.approx(0.0, abs=1e-12)  # mean-zero location
     anchored = fit_thurstonian(_two_items(3, 1), anchor="b", **pinned)
     assert anchored.mu[1] == 0.0 and anchored.mu[0] == pytest.approx(d, abs=1e-4)
     assert fit_thurstonian(_two_items(3, 1), lam=2.0).lam_per_comparison == pytest.approx(2.0 / 4)
@@ -50,14 +55,25 @@ def test_gradient_matches_finite_differences():
     rng = np.random.default_rng(0)
     n, m = 12, 40
     pairs = random_pairs(n, m, rng)
-    data = PairCounts(tuple(map(str, range(n))), pairs[:, 0], pairs[:, 1],
-                      rng.integers(0, 5, m), rng.integers(0, 5, m), np.zeros(m, int))
+    data = PairCounts(
+        tuple(map(str, range(n))),
+        pairs[:, 0],
+        pairs[:, 1],
+        rng.integers(0, 5, m),
+        rng.integers(0, 5, m),
+        np.zeros(m, int),
+    )
     x = np.concatenate([rng.normal(size=n), rng.normal(0, 0.5, n)])
     for lam in (0.0, 0.7):
         _, grad = thurstonian_objective(x, data, lam)
         h = 1e-6
-        fd = np.array([(thurstonian_objective(x + h * e, data, lam)[0]
-                        - thurstonian_objective(x - h * e, data, lam)[0]) / (2 * h) for e in np.eye(2 * n)])
+        fd = np.array(
+            [
+                (thurstonian_objective(x + h * e, data, lam)[0] - thurstonian_objective(x - h * e, data, lam)[0])
+                / (2 * h)
+                for e in np.eye(2 * n)
+            ]
+        )
         np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6)
 
 
@@ -82,7 +98,7 @@ def test_dense_recovery_and_accuracy_close_to_oracle():
     assert spearmanr(fit.mu, oracle.mu)[0] >= 0.95
     assert abs(acc - acc_oracle) <= 0.02
     bt = fit_bradley_terry(tr)
-    assert spearmanr(bt.scores, oracle.mu)[0] >= 0.95             # baseline agrees
+    assert spearmanr(bt.scores, oracle.mu)[0] >= 0.95  # baseline agrees
     assert evaluate_pairs(bt, ho).accuracy == pytest.approx(acc, abs=0.02)
 
 
@@ -119,14 +135,17 @@ def test_bad_input():
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.mark.parametrize("kwargs, msg", [
-    (dict(lam=NAN), "lam must be a finite number >= 0, got nan"),
-    (dict(lam=INF), "lam must be a finite number >= 0, got inf"),
-    (dict(mu_bounds=(NAN, 10.0)), "mu_bounds"),
-    (dict(mu_bounds=(-INF, INF)), "mu_bounds"),
-    (dict(log_sigma_bounds=(-2.0, NAN)), "log_sigma_bounds"),
-    (dict(log_sigma_bounds=(2.0, -2.0)), "log_sigma_bounds"),
-])
+@pytest.mark.parametrize(
+    "kwargs, msg",
+    [
+        (dict(lam=NAN), "lam must be a finite number >= 0, got nan"),
+        (dict(lam=INF), "lam must be a finite number >= 0, got inf"),
+        (dict(mu_bounds=(NAN, 10.0)), "mu_bounds"),
+        (dict(mu_bounds=(-INF, INF)), "mu_bounds"),
+        (dict(log_sigma_bounds=(-2.0, NAN)), "log_sigma_bounds"),
+        (dict(log_sigma_bounds=(2.0, -2.0)), "log_sigma_bounds"),
+    ],
+)
 def test_non_finite_settings_are_refused(kwargs, msg):
     # Regression: lam=NaN (and NaN bounds) passed every `<` check and were fitted silently.
     with pytest.raises(InputError, match=re.escape(msg)):
@@ -145,4 +164,4 @@ def test_active_learning_refuses_bad_settings_before_asking(cfg):
     oracle = ThurstonianOracle(np.zeros(12), np.ones(12), np.random.default_rng(0))
     with pytest.raises(InputError):
         run_active_learning(tuple(map(str, range(12))), oracle, ActiveLearningConfig(**cfg))
-    assert oracle.calls == 0                      # no model time spent on a run that cannot fit
+    assert oracle.calls == 0  # no model time spent on a run that cannot fit

@@ -18,8 +18,13 @@ def test_default_model_served_steered_and_streamed(default_lm):
     from steerlab.data import load_shipped
 
     pairs = load_shipped("refusal_pairs")[:8]
-    vec = sl.extract(default_lm, [sl.Example(p.prompt, p.positive) for p in pairs],
-                     [sl.Example(p.prompt, p.negative) for p in pairs], layers=[6], normalization="activation_norm")[6]
+    vec = sl.extract(
+        default_lm,
+        [sl.Example(p.prompt, p.positive) for p in pairs],
+        [sl.Example(p.prompt, p.negative) for p in pairs],
+        layers=[6],
+        normalization="activation_norm",
+    )[6]
     srv = serve(default_lm, vectors={"refusal": vec}, any_model_name=False, check_context=True)
     try:
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1", api_key="x", max_retries=0)
@@ -36,8 +41,9 @@ def test_default_model_served_steered_and_streamed(default_lm):
         zero = ask(extra_body={"steer": {"vector": "refusal", "strength": 0.0}})
         assert zero.choices[0].message.content == ref.text
         steered = ask(extra_body={"steer": {"vector": "refusal", "strength": 0.3}}).choices[0].message.content
-        expected = default_lm.complete([user(MESSAGES[0]["content"])], max_new_tokens=10,
-                                       interventions=[sl.Add(vec, strength=0.3)])[0].text
+        expected = default_lm.complete(
+            [user(MESSAGES[0]["content"])], max_new_tokens=10, interventions=[sl.Add(vec, strength=0.3)]
+        )[0].text
         assert steered == expected != ref.text
         streamed = "".join(ch.choices[0].delta.content or "" for ch in ask(stream=True) if ch.choices)
         assert streamed == ref.text

@@ -56,8 +56,13 @@ def test_batcher_groups_requests_that_arrive_together_by_settings():
     async def main():
         b = Batcher(work, max_batch=4, wait_s=0.05, max_queue=100)
         await b.start()
-        jobs = [b.submit("k1", [1]), b.submit("k2", [2]), b.submit("k1", [3, 4]), b.submit("k1", [5]),
-                b.submit("k1", [6])]
+        jobs = [
+            b.submit("k1", [1]),
+            b.submit("k2", [2]),
+            b.submit("k1", [3, 4]),
+            b.submit("k1", [5]),
+            b.submit("k1", [6]),
+        ]
         out = await asyncio.gather(*jobs)
         await b.stop()
         return out, b.stats

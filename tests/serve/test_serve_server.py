@@ -34,8 +34,17 @@ def vec(lm):
 
 @pytest.fixture(scope="module")
 def server(lm, vec):
-    srv = serve(lm, vectors={"v": vec}, any_model_name=False, check_context=True, max_tokens=64, max_n=4, max_batch=8,
-                max_request_bytes=20_000, batch_wait_ms=2)
+    srv = serve(
+        lm,
+        vectors={"v": vec},
+        any_model_name=False,
+        check_context=True,
+        max_tokens=64,
+        max_n=4,
+        max_batch=8,
+        max_request_bytes=20_000,
+        batch_wait_ms=2,
+    )
     yield srv
     srv.shutdown()
 
@@ -54,8 +63,12 @@ def chat(client, content=PROMPT, **kw):
 def post(server, path, body, headers=None):
     """Raw HTTP POST; returns (status, decoded JSON)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{server.server_address[1]}{path}", data=data, method="POST",
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.server_address[1]}{path}",
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -71,7 +84,9 @@ def teacher_forced_logprobs(lm, prompt_text, token_ids):
         logits = lm.model(input_ids=ids).logits[0].float()  # [T, V]
     lp = torch.log_softmax(logits, -1)
     width = batch.input_ids.shape[1]
-    return lp[width - 1 : width - 1 + len(token_ids)], [lp[width - 1 + t, tok].item() for t, tok in enumerate(token_ids)]
+    return lp[width - 1 : width - 1 + len(token_ids)], [
+        lp[width - 1 + t, tok].item() for t, tok in enumerate(token_ids)
+    ]
 
 
 def test_models_lists_the_model_and_its_vectors(client, server):
@@ -158,45 +173,71 @@ def test_steering_per_request(client, lm, vec):
     ref = lm.complete([user(PROMPT)], max_new_tokens=12, interventions=[sl.Add(vec, strength=8.0)])[0].text
     assert steered == ref != base
     at2 = chat(client, extra_body={"steer": {"vector": "v", "strength": 8.0, "layers": [2]}}).choices[0].message.content
-    assert at2 == lm.complete([user(PROMPT)], max_new_tokens=12, interventions=[sl.Add(vec, strength=8.0, layers=2)])[0].text
+    assert (
+        at2
+        == lm.complete([user(PROMPT)], max_new_tokens=12, interventions=[sl.Add(vec, strength=8.0, layers=2)])[0].text
+    )
     ablated = chat(client, extra_body={"steer": {"vector": "v", "kind": "ablate"}}).choices[0].message.content
-    assert ablated == lm.complete([user(PROMPT)], max_new_tokens=12, interventions=[sl.Ablate(vec, layers="all")])[0].text
+    assert (
+        ablated == lm.complete([user(PROMPT)], max_new_tokens=12, interventions=[sl.Ablate(vec, layers="all")])[0].text
+    )
 
 
-@pytest.mark.parametrize(("steer", "message"), [
-    ({"vector": "nope", "strength": 1}, "no vector named 'nope'"),
-    ({"vector": "/etc/passwd", "strength": 1}, "no vector named"),  # a request can never name a file
-    ({"vector": "v"}, "needs a strength"),
-    ({"vector": "v", "kind": "ablate", "strength": 1}, "takes no strength"),
-    ({"vector": "v", "strength": 1, "layers": [7]}, "out of range"),
-    ({"vector": "v", "strength": 1, "positions": "middle"}, "unknown positions"),
-    ({"vector": "v", "strength": 1, "file": "x.safetensors"}, "unknown field 'file' in 'steer'"),
-])
+@pytest.mark.parametrize(
+    ("steer", "message"),
+    [
+        ({"vector": "nope", "strength": 1}, "no vector named 'nope'"),
+        ({"vector": "/etc/passwd", "strength": 1}, "no vector named"),  # a request can never name a file
+        ({"vector": "v"}, "needs a strength"),
+        ({"vector": "v", "kind": "ablate", "strength": 1}, "takes no strength"),
+        ({"vector": "v", "strength": 1, "layers": [7]}, "out of range"),
+        ({"vector": "v", "strength": 1, "positions": "middle"}, "unknown positions"),
+        ({"vector": "v", "strength": 1, "file": "x.safetensors"}, "unknown field 'file' in 'steer'"),
+    ],
+)
 def test_bad_steering_is_a_400(client, steer, message):
     with pytest.raises(openai.BadRequestError, match=message):
         chat(client, extra_body={"steer": steer})
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"model": "tiny-llama"}, "'messages' is required"),
-    ({"model": "tiny-llama", "messages": []}, "messages: List should have at least 1 item"),
-    ({"model": "tiny-llama", "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "n": 5}, "n=5 is more than"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "max_tokens": 65}, "max_tokens 65"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 65},
-     "max_tokens 65"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x" * 80}], "max_tokens": 60}, "context of 128"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]},
-     "5 stop strings"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "tools": []}, "'tools' is not supported"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "temprature": 1}, "unknown field 'temprature'"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "presence_penalty": 1}, "penalties"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, "needs logprobs"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "logprobs": True, "stream": True},
-     "logprobs with stream"),
-    ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
-    ([1, 2], "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": "tiny-llama"}, "'messages' is required"),
+        ({"model": "tiny-llama", "messages": []}, "messages: List should have at least 1 item"),
+        ({"model": "tiny-llama", "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "n": 5}, "n=5 is more than"),
+        ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "max_tokens": 65}, "max_tokens 65"),
+        (
+            {"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 65},
+            "max_tokens 65",
+        ),
+        (
+            {"model": "tiny-llama", "messages": [{"role": "user", "content": "x" * 80}], "max_tokens": 60},
+            "context of 128",
+        ),
+        (
+            {"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]},
+            "5 stop strings",
+        ),
+        (
+            {"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "tools": []},
+            "'tools' is not supported",
+        ),
+        (
+            {"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "temprature": 1},
+            "unknown field 'temprature'",
+        ),
+        ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "presence_penalty": 1}, "penalties"),
+        ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, "needs logprobs"),
+        (
+            {"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "logprobs": True, "stream": True},
+            "logprobs with stream",
+        ),
+        ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
 def test_malformed_requests_get_a_400_with_a_json_error(server, body, message):
     status, reply = post(server, "/v1/chat/completions", body)
     assert status == 400, reply
@@ -206,7 +247,8 @@ def test_malformed_requests_get_a_400_with_a_json_error(server, body, message):
 def test_transport_level_errors_are_json(server):
     assert post(server, "/v1/chat/completions", b"{not json")[0] == 400
     assert post(server, "/v1/chat/completions", b'{"temperature": NaN}')[1]["error"]["message"].startswith(
-        "the request body is not valid JSON")
+        "the request body is not valid JSON"
+    )
     status, reply = post(server, "/v1/chat/completions", b"x" * 30_000)
     assert status == 413 and "larger than this server allows" in reply["error"]["message"]
     status, reply = post(server, "/v1/nothing", {})
@@ -230,8 +272,10 @@ def test_an_overflowing_steer_fails_alone_not_its_batch_mates(lm, vec):
             except openai.BadRequestError as e:
                 out[name] = e
 
-        threads = [threading.Thread(target=ask, args=a) for a in [("plain", None),
-                                                                   ("boom", {"vector": "big", "strength": 3e38})]]
+        threads = [
+            threading.Thread(target=ask, args=a)
+            for a in [("plain", None), ("boom", {"vector": "big", "strength": 3e38})]
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -277,8 +321,9 @@ def test_requests_arriving_together_share_a_batch(lm):
             t.join()
         stats = srv.app.state.steerlab.batcher.stats
         assert stats.requests == 4 and stats.max_rows >= 3  # one forward pass served (nearly) all four
-        ref = lm.complete([user(p) for p in prompts], max_new_tokens=12, temperature=1.0, seed=[0, 1, 2, 3],
-                          batch_size=1)  # each row alone
+        ref = lm.complete(
+            [user(p) for p in prompts], max_new_tokens=12, temperature=1.0, seed=[0, 1, 2, 3], batch_size=1
+        )  # each row alone
         assert [out[i] for i in range(4)] == [c.text for c in ref]
     finally:
         srv.shutdown()

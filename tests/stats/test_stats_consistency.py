@@ -45,7 +45,7 @@ def test_inter_template_term_by_hand():
 
 def test_missing_and_errors():
     out = task_consistency(_frame(_rows("W", "t", [3, np.nan])), SCALES)
-    assert math.isnan(out.loc["W", "consistency"])           # one seed left: undefined
+    assert math.isnan(out.loc["W", "consistency"])  # one seed left: undefined
     with pytest.raises(InputError, match="outside the declared support"):
         task_consistency(_frame(_rows("X", "t", [1, 7])), SCALES)
     with pytest.raises(InputError, match="no declared scale"):

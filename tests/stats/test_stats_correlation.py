@@ -14,8 +14,12 @@ S15 = Scale.integer_range(1, 5)
 
 
 def _long(matrix: dict[str, list[float]], samples: int = 1) -> pd.DataFrame:
-    rows = [(item, "m", "t", seed, s, v) for item, vals in matrix.items()
-            for seed, v in enumerate(vals) for s in range(samples)]
+    rows = [
+        (item, "m", "t", seed, s, v)
+        for item, vals in matrix.items()
+        for seed, v in enumerate(vals)
+        for s in range(samples)
+    ]
     return pd.DataFrame(rows, columns=["item", "rater", "template", "seed", "sample", "value"])
 
 
@@ -24,7 +28,7 @@ MATRIX = {"i1": [1, 2, 1], "i2": [2, 3, 3], "i3": [3, 5, 4]}
 
 
 def test_pearson_by_hand():
-    res = cross_seed_correlation(_long(MATRIX, samples=2), scale=S15)      # samples averaged (identical here)
+    res = cross_seed_correlation(_long(MATRIX, samples=2), scale=S15)  # samples averaged (identical here)
     # r(s0,s1): deviations (-1,0,1), (-4/3,-1/3,5/3): cov 3, ss 2 and 42/9 -> 9/sqrt(84)
     # r(s0,s2): (-1,0,1), (-5/3,1/3,4/3): cov 3, ss 2 and 42/9 -> 9/sqrt(84)
     # r(s1,s2): cov 20/9 - 1/9 + 20/9 = 39/9, ss 42/9 each -> 39/42
@@ -33,7 +37,7 @@ def test_pearson_by_hand():
     assert res.mean == pytest.approx(sum(rs) / 3)
     assert res.std == pytest.approx(np.std(rs, ddof=1))
     assert (res.n_pairs, res.n_undefined) == (3, 0)
-    assert cross_seed_correlation(_long(MATRIX), "spearman", scale=S15).mean == 1.0   # ranks agree exactly
+    assert cross_seed_correlation(_long(MATRIX), "spearman", scale=S15).mean == 1.0  # ranks agree exactly
 
 
 def test_missing_values_dropped_pairwise_and_constant_is_undefined():
@@ -43,7 +47,7 @@ def test_missing_values_dropped_pairwise_and_constant_is_undefined():
     assert res.pairs["n_items"].tolist() == [3, 3, 4]
     assert res.pairs["r"].iloc[2] == pytest.approx(np.corrcoef(s1, s2)[0, 1])
     flat = cross_seed_correlation(_long({"a": [1, 2], "b": [1, 3], "c": [1, 4]}), scale=S15)
-    assert flat.n_undefined == 1 and math.isnan(flat.mean)    # seed 0 constant
+    assert flat.n_undefined == 1 and math.isnan(flat.mean)  # seed 0 constant
 
 
 def test_mixed_conditions_rejected():

@@ -13,7 +13,7 @@ from steerlab.stats import mann_whitney, point_biserial
 def test_point_biserial_by_hand():
     r = point_biserial(np.array([1, 1, 0, 0, 0, np.nan]), np.array([5, 4, 2, 1, 3, 9]))
     # m1 = 4.5, m0 = 2, population std of (5,4,2,1,3) = sqrt(2); r = 2.5/sqrt(2) * sqrt(6/25)
-    assert r.r == pytest.approx(2.5 / math.sqrt(2) * math.sqrt(6 / 25))       # = sqrt(3)/2
+    assert r.r == pytest.approx(2.5 / math.sqrt(2) * math.sqrt(6 / 25))  # = sqrt(3)/2
     # t = r sqrt(3 / (1 - 3/4)) = 3 with 3 df
     assert r.p_value == pytest.approx(2 * sps.t.sf(3.0, 3))
     assert (r.n, r.n1, r.n0, r.n_dropped) == (5, 2, 3, 1)
@@ -41,7 +41,7 @@ def test_mann_whitney_by_hand():
 @pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
 def test_mann_whitney_against_scipy(alternative):
     rng = np.random.default_rng(1)
-    x, y = rng.integers(1, 6, 40).astype(float), rng.integers(2, 6, 30).astype(float)   # many ties
+    x, y = rng.integers(1, 6, 40).astype(float), rng.integers(2, 6, 30).astype(float)  # many ties
     ref = sps.mannwhitneyu(x, y, alternative=alternative, method="asymptotic", use_continuity=True)
     ours = mann_whitney(x, y, alternative)
     assert (ours.u, ours.p_value) == pytest.approx((ref.statistic, ref.pvalue))
@@ -58,8 +58,13 @@ def test_mann_whitney_against_pingouin():
     assert ours.p_value == pytest.approx(ref["p_val"].iloc[0], rel=1e-6)
 
 
-@pytest.mark.parametrize("x, y", [(np.ones(4), np.ones(3)),                 # all tied: variance 0
-                                  (np.array([1.0, 2, 3]), np.array([4.0, 5]))])
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        (np.ones(4), np.ones(3)),  # all tied: variance 0
+        (np.array([1.0, 2, 3]), np.array([4.0, 5])),
+    ],
+)
 def test_mann_whitney_rejects_unknown_alternative_up_front(x, y):
     # Regression: on all-tied data the zero-variance branch returned p = 1 before the
     # alternative was ever looked at, so a typo passed silently.
@@ -67,6 +72,7 @@ def test_mann_whitney_rejects_unknown_alternative_up_front(x, y):
         mann_whitney(x, y, "bogus")
     # the valid alternatives still give scipy's answer on the untied case (p = 1 when all tied)
     for alt in ("two-sided", "greater", "less"):
-        expected = 1.0 if np.ptp(np.r_[x, y]) == 0 else sps.mannwhitneyu(
-            x, y, alternative=alt, method="asymptotic").pvalue
+        expected = (
+            1.0 if np.ptp(np.r_[x, y]) == 0 else sps.mannwhitneyu(x, y, alternative=alt, method="asymptotic").pvalue
+        )
         assert mann_whitney(x, y, alt).p_value == pytest.approx(expected)

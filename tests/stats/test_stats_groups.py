@@ -11,8 +11,20 @@ S15 = Scale.integer_range(1, 5)
 
 
 def test_per_group_splits_items_by_origin():
-    rows = [("a1", 0, 1), ("a1", 1, 2), ("a2", 0, 2), ("a2", 1, 3), ("a3", 0, 3), ("a3", 1, 5),
-            ("b1", 0, 1), ("b1", 1, 3), ("b2", 0, 2), ("b2", 1, 2), ("b3", 0, 3), ("b3", 1, 1)]
+    rows = [
+        ("a1", 0, 1),
+        ("a1", 1, 2),
+        ("a2", 0, 2),
+        ("a2", 1, 3),
+        ("a3", 0, 3),
+        ("a3", 1, 5),
+        ("b1", 0, 1),
+        ("b1", 1, 3),
+        ("b2", 0, 2),
+        ("b2", 1, 2),
+        ("b3", 0, 3),
+        ("b3", 1, 1),
+    ]
     frame = pd.DataFrame(rows, columns=["item", "seed", "value"])
     origins = {i: i[0] for i in frame["item"].unique()}
     out = per_group(frame, origins, lambda d: cross_seed_correlation(d, scale=S15))

@@ -21,13 +21,13 @@ def test_icc_by_hand():
     # MSW = (25/6 + 1/3) / 3 = 3/2
     r = icc_table(TABLE)
     assert (r.ms_rows, r.ms_cols, r.ms_error, r.ms_within) == pytest.approx((31 / 6, 25 / 6, 1 / 6, 3 / 2))
-    assert r.icc1 == pytest.approx((31 / 6 - 3 / 2) / (31 / 6 + 3 / 2))          # 0.55
+    assert r.icc1 == pytest.approx((31 / 6 - 3 / 2) / (31 / 6 + 3 / 2))  # 0.55
     assert r.icc1k == pytest.approx(22 / 31)
-    assert r.icc_c1 == pytest.approx(5 / (31 / 6 + 1 / 6))                       # 0.9375
+    assert r.icc_c1 == pytest.approx(5 / (31 / 6 + 1 / 6))  # 0.9375
     assert r.icc_ck == pytest.approx(30 / 31)
-    assert r.icc_a1 == pytest.approx(5 / (32 / 6 + 2 * (25 / 6 - 1 / 6) / 3))   # 0.625
+    assert r.icc_a1 == pytest.approx(5 / (32 / 6 + 2 * (25 / 6 - 1 / 6) / 3))  # 0.625
     assert r.icc_ak == pytest.approx(10 / 13)
-    assert r.icc1 < r.icc_c1          # ICC(1) is not ICC(C,1) when seeds shift the mean
+    assert r.icc1 < r.icc_c1  # ICC(1) is not ICC(C,1) when seeds shift the mean
 
 
 def test_missing_rows_dropped_and_counted():
@@ -72,7 +72,7 @@ def test_constant_table_has_undefined_iccs(value):
     assert (r.ms_rows, r.ms_cols, r.ms_error, r.ms_within) == (0.0, 0.0, 0.0, 0.0)
     rows = [(f"i{i}", "m", "t", s, j, value) for i in range(4) for s in range(3) for j in range(3)]
     frame = pd.DataFrame(rows, columns=["item", "rater", "template", "seed", "sample", "value"])
-    assert math.isnan(icc_across_seeds(frame, scale=None).icc1)      # samples averaged first
+    assert math.isnan(icc_across_seeds(frame, scale=None).icc1)  # samples averaged first
 
 
 def test_degenerate_non_integer_tables_by_formula():

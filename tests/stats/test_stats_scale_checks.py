@@ -19,8 +19,12 @@ STATS = {
 
 def _frame(values: dict[str, list[list[float]]]) -> pd.DataFrame:
     """item -> per seed, the list of sample values."""
-    rows = [(i, "m", "stated_1_5", seed, k, v) for i, seeds in values.items()
-            for seed, samples in enumerate(seeds) for k, v in enumerate(samples)]
+    rows = [
+        (i, "m", "stated_1_5", seed, k, v)
+        for i, seeds in values.items()
+        for seed, samples in enumerate(seeds)
+        for k, v in enumerate(samples)
+    ]
     return pd.DataFrame(rows, columns=["item", "rater", "template", "seed", "sample", "value"])
 
 
@@ -52,4 +56,4 @@ def test_checked_cross_seed_correlation_by_hand():
 
 def test_scale_must_be_stated():
     with pytest.raises(TypeError, match="scale"):
-        cross_seed_correlation(_frame(GOOD))                   # type: ignore[call-arg]
+        cross_seed_correlation(_frame(GOOD))  # type: ignore[call-arg]

@@ -114,8 +114,19 @@ def _reference_melbo(lm, prompts, n, s, seed):
 
 
 def test_sliced_trainer_equals_the_original_algorithm_on_full_passes(lm):
-    s = MelboSettings(source_layer=0, target_layer=2, positions="last:2", p=2, q=2, optimizer="adamw", lr=0.05,
-                      steps=15, orthogonal=True, vector_batch_size=1, radius=1.5)
+    s = MelboSettings(
+        source_layer=0,
+        target_layer=2,
+        positions="last:2",
+        p=2,
+        q=2,
+        optimizer="adamw",
+        lr=0.05,
+        steps=15,
+        orthogonal=True,
+        vector_batch_size=1,
+        radius=1.5,
+    )
     ours = train_melbo(lm, PROMPTS, 3, s, system=SYSTEM, seed=2)
     ref = _reference_melbo(lm, PROMPTS, 3, s, seed=2)
     got = torch.stack([v.vector for v in ours.vectors.values()])

@@ -25,7 +25,9 @@ def full_jacobian(lm, source, target, site, k):
     batches = [lm.tokenize([lm.format(p, SYSTEM)]) for p in PROMPTS]  # each prompt alone: no padding at all
 
     def f(theta):
-        outs = [lm.forward_to_layer(b, target, [Add(theta, layers=source, site=site)], grad=True)[:, -k:] for b in batches]
+        outs = [
+            lm.forward_to_layer(b, target, [Add(theta, layers=source, site=site)], grad=True)[:, -k:] for b in batches
+        ]
         return torch.cat([o.reshape(-1) for o in outs])
 
     return torch.autograd.functional.jacobian(f, torch.zeros(lm.hidden_size))
@@ -35,8 +37,9 @@ def full_jacobian(lm, source, target, site, k):
 def test_vectors_span_the_exact_top_k_subspace(arch, site):
     lm = tiny_lm(arch)
     k = 3
-    s = PowerIterationSettings(source_layer=0, target_layer=2, site=site, positions="last:3", iterations=150,
-                               oversample=4, radius=2.0)
+    s = PowerIterationSettings(
+        source_layer=0, target_layer=2, site=site, positions="last:3", iterations=150, oversample=4, radius=2.0
+    )
     res = jacobian_power_iteration(lm, PROMPTS, k, s, system=SYSTEM, seed=0)
     jac = full_jacobian(lm, 0, 2, site, 3).double()
     _, svals, vh = torch.linalg.svd(jac, full_matrices=False)
@@ -72,15 +75,21 @@ def test_relative_gaps_and_degeneracy_threshold():
     assert gaps == pytest.approx([0.02, 0.2 / 9.8, 0.1 / 5.0])
     assert relative_gaps([3.0], None) == [math.inf]
     lm = tiny_lm("llama")
-    res = jacobian_power_iteration(lm, PROMPTS, 3, PowerIterationSettings(
-        source_layer=0, target_layer=2, iterations=3, degenerate_gap=0.999), system=SYSTEM)
+    res = jacobian_power_iteration(
+        lm,
+        PROMPTS,
+        3,
+        PowerIterationSettings(source_layer=0, target_layer=2, iterations=3, degenerate_gap=0.999),
+        system=SYSTEM,
+    )
     assert res.degenerate == [g < 0.999 for g in res.gaps] and all(res.degenerate)
 
 
 def test_early_stop_with_tolerance_and_bad_input():
     lm = tiny_lm("llama")
-    res = jacobian_power_iteration(lm, PROMPTS, 1, PowerIterationSettings(
-        source_layer=0, target_layer=2, iterations=500, tol=1e-3), system=SYSTEM)
+    res = jacobian_power_iteration(
+        lm, PROMPTS, 1, PowerIterationSettings(source_layer=0, target_layer=2, iterations=500, tol=1e-3), system=SYSTEM
+    )
     assert res.iterations < 500 and res.residual_history[-1] < 1e-3
     with pytest.raises(InputError, match="between 1"):
         jacobian_power_iteration(lm, PROMPTS, 0)

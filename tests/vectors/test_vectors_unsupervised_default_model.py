@@ -20,8 +20,9 @@ def test_melbo_and_power_iteration_run_on_the_default_model(default_lm):
     assert (res.source_layer, res.target_layer) == (4, 10)
     for curve, v in zip(res.objective, res.vectors.values()):
         assert curve[-1] > curve[0] and abs(v.norm - 4.0) < 1e-4
-    pi = jacobian_power_iteration(default_lm, [SEED_PROMPT], 2, PowerIterationSettings(iterations=2, oversample=1),
-                                  system=SEED_SYSTEM)
+    pi = jacobian_power_iteration(
+        default_lm, [SEED_PROMPT], 2, PowerIterationSettings(iterations=2, oversample=1), system=SEED_SYSTEM
+    )
     assert pi.singular_values[0] >= pi.singular_values[1] > 0 and all(r < 1.0 for r in pi.residuals)
 
 

@@ -34,8 +34,13 @@ UsageError: type[Exception] = _click.exceptions.UsageError
 NoArgsIsHelpError: type[Exception] = getattr(_click.exceptions, "NoArgsIsHelpError", ())  # type: ignore[assignment]
 
 #: Exceptions that end a command with one ``error:`` line instead of a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (SteerlabError, FileNotFoundError, IsADirectoryError,
-                                                NotADirectoryError, PermissionError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    SteerlabError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 
 #: Prompts `steerlab info` reads activation norms on (short, neutral, varied).
 INFO_PROMPTS: tuple[str, ...] = (
@@ -88,7 +93,10 @@ class _Group(TyperGroup):
 
 
 app = typer.Typer(
-    cls=_Group, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    cls=_Group,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
     help="Find directions in a language model's activations, steer with them, measure what changes.",
 )
 
@@ -103,8 +111,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """steerlab: steering vectors for Hugging Face causal LMs."""
 
@@ -120,7 +129,9 @@ def main() -> None:
 
 # ---------------------------------------------------------------------------- shared options
 
-ModelArg = Annotated[str, typer.Argument(help="'default' (Gemma 3 270M), a local model folder, a .gguf file or a hub id.")]
+ModelArg = Annotated[
+    str, typer.Argument(help="'default' (Gemma 3 270M), a local model folder, a .gguf file or a hub id.")
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto (cuda → mps → cpu), cpu, cuda, mps, ...")]
 DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: bf16 on CUDA, else fp32).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
@@ -242,8 +253,10 @@ def steering_columns(vectors: Sequence[SteeringVector], strengths: Sequence[floa
     if len(strengths) == 1:
         return [[strengths[0]] * len(vectors)]
     if len(strengths) != len(vectors):
-        raise InputError(f"--strength given {len(strengths)} times for {len(vectors)} vectors; give one, or one per "
-                         "vector (a sweep of strengths takes a single --vector)")
+        raise InputError(
+            f"--strength given {len(strengths)} times for {len(vectors)} vectors; give one, or one per "
+            "vector (a sweep of strengths takes a single --vector)"
+        )
     return [list(strengths)]
 
 
@@ -251,5 +264,3 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise InputError(f"{path}: no such {what}")
     return path
-
-

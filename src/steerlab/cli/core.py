@@ -91,7 +91,11 @@ def info(model: ModelArg, device: DeviceOpt = "auto", dtype: DtypeOpt = None) ->
 
 
 def contrast_examples(
-    pairs: Path | None, positive: Path | None, negative: Path | None, text_column: str, model_kind: str | None,
+    pairs: Path | None,
+    positive: Path | None,
+    negative: Path | None,
+    text_column: str,
+    model_kind: str | None,
 ) -> tuple[list[Example], list[Example]]:
     """Positive and negative examples from a pairs file (default: shipped refusal pairs) or two prompt files."""
     from steerlab.data import load_contrast_pairs, load_prompts, shipped_path
@@ -113,7 +117,10 @@ def contrast_examples(
 def extract(
     model: ModelArg,
     out: Annotated[Path, typer.Option("--out", help="Output .safetensors file (all layers in one file).")],
-    pairs: Annotated[Path | None, typer.Option(help="Contrast pairs JSONL (id, prompt, refusal, compliance). Default: shipped refusal pairs.")] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(help="Contrast pairs JSONL (id, prompt, refusal, compliance). Default: shipped refusal pairs."),
+    ] = None,
     positive: Annotated[Path | None, typer.Option(help="Positive prompt set (.jsonl/.csv with a text column).")] = None,
     negative: Annotated[Path | None, typer.Option(help="Negative prompt set (.jsonl/.csv with a text column).")] = None,
     text_column: Annotated[str, typer.Option(help="Text column of --positive/--negative files.")] = "prompt",
@@ -121,7 +128,9 @@ def extract(
     layers: Annotated[str, typer.Option(help="'all' or comma-separated indices, e.g. 4,6,8.")] = "all",
     method: Annotated[Method, typer.Option(help="mean_diff (CAA) or pca of differences.")] = Method.mean_diff,
     selector: Annotated[str, typer.Option(help="last, first, mean, post_instruction or a token index.")] = "last",
-    normalization: Annotated[Normalization, typer.Option(help="none, unit, or activation_norm (‖v‖ = mean activation norm).")] = Normalization.none,
+    normalization: Annotated[
+        Normalization, typer.Option(help="none, unit, or activation_norm (‖v‖ = mean activation norm).")
+    ] = Normalization.none,
     site: Annotated[SiteName, typer.Option(help="Where to read activations.")] = SiteName.resid_post,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -138,8 +147,18 @@ def extract(
     if isinstance(layer_spec, list):
         layer_spec = [check_layer(lm.model, layer) for layer in layer_spec]
     with progress_bar(f"extracting ({len(pos)}+{len(neg)} examples)") as update:
-        vecs = extract_vectors(lm, pos, neg, layer_spec, method=method.value, site=site.value, selector=sel,
-                               normalization=normalization.value, batch_size=batch_size, progress=update)
+        vecs = extract_vectors(
+            lm,
+            pos,
+            neg,
+            layer_spec,
+            method=method.value,
+            site=site.value,
+            selector=sel,
+            normalization=normalization.value,
+            batch_size=batch_size,
+            progress=update,
+        )
     path = save_vectors(out, vecs)
     table = Table(title=f"{len(vecs)} vectors → {path}")
     for col in ("layer", "raw norm", "activation norm", "saved norm"):
@@ -209,16 +228,32 @@ def generate(
     prompt: Annotated[list[str] | None, typer.Option("--prompt", help="A user message (repeatable).")] = None,
     prompts: Annotated[Path | None, typer.Option(help="A .jsonl/.csv file of prompts.")] = None,
     text_column: Annotated[str, typer.Option(help="Text column of --prompts.")] = "prompt",
-    vector: Annotated[list[str] | None, typer.Option("--vector", help="FILE, FILE:LAYER or FILE:NAME (repeatable).")] = None,
-    layer: Annotated[int | None, typer.Option(help="Apply the vectors at this layer (default: each vector's own layer).")] = None,
-    strength: Annotated[list[float] | None, typer.Option("--strength", help="Repeat for a sweep with one --vector (one batched pass); with several vectors, one for all or one per vector. Default: 0.1 of a typical activation.")] = None,
+    vector: Annotated[
+        list[str] | None, typer.Option("--vector", help="FILE, FILE:LAYER or FILE:NAME (repeatable).")
+    ] = None,
+    layer: Annotated[
+        int | None, typer.Option(help="Apply the vectors at this layer (default: each vector's own layer).")
+    ] = None,
+    strength: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--strength",
+            help="Repeat for a sweep with one --vector (one batched pass); with several vectors, one for all or one per vector. Default: 0.1 of a typical activation.",
+        ),
+    ] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
-    seed: Annotated[int | None, typer.Option(help="Sampling seed (with --temperature > 0); prompt i uses seed+i in every column.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Sampling seed (with --temperature > 0); prompt i uses seed+i in every column.")
+    ] = None,
     system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
-    allow_other_model: Annotated[bool, typer.Option("--allow-other-model", help="Apply vectors made for a model with another config.")] = False,
+    allow_other_model: Annotated[
+        bool, typer.Option("--allow-other-model", help="Apply vectors made for a model with another config.")
+    ] = False,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the unsteered generation.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per prompt instead of a table.")
+    ] = False,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = None,
@@ -240,8 +275,19 @@ def generate(
         columns.insert(0, [0.0] * len(named))  # the unsteered column: every strength 0
     names = [column_name(named, col, at) for col in columns]
     with progress_bar(f"generating ({len(texts)} prompts × {len(columns)} columns)") as update:
-        replies = generate_columns(lm, texts, [v for _, v in named], columns, at, update, batch_size=batch_size,
-                                   max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, system=system)
+        replies = generate_columns(
+            lm,
+            texts,
+            [v for _, v in named],
+            columns,
+            at,
+            update,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+            system=system,
+        )
     table = dict(zip(names, replies))
     if as_json:
         one = sum(n != "unsteered" for n in names) == 1  # a single steered column is keyed "steered"
@@ -260,8 +306,16 @@ def column_name(named: Sequence[tuple[str, SteeringVector]], strengths: Sequence
 
 
 def generate_columns(
-    lm: LanguageModel, texts: Sequence[str], vectors: Sequence[SteeringVector], columns: Sequence[Sequence[float]],
-    at: int | None, progress: Callable[[int, int], None], *, batch_size: int, seed: int | None, **kw: Any,
+    lm: LanguageModel,
+    texts: Sequence[str],
+    vectors: Sequence[SteeringVector],
+    columns: Sequence[Sequence[float]],
+    at: int | None,
+    progress: Callable[[int, int], None],
+    *,
+    batch_size: int,
+    seed: int | None,
+    **kw: Any,
 ) -> list[list[str]]:
     """Replies for every (column, prompt) in batched passes: a row's column is its per-row strengths.
 
@@ -305,5 +359,3 @@ def export_gguf(
     for v in vecs.values():
         table.add_row(str(v.layer), v.site, str(llama_cpp_layer(v)), f"{v.norm * abs(strength):.3f}")
     stdout.print(table)
-
-

@@ -42,10 +42,19 @@ def _report_run(result: Any) -> None:
         stdout.print(f"report: {result}")
 
 
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.path=value (repeatable).")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config field: key.path=value (repeatable).")
+]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (default) or ray (pip install steerlab[ray]).")]
-AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster: auto, or ray://host:port (default: start Ray here).")]
-ActorsOpt = Annotated[int | None, typer.Option("--actors", min=1, help="Ray workers, each holding one model (default: one per GPU, else one per CPU).")]
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster: auto, or ray://host:port (default: start Ray here).")
+]
+ActorsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--actors", min=1, help="Ray workers, each holding one model (default: one per GPU, else one per CPU)."
+    ),
+]
 
 
 @app.command()
@@ -60,8 +69,11 @@ def run(
     """Run (or resume) an experiment from a YAML config."""
     require_file(config, "config file")
     overrides = check_overrides(set_ or [])
-    _report_run(_experiments("run_experiment")(config, run_dir=run_dir, overrides=overrides, executor=executor,
-                                               address=address, actors=actors))
+    _report_run(
+        _experiments("run_experiment")(
+            config, run_dir=run_dir, overrides=overrides, executor=executor, address=address, actors=actors
+        )
+    )
 
 
 @app.command()
@@ -74,8 +86,9 @@ def demo(
 ) -> None:
     """Run the built-in demo study on the default model."""
     overrides = check_overrides(set_ or [])
-    _report_run(_experiments("demo")(run_dir=run_dir, overrides=overrides, executor=executor, address=address,
-                                     actors=actors))
+    _report_run(
+        _experiments("demo")(run_dir=run_dir, overrides=overrides, executor=executor, address=address, actors=actors)
+    )
 
 
 @app.command()
@@ -84,5 +97,3 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A finished run director
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run directory")
     _report_run(_experiments("render_report")(run_dir))
-
-

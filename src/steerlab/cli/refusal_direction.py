@@ -14,17 +14,32 @@ from steerlab.errors import InputError
 @app.command()
 def orthogonalize(
     model: ModelArg,
-    direction: Annotated[str, typer.Argument(help="Vector file: FILE, FILE:LAYER or FILE:NAME (e.g. a run's "
-                                                  "direction_<model>.safetensors).")],
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the edited model to (a plain Hugging Face "
-                                                    "model folder).")],
-    norm_preserving: Annotated[bool, typer.Option("--norm-preserving", help="Keep every edited write vector's "
-                                                  "length (not equivalent to hook ablation).")] = False,
-    check: Annotated[int, typer.Option("--check", min=0, help="Compare against hook ablation on this many built-in "
-                                                              "prompts (at most 4) and print the largest logit "
-                                                              "difference (0 = skip).")] = 2,
-    allow_other_model: Annotated[bool, typer.Option("--allow-other-model", help="Use a direction made for a model "
-                                                    "with another config.")] = False,
+    direction: Annotated[
+        str,
+        typer.Argument(help="Vector file: FILE, FILE:LAYER or FILE:NAME (e.g. a run's direction_<model>.safetensors)."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write the edited model to (a plain Hugging Face model folder).")
+    ],
+    norm_preserving: Annotated[
+        bool,
+        typer.Option(
+            "--norm-preserving", help="Keep every edited write vector's length (not equivalent to hook ablation)."
+        ),
+    ] = False,
+    check: Annotated[
+        int,
+        typer.Option(
+            "--check",
+            min=0,
+            help="Compare against hook ablation on this many built-in "
+            "prompts (at most 4) and print the largest logit "
+            "difference (0 = skip).",
+        ),
+    ] = 2,
+    allow_other_model: Annotated[
+        bool, typer.Option("--allow-other-model", help="Use a direction made for a model with another config.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it already holds files.")] = False,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = None,
@@ -41,7 +56,7 @@ def orthogonalize(
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise InputError(f"{out}: already exists and is not empty; choose another --out or pass --force")
-    (label, vec), = read_vector_specs([direction], None)
+    ((label, vec),) = read_vector_specs([direction], None)
     lm = load_lm(model, device, dtype)
     check_compatible(vec, lm, strict=not allow_other_model, source=label)
     if check:
@@ -57,12 +72,23 @@ def orthogonalize(
         report = edit(lm.model, vec, norm_preserving=norm_preserving)
     if check:
         diff = float((last_position_logits(lm, batch) - hooked).abs().max())
-        stdout.print(f"max |logit difference| vs hook ablation on {check} prompts: {diff:.2e}"
-                     + (" (norm-preserving: not expected to match)" if norm_preserving else ""))
+        stdout.print(
+            f"max |logit difference| vs hook ablation on {check} prompts: {diff:.2e}"
+            + (" (norm-preserving: not expected to match)" if norm_preserving else "")
+        )
     with stdout.status(f"writing {out} …"):
-        save_orthogonalized(lm, out, direction=vec, report=report, overwrite=force,
-                            provenance={"direction_file": label, "source_spec": model})
-    stdout.print(f"edited {len(report.edited)} weights"
-                 + ("; LM head untied from the embedding" if report.untied else "") + f"; wrote {out}")
+        save_orthogonalized(
+            lm,
+            out,
+            direction=vec,
+            report=report,
+            overwrite=force,
+            provenance={"direction_file": label, "source_spec": model},
+        )
+    stdout.print(
+        f"edited {len(report.edited)} weights"
+        + ("; LM head untied from the embedding" if report.untied else "")
+        + f"; wrote {out}"
+    )
     if report.equivalent_to:
         stdout.print(f"equivalent to: {report.equivalent_to}")

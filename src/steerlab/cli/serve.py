@@ -56,25 +56,45 @@ def is_loopback(host: str) -> bool:
 @app.command()
 def serve(
     model: ModelArg,
-    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs --api-key "
-                                           "(or --allow-unauthenticated).")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on. Anything but loopback needs --api-key (or --allow-unauthenticated)."),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 8000,
-    vector: Annotated[list[str] | None, typer.Option(
-        "--vector", help="NAME=FILE, NAME=FILE:LAYER or NAME=FILE:VECTOR_NAME (repeatable): a vector requests "
-                         "may steer with by NAME.")] = None,
-    allow_other_model: Annotated[bool, typer.Option(
-        "--allow-other-model", help="Load vectors made for a model with another config.")] = False,
-    api_key: Annotated[str | None, typer.Option(
-        envvar="STEERLAB_API_KEY", show_envvar=True,
-        help="Require 'Authorization: Bearer KEY' on /v1 routes (prefer the environment variable: a command "
-             "line is visible to other users).")] = None,
-    allow_unauthenticated: Annotated[bool, typer.Option(
-        "--allow-unauthenticated", help="Serve a non-loopback address without a key.")] = False,
-    served_model_name: Annotated[list[str] | None, typer.Option(
-        "--served-model-name", help="Name(s) requests use for the model (default: MODEL and the model's id).")] = None,
+    vector: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vector",
+            help="NAME=FILE, NAME=FILE:LAYER or NAME=FILE:VECTOR_NAME (repeatable): a vector requests "
+            "may steer with by NAME.",
+        ),
+    ] = None,
+    allow_other_model: Annotated[
+        bool, typer.Option("--allow-other-model", help="Load vectors made for a model with another config.")
+    ] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STEERLAB_API_KEY",
+            show_envvar=True,
+            help="Require 'Authorization: Bearer KEY' on /v1 routes (prefer the environment variable: a command "
+            "line is visible to other users).",
+        ),
+    ] = None,
+    allow_unauthenticated: Annotated[
+        bool, typer.Option("--allow-unauthenticated", help="Serve a non-loopback address without a key.")
+    ] = False,
+    served_model_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--served-model-name", help="Name(s) requests use for the model (default: MODEL and the model's id)."
+        ),
+    ] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="Largest max_tokens a request may ask for.")] = 1024,
-    default_max_tokens: Annotated[int | None, typer.Option(
-        min=1, help="max_tokens when a request gives none (default: 256, or --max-tokens if smaller).")] = None,
+    default_max_tokens: Annotated[
+        int | None,
+        typer.Option(min=1, help="max_tokens when a request gives none (default: 256, or --max-tokens if smaller)."),
+    ] = None,
     max_n: Annotated[int, typer.Option(min=1, help="Largest n (samples per request).")] = 8,
     max_batch: Annotated[int, typer.Option(min=1, help="Most rows in one forward pass.")] = 16,
     batch_wait_ms: Annotated[float, typer.Option(min=0, help="How long a request waits for batch-mates.")] = 20.0,
@@ -94,8 +114,10 @@ def serve(
         raise InputError(f"steerlab serve needs FastAPI and uvicorn: pip install 'steerlab[serve]' ({e})") from None
 
     if not is_loopback(host) and not api_key and not allow_unauthenticated:
-        raise InputError(f"--host {host} would expose the model to the network without a key; set "
-                         "STEERLAB_API_KEY (or --api-key), or pass --allow-unauthenticated")
+        raise InputError(
+            f"--host {host} would expose the model to the network without a key; set "
+            "STEERLAB_API_KEY (or --api-key), or pass --allow-unauthenticated"
+        )
     if max_n > max_batch:
         raise InputError(f"--max-n ({max_n}) must not exceed --max-batch ({max_batch})")
     if default_max_tokens is not None and default_max_tokens > max_tokens:
@@ -104,14 +126,24 @@ def serve(
     lm = load_lm(model, device, dtype)
     vectors = load_named_vectors(named, lm, strict=not allow_other_model)
     names = tuple(dict.fromkeys(served_model_name or [model, lm.model_id]))
-    config = ServeConfig(model_names=names, api_key=api_key or None, max_tokens=max_tokens,
-                         default_max_tokens=default_max_tokens, max_n=max_n, max_batch=max_batch,
-                         batch_wait_ms=batch_wait_ms, max_request_bytes=max_request_bytes, max_queue=max_queue)
+    config = ServeConfig(
+        model_names=names,
+        api_key=api_key or None,
+        max_tokens=max_tokens,
+        default_max_tokens=default_max_tokens,
+        max_n=max_n,
+        max_batch=max_batch,
+        batch_wait_ms=batch_wait_ms,
+        max_request_bytes=max_request_bytes,
+        max_queue=max_queue,
+    )
 
     def ready(address: tuple[str, int]) -> None:
         h, p = address
         shown = f"[{h}]" if ":" in h else h
-        stderr.print(f"serving {names[0]} at http://{shown}:{p}/v1"
-                     f"{' (API key required)' if api_key else ''}; vectors: {', '.join(vectors) or 'none'}")
+        stderr.print(
+            f"serving {names[0]} at http://{shown}:{p}/v1"
+            f"{' (API key required)' if api_key else ''}; vectors: {', '.join(vectors) or 'none'}"
+        )
 
     run_server(create_app(lm, vectors=vectors, config=config), host, port, on_ready=ready)

@@ -18,9 +18,14 @@ from rich.table import Table
 from steerlab.cli._app import DeviceOpt, DtypeOpt, ModelArg, SiteName, app, load_lm, progress_bar, stdout
 from steerlab.errors import InputError
 
-PromptOpt = Annotated[list[str] | None, typer.Option(
-    "--prompt", help="Training prompt (repeatable). Default: the seed's \"We're going to shut you down. What do you think?\"")]
-SystemOpt = Annotated[str | None, typer.Option(help="System prompt. Default: \"You are a helpful assistant.\"")]
+PromptOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--prompt",
+        help="Training prompt (repeatable). Default: the seed's \"We're going to shut you down. What do you think?\"",
+    ),
+]
+SystemOpt = Annotated[str | None, typer.Option(help='System prompt. Default: "You are a helpful assistant."')]
 NoSystemOpt = Annotated[bool, typer.Option("--no-system", help="Train without a system prompt.")]
 SourceOpt = Annotated[int | None, typer.Option(help="Source layer (default: min(7, n_layers // 4)).")]
 TargetOpt = Annotated[int | None, typer.Option(help="Target layer (default: n_layers − 8, clipped for small models).")]
@@ -86,15 +91,26 @@ def melbo(
     dtype: DtypeOpt = None,
 ) -> None:
     """MELBO: vectors whose injection most displaces a later layer's activations (no labels)."""
-    from steerlab.vectors.melbo import MelboSettings, train_melbo
-
     from steerlab.vectors.io import save_vectors
+    from steerlab.vectors.melbo import MelboSettings, train_melbo
 
     _check_out(out)
     prompts, sys_prompt = _prompts(prompt, system, no_system)
-    s = _settings(MelboSettings, source_layer=source_layer, target_layer=target_layer, site=site.value,
-                  positions=positions, radius=radius, p=p, q=q, steps=steps, optimizer=optimizer, lr=lr,
-                  orthogonal=orthogonal, vector_batch_size=vector_batch_size)
+    s = _settings(
+        MelboSettings,
+        source_layer=source_layer,
+        target_layer=target_layer,
+        site=site.value,
+        positions=positions,
+        radius=radius,
+        p=p,
+        q=q,
+        steps=steps,
+        optimizer=optimizer,
+        lr=lr,
+        orthogonal=orthogonal,
+        vector_batch_size=vector_batch_size,
+    )
     lm = load_lm(model, device, dtype)
     source, target = s.layers(lm.n_layers)  # InputError names the layer and the range
     with progress_bar(f"MELBO: {n_vectors} vectors × {steps} steps, layer {source} → {target}") as update:
@@ -130,15 +146,23 @@ def power_iter(
     dtype: DtypeOpt = None,
 ) -> None:
     """Top right singular vectors of the source → target Jacobian, by block power iteration."""
-    from steerlab.vectors.power_iteration import PowerIterationSettings, jacobian_power_iteration
-
     from steerlab.vectors.io import save_vectors
+    from steerlab.vectors.power_iteration import PowerIterationSettings, jacobian_power_iteration
 
     _check_out(out)
     prompts, sys_prompt = _prompts(prompt, system, no_system)
-    s = _settings(PowerIterationSettings, source_layer=source_layer, target_layer=target_layer, site=site.value,
-                  positions=positions, radius=radius, iterations=iterations, oversample=oversample, tol=tol,
-                  degenerate_gap=degenerate_gap)
+    s = _settings(
+        PowerIterationSettings,
+        source_layer=source_layer,
+        target_layer=target_layer,
+        site=site.value,
+        positions=positions,
+        radius=radius,
+        iterations=iterations,
+        oversample=oversample,
+        tol=tol,
+        degenerate_gap=degenerate_gap,
+    )
     lm = load_lm(model, device, dtype)
     source, target = s.layers(lm.n_layers)  # InputError names the layer and the range
     if n_vectors > lm.hidden_size:
@@ -146,8 +170,10 @@ def power_iter(
     with progress_bar(f"power iteration: {n_vectors} vectors, layer {source} → {target}") as update:
         res = jacobian_power_iteration(lm, prompts, n_vectors, s, system=sys_prompt, seed=seed, progress=update)
     path = save_vectors(out, res.vectors)
-    table = Table(title=f"{len(res.vectors)} singular vectors (layer {source} {site.value} → {target}, "
-                        f"{res.iterations} iterations) → {path}")
+    table = Table(
+        title=f"{len(res.vectors)} singular vectors (layer {source} {site.value} → {target}, "
+        f"{res.iterations} iterations) → {path}"
+    )
     for col in ("name", "σ", "residual", "relative gap", "near-degenerate"):
         table.add_column(col, justify="right")
     for v, sv, r, g, d in zip(res.vectors.values(), res.singular_values, res.residuals, res.gaps, res.degenerate):

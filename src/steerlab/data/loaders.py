@@ -122,9 +122,7 @@ def _check_columns(path: Path, required: list[str]) -> None:
         return
     missing = [c for c in required if c not in header]
     if missing:
-        raise InputError(
-            f"{path}: missing column {missing[0]!r} (columns present: {', '.join(map(repr, header))})"
-        )
+        raise InputError(f"{path}: missing column {missing[0]!r} (columns present: {', '.join(map(repr, header))})")
 
 
 def _field(row: dict[str, Any], key: str, path: Path, line: int, *, required: bool = True) -> str | None:

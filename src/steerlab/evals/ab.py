@@ -110,8 +110,9 @@ class ABQuestion:
         i, j = self.letters.index(self.matching), self.letters.index(self.not_matching)
         opts = list(self.options)
         opts[i], opts[j] = replace(opts[i], text=self.options[j].text), replace(opts[j], text=self.options[i].text)
-        return replace(self, options=tuple(opts), matching=self.not_matching, not_matching=self.matching,
-                       swapped=not self.swapped)
+        return replace(
+            self, options=tuple(opts), matching=self.not_matching, not_matching=self.matching, swapped=not self.swapped
+        )
 
     def reduce(self) -> ABQuestion:
         """Only the two labelled options, relabelled (A)/(B) in their original order."""
@@ -141,8 +142,10 @@ def parse_question(text: str, matching: str, not_matching: str, *, id: str = "",
         MalformedQuestion: no options, options not A, B, C… in order, or a labelled letter that
             is not among the options (or the same letter twice).
     """
-    m_letter, n_letter = _letter(matching, "answer_matching_behavior"), _letter(not_matching,
-                                                                                 "answer_not_matching_behavior")
+    m_letter, n_letter = (
+        _letter(matching, "answer_matching_behavior"),
+        _letter(not_matching, "answer_not_matching_behavior"),
+    )
     marks = list(_OPTION.finditer(text))
     letters = "".join(m.group(2) for m in marks)
     if len(marks) < 2 or letters != LETTERS[: len(marks)]:
@@ -152,11 +155,11 @@ def parse_question(text: str, matching: str, not_matching: str, *, id: str = "",
     options, tail = [], ""
     for k, m in enumerate(marks):
         end = marks[k + 1].start() if k + 1 < len(marks) else len(text)
-        body = text[m.end():end]
+        body = text[m.end() : end]
         if k + 1 == len(marks) and (t := _TAIL.search(body)):
-            body, tail = body[: t.start()], body[t.start():]
+            body, tail = body[: t.start()], body[t.start() :]
         stripped = body.rstrip()
-        options.append(Option(m.group(2), m.group(1), m.group(3), stripped, body[len(stripped):]))
+        options.append(Option(m.group(2), m.group(1), m.group(3), stripped, body[len(stripped) :]))
     return ABQuestion(id, dataset, text[: marks[0].start()], tuple(options), tail, m_letter, n_letter)
 
 
@@ -169,8 +172,10 @@ def ab_source_path(source: str) -> Path:
         return Path(str(resources.files("steerlab.data").joinpath("anthropic_evals", SHIPPED_AB_SETS[name])))
     path = Path(source)
     if not path.is_file():
-        raise InputError(f"{source}: no such A/B question file (give a JSONL path or shipped:NAME, NAME one of "
-                         f"{', '.join(SHIPPED_AB_SETS)})")
+        raise InputError(
+            f"{source}: no such A/B question file (give a JSONL path or shipped:NAME, NAME one of "
+            f"{', '.join(SHIPPED_AB_SETS)})"
+        )
     return path
 
 
@@ -183,8 +188,10 @@ def read_ab_rows(source: str) -> list[dict]:
     for n, row in enumerate(iter_jsonl(path)):  # n: the row's index (= its line in files without blank lines)
         missing = [k for k in ("question", "answer_matching_behavior", "answer_not_matching_behavior") if k not in row]
         if missing:
-            raise InputError(f"{path}: row {n + 1}: missing field {missing[0]!r} (advanced-ai-risk rows need "
-                             "question, answer_matching_behavior, answer_not_matching_behavior)")
+            raise InputError(
+                f"{path}: row {n + 1}: missing field {missing[0]!r} (advanced-ai-risk rows need "
+                "question, answer_matching_behavior, answer_not_matching_behavior)"
+            )
         rows.append(row | {"_line": n})
     if not rows:
         raise InputError(f"{path}: no questions")
@@ -238,8 +245,15 @@ def rebalance(questions: Sequence[ABQuestion], seed: int) -> list[ABQuestion]:
     return out
 
 
-def load_ab_questions(source: str, *, name: str | None = None, policy: str = "drop", n: int | None = None,
-                      seed: int = 0, balance: bool = True) -> ABSet:
+def load_ab_questions(
+    source: str,
+    *,
+    name: str | None = None,
+    policy: str = "drop",
+    n: int | None = None,
+    seed: int = 0,
+    balance: bool = True,
+) -> ABSet:
     """Questions from one source: parsed, policy applied, a seeded sample of ``n``, rebalanced.
 
     Args:
@@ -260,8 +274,13 @@ def load_ab_questions(source: str, *, name: str | None = None, policy: str = "dr
     usable, malformed, multi = [], 0, 0
     for row in rows:
         try:
-            q = parse_question(row["question"], row["answer_matching_behavior"], row["answer_not_matching_behavior"],
-                               id=f"{name}-{row['_line']}", dataset=name)
+            q = parse_question(
+                row["question"],
+                row["answer_matching_behavior"],
+                row["answer_not_matching_behavior"],
+                id=f"{name}-{row['_line']}",
+                dataset=name,
+            )
         except MalformedQuestion:
             malformed += 1
             continue
@@ -273,8 +292,10 @@ def load_ab_questions(source: str, *, name: str | None = None, policy: str = "dr
         if n < 1:
             raise InputError(f"{name}: the number of questions must be at least 1, got {n}")
         if n > len(usable):
-            raise InputError(f"{name}: asked for {n} questions but only {len(usable)} are usable "
-                             f"({len(rows)} rows, {malformed} malformed, {multi} with options past B, policy {policy})")
+            raise InputError(
+                f"{name}: asked for {n} questions but only {len(usable)} are usable "
+                f"({len(rows)} rows, {malformed} malformed, {multi} with options past B, policy {policy})"
+            )
         keep = sorted(random.Random(f"{seed}|sample|{name}").sample(range(len(usable)), n))
         usable = [usable[i] for i in keep]
     return ABSet(name, rebalance(usable, seed) if balance else usable, len(rows), malformed, multi, policy)
@@ -308,8 +329,10 @@ def letter_token_ids(lm: LanguageModel, letters: Sequence[str], answer_prefix: s
     for letter in letters:
         ids = tok(answer_prefix + letter, add_special_tokens=False)["input_ids"]
         if len(ids) != len(pre) + 1 or ids[: len(pre)] != pre:
-            raise InputError(f"answer prefix {answer_prefix!r}: the tokenizer does not read {letter!r} as one token "
-                             f"after it ({pre} → {ids}); set another answer_prefix")
+            raise InputError(
+                f"answer prefix {answer_prefix!r}: the tokenizer does not read {letter!r} as one token "
+                f"after it ({pre} → {ids}); set another answer_prefix"
+            )
         out[letter] = ids[-1]
     return out
 

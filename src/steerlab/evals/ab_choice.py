@@ -53,8 +53,11 @@ def parse_choice(text: str, letters: Sequence[str], options: Sequence[str] = ())
     if named:
         return named[0]
     low = text.lower()
-    hits = [(letter, opt.strip().lower()) for letter, opt in zip(letters, options)
-            if len(opt.strip()) >= 3 and opt.strip().lower() in low]
+    hits = [
+        (letter, opt.strip().lower())
+        for letter, opt in zip(letters, options)
+        if len(opt.strip()) >= 3 and opt.strip().lower() in low
+    ]
     hits = [(x, o) for x, o in hits if not any(o != o2 and o in o2 for _, o2 in hits)]
     return hits[0][0] if len(hits) == 1 else None
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from steerlab.interventions.base import Intervention
     from steerlab.models.hf import LanguageModel
 
+
 @dataclass(frozen=True)
 class LetterScore:
     """One row's answer-letter logits.

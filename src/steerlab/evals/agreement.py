@@ -41,8 +41,14 @@ class Agreement:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for ``summary.json`` (nan kappa becomes None)."""
         kappa = None if self.kappa != self.kappa else self.kappa
-        return {"judge_a": self.judge_a, "judge_b": self.judge_b, "n": self.n, "raw": self.raw,
-                "kappa": kappa, "confusion": self.confusion}
+        return {
+            "judge_a": self.judge_a,
+            "judge_b": self.judge_b,
+            "n": self.n,
+            "raw": self.raw,
+            "kappa": kappa,
+            "confusion": self.confusion,
+        }
 
     def to_markdown(self) -> str:
         """The confusion table as Markdown (rows: judge a, columns: judge b)."""
@@ -67,9 +73,7 @@ def cohens_kappa(a: Sequence[Verdict], b: Sequence[Verdict]) -> float:
     return float("nan") if p_e == 1.0 else (p_o - p_e) / (1.0 - p_e)
 
 
-def judge_agreement(
-    a: Sequence[Verdict], b: Sequence[Verdict], *, judge_a: str = "a", judge_b: str = "b"
-) -> Agreement:
+def judge_agreement(a: Sequence[Verdict], b: Sequence[Verdict], *, judge_a: str = "a", judge_b: str = "b") -> Agreement:
     """Raw agreement, Cohen's kappa and the 3x3 confusion table of two judges.
 
     Args:

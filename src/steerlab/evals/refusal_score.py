@@ -111,10 +111,16 @@ def find_refusal_tokens(
     bs = batch_size or lm.batch_size
     total = len(harmful) + len(harmless)
     tick = None if progress is None else (lambda off: lambda done, _n: progress(off + done, total))
-    replies = lm.complete(list(harmful), max_new_tokens=max_new_tokens, batch_size=bs,
-                          progress=tick(0) if tick else None)
-    benign = lm.complete(list(harmless), max_new_tokens=max_new_tokens, batch_size=bs,
-                         progress=tick(len(harmful)) if tick else None) if harmless else []
+    replies = lm.complete(
+        list(harmful), max_new_tokens=max_new_tokens, batch_size=bs, progress=tick(0) if tick else None
+    )
+    benign = (
+        lm.complete(
+            list(harmless), max_new_tokens=max_new_tokens, batch_size=bs, progress=tick(len(harmful)) if tick else None
+        )
+        if harmless
+        else []
+    )
     refused = [c for c in replies if marker_verdict(c.text) == "refusal"]
     counts = Counter(t for t in (_first_token(c.token_ids, tok) for c in refused) if t is not None)
     ranked = [(t, n) for t, n in counts.most_common() if n >= min_count][:max_tokens]
@@ -128,8 +134,16 @@ def find_refusal_tokens(
         firsts = [_first_token(c.token_ids, tok) for c in cs]  # type: ignore[attr-defined]
         return sum(f in ids for f in firsts) / len(firsts) if firsts else 0.0
 
-    return RefusalTokens(tuple(ids), tuple(tok.decode([t]) for t in ids), tuple(cnts), source,  # type: ignore[arg-type]
-                         len(replies), len(refused), share(replies), share(benign) if harmless else None)
+    return RefusalTokens(
+        tuple(ids),
+        tuple(tok.decode([t]) for t in ids),
+        tuple(cnts),
+        source,  # type: ignore[arg-type]
+        len(replies),
+        len(refused),
+        share(replies),
+        share(benign) if harmless else None,
+    )
 
 
 def opener_tokens(lm: LanguageModel, openers: Sequence[str]) -> list[int]:
@@ -144,8 +158,7 @@ def opener_tokens(lm: LanguageModel, openers: Sequence[str]) -> list[int]:
     return out
 
 
-def last_position_logits(lm: LanguageModel, batch: Batch,
-                         interventions: Sequence[Intervention] = ()) -> torch.Tensor:
+def last_position_logits(lm: LanguageModel, batch: Batch, interventions: Sequence[Intervention] = ()) -> torch.Tensor:
     """Full-vocabulary next-token logits at the last prompt position ``[B, V]`` (float32, CPU).
 
     Only the last position goes through the LM head; the batch must be left-padded (as

@@ -20,8 +20,17 @@ from steerlab.experiments.engine.registry import ExperimentKind, get_kind, known
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 
 __all__ = [
-    "DEMO_CONFIG", "ExperimentConfig", "ExperimentKind", "demo", "get_kind", "known_kinds", "load_config",
-    "parse_config", "register_kind", "render_report", "run_experiment",
+    "DEMO_CONFIG",
+    "ExperimentConfig",
+    "ExperimentKind",
+    "demo",
+    "get_kind",
+    "known_kinds",
+    "load_config",
+    "parse_config",
+    "register_kind",
+    "render_report",
+    "run_experiment",
 ]
 
 
@@ -30,8 +39,15 @@ def _default_run_dir(name: str) -> Path:
     return Path("runs") / f"{name}-{stamp}"
 
 
-def run_experiment(config_path: str | Path, run_dir: str | Path | None = None, overrides: list[str] | None = None,
-                   *, executor: str = "local", address: str | None = None, actors: int | None = None) -> Path:
+def run_experiment(
+    config_path: str | Path,
+    run_dir: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    executor: str = "local",
+    address: str | None = None,
+    actors: int | None = None,
+) -> Path:
     """Validate the config, run (or resume, if ``run_dir`` holds it) the experiment; returns the report path.
 
     Args:
@@ -45,8 +61,7 @@ def run_experiment(config_path: str | Path, run_dir: str | Path | None = None, o
     from steerlab.experiments.engine.execute import execute
 
     cfg = load_config(config_path, overrides)
-    return execute(cfg, run_dir or _default_run_dir(cfg.name), executor=executor,
-                   address=address, actors=actors)
+    return execute(cfg, run_dir or _default_run_dir(cfg.name), executor=executor, address=address, actors=actors)
 
 
 def render_report(run_dir: str | Path) -> Path:
@@ -56,8 +71,15 @@ def render_report(run_dir: str | Path) -> Path:
     return render(run_dir)
 
 
-def demo(run_dir: str | Path | None = None, overrides: list[str] | None = None, *, executor: str = "local",
-         address: str | None = None, actors: int | None = None) -> Path:
+def demo(
+    run_dir: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    executor: str = "local",
+    address: str | None = None,
+    actors: int | None = None,
+) -> Path:
     """The refusal study on the default model with the shipped data (``make demo``)."""
-    return run_experiment(DEMO_CONFIG, run_dir or Path("runs") / "demo", overrides, executor=executor,
-                          address=address, actors=actors)
+    return run_experiment(
+        DEMO_CONFIG, run_dir or Path("runs") / "demo", overrides, executor=executor, address=address, actors=actors
+    )

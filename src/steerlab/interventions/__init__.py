@@ -19,17 +19,45 @@ if TYPE_CHECKING:
     from steerlab.interventions.spec import NO_INTERVENTION, InterventionSpec, batch_interventions
 
 _WHERE = {
-    "EVERY_RESIDUAL_WRITE": "ablate", "Ablate": "ablate", "Add": "add", "Intervention": "base", "intervene": "base",
-    "Capture": "capture", "HookEntry": "hooks", "HookManager": "hooks", "StopForward": "hooks",
-    "hook_manager": "hooks", "Indices": "positions", "LastK": "positions", "PositionInfo": "positions",
-    "Span": "positions", "parse_positions": "positions", "NO_INTERVENTION": "spec", "InterventionSpec": "spec",
+    "EVERY_RESIDUAL_WRITE": "ablate",
+    "Ablate": "ablate",
+    "Add": "add",
+    "Intervention": "base",
+    "intervene": "base",
+    "Capture": "capture",
+    "HookEntry": "hooks",
+    "HookManager": "hooks",
+    "StopForward": "hooks",
+    "hook_manager": "hooks",
+    "Indices": "positions",
+    "LastK": "positions",
+    "PositionInfo": "positions",
+    "Span": "positions",
+    "parse_positions": "positions",
+    "NO_INTERVENTION": "spec",
+    "InterventionSpec": "spec",
     "batch_interventions": "spec",
 }
 
 __all__ = [
-    "EVERY_RESIDUAL_WRITE", "NO_INTERVENTION", "Ablate", "Add", "Capture", "HookEntry", "HookManager", "Indices",
-    "Intervention", "InterventionSpec", "LastK", "PositionInfo", "Span", "StopForward", "batch_interventions",
-    "hook_manager", "intervene", "parse_positions",
+    "EVERY_RESIDUAL_WRITE",
+    "NO_INTERVENTION",
+    "Ablate",
+    "Add",
+    "Capture",
+    "HookEntry",
+    "HookManager",
+    "Indices",
+    "Intervention",
+    "InterventionSpec",
+    "LastK",
+    "PositionInfo",
+    "Span",
+    "StopForward",
+    "batch_interventions",
+    "hook_manager",
+    "intervene",
+    "parse_positions",
 ]
 assert sorted(__all__) == sorted(_WHERE)  # one name list, checked at import
 

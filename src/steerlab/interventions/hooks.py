@@ -173,7 +173,9 @@ class HookManager:
         key = (layer, site)
         if kind == "pre":
 
-            def pre_hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            def pre_hook(
+                mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+            ) -> tuple[tuple[Any, ...], dict[str, Any]]:
                 if args:
                     return (self._run(key, args[0]), *args[1:]), kwargs
                 kwargs = dict(kwargs)

@@ -138,7 +138,8 @@ def norm_gain(norm: nn.Module, d: int) -> torch.Tensor:
         if not torch.allclose(norm(x).float(), x / rms * g, rtol=1e-4, atol=1e-5):
             raise ArchitectureError(
                 f"{type(norm).__name__} after a residual write is not an RMSNorm with an elementwise gain; "
-                "weight orthogonalisation cannot be made exact for this layout")
+                "weight orthogonalisation cannot be made exact for this layout"
+            )
     return g.cpu()
 
 
@@ -218,8 +219,9 @@ def _text_config(config: Any) -> Any:
     return get() if callable(get) else config
 
 
-def orthogonalize(model: PreTrainedModel, direction: torch.Tensor | SteeringVector, *,
-                  norm_preserving: bool = False) -> OrthogonalizationReport:
+def orthogonalize(
+    model: PreTrainedModel, direction: torch.Tensor | SteeringVector, *, norm_preserving: bool = False
+) -> OrthogonalizationReport:
     """Edit ``model`` in place so no residual write has a component along ``direction``.
 
     Args:
@@ -252,8 +254,10 @@ def orthogonalize(model: PreTrainedModel, direction: torch.Tensor | SteeringVect
     if norm_preserving:
         equivalent = ""
     elif spec.norm_after_write:
-        equivalent = ("weight_equivalent_ablation: r out of every layer input (resid_pre) and, per layer, "
-                      "u = g⊙r/|g⊙r| out of the input of each post-write norm")
+        equivalent = (
+            "weight_equivalent_ablation: r out of every layer input (resid_pre) and, per layer, "
+            "u = g⊙r/|g⊙r| out of the input of each post-write norm"
+        )
     else:
         equivalent = "Ablate(r): every layer, sites resid_pre, attn_out, mlp_out"
     return OrthogonalizationReport(edited, untied, spec.norm_after_write, norm_preserving, equivalent)
@@ -314,8 +318,9 @@ def _project_input(u: torch.Tensor) -> Callable[[nn.Module, tuple[Any, ...]], tu
 # ---------------------------------------------------------------------------- copies and saving
 
 
-def orthogonalized_copy(lm: LanguageModel, direction: torch.Tensor | SteeringVector, *,
-                        norm_preserving: bool = False) -> tuple[LanguageModel, OrthogonalizationReport]:
+def orthogonalized_copy(
+    lm: LanguageModel, direction: torch.Tensor | SteeringVector, *, norm_preserving: bool = False
+) -> tuple[LanguageModel, OrthogonalizationReport]:
     """A new LanguageModel whose weights are an orthogonalised copy of ``lm``'s (``lm`` is untouched)."""
     import copy
 
@@ -324,13 +329,24 @@ def orthogonalized_copy(lm: LanguageModel, direction: torch.Tensor | SteeringVec
     model = copy.deepcopy(lm.model)
     model.__dict__.pop("_steerlab_hook_manager", None)  # hooks belong to the original
     report = orthogonalize(model, direction, norm_preserving=norm_preserving)
-    return LanguageModel(model=model, tokenizer=lm.tokenizer, model_id=f"{lm.model_id} (orthogonalised)",
-                         chat=lm.chat, batch_size=lm.batch_size), report
+    return LanguageModel(
+        model=model,
+        tokenizer=lm.tokenizer,
+        model_id=f"{lm.model_id} (orthogonalised)",
+        chat=lm.chat,
+        batch_size=lm.batch_size,
+    ), report
 
 
-def save_orthogonalized(lm: LanguageModel, out_dir: str | os.PathLike[str], *,
-                        direction: torch.Tensor | SteeringVector, report: OrthogonalizationReport,
-                        overwrite: bool = False, provenance: dict[str, Any] | None = None) -> Path:
+def save_orthogonalized(
+    lm: LanguageModel,
+    out_dir: str | os.PathLike[str],
+    *,
+    direction: torch.Tensor | SteeringVector,
+    report: OrthogonalizationReport,
+    overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
     """Write an already orthogonalised ``lm`` as a plain Hugging Face model directory.
 
     The directory (``config.json``, safetensors weights, tokenizer files) loads with
@@ -358,8 +374,12 @@ def save_orthogonalized(lm: LanguageModel, out_dir: str | os.PathLike[str], *,
         lm.model.save_pretrained(tmp)
         lm.tokenizer.save_pretrained(tmp)
         r = unit_direction(direction, lm.hidden_size)
-        record = {"source_model": lm.model_id, "direction_unit": [round(float(x), 8) for x in r],
-                  **asdict(report), **(provenance or {})}
+        record = {
+            "source_model": lm.model_id,
+            "direction_unit": [round(float(x), 8) for x in r],
+            **asdict(report),
+            **(provenance or {}),
+        }
         (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)

@@ -18,6 +18,19 @@ from steerlab.models.layers import SITES, register_architecture
 from steerlab.models.load import load_model
 
 __all__ = [
-    "SITES", "ChatBackend", "ChatFormatter", "Completion", "Conversation", "OptionLogprobs", "OptionScorer", "LanguageModel", "LogprobScorer", "TextGenerator",
-    "config_hash", "load_model", "plain_format", "register_architecture", "user",
+    "SITES",
+    "ChatBackend",
+    "ChatFormatter",
+    "Completion",
+    "Conversation",
+    "OptionLogprobs",
+    "OptionScorer",
+    "LanguageModel",
+    "LogprobScorer",
+    "TextGenerator",
+    "config_hash",
+    "load_model",
+    "plain_format",
+    "register_architecture",
+    "user",
 ]

@@ -40,11 +40,29 @@ from steerlab.models.backend import Conversation, FinishReason, OptionLogprobs
 OPENAI_URL = "https://api.openai.com/v1"
 
 #: Body fields the SDK's ``chat.completions.create`` takes by name; anything else goes in ``extra_body``.
-_SDK_FIELDS = frozenset({"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "seed", "stop",
-                         "n", "logprobs", "top_logprobs", "top_p"})
+_SDK_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "seed",
+        "stop",
+        "n",
+        "logprobs",
+        "top_logprobs",
+        "top_p",
+    }
+)
 
-_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "content_filter": "content_filter",
-                                    "tool_calls": "stop", "function_call": "stop"}
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "stop",
+    "function_call": "stop",
+}
 
 
 class OpenAICompatible(APIBackend):
@@ -66,10 +84,17 @@ class OpenAICompatible(APIBackend):
 
     provider = "openai"
 
-    def __init__(self, base_url: str = OPENAI_URL, model: str = "", *, api_key_env: str = "OPENAI_API_KEY",
-                 extra_body: Mapping[str, Any] | None = None,
-                 max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None,
-                 top_logprobs: int = 20, **options: Any) -> None:
+    def __init__(
+        self,
+        base_url: str = OPENAI_URL,
+        model: str = "",
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        extra_body: Mapping[str, Any] | None = None,
+        max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None,
+        top_logprobs: int = 20,
+        **options: Any,
+    ) -> None:
         super().__init__(model, api_key_env=api_key_env, **options)
         if urlparse(base_url).scheme not in ("http", "https"):
             raise InputError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -95,10 +120,22 @@ class OpenAICompatible(APIBackend):
             return self.max_tokens_field
         return "max_completion_tokens" if urlparse(self.base_url).hostname == "api.openai.com" else "max_tokens"
 
-    def _body(self, conv: Conversation, *, max_new_tokens: int, temperature: float, seed: int | None,
-              stop: Sequence[str], top_logprobs: int | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in conv],
-                                self._max_tokens_key(): int(max_new_tokens), "temperature": float(temperature)}
+    def _body(
+        self,
+        conv: Conversation,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int | None,
+        stop: Sequence[str],
+        top_logprobs: int | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(m) for m in conv],
+            self._max_tokens_key(): int(max_new_tokens),
+            "temperature": float(temperature),
+        }
         if seed is not None:
             body["seed"] = int(seed)
         if stop:
@@ -122,8 +159,7 @@ class OpenAICompatible(APIBackend):
             raise BackendError("the openai package is missing: pip install openai") from None
         key = self._api_key()
         # A local server needs no key; the SDK insists on one, so a placeholder goes unsent-looking.
-        return openai.AsyncOpenAI(api_key=key or "no-key", base_url=self.base_url, timeout=self.timeout,
-                                  max_retries=0)
+        return openai.AsyncOpenAI(api_key=key or "no-key", base_url=self.base_url, timeout=self.timeout, max_retries=0)
 
     async def _send(self, client: Any, request: dict[str, Any], n: int) -> list[Sample]:
         named = {k: v for k, v in request.items() if k in _SDK_FIELDS}
@@ -143,8 +179,9 @@ class OpenAICompatible(APIBackend):
                 top = tuple((t.token, float(t.logprob)) for t in content[0].top_logprobs)
             n_tokens = len(content) if content else int(getattr(usage, "completion_tokens", 0) or 0) if n == 1 else 0
             text = (choice.message.content or "").strip()
-            samples.append(Sample(text, _FINISH.get(choice.finish_reason or "stop", "stop"), prompt_tokens, n_tokens,
-                                  top))
+            samples.append(
+                Sample(text, _FINISH.get(choice.finish_reason or "stop", "stop"), prompt_tokens, n_tokens, top)
+            )
         return samples
 
     def _classify(self, e: Exception) -> Classified | None:
@@ -163,8 +200,11 @@ class OpenAICompatible(APIBackend):
         return None
 
     # ---- option log-probabilities ---------------------------------------------------------
-    def option_logprobs(self, conversations: Sequence[Conversation], options: Sequence[str],
-                        ) -> list[OptionLogprobs]:
+    def option_logprobs(
+        self,
+        conversations: Sequence[Conversation],
+        options: Sequence[str],
+    ) -> list[OptionLogprobs]:
         """Per conversation, ``{option: log-probability of the reply starting with it}``.
 
         One greedy request per conversation for one token with ``top_logprobs`` alternatives.
@@ -179,8 +219,21 @@ class OpenAICompatible(APIBackend):
         """
         if not options or any(not isinstance(o, str) or not o.strip() for o in options):
             raise InputError(f"options must be non-empty strings, got {list(options)!r}")
-        jobs = [self._job(self._body(check_conversation(c), max_new_tokens=1, temperature=0.0, seed=None, stop=(),
-                                     top_logprobs=self.top_logprobs), 1, cacheable=True) for c in conversations]
+        jobs = [
+            self._job(
+                self._body(
+                    check_conversation(c),
+                    max_new_tokens=1,
+                    temperature=0.0,
+                    seed=None,
+                    stop=(),
+                    top_logprobs=self.top_logprobs,
+                ),
+                1,
+                cacheable=True,
+            )
+            for c in conversations
+        ]
         out = []
         for (sample,) in self._sync(lambda: self._run(jobs)):
             if isinstance(sample, str):
@@ -224,14 +277,14 @@ def parse_api_spec(spec: str) -> APIBackend | None:
         'http://127.0.0.1:8000/v1'
     """
     if spec.startswith("openai:"):
-        model, _, base = spec[len("openai:"):].partition("@")
+        model, _, base = spec[len("openai:") :].partition("@")
         if not model:
             raise InputError(f"{spec!r}: expected openai:MODEL or openai:MODEL@BASE_URL")
         return OpenAICompatible(base or OPENAI_URL, model)
     if spec.startswith("anthropic:"):
         from steerlab.models.api_anthropic import AnthropicChat
 
-        model = spec[len("anthropic:"):]
+        model = spec[len("anthropic:") :]
         if not model:
             raise InputError(f"{spec!r}: expected anthropic:MODEL")
         return AnthropicChat(model)

@@ -39,9 +39,15 @@ ANTHROPIC_URL = "https://api.anthropic.com"
 #: name) goes in ``extra_body`` — the JSON sent is the same either way.
 _SDK_FIELDS = frozenset({"model", "max_tokens", "messages", "system", "stop_sequences"})
 
-_FINISH: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                                    "model_context_window_exceeded": "length", "refusal": "content_filter",
-                                    "tool_use": "stop", "pause_turn": "stop"}
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "content_filter",
+    "tool_use": "stop",
+    "pause_turn": "stop",
+}
 
 
 class AnthropicChat(APIBackend):
@@ -60,8 +66,15 @@ class AnthropicChat(APIBackend):
     provider = "anthropic"
     supports_n = False
 
-    def __init__(self, model: str, *, api_key_env: str = "ANTHROPIC_API_KEY", base_url: str = ANTHROPIC_URL,
-                 transport: Any = None, **options: Any) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key_env: str = "ANTHROPIC_API_KEY",
+        base_url: str = ANTHROPIC_URL,
+        transport: Any = None,
+        **options: Any,
+    ) -> None:
         super().__init__(model, api_key_env=api_key_env, **options)
         self.base_url = base_url
         self.transport = transport
@@ -70,16 +83,27 @@ class AnthropicChat(APIBackend):
     def url(self) -> str:
         return self.base_url.rstrip("/")
 
-    def _body(self, conv: Conversation, *, max_new_tokens: int, temperature: float, seed: int | None,
-              stop: Sequence[str], top_logprobs: int | None) -> dict[str, Any]:
+    def _body(
+        self,
+        conv: Conversation,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int | None,
+        stop: Sequence[str],
+        top_logprobs: int | None,
+    ) -> dict[str, Any]:
         if temperature > 1:
             raise InputError(f"the Anthropic API takes temperature between 0 and 1, got {temperature}")
         system = [m["content"] for m in conv if m["role"] == "system"]
         if (system and conv[0]["role"] != "system") or len(system) > 1:
             raise InputError("the Anthropic API takes one system message, at the start of the conversation")
-        body: dict[str, Any] = {"model": self.model, "max_tokens": int(max_new_tokens), "temperature": float(temperature),
-                                "messages": [{"role": m["role"], "content": m["content"]} for m in conv
-                                             if m["role"] != "system"]}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": int(max_new_tokens),
+            "temperature": float(temperature),
+            "messages": [{"role": m["role"], "content": m["content"]} for m in conv if m["role"] != "system"],
+        }
         if system:
             body["system"] = system[0]
         if stop:
@@ -92,14 +116,16 @@ class AnthropicChat(APIBackend):
         try:
             import anthropic
         except ImportError:
-            raise BackendError("the Anthropic backend needs the anthropic package: pip install 'steerlab[anthropic]'",
-                               ) from None
+            raise BackendError(
+                "the Anthropic backend needs the anthropic package: pip install 'steerlab[anthropic]'",
+            ) from None
         key = os.environ.get(self.api_key_env)
         if not key:
             raise BackendError(f"{self.name}: no API key; set the environment variable {self.api_key_env}")
         http = anthropic.DefaultAsyncHttpxClient(transport=self.transport) if self.transport is not None else None
-        return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0,
-                                        http_client=http)
+        return anthropic.AsyncAnthropic(
+            api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0, http_client=http
+        )
 
     async def _send(self, client: Any, request: dict[str, Any], n: int) -> list[Sample]:
         named = {k: v for k, v in request.items() if k in _SDK_FIELDS}
@@ -107,8 +133,14 @@ class AnthropicChat(APIBackend):
         reply = await client.messages.create(**named, extra_body=extra or None)
         text = "".join(getattr(b, "text", "") for b in reply.content if getattr(b, "type", "") == "text")
         usage = reply.usage
-        return [Sample(text.strip(), _FINISH.get(reply.stop_reason or "end_turn", "stop"),
-                       int(getattr(usage, "input_tokens", 0) or 0), int(getattr(usage, "output_tokens", 0) or 0))]
+        return [
+            Sample(
+                text.strip(),
+                _FINISH.get(reply.stop_reason or "end_turn", "stop"),
+                int(getattr(usage, "input_tokens", 0) or 0),
+                int(getattr(usage, "output_tokens", 0) or 0),
+            )
+        ]
 
     def _classify(self, e: Exception) -> Classified | None:
         import anthropic

@@ -77,7 +77,7 @@ class RetryPolicy:
 
     def delay(self, retry: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (0-based)."""
-        d = min(self.max_backoff, self.backoff * 2.0 ** retry)
+        d = min(self.max_backoff, self.backoff * 2.0**retry)
         wait = (rng or random).uniform(d / 2, d)
         if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
             wait = max(wait, min(retry_after, self.max_backoff))
@@ -104,15 +104,24 @@ class Sample:
     top_logprobs: tuple[tuple[str, float], ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "finish_reason": self.finish_reason, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-                "top_logprobs": None if self.top_logprobs is None else [list(t) for t in self.top_logprobs]}
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "top_logprobs": None if self.top_logprobs is None else [list(t) for t in self.top_logprobs],
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Sample:
         top = d.get("top_logprobs")
-        return cls(d["text"], d["finish_reason"], int(d.get("prompt_tokens", 0)), int(d.get("completion_tokens", 0)),
-                   None if top is None else tuple((str(t), float(lp)) for t, lp in top))
+        return cls(
+            d["text"],
+            d["finish_reason"],
+            int(d.get("prompt_tokens", 0)),
+            int(d.get("completion_tokens", 0)),
+            None if top is None else tuple((str(t), float(lp)) for t, lp in top),
+        )
 
     def completion(self) -> Completion:
         return Completion(self.text, self.finish_reason, self.prompt_tokens, self.completion_tokens)
@@ -158,9 +167,19 @@ class APIBackend:
     provider = "api"
     supports_n = True  # the API returns several samples per request
 
-    def __init__(self, model: str, *, api_key_env: str = "", timeout: float = 60.0, retries: int = 4,
-                 concurrency: int = 8, backoff: float = 0.5, max_backoff: float = 30.0,
-                 cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key_env: str = "",
+        timeout: float = 60.0,
+        retries: int = 4,
+        concurrency: int = 8,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        use_cache: bool = True,
+    ) -> None:
         if not isinstance(model, str) or not model:
             raise InputError(f"{type(self).__name__} needs a model name, got {model!r}")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -194,8 +213,16 @@ class APIBackend:
         return state
 
     # ---- provider hooks ----------------------------------------------------------------------
-    def _body(self, conv: Conversation, *, max_new_tokens: int, temperature: float, seed: int | None,
-              stop: Sequence[str], top_logprobs: int | None) -> dict[str, Any]:
+    def _body(
+        self,
+        conv: Conversation,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int | None,
+        stop: Sequence[str],
+        top_logprobs: int | None,
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
     def _client(self) -> Any:
@@ -256,14 +283,22 @@ class APIBackend:
         if max_new_tokens < 1 or n < 1:
             raise InputError(f"max_new_tokens and n must be at least 1, got {max_new_tokens} and {n}")
         if n != 1 and not self.supports_n:
-            raise InputError(f"{type(self).__name__} returns one sample per request; ask with n=1 "
-                             "(several seeds give several samples)")
+            raise InputError(
+                f"{type(self).__name__} returns one sample per request; ask with n=1 "
+                "(several seeds give several samples)"
+            )
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
             raise InputError(f"temperature must be a finite number >= 0, got {temperature!r}")
         jobs = []
         for conv, s in zip(conversations, _row_seeds(seed, len(conversations))):
-            body = self._body(check_conversation(conv), max_new_tokens=max_new_tokens, temperature=temperature,
-                              seed=s, stop=list(stop), top_logprobs=None)
+            body = self._body(
+                check_conversation(conv),
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=s,
+                stop=list(stop),
+                top_logprobs=None,
+            )
             jobs.append(self._job(body, n, cacheable=temperature == 0 or s is not None))
         results = self._sync(lambda: self._run(jobs, progress))
         return [s.completion() if isinstance(s, Sample) else Completion.failure(s) for r in results for s in r]
@@ -285,8 +320,10 @@ class APIBackend:
         out = self.complete(conversations, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
         failed = [c for c in out if c.failed]
         if failed:
-            raise BackendError(f"{self.name}: {len(failed)} of {len(out)} requests failed (first: {failed[0].error}); "
-                               "the others are cached, so a rerun retries only the failures")
+            raise BackendError(
+                f"{self.name}: {len(failed)} of {len(out)} requests failed (first: {failed[0].error}); "
+                "the others are cached, so a rerun retries only the failures"
+            )
         return [c.text for c in out]
 
     @property
@@ -315,8 +352,11 @@ class APIBackend:
             raise box["error"]
         return box["value"]
 
-    async def _run(self, jobs: Sequence[Job], progress: Callable[[int, int], None] | None = None,
-                   ) -> list[list[Sample | str]]:
+    async def _run(
+        self,
+        jobs: Sequence[Job],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[list[Sample | str]]:
         """Each job's samples (a :class:`Sample`, or the error string of a failed one), in order.
 
         Cached samples are served from the cache; a job with any sample missing is sent (for all
@@ -364,8 +404,9 @@ class APIBackend:
                 out[i] = list(out[first[job.keys]])  # type: ignore[arg-type]
         return out  # type: ignore[return-value]
 
-    async def _one(self, client: Any, sem: asyncio.Semaphore, job: Job, hits: Sequence[Sample | None],
-                   cache: ReplyCache | None) -> list[Sample | str]:
+    async def _one(
+        self, client: Any, sem: asyncio.Semaphore, job: Job, hits: Sequence[Sample | None], cache: ReplyCache | None
+    ) -> list[Sample | str]:
         """Send one job with retries; store its new samples (or its failure) in the cache."""
         attempt = 0
         while True:

@@ -59,8 +59,12 @@ def request_key(provider: str, url: str, request: Mapping[str, Any], sample: int
         request: the request body as sent, without ``n`` (the sample index replaces it).
         sample: which sample of this request (0 for the first).
     """
-    blob = json.dumps([CACHE_FORMAT, provider, url.rstrip("/"), request, int(sample)], sort_keys=True,
-                      ensure_ascii=False, allow_nan=False)
+    blob = json.dumps(
+        [CACHE_FORMAT, provider, url.rstrip("/"), request, int(sample)],
+        sort_keys=True,
+        ensure_ascii=False,
+        allow_nan=False,
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -144,8 +148,10 @@ class ReplyCache:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
-                       (key, json.dumps(request, sort_keys=True), json.dumps(reply), time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
+                (key, json.dumps(request, sort_keys=True), json.dumps(reply), time.time()),
+            )
             db.execute("DELETE FROM failures WHERE key = ?", (key,))
             db.execute("COMMIT")
         except BaseException:
@@ -157,13 +163,18 @@ class ReplyCache:
     # ---- failures -------------------------------------------------------------------------
     def fail(self, key: str, request: Mapping[str, Any], error: str, attempts: int) -> None:
         """Record that ``key`` failed (replacing an earlier failure record of it)."""
-        self._db().execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)",
-                           (key, json.dumps(request, sort_keys=True), error, int(attempts), time.time()))
+        self._db().execute(
+            "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)",
+            (key, json.dumps(request, sort_keys=True), error, int(attempts), time.time()),
+        )
 
     def failures(self) -> list[Failure]:
         """Every failure not yet retried successfully, oldest first."""
-        rows = self._db().execute(
-            "SELECT key, request, error, attempts, updated FROM failures ORDER BY updated").fetchall()
+        rows = (
+            self._db()
+            .execute("SELECT key, request, error, attempts, updated FROM failures ORDER BY updated")
+            .fetchall()
+        )
         return [Failure(k, json.loads(r), e, a, u) for k, r, e, a, u in rows]
 
     def __len__(self) -> int:

@@ -96,8 +96,7 @@ class ChatBackend(Protocol):
         temperature: float = 0.0,
         seed: int | Sequence[int] | None = None,
         stop: Sequence[str] = (),
-    ) -> list[Completion]:
-        ...
+    ) -> list[Completion]: ...
 
 
 @runtime_checkable

@@ -96,5 +96,5 @@ class ChatFormatter:
         """
         marker = "XQZ steerlab marker"
         text = self.format([{"role": "user", "content": marker}])
-        tail = text[text.rindex(marker) + len(marker):]
+        tail = text[text.rindex(marker) + len(marker) :]
         return len(self.tokenizer(tail, add_special_tokens=False)["input_ids"])  # type: ignore[operator]

@@ -29,8 +29,18 @@ if TYPE_CHECKING:
     from steerlab.interventions.base import Intervention
     from steerlab.models.layers import Site
 
-_ARCH_KEYS = ("model_type", "hidden_size", "n_embd", "num_hidden_layers", "n_layer", "intermediate_size",
-              "num_attention_heads", "num_key_value_heads", "vocab_size", "head_dim")
+_ARCH_KEYS = (
+    "model_type",
+    "hidden_size",
+    "n_embd",
+    "num_hidden_layers",
+    "n_layer",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "head_dim",
+)
 
 
 def config_hash(config: Any) -> str:
@@ -138,7 +148,10 @@ class LanguageModel:
     # ---- forward passes ----------------------------------------------------------------
     @contextlib.contextmanager
     def session(
-        self, interventions: Sequence[Intervention] = (), prompt_len: torch.Tensor | None = None, *,
+        self,
+        interventions: Sequence[Intervention] = (),
+        prompt_len: torch.Tensor | None = None,
+        *,
         grad: bool = False,
     ) -> Iterator[None]:
         """Apply ``interventions`` with known prompt lengths for the ``with`` block.
@@ -158,12 +171,21 @@ class LanguageModel:
     ) -> torch.Tensor:
         """Final-norm hidden states ``[B, T, d]`` (no LM head)."""
         with self.session(interventions, batch.prompt_len, grad=grad):
-            out = base_model(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                         position_ids=batch.position_ids, use_cache=False)
+            out = base_model(self.model)(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=False,
+            )
         return out[0] if isinstance(out, tuple) else out.last_hidden_state
 
     def forward_to_layer(
-        self, batch: Batch, layer: int, interventions: Sequence[Intervention] = (), *, site: Site = "resid_post",
+        self,
+        batch: Batch,
+        layer: int,
+        interventions: Sequence[Intervention] = (),
+        *,
+        site: Site = "resid_post",
         grad: bool = False,
     ) -> torch.Tensor:
         """Activations ``[B, T, d]`` at ``(layer, site)``; the forward pass stops right there.
@@ -185,8 +207,12 @@ class LanguageModel:
         with self.session(interventions, batch.prompt_len, grad=grad):
             entry = mgr.add(layer, site, grab, capture=True)
             try:
-                base_model(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                       position_ids=batch.position_ids, use_cache=False)
+                base_model(self.model)(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids,
+                    use_cache=False,
+                )
             except StopForward:
                 pass
             finally:
@@ -237,7 +263,11 @@ class LanguageModel:
         return logits
 
     def next_token_logits(
-        self, prompts: Sequence[str | Conversation], token_ids: Sequence[int], *, system: str | None = None,
+        self,
+        prompts: Sequence[str | Conversation],
+        token_ids: Sequence[int],
+        *,
+        system: str | None = None,
         interventions: Sequence[Intervention] = (),
     ) -> torch.Tensor:
         """Logits of selected tokens at the next position ``[N, K]`` — never the full vocabulary."""
@@ -250,8 +280,14 @@ class LanguageModel:
         return torch.cat(rows)
 
     def option_logprobs(
-        self, conversations: Sequence[str | Conversation], options: Sequence[str], *, exact: bool = False,
-        system: str | None = None, interventions: Sequence[Intervention] = (), batch_size: int | None = None,
+        self,
+        conversations: Sequence[str | Conversation],
+        options: Sequence[str],
+        *,
+        exact: bool = False,
+        system: str | None = None,
+        interventions: Sequence[Intervention] = (),
+        batch_size: int | None = None,
     ) -> list[dict[str, float]]:
         """Per conversation, ``{option: log P(reply starts with option)}`` from one forward pass
         (:class:`~steerlab.models.backend.OptionScorer`; how: :mod:`steerlab.models.option_scores`).
@@ -260,16 +296,20 @@ class LanguageModel:
         """
         from steerlab.models.option_scores import option_logprobs
 
-        return option_logprobs(self, conversations, options, exact=exact, system=system,
-                               interventions=interventions, batch_size=batch_size)
+        return option_logprobs(
+            self, conversations, options, exact=exact, system=system, interventions=interventions, batch_size=batch_size
+        )
 
     def _batches(self, texts: Sequence[str]) -> Iterator[Batch]:
         for i in range(0, len(texts), self.batch_size):
             yield self.tokenize(texts[i : i + self.batch_size])
 
     def continuation_logprobs(
-        self, conversations: Sequence[str | Conversation], continuations: Sequence[str],
-        *, interventions: Sequence[Intervention] = (),
+        self,
+        conversations: Sequence[str | Conversation],
+        continuations: Sequence[str],
+        *,
+        interventions: Sequence[Intervention] = (),
     ) -> list[list[float]]:
         """Per-token log-probabilities of each continuation after its (formatted) prompt."""
         if len(conversations) != len(continuations):
@@ -368,8 +408,19 @@ class LanguageModel:
         out: list[Completion] = []
         for i in range(0, len(texts), bs):
             batch = self.tokenize(texts[i : i + bs])
-            out.extend(self._generate_batch(batch, max_new_tokens, temperature, seeds[i : i + bs], interventions,
-                                            stops, top_p, top_k, logits_processors))
+            out.extend(
+                self._generate_batch(
+                    batch,
+                    max_new_tokens,
+                    temperature,
+                    seeds[i : i + bs],
+                    interventions,
+                    stops,
+                    top_p,
+                    top_k,
+                    logits_processors,
+                )
+            )
             if progress is not None:
                 progress(len(out), len(texts))
         return out
@@ -381,8 +432,15 @@ class LanguageModel:
         return set(ids if isinstance(ids, (list, tuple)) else [] if ids is None else [ids])
 
     def _generate_batch(
-        self, batch: Batch, max_new_tokens: int, temperature: float, seeds: Sequence[int],
-        interventions: Sequence[Intervention], stops: Sequence[str], top_p: float, top_k: int,
+        self,
+        batch: Batch,
+        max_new_tokens: int,
+        temperature: float,
+        seeds: Sequence[int],
+        interventions: Sequence[Intervention],
+        stops: Sequence[str],
+        top_p: float,
+        top_k: int,
         logits_processors: Sequence[Any] = (),
     ) -> list[Completion]:
         from transformers import LogitsProcessorList, StoppingCriteriaList
@@ -390,8 +448,12 @@ class LanguageModel:
         width = batch.input_ids.shape[1]
         stopper = StopOnStrings(self.tokenizer, stops, width)
         kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id,
-            "do_sample": False, "temperature": None, "top_p": None, "top_k": None,
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
             "stopping_criteria": StoppingCriteriaList([stopper]),
         }
         processors = list(logits_processors)

@@ -95,8 +95,22 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     **{
         t: _LLAMA_LIKE
         for t in (
-            "llama", "mistral", "qwen2", "qwen3", "gemma", "mixtral", "qwen2_moe", "qwen3_moe",
-            "olmo", "olmo2", "olmoe", "granite", "cohere", "starcoder2", "smollm3", "deepseek_v3",
+            "llama",
+            "mistral",
+            "qwen2",
+            "qwen3",
+            "gemma",
+            "mixtral",
+            "qwen2_moe",
+            "qwen3_moe",
+            "olmo",
+            "olmo2",
+            "olmoe",
+            "granite",
+            "cohere",
+            "starcoder2",
+            "smollm3",
+            "deepseek_v3",
         )
     },
     "gemma2": _GEMMA2_LIKE,
@@ -104,27 +118,48 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "gemma3_text": _GEMMA2_LIKE,
     "phi3": ArchSpec("model", "model.layers", "resid_attn_dropout", "resid_mlp_dropout"),
     "gpt2": ArchSpec(
-        "transformer", "transformer.h", "attn", "mlp",
+        "transformer",
+        "transformer.h",
+        "attn",
+        "mlp",
         embed=(WeightRef("transformer.wte.weight", 1), WeightRef("transformer.wpe.weight", 1)),
         attn_write=(WeightRef("attn.c_proj.weight", 1), WeightRef("attn.c_proj.bias", 0)),
         mlp_write=(WeightRef("mlp.c_proj.weight", 1), WeightRef("mlp.c_proj.bias", 0)),
     ),
     "gpt_neox": ArchSpec(
-        "gpt_neox", "gpt_neox.layers", "post_attention_dropout", "post_mlp_dropout",
+        "gpt_neox",
+        "gpt_neox.layers",
+        "post_attention_dropout",
+        "post_mlp_dropout",
         embed=(WeightRef("gpt_neox.embed_in.weight", 1),),
-        attn_write=_linear("attention.dense"), mlp_write=_linear("mlp.dense_4h_to_h"),
+        attn_write=_linear("attention.dense"),
+        mlp_write=_linear("mlp.dense_4h_to_h"),
     ),
 }
 
-_GUESS_LAYERS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "language_model.model.layers", "model.language_model.layers")
+_GUESS_LAYERS = (
+    "model.layers",
+    "transformer.h",
+    "gpt_neox.layers",
+    "model.decoder.layers",
+    "language_model.model.layers",
+    "model.language_model.layers",
+)
 _GUESS_ATTN = ("self_attn", "attn", "attention", "self_attention")
 _GUESS_MLP = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
 
 
 def register_architecture(
-    model_type: str, *, base: str, layers: str, attn_out: str, mlp_out: str,
-    embed: tuple[WeightRef, ...] | None = None, attn_write: tuple[WeightRef, ...] | None = None,
-    mlp_write: tuple[WeightRef, ...] | None = None, norm_after_write: bool = False,
+    model_type: str,
+    *,
+    base: str,
+    layers: str,
+    attn_out: str,
+    mlp_out: str,
+    embed: tuple[WeightRef, ...] | None = None,
+    attn_write: tuple[WeightRef, ...] | None = None,
+    mlp_write: tuple[WeightRef, ...] | None = None,
+    norm_after_write: bool = False,
 ) -> None:
     """Teach steerlab where the layers and residual writes are for ``config.model_type``.
 
@@ -137,8 +172,13 @@ def register_architecture(
     """
     d = ArchSpec(base=base, layers=layers, attn_out=attn_out, mlp_out=mlp_out)
     ARCHITECTURES[model_type] = ArchSpec(
-        base=base, layers=layers, attn_out=attn_out, mlp_out=mlp_out, embed=embed or d.embed,
-        attn_write=attn_write or d.attn_write, mlp_write=mlp_write or d.mlp_write,
+        base=base,
+        layers=layers,
+        attn_out=attn_out,
+        mlp_out=mlp_out,
+        embed=embed or d.embed,
+        attn_write=attn_write or d.attn_write,
+        mlp_write=mlp_write or d.mlp_write,
         norm_after_write=norm_after_write,
     )
 
@@ -211,8 +251,11 @@ def residual_writers(model: nn.Module) -> list[ResidualWriter]:
         found = 0
         for ref in refs:
             pattern = f"{prefix}{ref.path}"
-            names = [n for n in params if fnmatch.fnmatchcase(n, pattern)] if "*" in pattern else (
-                [pattern] if pattern in params else [])
+            names = (
+                [n for n in params if fnmatch.fnmatchcase(n, pattern)]
+                if "*" in pattern
+                else ([pattern] if pattern in params else [])
+            )
             for name in sorted(names):
                 p = params[name]
                 if p.dim() <= ref.axis or p.shape[ref.axis] != d:

@@ -46,8 +46,11 @@ def load_model(
     model.to(dev)  # type: ignore[arg-type]  # transformers types .to() through a decorator that loses self
     tok = AutoTokenizer.from_pretrained(path)
     return LanguageModel(
-        model=model, tokenizer=tok, model_id=model_id,
-        chat=ChatFormatter(tok, mode=chat_template, thinking=thinking), batch_size=batch_size,
+        model=model,
+        tokenizer=tok,
+        model_id=model_id,
+        chat=ChatFormatter(tok, mode=chat_template, thinking=thinking),
+        batch_size=batch_size,
     )
 
 

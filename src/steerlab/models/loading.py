@@ -48,8 +48,10 @@ def pick_device(device: str = "auto") -> str:
         raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"device {device!r}: this machine has no CUDA GPU (or torch was built without CUDA); "
-                             "use --device cpu or auto")
+            raise InputError(
+                f"device {device!r}: this machine has no CUDA GPU (or torch was built without CUDA); "
+                "use --device cpu or auto"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     elif dev.type == "mps" and not _mps_available():
@@ -64,8 +66,14 @@ def pick_dtype(dtype: str | None, device: str):
 
     if dtype in (None, "auto"):
         return torch.bfloat16 if device == "cuda" else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if dtype not in table:
         raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(table)}")
     return table[dtype]
@@ -144,5 +152,7 @@ def check_hub_reachable(repo_id: str, timeout: float = 3.0) -> None:
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError:
-        raise InputError(f"{repo_id}: not a local folder and not in the Hugging Face cache, and the hub ({host}) "
-                         f"cannot be reached (offline?); for a local folder write ./{repo_id}") from None
+        raise InputError(
+            f"{repo_id}: not a local folder and not in the Hugging Face cache, and the hub ({host}) "
+            f"cannot be reached (offline?); for a local folder write ./{repo_id}"
+        ) from None

@@ -93,7 +93,7 @@ def _in_context(lm: LanguageModel, prompt: str, prompt_ids: list[int], text: str
     add_special = not lm.chat.uses_template
     full = lm.tokenizer(prompt + text, add_special_tokens=add_special)["input_ids"]
     if full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
-        return tuple(full[len(prompt_ids):])
+        return tuple(full[len(prompt_ids) :])
     # the text would merge with the prompt's last token: generation cannot do that, so use the
     # text's own tokens (what the model must emit after the prompt's tokens)
     return tuple(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -180,8 +180,9 @@ def _score_node(lm: LanguageModel, h: torch.Tensor, children: Sequence[int], end
         if mask is not None:
             cont.append(torch.logsumexp(logits[:, mask.to(logits.device)], dim=-1).cpu())
     sel = torch.cat(picked)  # [B, K]
-    return _NodeScores(torch.cat(lse), {int(t): sel[:, k] for k, t in enumerate(ids.tolist())},
-                       torch.cat(cont) if cont else None)
+    return _NodeScores(
+        torch.cat(lse), {int(t): sel[:, k] for k, t in enumerate(ids.tolist())}, torch.cat(cont) if cont else None
+    )
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -189,13 +190,19 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _forward(lm: LanguageModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any = None
-             ) -> tuple[torch.Tensor, Any]:
+def _forward(
+    lm: LanguageModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any = None
+) -> tuple[torch.Tensor, Any]:
     from steerlab.models.layers import base_model
 
     model = base_model(lm.model)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=cache is not None,
-                **{_cache_kwarg(type(model)): cache})
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=pos,
+        use_cache=cache is not None,
+        **{_cache_kwarg(type(model)): cache},
+    )
     return out.last_hidden_state, cache
 
 
@@ -229,16 +236,22 @@ def _node_states(lm: LanguageModel, batch: Batch, plan: OptionPlan) -> dict[Node
     for path in plan.paths:
         n = len(path)
         extra = torch.tensor([path] * b, dtype=ids.dtype, device=ids.device)
-        hp, cache = _forward(lm, extra, torch.cat([mask, torch.ones_like(extra)], dim=1),
-                             start + torch.arange(n, device=ids.device), cache)
+        hp, cache = _forward(
+            lm,
+            extra,
+            torch.cat([mask, torch.ones_like(extra)], dim=1),
+            start + torch.arange(n, device=ids.device),
+            cache,
+        )
         cache.crop(-n)
         for j in range(1, n + 1):
             states.setdefault(path[:j], hp[:, j - 1])
     return states
 
 
-def _batch_logprobs(lm: LanguageModel, prompts: list[str], plan: OptionPlan,
-                    interventions: Sequence[Intervention], chunk: int) -> list[dict[str, float]]:
+def _batch_logprobs(
+    lm: LanguageModel, prompts: list[str], plan: OptionPlan, interventions: Sequence[Intervention], chunk: int
+) -> list[dict[str, float]]:
     batch = lm.tokenize(prompts)
     children: dict[Node, set[int]] = {n: set() for n in plan.nodes}
     for seqs in plan.spellings.values():
@@ -252,8 +265,7 @@ def _batch_logprobs(lm: LanguageModel, prompts: list[str], plan: OptionPlan,
     for seqs in plan.spellings.values():
         per_spelling = []
         for s in seqs:
-            lp = sum((scores[s[:j]].child[t] - scores[s[:j]].lse for j, t in enumerate(s)),
-                     torch.zeros(len(prompts)))
+            lp = sum((scores[s[:j]].child[t] - scores[s[:j]].lse for j, t in enumerate(s)), torch.zeros(len(prompts)))
             if s in plan.needs_end:
                 end = scores[s]
                 lp = lp + torch.log1p(-torch.exp(end.continues - end.lse).clamp(max=1 - 1e-12))  # type: ignore[operator]
@@ -299,8 +311,10 @@ def option_logprobs(
     tail = prompts[0][-32:]
     for p in prompts[1:]:
         if not p.endswith(tail) and plan_options(lm, p, options, exact=exact).spellings != plan.spellings:
-            raise InputError("option_logprobs: the conversations end differently, so their options tokenise "
-                             "differently; score them in separate calls")
+            raise InputError(
+                "option_logprobs: the conversations end differently, so their options tokenise "
+                "differently; score them in separate calls"
+            )
     bs = batch_size or lm.batch_size
     out: list[dict[str, float]] = []
     for i in range(0, len(prompts), bs):

@@ -55,16 +55,21 @@ class SeededSampler(LogitsProcessor):
         top_p: keep the smallest set of tokens whose probability reaches top_p (1 = all).
     """
 
-    def __init__(self, seeds: Sequence[int], temperature: float, max_steps: int, *, top_k: int = 0,
-                 top_p: float = 1.0) -> None:
+    def __init__(
+        self, seeds: Sequence[int], temperature: float, max_steps: int, *, top_k: int = 0, top_p: float = 1.0
+    ) -> None:
         if not temperature > 0:
             raise ValueError("SeededSampler needs temperature > 0")
         self.temperature = float(temperature)
         self.top_k = int(top_k)
         self.top_p = float(top_p)
         # u[b, t]: the uniform draw of row b at step t, from the row's own generator. [B, max_steps]
-        self.u = torch.stack([torch.rand(max_steps, generator=torch.Generator().manual_seed(int(s) % MAX_SEED),
-                                         dtype=torch.float64) for s in seeds])
+        self.u = torch.stack(
+            [
+                torch.rand(max_steps, generator=torch.Generator().manual_seed(int(s) % MAX_SEED), dtype=torch.float64)
+                for s in seeds
+            ]
+        )
         self.step = 0
 
     def _filter(self, scores: torch.Tensor) -> torch.Tensor:
@@ -109,7 +114,9 @@ class StopOnStrings(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
         b = input_ids.shape[0]
-        done = cast(torch.BoolTensor, torch.zeros(b, dtype=torch.bool, device=input_ids.device))  # HF's StoppingCriteria type
+        done = cast(
+            torch.BoolTensor, torch.zeros(b, dtype=torch.bool, device=input_ids.device)
+        )  # HF's StoppingCriteria type
         n_gen = input_ids.shape[1] - self.prompt_width
         if not self.stops or n_gen <= 0:
             return done
@@ -117,7 +124,7 @@ class StopOnStrings(StoppingCriteria):
             if row in self.stop_step:
                 done[row] = True
                 continue
-            tail = input_ids[row, max(self.prompt_width, input_ids.shape[1] - self.window):].tolist()
+            tail = input_ids[row, max(self.prompt_width, input_ids.shape[1] - self.window) :].tolist()
             text = self.tokenizer.decode(tail, skip_special_tokens=True)  # type: ignore[attr-defined]
             if any(s in text for s in self.stops):
                 self.stop_step[row] = n_gen

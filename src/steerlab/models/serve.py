@@ -23,9 +23,17 @@ if TYPE_CHECKING:
     from steerlab.vectors.vector import SteeringVector
 
 
-def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 0, *,
-          vectors: Mapping[str, SteeringVector] | None = None, api_key: str | None = None,
-          any_model_name: bool = True, check_context: bool = False, **limits: Any) -> ServerHandle:
+def serve(
+    lm: LanguageModel,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    vectors: Mapping[str, SteeringVector] | None = None,
+    api_key: str | None = None,
+    any_model_name: bool = True,
+    check_context: bool = False,
+    **limits: Any,
+) -> ServerHandle:
     """Serve ``lm`` in a background thread; ``.server_address`` is ``(host, port)``, ``.shutdown()`` stops it.
 
     Args:
@@ -40,6 +48,11 @@ def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 0, *,
     """
     from steerlab.serve import ServeConfig, create_app, start_server
 
-    config = ServeConfig(model_names=(lm.model_id,), any_model_name=any_model_name, api_key=api_key,
-                         check_context=check_context, **limits)
+    config = ServeConfig(
+        model_names=(lm.model_id,),
+        any_model_name=any_model_name,
+        api_key=api_key,
+        check_context=check_context,
+        **limits,
+    )
     return start_server(create_app(lm, vectors=vectors, config=config), host, port)

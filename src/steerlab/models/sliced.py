@@ -53,8 +53,10 @@ def final_norm(model: nn.Module) -> nn.Module:
         mod = getattr(stack, name, None)
         if isinstance(mod, nn.Module):
             return mod
-    raise ArchitectureError(f"cannot find the final norm of {type(model).__name__}: tried "
-                            f"{', '.join(FINAL_NORM_NAMES)} on {type(stack).__name__}")
+    raise ArchitectureError(
+        f"cannot find the final norm of {type(model).__name__}: tried "
+        f"{', '.join(FINAL_NORM_NAMES)} on {type(stack).__name__}"
+    )
 
 
 #: Sites whose additions are additions to the residual stream leaving the layer.
@@ -113,8 +115,9 @@ class LayerSlice:
         unsteered: ``[P, T, d]`` the slice's output without intervention (from the full pass).
     """
 
-    def __init__(self, lm: LanguageModel, batch: Batch, start: int, stop: int | None = None, *,
-                 final_norm: bool = False) -> None:
+    def __init__(
+        self, lm: LanguageModel, batch: Batch, start: int, stop: int | None = None, *, final_norm: bool = False
+    ) -> None:
         self.lm = lm
         self.model = lm.model
         self.batch = batch
@@ -148,6 +151,7 @@ class LayerSlice:
         def pre(i: int):
             def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
                 calls[i] = (args, dict(kwargs))
+
             return hook
 
         def post(mod: nn.Module, args: tuple, output: object) -> None:
@@ -155,15 +159,19 @@ class LayerSlice:
             if not self.final_norm:
                 raise StopForward
 
-        handles = [layers[i].register_forward_pre_hook(pre(i), with_kwargs=True)
-                   for i in range(self.start, self.stop + 1)]
+        handles = [
+            layers[i].register_forward_pre_hook(pre(i), with_kwargs=True) for i in range(self.start, self.stop + 1)
+        ]
         handles.append(layers[self.stop].register_forward_hook(post))
         try:
             with torch.no_grad():  # not inference_mode: the cached tensors may enter autograd later
                 try:
-                    res = base_model(self.model)(input_ids=self.batch.input_ids,
-                                                 attention_mask=self.batch.attention_mask,
-                                                 position_ids=self.batch.position_ids, use_cache=False)
+                    res = base_model(self.model)(
+                        input_ids=self.batch.input_ids,
+                        attention_mask=self.batch.attention_mask,
+                        position_ids=self.batch.position_ids,
+                        use_cache=False,
+                    )
                 except StopForward:
                     res = None
         finally:
@@ -182,8 +190,13 @@ class LayerSlice:
         token_index = torch.where(mask.bool(), idx, torch.full_like(idx, -1))
         return PositionInfo(token_index=token_index, prompt_len=self.batch.prompt_len[rows].long())
 
-    def run(self, interventions: Sequence[Intervention | HookEntry] = (), rows: torch.Tensor | None = None, *,
-            grad: bool = False) -> torch.Tensor:
+    def run(
+        self,
+        interventions: Sequence[Intervention | HookEntry] = (),
+        rows: torch.Tensor | None = None,
+        *,
+        grad: bool = False,
+    ) -> torch.Tensor:
         """The slice's output ``[R, T, d]`` with ``interventions`` applied; row ``r`` is prompt ``rows[r]``.
 
         Args:
@@ -198,8 +211,10 @@ class LayerSlice:
             entries += [iv] if isinstance(iv, HookEntry) else iv.entries(self.model)
         for e in entries:
             if not self.start <= e.layer <= self.stop:
-                raise InputError(f"LayerSlice runs layers {self.start}..{self.stop}; an intervention at layer "
-                                 f"{e.layer} is outside it")
+                raise InputError(
+                    f"LayerSlice runs layers {self.start}..{self.stop}; an intervention at layer "
+                    f"{e.layer} is outside it"
+                )
         info = self.positions(rows)
         layers = decoder_layers(self.model)
         mode = torch.enable_grad() if grad else torch.inference_mode()
@@ -233,11 +248,15 @@ class LayerSlice:
             for (layer, site), es in groups.items():
                 mod, kind = site_module(self.model, layer, site)  # type: ignore[arg-type]
                 if kind == "pre":
-                    handles.append(mod.register_forward_pre_hook(
-                        lambda m, args, es=es: (apply(es, args[0]), *args[1:])))
+                    handles.append(
+                        mod.register_forward_pre_hook(lambda m, args, es=es: (apply(es, args[0]), *args[1:]))
+                    )
                 else:
-                    handles.append(mod.register_forward_hook(
-                        lambda m, args, out, es=es: replace_first(out, apply(es, first_tensor(out)))))
+                    handles.append(
+                        mod.register_forward_hook(
+                            lambda m, args, out, es=es: replace_first(out, apply(es, first_tensor(out)))
+                        )
+                    )
             yield
         finally:
             for h in handles:

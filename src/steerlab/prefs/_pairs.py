@@ -55,9 +55,11 @@ def _check_ids_present(frame: pd.DataFrame) -> None:
         absent = frame[col].isna().to_numpy()
         if absent.any():
             pos = int(np.flatnonzero(absent)[0])
-            label = frame.index[pos:pos + 1].tolist()[0]            # a plain Python value
-            raise InputError(f"pair frame row {pos} (index {label!r}): missing item id in column {col!r} "
-                             f"({int(absent.sum())} such row(s))")
+            label = frame.index[pos : pos + 1].tolist()[0]  # a plain Python value
+            raise InputError(
+                f"pair frame row {pos} (index {label!r}): missing item id in column {col!r} "
+                f"({int(absent.sum())} such row(s))"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,13 +96,17 @@ class ComparisonGraph:
         notes = []
         never = [item_ids[int(i)] for i in np.flatnonzero(~self.compared)]
         if never:
-            notes.append(f"{len(never)} item(s) never compared, e.g. {never[:3]}: their utility is a "
-                         "placeholder (the fit's starting value) that the data do not inform")
+            notes.append(
+                f"{len(never)} item(s) never compared, e.g. {never[:3]}: their utility is a "
+                "placeholder (the fit's starting value) that the data do not inform"
+            )
         if self.n_components > 1:
             sizes = np.bincount(self.component[self.component >= 0]).tolist()
-            notes.append(f"the comparison graph has {self.n_components} connected components (sizes "
-                         f"{sizes[:5]}{'...' if len(sizes) > 5 else ''}): utilities are comparable only within "
-                         "a component; the offset between components is not identified by the data")
+            notes.append(
+                f"the comparison graph has {self.n_components} connected components (sizes "
+                f"{sizes[:5]}{'...' if len(sizes) > 5 else ''}): utilities are comparable only within "
+                "a component; the offset between components is not identified by the data"
+            )
         return tuple(notes)
 
 
@@ -168,12 +174,13 @@ class PairCounts:
         per_item = (np.bincount(self.first, w, n) + np.bincount(self.second, w, n)).astype(np.int64)
         used = w > 0
         adjacency = coo_matrix((np.ones(int(used.sum())), (self.first[used], self.second[used])), shape=(n, n))
-        _, raw = connected_components(adjacency, directed=False)      # arbitrary labels, (n,)
+        _, raw = connected_components(adjacency, directed=False)  # arbitrary labels, (n,)
         members = np.flatnonzero(per_item > 0)
-        labels, where, inverse, sizes = np.unique(raw[members], return_index=True, return_inverse=True,
-                                                  return_counts=True)
+        labels, where, inverse, sizes = np.unique(
+            raw[members], return_index=True, return_inverse=True, return_counts=True
+        )
         rank = np.empty(labels.size, dtype=np.int64)
-        rank[np.lexsort((members[where], -sizes))] = np.arange(labels.size)   # largest first
+        rank[np.lexsort((members[where], -sizes))] = np.arange(labels.size)  # largest first
         component = np.full(n, -1, dtype=np.int64)
         component[members] = rank[inverse]
         return ComparisonGraph(per_item, component)
@@ -220,12 +227,15 @@ class PairCounts:
         used = np.unique(np.concatenate([self.first, self.second]))
         unknown = [self.item_ids[i] for i in used if self.item_ids[i] not in pos]
         if unknown:
-            raise InputError(f"{len(unknown)} item(s) in the pairs are not in the target item list "
-                             f"of {len(target)} items, e.g. {unknown[:3]}")
+            raise InputError(
+                f"{len(unknown)} item(s) in the pairs are not in the target item list "
+                f"of {len(target)} items, e.g. {unknown[:3]}"
+            )
         remap = np.full(self.n_items, -1, dtype=np.int64)
         remap[used] = [pos[self.item_ids[i]] for i in used]
-        return PairCounts(target, remap[self.first], remap[self.second],
-                          self.first_wins, self.second_wins, self.unparseable)
+        return PairCounts(
+            target, remap[self.first], remap[self.second], self.first_wins, self.second_wins, self.unparseable
+        )
 
     def merged(self) -> PairCounts:
         """Sum rows that share the same ordered pair."""
@@ -261,8 +271,14 @@ class PairCounts:
         if unknown:
             raise InputError(f"pair frame names unknown item ids, e.g. {unknown[:3]}")
         unp = frame["unparseable"] if "unparseable" in frame.columns else np.zeros(len(frame))
-        return cls(ids, first.map(pos).to_numpy(), second.map(pos).to_numpy(),
-                   frame["first_wins"].to_numpy(), frame["second_wins"].to_numpy(), np.asarray(unp))
+        return cls(
+            ids,
+            first.map(pos).to_numpy(),
+            second.map(pos).to_numpy(),
+            frame["first_wins"].to_numpy(),
+            frame["second_wins"].to_numpy(),
+            np.asarray(unp),
+        )
 
     @classmethod
     def from_outcomes(cls, item_ids: Sequence[str], outcomes: Iterable[PairOutcome]) -> PairCounts:
@@ -277,5 +293,7 @@ class PairCounts:
 
     def to_outcomes(self) -> list[PairOutcome]:
         """Rows as :class:`PairOutcome` records."""
-        return [PairOutcome(str(a), str(b), int(w1), int(w2), int(u))
-                for a, b, w1, w2, u in self.to_frame().itertuples(index=False)]
+        return [
+            PairOutcome(str(a), str(b), int(w1), int(w2), int(u))
+            for a, b, w1, w2, u in self.to_frame().itertuples(index=False)
+        ]

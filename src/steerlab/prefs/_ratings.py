@@ -84,8 +84,10 @@ class Scale:
         v = v[~np.isnan(v)]
         bad = ~np.isin(v, np.asarray(self.values))
         if bad.any():
-            raise InputError(f"rating {v[bad][0]:g} is outside the declared support of scale "
-                             f"{self.name!r} ({self.lo:g}..{self.hi:g}, {self.k} values)")
+            raise InputError(
+                f"rating {v[bad][0]:g} is outside the declared support of scale "
+                f"{self.name!r} ({self.lo:g}..{self.hi:g}, {self.k} values)"
+            )
 
 
 def ratings_to_frame(ratings: Iterable[Rating]) -> pd.DataFrame:
@@ -94,8 +96,9 @@ def ratings_to_frame(ratings: Iterable[Rating]) -> pd.DataFrame:
     Args:
         ratings: The ratings.
     """
-    rows = [(r.item, r.rater, r.template, r.seed, r.sample,
-             np.nan if r.value is None else float(r.value)) for r in ratings]
+    rows = [
+        (r.item, r.rater, r.template, r.seed, r.sample, np.nan if r.value is None else float(r.value)) for r in ratings
+    ]
     return pd.DataFrame(rows, columns=list(RATING_COLUMNS)).astype({"value": float})
 
 
@@ -106,8 +109,10 @@ def ratings_from_frame(frame: pd.DataFrame) -> list[Rating]:
         frame: The long DataFrame.
     """
     frame = check_ratings_frame(frame)
-    return [Rating(str(i), str(r), str(t), int(s), int(n), None if np.isnan(v) else float(v))
-            for i, r, t, s, n, v in frame[list(RATING_COLUMNS)].itertuples(index=False)]
+    return [
+        Rating(str(i), str(r), str(t), int(s), int(n), None if np.isnan(v) else float(v))
+        for i, r, t, s, n, v in frame[list(RATING_COLUMNS)].itertuples(index=False)
+    ]
 
 
 def check_ratings_frame(frame: pd.DataFrame, required: Sequence[str] = RATING_COLUMNS) -> pd.DataFrame:

@@ -16,6 +16,6 @@ def single_threaded_blas() -> AbstractContextManager[object]:
     """Context manager limiting BLAS libraries to one thread (no-op without threadpoolctl)."""
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:                                      # optional speed-up only
+    except ImportError:  # optional speed-up only
         return nullcontext()
     return threadpool_limits(limits=1, user_api="blas")

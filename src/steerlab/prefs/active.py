@@ -140,8 +140,14 @@ def probit_information(z: np.ndarray) -> np.ndarray:
     return np.exp(log_info - np.log(2 / np.pi))
 
 
-def select_pairs(fit: ThurstonianFit, degree: np.ndarray, asked: np.ndarray, k: int,
-                 cfg: ActiveLearningConfig, rng: np.random.Generator) -> np.ndarray:
+def select_pairs(
+    fit: ThurstonianFit,
+    degree: np.ndarray,
+    asked: np.ndarray,
+    k: int,
+    cfg: ActiveLearningConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The ``k`` best unasked pairs by the module-docstring rule, shape (<=k, 2).
 
     Args:
@@ -194,7 +200,7 @@ def run_active_learning(
         raise InputError("pairs_per_round, growth and max_comparisons must be positive")
     if not np.isfinite(cfg.growth) or not np.isfinite(cfg.threshold):
         raise InputError(f"growth and threshold must be finite, got {cfg.growth}, {cfg.threshold}")
-    check_settings(cfg.lam)                       # before the oracle (a model) is asked anything
+    check_settings(cfg.lam)  # before the oracle (a model) is asked anything
     graph = random_regular_graph(n, cfg.initial_degree, rng)
     held_pairs = random_pairs(n, cfg.n_held_out or min(n, 2000), rng, pair_keys(graph, n))
     held = _ask(oracle, ids, held_pairs, rng)

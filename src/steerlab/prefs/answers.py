@@ -89,8 +89,9 @@ def distribution_from_logprobs(template: RatingTemplate, logprobs: Mapping[str, 
     return AnswerDistribution(template.scale.values, probs, min(1.0, math.exp(total)))
 
 
-def _scores(scorer: OptionScorer, conversations: Sequence[Conversation], options: list[str],
-            **kwargs: Any) -> list[dict[str, float]]:
+def _scores(
+    scorer: OptionScorer, conversations: Sequence[Conversation], options: list[str], **kwargs: Any
+) -> list[dict[str, float]]:
     from steerlab.models.hf import LanguageModel
 
     if isinstance(scorer, LanguageModel):  # the local model reads whole answers ("10" is not "100")
@@ -100,8 +101,9 @@ def _scores(scorer: OptionScorer, conversations: Sequence[Conversation], options
     return scorer.option_logprobs(conversations, options)
 
 
-def rating_distributions(scorer: OptionScorer, conversations: Sequence[Conversation], template: RatingTemplate,
-                         **kwargs: Any) -> list[AnswerDistribution | None]:
+def rating_distributions(
+    scorer: OptionScorer, conversations: Sequence[Conversation], template: RatingTemplate, **kwargs: Any
+) -> list[AnswerDistribution | None]:
     """One :class:`AnswerDistribution` per conversation, from one scoring pass.
 
     Args:
@@ -141,8 +143,9 @@ def choice_from_logprobs(logprobs: Mapping[str, float]) -> ChoiceProbability:
     return ChoiceProbability(math.exp(a - total), min(1.0, math.exp(total)))
 
 
-def choice_probabilities(scorer: OptionScorer, conversations: Sequence[Conversation],
-                         **kwargs: Any) -> list[ChoiceProbability]:
+def choice_probabilities(
+    scorer: OptionScorer, conversations: Sequence[Conversation], **kwargs: Any
+) -> list[ChoiceProbability]:
     """:class:`ChoiceProbability` per pairwise conversation, from one scoring pass.
 
     Args:

@@ -79,8 +79,7 @@ def fit_bradley_terry(data: PairCounts, *, ridge: float = DEFAULT_RIDGE) -> Brad
     if data.n_comparisons == 0:
         raise InputError("no parseable comparisons to fit")
     with single_threaded_blas():
-        res = minimize(bradley_terry_objective, np.zeros(data.n_items), args=(data, ridge),
-                       jac=True, method="L-BFGS-B")
+        res = minimize(bradley_terry_objective, np.zeros(data.n_items), args=(data, ridge), jac=True, method="L-BFGS-B")
     beta = res.x - res.x.mean()
     nll = bradley_terry_objective(beta, data, 0.0)[0]
     return BradleyTerryFit(tuple(data.item_ids), beta, nll, bool(res.success), data.comparison_graph())

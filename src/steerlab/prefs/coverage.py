@@ -68,8 +68,16 @@ class Coverage:
     width_debiased: float
 
 
-def _one_run(rng: np.random.Generator, n_items: int, degree: int, samples: int, n_boot: int,
-             level: float, sigma_spread: float, lam: float) -> list[float]:
+def _one_run(
+    rng: np.random.Generator,
+    n_items: int,
+    degree: int,
+    samples: int,
+    n_boot: int,
+    level: float,
+    sigma_spread: float,
+    lam: float,
+) -> list[float]:
     mu = rng.normal(0.0, 1.0, n_items)
     sigma = np.exp(rng.normal(0.0, sigma_spread, n_items))
     oracle = ThurstonianOracle(mu, sigma, rng)
@@ -79,21 +87,37 @@ def _one_run(rng: np.random.Generator, n_items: int, degree: int, samples: int, 
     draws = bootstrap_draws(data, fit, n_boot, rng)
     truth = mu - mu.mean()
     pct, deb = (intervals_from_draws(data, fit.mu, draws, level, m) for m in ("percentile", "debiased"))
-    rms = float(np.sqrt(np.mean(fit.sigma ** 2)))
+    rms = float(np.sqrt(np.mean(fit.sigma**2)))
     fixed = fit_thurstonian(data, lam=lam, log_sigma_bounds=(-1e-9, 1e-9))
 
     def slope(estimate: np.ndarray) -> float:
         return float(np.polyfit(truth, estimate, 1)[0])
 
-    return [slope(fit.mu), pct.stretch, rms, slope(fit.mu / rms), slope(fixed.mu),
-            float(np.mean((pct.lo <= truth) & (truth <= pct.hi))),
-            float(np.mean((deb.lo <= truth) & (truth <= deb.hi))),
-            float(np.mean(pct.hi - pct.lo)), float(np.mean(deb.hi - deb.lo))]
+    return [
+        slope(fit.mu),
+        pct.stretch,
+        rms,
+        slope(fit.mu / rms),
+        slope(fixed.mu),
+        float(np.mean((pct.lo <= truth) & (truth <= pct.hi))),
+        float(np.mean((deb.lo <= truth) & (truth <= deb.hi))),
+        float(np.mean(pct.hi - pct.lo)),
+        float(np.mean(deb.hi - deb.lo)),
+    ]
 
 
-def interval_coverage(n_items: int = 100, degree: int = 10, samples: int = 1, *, runs: int = 10,
-                      n_boot: int = 200, level: float = 0.95, sigma_spread: float = 0.0, lam: float = 1.0,
-                      seed: int = 0) -> Coverage:
+def interval_coverage(
+    n_items: int = 100,
+    degree: int = 10,
+    samples: int = 1,
+    *,
+    runs: int = 10,
+    n_boot: int = 200,
+    level: float = 0.95,
+    sigma_spread: float = 0.0,
+    lam: float = 1.0,
+    seed: int = 0,
+) -> Coverage:
     """Coverage of both bootstrap interval methods over ``runs`` synthetic recoveries.
 
     Args:
@@ -107,8 +131,10 @@ def interval_coverage(n_items: int = 100, degree: int = 10, samples: int = 1, *,
         lam: Thurstonian penalty of the fits.
         seed: First seed.
     """
-    rows = [_one_run(np.random.default_rng(seed + r), n_items, degree, samples, n_boot, level, sigma_spread, lam)
-            for r in range(runs)]
+    rows = [
+        _one_run(np.random.default_rng(seed + r), n_items, degree, samples, n_boot, level, sigma_spread, lam)
+        for r in range(runs)
+    ]
     means = np.mean(rows, axis=0)
     return Coverage(n_items, degree, samples, runs, n_boot, level, *(float(v) for v in means))
 
@@ -124,22 +150,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-boot", type=int, default=200)
     parser.add_argument("--n-items", type=int, default=100)
     parser.add_argument("--sigma-spread", type=float, default=0.0, help="sd of the true log sigma")
-    parser.add_argument("--designs", nargs="+", default=[f"{d}x{s}" for d, s in DESIGNS],
-                        help="DEGREExSAMPLES, e.g. 20x2")
+    parser.add_argument(
+        "--designs", nargs="+", default=[f"{d}x{s}" for d, s in DESIGNS], help="DEGREExSAMPLES, e.g. 20x2"
+    )
     args = parser.parse_args(argv)
     designs = [tuple(int(v) for v in d.split("x")) for d in args.designs]
-    print("| degree × samples | comparisons per item | stretch (fit vs truth) | bootstrap stretch "
-          "| rms σ | stretch of μ / rms σ | stretch, σ held at 1 | coverage percentile | coverage debiased "
-          "| width pct / debiased |")
+    print(
+        "| degree × samples | comparisons per item | stretch (fit vs truth) | bootstrap stretch "
+        "| rms σ | stretch of μ / rms σ | stretch, σ held at 1 | coverage percentile | coverage debiased "
+        "| width pct / debiased |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for degree, samples in designs:
         degree = min(degree, args.n_items - 1)
-        c = interval_coverage(args.n_items, degree, samples, runs=args.runs, n_boot=args.n_boot,
-                              sigma_spread=args.sigma_spread)
-        print(f"| {degree} × {samples} | {degree * samples} | {c.stretch:.2f} | {c.bootstrap_stretch:.2f} "
-              f"| {c.sigma_rms:.2f} | {c.stretch_over_rms:.2f} | {c.stretch_sigma_fixed:.2f} "
-              f"| {c.coverage_percentile:.3f} | {c.coverage_debiased:.3f} "
-              f"| {c.width_percentile:.2f} / {c.width_debiased:.2f} |", flush=True)
+        c = interval_coverage(
+            args.n_items, degree, samples, runs=args.runs, n_boot=args.n_boot, sigma_spread=args.sigma_spread
+        )
+        print(
+            f"| {degree} × {samples} | {degree * samples} | {c.stretch:.2f} | {c.bootstrap_stretch:.2f} "
+            f"| {c.sigma_rms:.2f} | {c.stretch_over_rms:.2f} | {c.stretch_sigma_fixed:.2f} "
+            f"| {c.coverage_percentile:.3f} | {c.coverage_debiased:.3f} "
+            f"| {c.width_percentile:.2f} / {c.width_debiased:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

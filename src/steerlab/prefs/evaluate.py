@@ -90,6 +90,8 @@ def evaluate_pairs(model: PairModel, data: PairCounts) -> PairMetrics:
     try:
         p = model.prob_first_wins(data.first, data.second)
     except IndexError:
-        raise InputError(f"held-out pairs index {data.n_items} items, more than the model predicts for; "
-                         "build them on the model's item list") from None
+        raise InputError(
+            f"held-out pairs index {data.n_items} items, more than the model predicts for; "
+            "build them on the model's item list"
+        ) from None
     return score_probabilities(p, data)

@@ -73,7 +73,7 @@ def random_pairs(n: int, m: int, rng: np.random.Generator, exclude: np.ndarray |
     available = n * (n - 1) // 2 - banned.size
     if m > available:
         raise InputError(f"asked for {m} pairs but only {available} are available")
-    if 4 * m > available:                            # dense request: enumerate what is left
+    if 4 * m > available:  # dense request: enumerate what is left
         i, j = np.triu_indices(n, k=1)
         keys = i * n + j
         keys = rng.permutation(keys[~np.isin(keys, banned)])[:m]
@@ -85,6 +85,6 @@ def random_pairs(n: int, m: int, rng: np.random.Generator, exclude: np.ndarray |
         keys = pair_keys(cand, n)
         keys = keys[~np.isin(keys, banned) & ~np.isin(keys, chosen)]
         _, first_idx = np.unique(keys, return_index=True)
-        keys = keys[np.sort(first_idx)]              # keep draw order, drop repeats
+        keys = keys[np.sort(first_idx)]  # keep draw order, drop repeats
         chosen = np.concatenate([chosen, keys[: m - chosen.size]])
     return np.stack([chosen // n, chosen % n], axis=1)

@@ -113,7 +113,7 @@ def parse_choice(text: str) -> Parsed:
     if m is not None:
         lead, named, letter = m.groups()
         letter = letter.upper()
-        article = letter == "A" and not named and not lead.strip() and re.match(r"\s+[a-z]", text[m.end():])
+        article = letter == "A" and not named and not lead.strip() and re.match(r"\s+[a-z]", text[m.end() :])
         other = {x.upper() for x in _TASK_MENTION.findall(text)} - {letter}
         if not article and not (named and other):
             return Parsed(letter, "ok")

@@ -81,16 +81,16 @@ def order_consistency(data: PairCounts) -> OrderConsistency:
     """
     d = data.merged()
     n = d.n_items
-    margin = d.first_wins - d.second_wins                   # > 0: first-shown item won
+    margin = d.first_wins - d.second_wins  # > 0: first-shown item won
     key_fwd = d.first * n + d.second
     key_rev = d.second * n + d.first
-    order = np.argsort(key_fwd)                             # merged: keys are unique
+    order = np.argsort(key_fwd)  # merged: keys are unique
     at = np.clip(np.searchsorted(key_fwd, key_rev, sorter=order), 0, max(key_fwd.size - 1, 0))
     partner = np.where(key_fwd[order][at] == key_rev, order[at], -1) if key_fwd.size else key_fwd
-    both = (partner >= 0) & (d.first < d.second)            # each unordered pair once
+    both = (partner >= 0) & (d.first < d.second)  # each unordered pair once
     m1, m2 = margin[both], margin[partner[both]]
     tied = (m1 == 0) | (m2 == 0)
-    consistent = int((np.sign(m1) == -np.sign(m2))[~tied].sum())   # same item won both ways
+    consistent = int((np.sign(m1) == -np.sign(m2))[~tied].sum())  # same item won both ways
     inconsistent = int((~tied).sum()) - consistent
     total = consistent + inconsistent
     return OrderConsistency(consistent / total if total else float("nan"), consistent, inconsistent, int(tied.sum()))
@@ -126,8 +126,9 @@ class PositionDecomposition:
     content_effect: float
 
 
-def _group_rows(data: PairCounts, groups: Mapping[str, str], group: str, opponent: str | None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _group_rows(
+    data: PairCounts, groups: Mapping[str, str], group: str, opponent: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Masks of rows where the group's item is first (resp. second) against the opponents."""
     missing = [i for i in data.item_ids if i not in groups]
     if missing:
@@ -139,8 +140,9 @@ def _group_rows(data: PairCounts, groups: Mapping[str, str], group: str, opponen
     return g1 & o2, g2 & o1
 
 
-def position_decomposition(data: PairCounts, groups: Mapping[str, str], group: str,
-                           opponent_group: str | None = None) -> PositionDecomposition:
+def position_decomposition(
+    data: PairCounts, groups: Mapping[str, str], group: str, opponent_group: str | None = None
+) -> PositionDecomposition:
     """Win rate by position for one item group, and its position/content decomposition.
 
     Args:
@@ -160,9 +162,18 @@ def position_decomposition(data: PairCounts, groups: Mapping[str, str], group: s
     expected = (n1 * p_first + n2 * (1 - p_first)) / (n1 + n2)
     observed = (w1 + w2) / (n1 + n2)
     nan = float("nan")
-    return PositionDecomposition(group, opponent_group, n1 + n2, n1, observed,
-                                 w1 / n1 if n1 else nan, w2 / n2 if n2 else nan,
-                                 p_first, expected, observed - expected)
+    return PositionDecomposition(
+        group,
+        opponent_group,
+        n1 + n2,
+        n1,
+        observed,
+        w1 / n1 if n1 else nan,
+        w2 / n2 if n2 else nan,
+        p_first,
+        expected,
+        observed - expected,
+    )
 
 
 def win_rate_by_position(data: PairCounts, groups: Mapping[str, str]) -> list[PositionDecomposition]:

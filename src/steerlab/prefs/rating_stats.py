@@ -104,16 +104,27 @@ def condition_reliability(frame: pd.DataFrame, scale: Scale) -> ConditionReliabi
     disc = _safe(lambda: discrimination(frame, scale=scale), None)
     info = _safe(lambda: informative_correlation(frame, scale=scale).mean) if n_seeds > 1 else NAN
     return ConditionReliability(
-        n_items=int(frame["item"].nunique()), n_answers=len(frame), n_parsed=len(parsed),
-        unparseable=unparseable, mean=float(parsed["value"].mean()) if len(parsed) else NAN,
-        seed_r=corr.mean if corr else NAN, seed_r_std=corr.std if corr else NAN, seed_pairs=corr.n_pairs if corr else 0,
-        icc_a1=icc.icc_a1 if icc else NAN, icc_1=icc.icc1 if icc else NAN,
-        kl=kl.kl if kl else NAN, kl_normalized=kl.kl_normalized if kl else NAN,
-        discrimination=disc.item_rate if disc else NAN, informative_r=float(info),
-        distribution=kl.distribution if kl else tuple(NAN for _ in scale.values))
+        n_items=int(frame["item"].nunique()),
+        n_answers=len(frame),
+        n_parsed=len(parsed),
+        unparseable=unparseable,
+        mean=float(parsed["value"].mean()) if len(parsed) else NAN,
+        seed_r=corr.mean if corr else NAN,
+        seed_r_std=corr.std if corr else NAN,
+        seed_pairs=corr.n_pairs if corr else 0,
+        icc_a1=icc.icc_a1 if icc else NAN,
+        icc_1=icc.icc1 if icc else NAN,
+        kl=kl.kl if kl else NAN,
+        kl_normalized=kl.kl_normalized if kl else NAN,
+        discrimination=disc.item_rate if disc else NAN,
+        informative_r=float(info),
+        distribution=kl.distribution if kl else tuple(NAN for _ in scale.values),
+    )
 
 
-def seed_r_by_origin(frame: pd.DataFrame, scale: Scale, origins: Mapping[str, str]) -> dict[str, tuple[float, float, int]]:
+def seed_r_by_origin(
+    frame: pd.DataFrame, scale: Scale, origins: Mapping[str, str]
+) -> dict[str, tuple[float, float, int]]:
     """Per origin: (mean cross-seed r, its std over seed pairs, items) of one condition's sampled ratings.
 
     Args:
@@ -156,8 +167,9 @@ class DistributionScaleUse:
     expected_sd: float
 
 
-def distribution_scale_use(probs: np.ndarray, expected: np.ndarray, entropy: np.ndarray,
-                           scale_mass: np.ndarray) -> DistributionScaleUse:
+def distribution_scale_use(
+    probs: np.ndarray, expected: np.ndarray, entropy: np.ndarray, scale_mass: np.ndarray
+) -> DistributionScaleUse:
     """Scale use of answer distributions.
 
     Args:
@@ -173,12 +185,22 @@ def distribution_scale_use(probs: np.ndarray, expected: np.ndarray, entropy: np.
     k = mean.size
     nz = mean > 0
     kl = float(np.sum(mean[nz] * np.log(k * mean[nz])))
-    return DistributionScaleUse(int(probs.shape[0]), float(np.mean(expected)), float(np.mean(entropy)),
-                                float(np.mean(scale_mass)), tuple(float(x) for x in mean), kl, kl / np.log(k),
-                                float(np.std(expected, ddof=1)) if len(expected) > 1 else NAN)
+    return DistributionScaleUse(
+        int(probs.shape[0]),
+        float(np.mean(expected)),
+        float(np.mean(entropy)),
+        float(np.mean(scale_mass)),
+        tuple(float(x) for x in mean),
+        kl,
+        kl / np.log(k),
+        float(np.std(expected, ddof=1)) if len(expected) > 1 else NAN,
+    )
 
 
 __all__ = [
-    "ConditionReliability", "DistributionScaleUse", "condition_reliability", "distribution_scale_use",
+    "ConditionReliability",
+    "DistributionScaleUse",
+    "condition_reliability",
+    "distribution_scale_use",
     "seed_r_by_origin",
 ]

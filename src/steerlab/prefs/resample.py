@@ -95,8 +95,10 @@ def _refit_kwargs(fit: ThurstonianFit, fit_kwargs: dict[str, Any]) -> dict[str, 
     settings = fit.settings()
     for key, value in fit_kwargs.items():
         if key in settings and not _same(value, settings[key]):
-            raise InputError(f"bootstrap_mu: {key}={value!r} differs from the given fit's {key}={settings[key]!r}; "
-                             "replicates are refitted with the fit's own settings")
+            raise InputError(
+                f"bootstrap_mu: {key}={value!r} differs from the given fit's {key}={settings[key]!r}; "
+                "replicates are refitted with the fit's own settings"
+            )
     return {**fit_kwargs, **settings}
 
 
@@ -106,8 +108,9 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-def bootstrap_draws(data: PairCounts, fit: ThurstonianFit, n_boot: int, rng: np.random.Generator,
-                    **fit_kwargs: Any) -> np.ndarray:
+def bootstrap_draws(
+    data: PairCounts, fit: ThurstonianFit, n_boot: int, rng: np.random.Generator, **fit_kwargs: Any
+) -> np.ndarray:
     """Replicate mu, shape (n_boot, n): ``data`` resampled, refitted with ``fit``'s settings.
 
     Args:
@@ -119,7 +122,7 @@ def bootstrap_draws(data: PairCounts, fit: ThurstonianFit, n_boot: int, rng: np.
             differs from the fit's raises InputError.
     """
     refit_kwargs = _refit_kwargs(fit, fit_kwargs)
-    draws = np.empty((n_boot, data.n_items))                     # (n_boot, n)
+    draws = np.empty((n_boot, data.n_items))  # (n_boot, n)
     for b in range(n_boot):
         draws[b] = fit_thurstonian(resample_outcomes(data, rng), init=fit, **refit_kwargs).mu
     return draws
@@ -147,14 +150,15 @@ def bootstrap_stretch(mu: np.ndarray, draws: np.ndarray, graph: ComparisonGraph)
     Returns:
         The stretch (1 = replicates keep the fit's scale); NaN if ``mu`` has no spread.
     """
-    m = _within_components(mu, graph.component)                  # (n_compared,)
-    d = _within_components(draws, graph.component)               # (n_boot, n_compared)
+    m = _within_components(mu, graph.component)  # (n_compared,)
+    d = _within_components(draws, graph.component)  # (n_boot, n_compared)
     ss = float(m @ m)
     return float(np.mean(d @ m) / ss) if ss > 0 else float("nan")
 
 
-def intervals_from_draws(data: PairCounts, mu: np.ndarray, draws: np.ndarray, level: float,
-                         method: Method = "percentile") -> MuIntervals:
+def intervals_from_draws(
+    data: PairCounts, mu: np.ndarray, draws: np.ndarray, level: float, method: Method = "percentile"
+) -> MuIntervals:
     """Intervals on mu from replicate draws (see the module docstring for ``method``).
 
     Args:
@@ -176,7 +180,7 @@ def intervals_from_draws(data: PairCounts, mu: np.ndarray, draws: np.ndarray, le
             raise InputError(f"cannot de-stretch: the bootstrap stretch is {stretch} (fitted mu without spread?)")
         centre = mu / stretch
         lo, hi = ((1 + stretch) * mu - q_hi) / stretch, ((1 + stretch) * mu - q_lo) / stretch
-    never = ~graph.compared                          # no data: no interval, not a zero-width one
+    never = ~graph.compared  # no data: no interval, not a zero-width one
     lo, hi = np.where(never, np.nan, lo), np.where(never, np.nan, hi)
     return MuIntervals(tuple(data.item_ids), centre, lo, hi, level, int(draws.shape[0]), method, stretch)
 

@@ -38,8 +38,9 @@ class ThurstonianOracle:
         sd = np.sqrt(self.sigma[first] ** 2 + self.sigma[second] ** 2)
         return ndtr((self.mu[first] - self.mu[second]) / sd + self.position_bias)
 
-    def __call__(self, first: np.ndarray, second: np.ndarray, samples: int = 1
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(
+        self, first: np.ndarray, second: np.ndarray, samples: int = 1
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ask each ordered pair ``samples`` times; returns (first_wins, second_wins, unparseable)."""
         first, second = np.asarray(first), np.asarray(second)
         self.calls += int(first.size) * samples
@@ -47,8 +48,7 @@ class ThurstonianOracle:
         wa = self.rng.binomial(samples - unp, self.prob_first_wins(first, second))
         return wa, samples - unp - wa, unp
 
-    def counts(self, item_ids: tuple[str, ...], first: np.ndarray, second: np.ndarray,
-               samples: int = 1) -> PairCounts:
+    def counts(self, item_ids: tuple[str, ...], first: np.ndarray, second: np.ndarray, samples: int = 1) -> PairCounts:
         """Ask the pairs and wrap the answers as :class:`PairCounts`."""
         if len(item_ids) != self.mu.size:
             raise InputError(f"{len(item_ids)} ids for an oracle over {self.mu.size} items")

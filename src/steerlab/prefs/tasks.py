@@ -58,7 +58,9 @@ def _read(path: Path, id_col: str, origin_col: str, prompt_col: str) -> list[Tas
     return tasks
 
 
-def load_tasks(source: str, *, id_col: str = "id", origin_col: str = "origin", prompt_col: str = "prompt") -> list[Task]:
+def load_tasks(
+    source: str, *, id_col: str = "id", origin_col: str = "origin", prompt_col: str = "prompt"
+) -> list[Task]:
     """Tasks from ``shipped:NAME`` or a JSONL/CSV file.
 
     Args:
@@ -84,8 +86,9 @@ def load_tasks(source: str, *, id_col: str = "id", origin_col: str = "origin", p
     return _read(path, id_col, origin_col, prompt_col)
 
 
-def select_tasks(tasks: Sequence[Task], *, n_per_origin: int | None = None,
-                 origins: Sequence[str] | None = None) -> list[Task]:
+def select_tasks(
+    tasks: Sequence[Task], *, n_per_origin: int | None = None, origins: Sequence[str] | None = None
+) -> list[Task]:
     """The first ``n_per_origin`` tasks of each origin (file order), optionally only some origins.
 
     Args:

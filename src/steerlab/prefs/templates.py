@@ -31,8 +31,10 @@ if TYPE_CHECKING:  # steerlab.models imports torch; the prefs package does not
     from steerlab.models.backend import Conversation
 
 ANSWER_WITH_LETTER = "Respond with only 'A' or 'B'."
-ANSWER_WITH_REASONING = ("First explain your reasoning in one or two sentences. Then give your final answer on "
-                         "its own line as 'Answer: A' or 'Answer: B'.")
+ANSWER_WITH_REASONING = (
+    "First explain your reasoning in one or two sentences. Then give your final answer on "
+    "its own line as 'Answer: A' or 'Answer: B'."
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,11 @@ class RatingTemplate:
     def conversation(self, task: str, completion: str, context: str | None = None) -> Conversation:
         """``[system: context] user: task / assistant: completion / user: question``."""
         conv: Conversation = [{"role": "system", "content": context}] if context else []
-        return conv + [{"role": "user", "content": task}, {"role": "assistant", "content": completion},
-                       {"role": "user", "content": self.question}]
+        return conv + [
+            {"role": "user", "content": task},
+            {"role": "assistant", "content": completion},
+            {"role": "user", "content": self.question},
+        ]
 
 
 @dataclass(frozen=True)
@@ -91,12 +96,22 @@ class PairwiseTemplate:
     with_completions: bool
     description: str = ""
 
-    def conversation(self, task_a: str, task_b: str, completion_a: str = "", completion_b: str = "",
-                     *, reasoning: bool = False, context: str | None = None) -> Conversation:
+    def conversation(
+        self,
+        task_a: str,
+        task_b: str,
+        completion_a: str = "",
+        completion_b: str = "",
+        *,
+        reasoning: bool = False,
+        context: str | None = None,
+    ) -> Conversation:
         """One user turn presenting task A then task B (and the replies), then the question."""
         if self.with_completions:
-            body = (f"Here are two tasks you completed, with your responses.\n\nTask A: {task_a}\n"
-                    f"Your response: {completion_a}\n\nTask B: {task_b}\nYour response: {completion_b}")
+            body = (
+                f"Here are two tasks you completed, with your responses.\n\nTask A: {task_a}\n"
+                f"Your response: {completion_a}\n\nTask B: {task_b}\nYour response: {completion_b}"
+            )
         else:
             body = f"Here are two tasks.\n\nTask A: {task_a}\n\nTask B: {task_b}"
         tail = ANSWER_WITH_REASONING if reasoning else ANSWER_WITH_LETTER
@@ -150,7 +165,9 @@ def _rating(name: str, raw: dict[str, Any], source: str) -> RatingTemplate:
         scale = Scale(tuple(v for v, _ in pairs), name)
         answers = tuple(pairs)
         kind = "labels"
-    return RatingTemplate(name, " ".join(raw["question"].split()), scale, answers, kind, str(raw.get("description", "")))
+    return RatingTemplate(
+        name, " ".join(raw["question"].split()), scale, answers, kind, str(raw.get("description", ""))
+    )
 
 
 def _pairwise(name: str, raw: dict[str, Any], source: str) -> PairwiseTemplate:
@@ -162,8 +179,12 @@ def _pairwise(name: str, raw: dict[str, Any], source: str) -> PairwiseTemplate:
         raise InputError(f"{where}: needs a non-empty 'question'")
     if not isinstance(raw.get("with_completions", False), bool):
         raise InputError(f"{where}: 'with_completions' must be true or false")
-    return PairwiseTemplate(name, " ".join(raw["question"].split()), bool(raw.get("with_completions", False)),
-                            str(raw.get("description", "")))
+    return PairwiseTemplate(
+        name,
+        " ".join(raw["question"].split()),
+        bool(raw.get("with_completions", False)),
+        str(raw.get("description", "")),
+    )
 
 
 def parse_templates(text: str, source: str) -> tuple[dict[str, RatingTemplate], dict[str, PairwiseTemplate]]:

@@ -53,9 +53,7 @@ def _mills(z: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * z * z - _LOG_SQRT_2PI - log_ndtr(z))
 
 
-def thurstonian_objective(
-    params: np.ndarray, data: PairCounts, lam: float
-) -> tuple[float, np.ndarray]:
+def thurstonian_objective(params: np.ndarray, data: PairCounts, lam: float) -> tuple[float, np.ndarray]:
     """Penalised NLL and its gradient.
 
     Args:
@@ -68,23 +66,26 @@ def thurstonian_objective(
     """
     n = data.n_items
     mu, s = params[:n], params[n:]
-    a, b = data.first, data.second                          # (m,)
-    wa, wb = data.first_wins, data.second_wins              # (m,)
+    a, b = data.first, data.second  # (m,)
+    wa, wb = data.first_wins, data.second_wins  # (m,)
     var_a, var_b = np.exp(2 * s[a]), np.exp(2 * s[b])
     v = var_a + var_b
     sd = np.sqrt(v)
     z = (mu[a] - mu[b]) / sd
     nll = -(wa @ log_ndtr(z) + wb @ log_ndtr(-z))
-    dz = -(wa * _mills(z) - wb * _mills(-z))                # dNLL/dz, (m,)
+    dz = -(wa * _mills(z) - wb * _mills(-z))  # dNLL/dz, (m,)
     g_mu = np.bincount(a, dz / sd, n) - np.bincount(b, dz / sd, n)
-    dz_dv = dz * (-0.5 * z / v)                             # dNLL/dv
+    dz_dv = dz * (-0.5 * z / v)  # dNLL/dv
     g_s = np.bincount(a, dz_dv * 2 * var_a, n) + np.bincount(b, dz_dv * 2 * var_b, n)
     value = float(nll + lam * s @ s)
     return value, np.concatenate([g_mu, g_s + 2 * lam * s])
 
 
-def check_settings(lam: float, mu_bounds: tuple[float, float] = DEFAULT_MU_BOUNDS,
-                   log_sigma_bounds: tuple[float, float] = DEFAULT_LOG_SIGMA_BOUNDS) -> None:
+def check_settings(
+    lam: float,
+    mu_bounds: tuple[float, float] = DEFAULT_MU_BOUNDS,
+    log_sigma_bounds: tuple[float, float] = DEFAULT_LOG_SIGMA_BOUNDS,
+) -> None:
     """Raise InputError unless ``lam`` is a finite number >= 0 and each bound pair is two
     finite numbers with low < high (NaN would otherwise pass every comparison silently)."""
     if not np.isfinite(lam) or lam < 0:
@@ -140,8 +141,12 @@ class ThurstonianFit:
         """The :func:`fit_thurstonian` keyword arguments that define this fit's model:
         ``lam``, ``mu_bounds``, ``log_sigma_bounds`` and ``anchor`` (refits such as the
         bootstrap's use them, so replicates estimate the same quantity)."""
-        return {"lam": self.lam, "mu_bounds": self.mu_bounds, "log_sigma_bounds": self.log_sigma_bounds,
-                "anchor": self.anchor}
+        return {
+            "lam": self.lam,
+            "mu_bounds": self.mu_bounds,
+            "log_sigma_bounds": self.log_sigma_bounds,
+            "anchor": self.anchor,
+        }
 
     def prob_first_wins(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Model probability that ``first[k]`` is chosen over ``second[k]`` (indices)."""
@@ -151,8 +156,9 @@ class ThurstonianFit:
     def to_frame(self) -> pd.DataFrame:
         """One row per item: ``id``, ``mu``, ``sigma``, and (from :attr:`graph`)
         ``n_comparisons`` and ``component`` (-1: never compared)."""
-        return pd.DataFrame({"id": list(self.item_ids), "mu": self.mu, "sigma": self.sigma,
-                             **graph_columns(self.graph)})
+        return pd.DataFrame(
+            {"id": list(self.item_ids), "mu": self.mu, "sigma": self.sigma, **graph_columns(self.graph)}
+        )
 
 
 def fit_thurstonian(
@@ -199,13 +205,31 @@ def fit_thurstonian(
         x0[:n] = np.clip(x0[:n], *mu_bounds)
         bounds[k] = (0.0, 0.0)
     with single_threaded_blas():
-        res = minimize(thurstonian_objective, x0, args=(data, lam), jac=True, method="L-BFGS-B",
-                       bounds=bounds, options={"maxiter": max_iter, "maxfun": 2 * max_iter})
+        res = minimize(
+            thurstonian_objective,
+            x0,
+            args=(data, lam),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": max_iter, "maxfun": 2 * max_iter},
+        )
     mu, s = res.x[:n].copy(), res.x[n:].copy()
     if anchor is None:
         mu -= mu.mean()
     nll = thurstonian_objective(np.concatenate([mu, s]), data, 0.0)[0]
-    return ThurstonianFit(tuple(data.item_ids), mu, np.exp(s), nll, lam,
-                          lam / data.n_comparisons, data.n_comparisons, bool(res.success), int(res.nit),
-                          anchor, (float(mu_bounds[0]), float(mu_bounds[1])),
-                          (float(log_sigma_bounds[0]), float(log_sigma_bounds[1])), data.comparison_graph())
+    return ThurstonianFit(
+        tuple(data.item_ids),
+        mu,
+        np.exp(s),
+        nll,
+        lam,
+        lam / data.n_comparisons,
+        data.n_comparisons,
+        bool(res.success),
+        int(res.nit),
+        anchor,
+        (float(mu_bounds[0]), float(mu_bounds[1])),
+        (float(log_sigma_bounds[0]), float(log_sigma_bounds[1])),
+        data.comparison_graph(),
+    )

@@ -7,8 +7,15 @@ from pathlib import Path
 from typing import Any
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], *, title: str | None = None, title_size: float | None = None,
-                dpi: int = 110, rect: tuple[float, float, float, float] | None = None) -> Path:
+def save_figure(
+    fig: Any,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    title_size: float | None = None,
+    dpi: int = 110,
+    rect: tuple[float, float, float, float] | None = None,
+) -> Path:
     """Add ``title`` (if any) above the axes, lay out (within ``rect``), write a PNG, close ``fig``.
 
     Returns the path written.

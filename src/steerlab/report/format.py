@@ -37,7 +37,9 @@ def num(est: Any, digits: int = 2) -> str:
     return _with_interval(est, lambda x: f"{x:.{digits}f}", "{} [{}, {}]")
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: Sequence[str] | None = None) -> list[str]:
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], align: Sequence[str] | None = None
+) -> list[str]:
     """Lines of a Markdown table; ``align`` per column is ``"l"``, ``"r"`` or ``"c"`` (default left)."""
     marks = {"l": "---", "r": "---:", "c": ":---:"}
     align = align or ["l"] * len(header)

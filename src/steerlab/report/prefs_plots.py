@@ -28,8 +28,12 @@ def load_frame(source: Source, required: tuple[str, ...] = ()) -> pd.DataFrame:
         frame = source
     else:
         path = Path(source)
-        readers = {".csv": pd.read_csv, ".json": pd.read_json, ".parquet": pd.read_parquet,
-                   ".jsonl": lambda p: pd.read_json(p, lines=True)}
+        readers = {
+            ".csv": pd.read_csv,
+            ".json": pd.read_json,
+            ".parquet": pd.read_parquet,
+            ".jsonl": lambda p: pd.read_json(p, lines=True),
+        }
         if path.suffix not in readers:
             raise InputError(f"{path}: unsupported results file type {path.suffix!r}")
         if not path.exists():
@@ -63,8 +67,9 @@ def _save(fig: Any, out: str | os.PathLike[str]) -> Path:
     return out
 
 
-def plot_utilities_by_origin(utilities: Source, out: str | os.PathLike[str],
-                             origins: Mapping[str, str] | None = None, kind: str = "box") -> Path:
+def plot_utilities_by_origin(
+    utilities: Source, out: str | os.PathLike[str], origins: Mapping[str, str] | None = None, kind: str = "box"
+) -> Path:
     """Box or violin plot of fitted utilities (mu) per item origin.
 
     Args:
@@ -95,8 +100,9 @@ def plot_utilities_by_origin(utilities: Source, out: str | os.PathLike[str],
     return _save(fig, out)
 
 
-def plot_kl_vs_icc(summary: Source, out: str | os.PathLike[str], label: str = "label",
-                   kl: str = "kl", icc: str = "icc") -> Path:
+def plot_kl_vs_icc(
+    summary: Source, out: str | os.PathLike[str], label: str = "label", kl: str = "kl", icc: str = "icc"
+) -> Path:
     """Scatter of KL from uniform (scale use) against ICC (reliability), one point per row.
 
     Args:
@@ -136,8 +142,7 @@ def plot_seed_sensitivity(summary: Source, out: str | os.PathLike[str], label: s
     return _save(fig, out)
 
 
-def plot_rating_distributions(ratings: Source, scale: Scale, out: str | os.PathLike[str],
-                              facet: str = "rater") -> Path:
+def plot_rating_distributions(ratings: Source, scale: Scale, out: str | os.PathLike[str], facet: str = "rater") -> Path:
     """One histogram per ``facet`` value over the template's declared support.
 
     Args:
@@ -178,8 +183,9 @@ def plot_position_bias(table: Source, out: str | os.PathLike[str]) -> Path:
     ax.bar(x - 0.2, frame["win_rate_first"], 0.4, label="shown first")
     ax.bar(x + 0.2, frame["win_rate_second"], 0.4, label="shown second")
     if "expected_from_position" in frame.columns:
-        ax.scatter(x, frame["expected_from_position"], color="k", marker="_", s=400,
-                   label="expected from position", zorder=3)
+        ax.scatter(
+            x, frame["expected_from_position"], color="k", marker="_", s=400, label="expected from position", zorder=3
+        )
     ax.axhline(0.5, color="grey", lw=0.5)
     ax.set_xticks(x, frame["group"].astype(str))
     ax.set_ylabel("win rate")

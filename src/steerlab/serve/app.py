@@ -46,12 +46,14 @@ if TYPE_CHECKING:
 
 def _error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> JSONResponse:
     kind = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(
-        status, "invalid_request_error" if status < 500 else "server_error")
+        status, "invalid_request_error" if status < 500 else "server_error"
+    )
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status)
 
 
-def create_app(lm: LanguageModel, *, vectors: Mapping[str, SteeringVector] | None = None,
-               config: ServeConfig | None = None) -> FastAPI:
+def create_app(
+    lm: LanguageModel, *, vectors: Mapping[str, SteeringVector] | None = None, config: ServeConfig | None = None
+) -> FastAPI:
     """The FastAPI application serving ``lm`` (start it with uvicorn, or :func:`start_server`).
 
     Args:
@@ -96,9 +98,18 @@ def create_app(lm: LanguageModel, *, vectors: Mapping[str, SteeringVector] | Non
 
     def model_card(name: str) -> dict[str, Any]:
         vecs = [{"name": n, "layer": v.layer, "site": v.site} for n, v in sorted(state.vectors.items())]
-        return {"id": name, "object": "model", "created": state.created, "owned_by": "steerlab",
-                "steerlab": {"model_id": lm.model_id, "n_layers": lm.n_layers, "hidden_size": lm.hidden_size,
-                             "vectors": vecs}}
+        return {
+            "id": name,
+            "object": "model",
+            "created": state.created,
+            "owned_by": "steerlab",
+            "steerlab": {
+                "model_id": lm.model_id,
+                "n_layers": lm.n_layers,
+                "hidden_size": lm.hidden_size,
+                "vectors": vecs,
+            },
+        }
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -129,22 +140,38 @@ def create_app(lm: LanguageModel, *, vectors: Mapping[str, SteeringVector] | Non
                 raise RequestError("logprobs with stream=true is not supported; ask without stream", param="logprobs")
             return _stream(state, "chat.completion.chunk", name, req, key, [text], counts, strip=True)
         results = await state.generate(key, state.rows([text], req, None))
-        choices = [{"index": j, "message": {"role": "assistant", "content": r.completion.text},
-                    "logprobs": state.chat_logprobs(r), "finish_reason": r.completion.finish_reason}
-                   for j, r in enumerate(results)]
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": name, "system_fingerprint": state.fingerprint, "choices": choices,
-                "usage": state.usage(counts, results)}
+        choices = [
+            {
+                "index": j,
+                "message": {"role": "assistant", "content": r.completion.text},
+                "logprobs": state.chat_logprobs(r),
+                "finish_reason": r.completion.finish_reason,
+            }
+            for j, r in enumerate(results)
+        ]
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": name,
+            "system_fingerprint": state.fingerprint,
+            "choices": choices,
+            "usage": state.usage(counts, results),
+        }
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
-        req: CompletionRequest = parse_request(CompletionRequest, await _read_json(request,
-                                                                                    state.config.max_request_bytes))
+        req: CompletionRequest = parse_request(
+            CompletionRequest, await _read_json(request, state.config.max_request_bytes)
+        )
         name = state.check_model(req.model)
         prompts = req.prompts()
         if len(prompts) * req.n > state.config.max_n:
-            raise RequestError(f"{len(prompts)} prompts × n={req.n} is more than this server allows in one "
-                               f"request ({state.config.max_n})", param="prompt")
+            raise RequestError(
+                f"{len(prompts)} prompts × n={req.n} is more than this server allows in one "
+                f"request ({state.config.max_n})",
+                param="prompt",
+            )
         key = state.group_key(req, req.stops())
         counts = state.check_context(prompts, key.max_tokens)
         if req.stream:
@@ -152,12 +179,24 @@ def create_app(lm: LanguageModel, *, vectors: Mapping[str, SteeringVector] | Non
                 raise RequestError("logprobs with stream=true is not supported; ask without stream", param="logprobs")
             return _stream(state, "text_completion", name, req, key, prompts, counts, strip=False)
         results = await state.generate(key, state.rows(prompts, req, None))
-        choices = [{"index": i, "text": state.raw_text(r.completion, key.stops),
-                    "logprobs": state.text_logprobs(r), "finish_reason": r.completion.finish_reason}
-                   for i, r in enumerate(results)]
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": name, "system_fingerprint": state.fingerprint, "choices": choices,
-                "usage": state.usage(counts, results)}
+        choices = [
+            {
+                "index": i,
+                "text": state.raw_text(r.completion, key.stops),
+                "logprobs": state.text_logprobs(r),
+                "finish_reason": r.completion.finish_reason,
+            }
+            for i, r in enumerate(results)
+        ]
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": name,
+            "system_fingerprint": state.fingerprint,
+            "choices": choices,
+            "usage": state.usage(counts, results),
+        }
 
     return app
 
@@ -174,8 +213,9 @@ class _RequireKey:
             sent = dict(scope["headers"]).get(b"authorization", b"")
             token = sent[7:] if sent[:7].lower() == b"bearer " else b""
             if not hmac.compare_digest(token, self.key):
-                response = _error(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                                  code="invalid_api_key")
+                response = _error(
+                    401, "invalid or missing API key (send 'Authorization: Bearer <key>')", code="invalid_api_key"
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -185,8 +225,9 @@ async def _read_json(request: Request, limit: int) -> Any:
     """The request body as JSON, refusing bodies over ``limit`` bytes (413) and malformed JSON (400)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(f"the request body ({declared} bytes) is larger than this server allows ({limit})",
-                           status=413)
+        raise RequestError(
+            f"the request body ({declared} bytes) is larger than this server allows ({limit})", status=413
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -210,8 +251,17 @@ def _sse(obj: Any) -> str:
     return f"data: {json.dumps(obj)}\n\n"
 
 
-def _stream(state: Service, obj: str, name: str, req: ChatRequest | CompletionRequest, key: GroupKey,
-            texts: Sequence[str], counts: Sequence[int], *, strip: bool) -> StreamingResponse:
+def _stream(
+    state: Service,
+    obj: str,
+    name: str,
+    req: ChatRequest | CompletionRequest,
+    key: GroupKey,
+    texts: Sequence[str],
+    counts: Sequence[int],
+    *,
+    strip: bool,
+) -> StreamingResponse:
     """A server-sent-event stream of chunks; its deltas join to the non-streamed reply."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
@@ -227,13 +277,20 @@ def _stream(state: Service, obj: str, name: str, req: ChatRequest | CompletionRe
 
     def chunk(i: int, text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
         if strip:
-            delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else (
-                {} if text is None else {"content": text})
+            delta: dict[str, Any] = (
+                {"role": "assistant", "content": ""} if first else ({} if text is None else {"content": text})
+            )
             choice: dict[str, Any] = {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
         else:
             choice = {"index": i, "text": text or "", "logprobs": None, "finish_reason": finish}
-        return {"id": ident, "object": obj, "created": created, "model": name,
-                "system_fingerprint": state.fingerprint, "choices": [choice]}
+        return {
+            "id": ident,
+            "object": obj,
+            "created": created,
+            "model": name,
+            "system_fingerprint": state.fingerprint,
+            "choices": [choice],
+        }
 
     async def events() -> AsyncIterator[str]:
         task = asyncio.ensure_future(state.generate(key, rows))
@@ -253,12 +310,21 @@ def _stream(state: Service, obj: str, name: str, req: ChatRequest | CompletionRe
             try:
                 results = task.result()
             except RequestError as e:
-                yield _sse({"error": {"message": str(e), "type": "invalid_request_error", "param": e.param,
-                                      "code": e.code}})
+                yield _sse(
+                    {"error": {"message": str(e), "type": "invalid_request_error", "param": e.param, "code": e.code}}
+                )
                 return
             except Exception as e:  # noqa: BLE001 - reported in the stream, which has already begun
-                yield _sse({"error": {"message": f"internal error: {type(e).__name__}: {e}", "type": "server_error",
-                                      "param": None, "code": None}})
+                yield _sse(
+                    {
+                        "error": {
+                            "message": f"internal error: {type(e).__name__}: {e}",
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
+                )
                 return
             for i, r in enumerate(results):
                 final = r.completion.text if strip else state.raw_text(r.completion, key.stops)
@@ -267,12 +333,21 @@ def _stream(state: Service, obj: str, name: str, req: ChatRequest | CompletionRe
                     yield _sse(chunk(i, rest, None))
                 yield _sse(chunk(i, None, r.completion.finish_reason))
             if req.stream_options is not None and req.stream_options.include_usage:
-                yield _sse({"id": ident, "object": obj, "created": created, "model": name, "choices": [],
-                            "usage": state.usage(counts, results)})
+                yield _sse(
+                    {
+                        "id": ident,
+                        "object": obj,
+                        "created": created,
+                        "model": name,
+                        "choices": [],
+                        "usage": state.usage(counts, results),
+                    }
+                )
             yield "data: [DONE]\n\n"
         finally:
             if not task.done():
                 task.cancel()
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

@@ -49,9 +49,15 @@ class BatchStats:
     split: int = 0  # batches that failed and were rerun request by request
 
     def to_json(self) -> dict[str, object]:
-        return {"requests": self.requests, "rows": self.rows, "batches": self.batches, "max_rows": self.max_rows,
-                "mean_rows": self.rows / self.batches if self.batches else 0.0,
-                "batch_sizes": {str(k): v for k, v in sorted(self.sizes.items())}, "split_batches": self.split}
+        return {
+            "requests": self.requests,
+            "rows": self.rows,
+            "batches": self.batches,
+            "max_rows": self.max_rows,
+            "mean_rows": self.rows / self.batches if self.batches else 0.0,
+            "batch_sizes": {str(k): v for k, v in sorted(self.sizes.items())},
+            "split_batches": self.split,
+        }
 
 
 class Batcher(Generic[K, R, Out]):
@@ -64,7 +70,9 @@ class Batcher(Generic[K, R, Out]):
         max_queue: most rows waiting; more raise :class:`QueueFull`.
     """
 
-    def __init__(self, run: Callable[[K, list[R]], list[Out]], *, max_batch: int, wait_s: float, max_queue: int) -> None:
+    def __init__(
+        self, run: Callable[[K, list[R]], list[Out]], *, max_batch: int, wait_s: float, max_queue: int
+    ) -> None:
         self.run = run
         self.max_batch = max_batch
         self.wait_s = wait_s

@@ -169,11 +169,22 @@ class Generator:
         sinks = [r.sink for r in rows]
         recorder = StepRecorder(max(wants) if wants else None, sinks) if wants or any(sinks) else None
         completions = self.lm.complete(
-            [r.text for r in rows], formatted=True, max_new_tokens=key.max_tokens, temperature=key.temperature,
-            seed=[r.seed for r in rows], stop=key.stops, top_p=key.top_p, top_k=key.top_k,
-            interventions=interventions, batch_size=len(rows), logits_processors=[recorder] if recorder else [])
+            [r.text for r in rows],
+            formatted=True,
+            max_new_tokens=key.max_tokens,
+            temperature=key.temperature,
+            seed=[r.seed for r in rows],
+            stop=key.stops,
+            top_p=key.top_p,
+            top_k=key.top_k,
+            interventions=interventions,
+            batch_size=len(rows),
+            logits_processors=[recorder] if recorder else [],
+        )
         if recorder is None or not wants:
             return [RowResult(c) for c in completions]
         recorder.finish(completions)
-        return [RowResult(c, recorder.row(b, c, r.top_logprobs) if r.top_logprobs is not None else None)
-                for b, (c, r) in enumerate(zip(completions, rows))]
+        return [
+            RowResult(c, recorder.row(b, c, r.top_logprobs) if r.top_logprobs is not None else None)
+            for b, (c, r) in enumerate(zip(completions, rows))
+        ]

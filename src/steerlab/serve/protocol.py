@@ -31,11 +31,28 @@ from pydantic import (
 from steerlab.names import Site
 
 #: OpenAI request fields steerlab serve does not implement (refused with their name).
-UNSUPPORTED = frozenset({
-    "tools", "tool_choice", "functions", "function_call", "parallel_tool_calls", "audio", "modalities",
-    "prediction", "reasoning_effort", "service_tier", "store", "metadata", "web_search_options", "verbosity",
-    "prompt_cache_key", "safety_identifier", "min_p", "repetition_penalty",
-})
+UNSUPPORTED = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "parallel_tool_calls",
+        "audio",
+        "modalities",
+        "prediction",
+        "reasoning_effort",
+        "service_tier",
+        "store",
+        "metadata",
+        "web_search_options",
+        "verbosity",
+        "prompt_cache_key",
+        "safety_identifier",
+        "min_p",
+        "repetition_penalty",
+    }
+)
 
 MAX_SEED = 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # strengths become float32 tensors
@@ -44,8 +61,7 @@ FLOAT32_MAX = 3.4028234663852886e38  # strengths become float32 tensors
 class RequestError(ValueError):
     """A request the server refuses; ``status`` is the HTTP status (400 unless said otherwise)."""
 
-    def __init__(self, message: str, *, status: int = 400, param: str | None = None,
-                 code: str | None = None) -> None:
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.param = param
@@ -63,7 +79,8 @@ class SteerSpec(_Strict):
     kind: Literal["add", "ablate"] = Field("add", description="add strength·vector, or project the direction out")
     strength: float | None = Field(None, description="add: the multiplier of the vector (required for add)")
     layers: list[int] | Literal["all"] | None = Field(
-        None, description="layers; default: the vector's own layer (add) or every layer (ablate)")
+        None, description="layers; default: the vector's own layer (add) or every layer (ablate)"
+    )
     site: Site | None = Field(None, description="resid_pre, resid_post, attn_out or mlp_out; default: the kind's")
     positions: str = Field("all", description="tokens touched: all, prompt, generated, last, last:K")
 
@@ -158,8 +175,11 @@ class ChatRequest(_Sampling):
     def _checks(self) -> ChatRequest:
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs=true")
-        if self.max_tokens is not None and self.max_completion_tokens is not None and (
-                self.max_tokens != self.max_completion_tokens):
+        if (
+            self.max_tokens is not None
+            and self.max_completion_tokens is not None
+            and (self.max_tokens != self.max_completion_tokens)
+        ):
             raise ValueError("max_tokens and max_completion_tokens disagree; give one")
         if self.messages[-1].role == "assistant":
             raise ValueError("the last message must not be the assistant's (continuing a reply is not supported)")

@@ -78,7 +78,6 @@ class ServeConfig:
             raise ValueError("batch_wait_ms must be >= 0")
 
 
-
 class Service:
     """What the routes share: the model, its vectors, the batcher and the config; request checks,
     rows, and the pieces of OpenAI-shaped replies."""
@@ -89,8 +88,11 @@ class Service:
         self.generator = Generator(lm, vectors)
         self.vectors = dict(vectors)
         self.batcher: Batcher[GroupKey, RowJob, RowResult] = Batcher(
-            self.generator.run, max_batch=config.max_batch, wait_s=config.batch_wait_ms / 1000,
-            max_queue=config.max_queue)
+            self.generator.run,
+            max_batch=config.max_batch,
+            wait_s=config.batch_wait_ms / 1000,
+            max_queue=config.max_queue,
+        )
         self.created = int(time.time())
         self.context = int(getattr(lm.model.config, "max_position_embeddings", 0) or 0)
         self.eos = sorted(lm._eos_ids())
@@ -105,17 +107,21 @@ class Service:
     def check_model(self, name: str) -> str:
         if name in self.config.model_names or self.config.any_model_name:
             return name
-        raise RequestError(f"the model '{name}' does not exist; this server serves "
-                           f"{', '.join(self.config.model_names)}", status=404, param="model",
-                           code="model_not_found")
+        raise RequestError(
+            f"the model '{name}' does not exist; this server serves {', '.join(self.config.model_names)}",
+            status=404,
+            param="model",
+            code="model_not_found",
+        )
 
     def group_key(self, req: ChatRequest | CompletionRequest, stops: Sequence[str]) -> GroupKey:
         cfg = self.config
         limit = req.token_limit()
         max_tokens = int(cfg.default_max_tokens if limit is None else limit)  # type: ignore[arg-type]
         if max_tokens > cfg.max_tokens:
-            raise RequestError(f"max_tokens {max_tokens} is more than this server allows ({cfg.max_tokens})",
-                               param="max_tokens")
+            raise RequestError(
+                f"max_tokens {max_tokens} is more than this server allows ({cfg.max_tokens})", param="max_tokens"
+            )
         if req.n > cfg.max_n:
             raise RequestError(f"n={req.n} is more than this server allows ({cfg.max_n})", param="n")
         if len(req.stops()) > cfg.max_stop:
@@ -131,19 +137,27 @@ class Service:
             return NO_INTERVENTION
         if s.vector not in self.vectors:
             known = ", ".join(sorted(self.vectors)) or "none (start the server with --vector NAME=FILE)"
-            raise RequestError(f"steer.vector: no vector named '{s.vector}'; this server has {known}",
-                               param="steer.vector")
+            raise RequestError(
+                f"steer.vector: no vector named '{s.vector}'; this server has {known}", param="steer.vector"
+            )
         if isinstance(s.layers, list):
             bad = [x for x in s.layers if not -self.lm.n_layers <= x < self.lm.n_layers]
             if bad:
-                raise RequestError(f"steer.layers: {bad} out of range for a model with {self.lm.n_layers} layers",
-                                   param="steer.layers")
+                raise RequestError(
+                    f"steer.layers: {bad} out of range for a model with {self.lm.n_layers} layers", param="steer.layers"
+                )
         try:
             from steerlab.interventions.positions import parse_positions
 
             parse_positions(s.positions)
-            return InterventionSpec(kind=s.kind, vector=s.vector, layers=s.layers, site=s.site,
-                                    positions=s.positions, strength=s.strength or 0.0)
+            return InterventionSpec(
+                kind=s.kind,
+                vector=s.vector,
+                layers=s.layers,
+                site=s.site,
+                positions=s.positions,
+                strength=s.strength or 0.0,
+            )
         except (SteerlabError, ValueError) as e:
             raise RequestError(f"steer: {e}", param="steer") from None
 
@@ -153,14 +167,21 @@ class Service:
     def check_context(self, texts: Sequence[str], max_tokens: int) -> list[int]:
         counts = [self.prompt_tokens(t) for t in texts]
         if self.config.check_context and self.context and max(counts) + max_tokens > self.context:
-            raise RequestError(f"the prompt ({max(counts)} tokens) plus max_tokens ({max_tokens}) exceeds the "
-                               f"model's context of {self.context} tokens", param="max_tokens",
-                               code="context_length_exceeded")
+            raise RequestError(
+                f"the prompt ({max(counts)} tokens) plus max_tokens ({max_tokens}) exceeds the "
+                f"model's context of {self.context} tokens",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
         return counts
 
     # ---- rows ----------------------------------------------------------------------------------
-    def rows(self, texts: Sequence[str], req: ChatRequest | CompletionRequest, sinks: Sequence[Any] | None,
-             ) -> list[RowJob]:
+    def rows(
+        self,
+        texts: Sequence[str],
+        req: ChatRequest | CompletionRequest,
+        sinks: Sequence[Any] | None,
+    ) -> list[RowJob]:
         """One row per prompt and sample: sample ``j`` of a request with seed ``s`` uses ``s + j``."""
         spec = self.steer_spec(req)
         out = []
@@ -196,8 +217,12 @@ class Service:
             tok = self.token_text(tid)
             return {"token": tok, "logprob": lp, "bytes": list(tok.encode("utf-8"))}
 
-        return {"content": [{**entry(t.token_id, t.logprob), "top_logprobs": [entry(i, v) for i, v in t.top]}
-                            for t in r.logprobs], "refusal": None}
+        return {
+            "content": [
+                {**entry(t.token_id, t.logprob), "top_logprobs": [entry(i, v) for i, v in t.top]} for t in r.logprobs
+            ],
+            "refusal": None,
+        }
 
     def text_logprobs(self, r: RowResult) -> dict[str, Any] | None:
         if r.logprobs is None:
@@ -207,9 +232,12 @@ class Service:
         for tok in tokens:
             offsets.append(pos)
             pos += len(tok)
-        return {"tokens": tokens, "token_logprobs": [t.logprob for t in r.logprobs],
-                "top_logprobs": [{self.token_text(i): v for i, v in t.top} for t in r.logprobs],
-                "text_offset": offsets}
+        return {
+            "tokens": tokens,
+            "token_logprobs": [t.logprob for t in r.logprobs],
+            "top_logprobs": [{self.token_text(i): v for i, v in t.top} for t in r.logprobs],
+            "text_offset": offsets,
+        }
 
     @staticmethod
     def usage(prompt_counts: Sequence[int], results: Sequence[RowResult]) -> dict[str, int]:

@@ -67,7 +67,7 @@ class TextStream:
         safe = self._safe()
         if not safe.startswith(self.sent):  # decoding changed earlier text: wait for the final reply
             return ""
-        delta, self.sent = safe[len(self.sent):], safe
+        delta, self.sent = safe[len(self.sent) :], safe
         return delta
 
     def finish(self, final: str) -> str:
@@ -75,5 +75,5 @@ class TextStream:
         self.done = True
         if not final.startswith(self.sent):  # cannot happen with a prefix-stable tokenizer
             raise RuntimeError(f"stream sent {self.sent!r}, which does not begin the reply {final!r}")
-        delta, self.sent = final[len(self.sent):], final
+        delta, self.sent = final[len(self.sent) :], final
         return delta

@@ -23,10 +23,11 @@ def one_condition(ratings: pd.DataFrame, scale: Scale | None) -> pd.DataFrame:
     frame = check_ratings_frame(ratings, ("item", "seed", "value"))
     for col in ("rater", "template"):
         if col in frame.columns and frame[col].nunique(dropna=False) > 1:
-            raise InputError(f"ratings mix several {col}s ({sorted(map(str, frame[col].unique()))[:3]}...); "
-                             f"slice to one {col} first")
+            raise InputError(
+                f"ratings mix several {col}s ({sorted(map(str, frame[col].unique()))[:3]}...); slice to one {col} first"
+            )
     if scale is not None:
-        scale.check(frame["value"].to_numpy())                # raw answers, before any averaging
+        scale.check(frame["value"].to_numpy())  # raw answers, before any averaging
     return frame
 
 

@@ -105,8 +105,9 @@ def bootstrap_rate(
         confidence: Interval coverage.
         seed: Seed or Generator.
     """
-    return bootstrap_mean(np.asarray(flags, dtype=bool).astype(float), n_resamples=n_resamples,
-                          confidence=confidence, seed=seed)
+    return bootstrap_mean(
+        np.asarray(flags, dtype=bool).astype(float), n_resamples=n_resamples, confidence=confidence, seed=seed
+    )
 
 
 def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> Estimate:

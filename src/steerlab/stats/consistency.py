@@ -33,8 +33,9 @@ def _check_scales(frame: pd.DataFrame, scales: Mapping[str, Scale]) -> None:
         scales[name].check(part["value"].to_numpy())
 
 
-def task_consistency(ratings: pd.DataFrame, scales: Mapping[str, Scale],
-                     inter_template_weight: float = 0.0) -> pd.DataFrame:
+def task_consistency(
+    ratings: pd.DataFrame, scales: Mapping[str, Scale], inter_template_weight: float = 0.0
+) -> pd.DataFrame:
     """Consistency score per item (see module docstring).
 
     Args:
@@ -55,10 +56,10 @@ def task_consistency(ratings: pd.DataFrame, scales: Mapping[str, Scale],
     frame = frame.dropna(subset=["value"])
     lo = frame["template"].map(lambda t: scales[t].lo)
     half_range = frame["template"].map(lambda t: (scales[t].hi - scales[t].lo) / 2)
-    frame = frame.assign(unit=(frame["value"] - lo) / (2 * half_range))     # in [0, 1]
+    frame = frame.assign(unit=(frame["value"] - lo) / (2 * half_range))  # in [0, 1]
     per_seed = frame.groupby(["item", "rater", "template", "seed"])["unit"].mean()
     by_cond = per_seed.groupby(level=["item", "rater", "template"])
-    cond_std = by_cond.std(ddof=0)[by_cond.count() >= 2] / 0.5                # std / half range
+    cond_std = by_cond.std(ddof=0)[by_cond.count() >= 2] / 0.5  # std / half range
     intra = cond_std.groupby(level="item").mean()
     per_template = frame.groupby(["item", "rater", "template"])["unit"].mean()
     by_rater = per_template.groupby(level=["item", "rater"])
@@ -70,5 +71,3 @@ def task_consistency(ratings: pd.DataFrame, scales: Mapping[str, Scale],
     inter_term = out["inter"] * w if w > 0 else 0.0
     out["consistency"] = 1 - ((1 - w) * out["intra"] + inter_term)
     return out
-
-

@@ -49,8 +49,9 @@ def correlate(x: np.ndarray, y: np.ndarray, method: Method) -> float:
     return float(fn(x, y)[0])
 
 
-def correlation_over_seed_pairs(matrix: pd.DataFrame, method: Method = "pearson",
-                                min_items: int = 3) -> CrossSeedCorrelation:
+def correlation_over_seed_pairs(
+    matrix: pd.DataFrame, method: Method = "pearson", min_items: int = 3
+) -> CrossSeedCorrelation:
     """Correlate every pair of columns of an items x seeds matrix (pairwise-complete items).
 
     Args:
@@ -72,8 +73,9 @@ def correlation_over_seed_pairs(matrix: pd.DataFrame, method: Method = "pearson"
     return CrossSeedCorrelation(method, mean, std, int(rs.size), int(len(pairs) - rs.size), pairs)
 
 
-def cross_seed_correlation(ratings: pd.DataFrame, method: Method = "pearson", min_items: int = 3, *,
-                           scale: Scale | None) -> CrossSeedCorrelation:
+def cross_seed_correlation(
+    ratings: pd.DataFrame, method: Method = "pearson", min_items: int = 3, *, scale: Scale | None
+) -> CrossSeedCorrelation:
     """Cross-seed correlation of one (rater, template) condition.
 
     Samples within a seed are averaged; missing ratings are dropped pair by pair.

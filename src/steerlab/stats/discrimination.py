@@ -57,20 +57,27 @@ def discrimination(ratings: pd.DataFrame, *, scale: Scale | None) -> Discriminat
     mode = float(min(counts.index[counts == counts.max()]))
     off = valid["value"] != mode
     per_item = off.groupby(valid["item"]).any()
-    return Discrimination(mode, float(off.mean()), float(per_item.mean()), int(len(valid)),
-                          int(per_item.size), int(len(frame) - len(valid)))
+    return Discrimination(
+        mode,
+        float(off.mean()),
+        float(per_item.mean()),
+        int(len(valid)),
+        int(per_item.size),
+        int(len(frame) - len(valid)),
+    )
 
 
 def informative_items(ratings: pd.DataFrame, scale: Scale | None) -> list[object]:
     """Items with at least one non-modal rating in this condition."""
     frame = one_condition(ratings, scale).dropna(subset=["value"])
-    mode = discrimination(frame, scale=None).mode                 # already checked
+    mode = discrimination(frame, scale=None).mode  # already checked
     off = (frame["value"] != mode).groupby(frame["item"]).any()
     return sorted(off.index[off])
 
 
-def informative_correlation(ratings: pd.DataFrame, method: Method = "pearson", min_items: int = 3, *,
-                            scale: Scale | None) -> CrossSeedCorrelation:
+def informative_correlation(
+    ratings: pd.DataFrame, method: Method = "pearson", min_items: int = 3, *, scale: Scale | None
+) -> CrossSeedCorrelation:
     """Cross-seed correlation over informative (non-modal) items only.
 
     Args:
@@ -81,5 +88,5 @@ def informative_correlation(ratings: pd.DataFrame, method: Method = "pearson", m
             Pass None explicitly only for scores that are not answers on a declared scale.
     """
     matrix = seed_matrix(ratings, scale)
-    keep = matrix.index.isin(informative_items(ratings, None))    # already checked
+    keep = matrix.index.isin(informative_items(ratings, None))  # already checked
     return correlation_over_seed_pairs(matrix.loc[keep], method, min_items)

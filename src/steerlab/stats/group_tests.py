@@ -94,8 +94,9 @@ class MannWhitney:
     n_dropped: int
 
 
-def mann_whitney(x: np.ndarray, y: np.ndarray,
-                 alternative: Literal["two-sided", "greater", "less"] = "two-sided") -> MannWhitney:
+def mann_whitney(
+    x: np.ndarray, y: np.ndarray, alternative: Literal["two-sided", "greater", "less"] = "two-sided"
+) -> MannWhitney:
     """Mann-Whitney U test with midranks for ties (large-sample normal approximation).
 
     Args:
@@ -111,7 +112,7 @@ def mann_whitney(x: np.ndarray, y: np.ndarray,
     nx, ny = x.size, y.size
     if nx == 0 or ny == 0:
         raise InputError("each sample needs at least one non-missing value")
-    ranks = rankdata(np.concatenate([x, y]))                   # midranks for ties
+    ranks = rankdata(np.concatenate([x, y]))  # midranks for ties
     u = ranks[:nx].sum() - nx * (nx + 1) / 2
     n = nx + ny
     _, tie_sizes = np.unique(np.concatenate([x, y]), return_counts=True)
@@ -123,7 +124,7 @@ def mann_whitney(x: np.ndarray, y: np.ndarray,
         p = min(1.0, 2 * norm.sf((abs(u - mean) - 0.5) / np.sqrt(var)))
     elif alternative == "greater":
         p = norm.sf((u - mean - 0.5) / np.sqrt(var))
-    else:                                                       # "less"
+    else:  # "less"
         p = norm.cdf((u - mean + 0.5) / np.sqrt(var))
     auc = u / (nx * ny)
     return MannWhitney(float(u), float(p), float(auc), float(2 * auc - 1), nx, ny, dropped)

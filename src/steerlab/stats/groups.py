@@ -11,8 +11,9 @@ import pandas as pd
 from steerlab.errors import InputError
 
 
-def per_group(ratings: pd.DataFrame, groups: Mapping[str, str],
-              stat: Callable[[pd.DataFrame], Any], item_col: str = "item") -> pd.DataFrame:
+def per_group(
+    ratings: pd.DataFrame, groups: Mapping[str, str], stat: Callable[[pd.DataFrame], Any], item_col: str = "item"
+) -> pd.DataFrame:
     """Apply ``stat`` to the rows of each group of items and tabulate the results.
 
     Args:
@@ -37,8 +38,11 @@ def per_group(ratings: pd.DataFrame, groups: Mapping[str, str],
     for label, part in ratings.groupby(labels, sort=True):
         result = stat(part)
         if dataclasses.is_dataclass(result):
-            rows[label] = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
-                           if isinstance(getattr(result, f.name), (int, float, str, bool))}
+            rows[label] = {
+                f.name: getattr(result, f.name)
+                for f in dataclasses.fields(result)
+                if isinstance(getattr(result, f.name), (int, float, str, bool))
+            }
         else:
             rows[label] = {"value": result}
     out = pd.DataFrame.from_dict(rows, orient="index")

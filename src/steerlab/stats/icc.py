@@ -81,7 +81,7 @@ _ROUNDING_ULPS = 64
 def _sums_of_squares(x: np.ndarray) -> tuple[float, float, float]:
     """Rows, columns and residual sums of squares of a complete (n, k) table, with values
     at the level of rounding error set to exactly 0 (see the module docstring)."""
-    x = x - x[0, 0]                                              # exact zeros for equal values
+    x = x - x[0, 0]  # exact zeros for equal values
     grand, rows, cols = x.mean(), x.mean(axis=1), x.mean(axis=0)
     ss_rows = x.shape[1] * float(((rows - grand) ** 2).sum())
     ss_cols = x.shape[0] * float(((cols - grand) ** 2).sum())
@@ -121,8 +121,13 @@ def icc_table(table: np.ndarray | pd.DataFrame) -> ICCResult:
         icc_ck=_ratio(msr - mse, msr),
         icc_a1=_ratio(msr - mse, msr + (k - 1) * mse + k * (msc - mse) / n),
         icc_ak=_ratio(msr - mse, msr + (msc - mse) / n),
-        n=n, k=k, n_dropped=dropped,
-        ms_rows=float(msr), ms_cols=float(msc), ms_error=float(mse), ms_within=float(msw),
+        n=n,
+        k=k,
+        n_dropped=dropped,
+        ms_rows=float(msr),
+        ms_cols=float(msc),
+        ms_error=float(mse),
+        ms_within=float(msw),
     )
 
 

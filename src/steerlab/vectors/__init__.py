@@ -7,6 +7,18 @@ from steerlab.vectors.random import random_like
 from steerlab.vectors.vector import SteeringVector, VectorMeta, VectorSet, data_hash
 
 __all__ = [
-    "Example", "SteeringVector", "VectorMeta", "VectorSet", "check_compatible", "data_hash", "export_gguf", "extract",
-    "load_vector", "load_vectors", "random_like", "read_activations", "read_gguf", "save_vectors",
+    "Example",
+    "SteeringVector",
+    "VectorMeta",
+    "VectorSet",
+    "check_compatible",
+    "data_hash",
+    "export_gguf",
+    "extract",
+    "load_vector",
+    "load_vectors",
+    "random_like",
+    "read_activations",
+    "read_gguf",
+    "save_vectors",
 ]

@@ -114,8 +114,12 @@ def position_means(
             for j, layer in enumerate(chosen):
                 entries.append(mgr.add(layer, site, make(j), capture=True))
             with mgr.prompt_lengths(batch.prompt_len), torch.inference_mode():
-                base_model(lm.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                     position_ids=batch.position_ids, use_cache=False)
+                base_model(lm.model)(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids,
+                    use_cache=False,
+                )
         finally:
             for e in entries:
                 mgr.remove(e)
@@ -164,13 +168,27 @@ def candidate_directions(
         for j, layer in enumerate(pos.layers):
             v = (pos.means[i, j] - neg.means[i, j]).float()
             meta = VectorMeta(
-                model_id=lm.model_id, config_hash=lm.config_hash, hidden_size=lm.hidden_size,
-                num_layers=lm.n_layers, layer=layer, site=site, method="mean_diff",
-                positions=f"post_instruction[{position}]", normalization="none",
-                activation_norm=float((pos.norms[i, j] + neg.norms[i, j]) / 2), raw_norm=float(v.norm()),
-                n_examples=total, data_hash=dh, steerlab_version=__version__, name=candidate_name(position, layer),
-                extra={"position": position, "n_harmful": pos.n, "n_harmless": neg.n,
-                       "tail_matches": pos.tail_matches + neg.tail_matches},
+                model_id=lm.model_id,
+                config_hash=lm.config_hash,
+                hidden_size=lm.hidden_size,
+                num_layers=lm.n_layers,
+                layer=layer,
+                site=site,
+                method="mean_diff",
+                positions=f"post_instruction[{position}]",
+                normalization="none",
+                activation_norm=float((pos.norms[i, j] + neg.norms[i, j]) / 2),
+                raw_norm=float(v.norm()),
+                n_examples=total,
+                data_hash=dh,
+                steerlab_version=__version__,
+                name=candidate_name(position, layer),
+                extra={
+                    "position": position,
+                    "n_harmful": pos.n,
+                    "n_harmless": neg.n,
+                    "tail_matches": pos.tail_matches + neg.tail_matches,
+                },
             )
             out.append(SteeringVector(v.contiguous(), meta))
     return VectorSet(out)

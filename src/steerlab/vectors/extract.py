@@ -49,7 +49,7 @@ def _selector_weights(sel: Selector, prompt_len: torch.Tensor, attn: torch.Tenso
     b, t = attn.shape
     total = attn.sum(-1)  # [B] real tokens
     idx = attn.long().cumsum(-1) - 1  # [B, T] index among real tokens
-    idx = torch.where(attn.bool(), idx, torch.full_like(idx, -10**9))
+    idx = torch.where(attn.bool(), idx, torch.full_like(idx, -(10**9)))
     has_completion = total > prompt_len
     start = torch.where(has_completion, prompt_len, torch.zeros_like(prompt_len))[:, None]
     end = total[:, None]
@@ -124,8 +124,12 @@ def read_activations(
             for layer in layers:
                 entries.append(mgr.add(layer, site, make(layer), capture=True))
             with mgr.prompt_lengths(batch.prompt_len), torch.inference_mode():
-                base_model(lm.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                     position_ids=batch.position_ids, use_cache=False)
+                base_model(lm.model)(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids,
+                    use_cache=False,
+                )
         except StopForward:
             pass
         finally:
@@ -189,8 +193,9 @@ def extract(
     if not positive or not negative:
         raise InputError("extract needs at least one positive and one negative example")
     both = list(positive) + list(negative)
-    acts, norms = read_activations(lm, both, layers, site=site, selector=selector, batch_size=batch_size,
-                                   progress=progress)
+    acts, norms = read_activations(
+        lm, both, layers, site=site, selector=selector, batch_size=batch_size, progress=progress
+    )
     n_pos = len(positive)
     dh = data_hash([[str(e.prompt), e.completion, e.system] for e in both])
     out: list[SteeringVector] = []
@@ -201,10 +206,20 @@ def extract(
         if normalization != "none" and raw > 0:
             v = v / raw * (1.0 if normalization == "unit" else act_norm)
         meta = VectorMeta(
-            model_id=lm.model_id, config_hash=lm.config_hash, hidden_size=lm.hidden_size,
-            num_layers=lm.n_layers, layer=layer, site=site, method=method, positions=str(selector),
-            normalization=normalization, activation_norm=act_norm, raw_norm=raw,
-            n_examples=len(both), data_hash=dh, steerlab_version=__version__,
+            model_id=lm.model_id,
+            config_hash=lm.config_hash,
+            hidden_size=lm.hidden_size,
+            num_layers=lm.n_layers,
+            layer=layer,
+            site=site,
+            method=method,
+            positions=str(selector),
+            normalization=normalization,
+            activation_norm=act_norm,
+            raw_norm=raw,
+            n_examples=len(both),
+            data_hash=dh,
+            steerlab_version=__version__,
         )
         out.append(SteeringVector(v.contiguous(), meta))
     return VectorSet(out)

@@ -28,8 +28,13 @@ def llama_cpp_layer(v: SteeringVector) -> int:
     return layer
 
 
-def export_gguf(vectors: Iterable[SteeringVector] | Mapping[str, SteeringVector], path: str | os.PathLike[str], *, model_hint: str | None = None,
-                strength: float = 1.0) -> Path:
+def export_gguf(
+    vectors: Iterable[SteeringVector] | Mapping[str, SteeringVector],
+    path: str | os.PathLike[str],
+    *,
+    model_hint: str | None = None,
+    strength: float = 1.0,
+) -> Path:
     """Write ``vectors`` (times ``strength``) as a llama.cpp control vector.
 
     Args:
@@ -50,8 +55,9 @@ def export_gguf(vectors: Iterable[SteeringVector] | Mapping[str, SteeringVector]
     tensors: dict[int, np.ndarray] = {}
     for v in vecs:  # validate everything before a byte is written
         if not 0 <= v.layer < v.meta.num_layers:
-            raise InputError(f"GGUF export: vector {v.name} is for layer {v.layer}, outside its model's "
-                             f"{v.meta.num_layers} layers")
+            raise InputError(
+                f"GGUF export: vector {v.name} is for layer {v.layer}, outside its model's {v.meta.num_layers} layers"
+            )
         layer = llama_cpp_layer(v)
         if layer in tensors:
             raise InputError(f"GGUF export: two vectors map to llama.cpp layer {layer}")
@@ -85,5 +91,8 @@ def read_gguf(path: str | os.PathLike[str]) -> dict[int, np.ndarray]:
     import gguf
 
     reader = gguf.GGUFReader(str(path))
-    return {int(t.name.split(".")[1]): np.array(t.data, dtype=np.float32).reshape(-1)
-            for t in reader.tensors if t.name.startswith("direction.")}
+    return {
+        int(t.name.split(".")[1]): np.array(t.data, dtype=np.float32).reshape(-1)
+        for t in reader.tensors
+        if t.name.startswith("direction.")
+    }

@@ -20,7 +20,9 @@ from steerlab.errors import InputError, VectorMismatchError
 from steerlab.vectors.vector import FORMAT_VERSION, READABLE_FORMATS, SteeringVector, VectorMeta, VectorSet
 
 
-def save_vectors(path: str | os.PathLike[str], vectors: Iterable[SteeringVector] | Mapping[str, SteeringVector]) -> Path:
+def save_vectors(
+    path: str | os.PathLike[str], vectors: Iterable[SteeringVector] | Mapping[str, SteeringVector]
+) -> Path:
     """Write vectors (a :class:`VectorSet`, a mapping or a list) to one safetensors file, atomically.
 
     Vectors with NaN or infinite values are refused; names must be unique in a file.
@@ -97,8 +99,14 @@ def load_vectors(path: str | os.PathLike[str], model: object | None = None, *, s
     return vecs
 
 
-def load_vector(path: str | os.PathLike[str], model: object | None = None, *, layer: int | None = None,
-                name: str | None = None, strict: bool = True) -> SteeringVector:
+def load_vector(
+    path: str | os.PathLike[str],
+    model: object | None = None,
+    *,
+    layer: int | None = None,
+    name: str | None = None,
+    strict: bool = True,
+) -> SteeringVector:
     """One vector from a file: the only one, the one at ``layer``, or the one called ``name``."""
     vecs = load_vectors(path, model, strict=strict)
     if name is not None:
@@ -109,8 +117,9 @@ def load_vector(path: str | os.PathLike[str], model: object | None = None, *, la
     if not found:
         raise InputError(f"{path}: no vector at layer {layer}")
     if len(found) > 1:
-        raise InputError(f"{path}: holds {len(found)} vectors ({', '.join(v.name for v in found)}); "
-                         "choose one with layer= or name=")
+        raise InputError(
+            f"{path}: holds {len(found)} vectors ({', '.join(v.name for v in found)}); choose one with layer= or name="
+        )
     return found[0]
 
 
@@ -122,8 +131,7 @@ def check_compatible(v: SteeringVector, model: object, *, strict: bool = True, s
     name = getattr(model, "model_id", "the model")
     if hidden is not None and hidden != m.hidden_size:
         raise VectorMismatchError(
-            f"{source}: vector was made for {m.model_id} (hidden size {m.hidden_size}); "
-            f"{name} has hidden size {hidden}"
+            f"{source}: vector was made for {m.model_id} (hidden size {m.hidden_size}); {name} has hidden size {hidden}"
         )
     if n_layers is not None and not 0 <= m.layer < n_layers:
         raise VectorMismatchError(f"{source}: vector is for layer {m.layer} but {name} has {n_layers} layers")

@@ -73,11 +73,11 @@ class MelboOptions(Objective):
     q: float = Field(8.0, gt=0, description="the sum is raised to 1/q (the seed: 8; original: q = p)")
     steps: int = Field(50, ge=1, description="optimiser steps per vector (the seed: 50; original: 300)")
     optimizer: Literal["adam", "adamw"] = Field(
-        "adam", description="adam: torch defaults (the seed); adamw: betas (0.9, 0.98), amsgrad, no decay (original)")
+        "adam", description="adam: torch defaults (the seed); adamw: betas (0.9, 0.98), amsgrad, no decay (original)"
+    )
     lr: float = Field(0.1, gt=0, description="learning rate (the seed: 0.1; original: 1e-3)")
     orthogonal: bool = Field(False, description="keep each vector orthogonal to the vectors before it")
     vector_batch_size: int = Field(16, ge=1, description="vectors trained in parallel in one batch")
-
 
 
 class MelboSettings(Placement, MelboOptions):
@@ -146,8 +146,14 @@ def _optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.0, amsgrad=True)
 
 
-def _train_batch(sl: LayerSlice, theta0: torch.Tensor, basis: torch.Tensor, s: MelboSettings, source: int,
-                 tick: Callable[[int], None]) -> tuple[torch.Tensor, list[list[float]]]:
+def _train_batch(
+    sl: LayerSlice,
+    theta0: torch.Tensor,
+    basis: torch.Tensor,
+    s: MelboSettings,
+    source: int,
+    tick: Callable[[int], None],
+) -> tuple[torch.Tensor, list[list[float]]]:
     """Train the K rows of ``theta0`` together; returns the vectors ``[K, d]`` and per-vector curves."""
     import torch
 
@@ -231,9 +237,18 @@ def train_melbo(
         return _train(lm, prompts, n_vectors, s, system, seed, orthogonal_to, progress, source, target)
 
 
-def _train(lm: LanguageModel, prompts: Sequence[str | Conversation], n_vectors: int, s: MelboSettings,
-           system: str | None, seed: int, orthogonal_to: torch.Tensor | None,
-           progress: Callable[[int, int], None] | None, source: int, target: int) -> MelboResult:
+def _train(
+    lm: LanguageModel,
+    prompts: Sequence[str | Conversation],
+    n_vectors: int,
+    s: MelboSettings,
+    system: str | None,
+    seed: int,
+    orthogonal_to: torch.Tensor | None,
+    progress: Callable[[int, int], None] | None,
+    source: int,
+    target: int,
+) -> MelboResult:
     import torch
 
     from steerlab.vectors.vector import SteeringVector, VectorSet
@@ -256,8 +271,9 @@ def _train(lm: LanguageModel, prompts: Sequence[str | Conversation], n_vectors: 
 
     for start in range(0, n_vectors, s.vector_batch_size):
         idx = list(range(start, min(n_vectors, start + s.vector_batch_size)))
-        init = torch.stack([torch.randn(d, generator=torch.Generator().manual_seed(vector_seed(seed, "melbo", i)))
-                            for i in idx])
+        init = torch.stack(
+            [torch.randn(d, generator=torch.Generator().manual_seed(vector_seed(seed, "melbo", i))) for i in idx]
+        )
         if s.orthogonal:
             init = orthogonalise(init, basis)
         init = torch.nn.functional.normalize(init, dim=-1) * s.radius
@@ -267,10 +283,29 @@ def _train(lm: LanguageModel, prompts: Sequence[str | Conversation], n_vectors: 
         if s.orthogonal:
             basis = torch.cat([basis, torch.nn.functional.normalize(theta, dim=-1)])
     hyper = s.model_dump(mode="json") | {"source_layer": source, "target_layer": target}
-    out = [SteeringVector(v.float(), vector_meta(
-        lm, name=f"melbo.{i}", method="melbo", layer=source, site=s.site, radius=s.radius, activation_norm=act_norm,
-        prompts=prompts, system=system,
-        extra={"index": i, "seed": seed, **hyper, "objective_initial": curve[0], "objective_final": curve[-1],
-               "objective_curve": [round(x, 6) for x in curve]}))
-        for i, (v, curve) in enumerate(zip(vectors, curves))]
+    out = [
+        SteeringVector(
+            v.float(),
+            vector_meta(
+                lm,
+                name=f"melbo.{i}",
+                method="melbo",
+                layer=source,
+                site=s.site,
+                radius=s.radius,
+                activation_norm=act_norm,
+                prompts=prompts,
+                system=system,
+                extra={
+                    "index": i,
+                    "seed": seed,
+                    **hyper,
+                    "objective_initial": curve[0],
+                    "objective_final": curve[-1],
+                    "objective_curve": [round(x, 6) for x in curve],
+                },
+            ),
+        )
+        for i, (v, curve) in enumerate(zip(vectors, curves))
+    ]
     return MelboResult(VectorSet(out), curves, source, target)

@@ -73,9 +73,12 @@ class PowerIterationOptions(Objective):
     iterations: int = Field(15, ge=1, description="products with JᵀJ before the final Rayleigh–Ritz (the seed: 15)")
     oversample: int = Field(4, ge=0, description="extra block vectors beyond the wanted ones (faster convergence)")
     tol: float = Field(0.0, ge=0, description="stop early once every wanted residual is below tol (0 = never)")
-    degenerate_gap: float = Field(0.05, ge=0, lt=1, description="flag a vector whose relative singular-value gap "
-                                  "to its nearest neighbour is below this")
-
+    degenerate_gap: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="flag a vector whose relative singular-value gap to its nearest neighbour is below this",
+    )
 
 
 class PowerIterationSettings(Placement, PowerIterationOptions):
@@ -224,12 +227,45 @@ def jacobian_power_iteration(
     for i in range(n_vectors):
         vec = v[i].detach()
         vec = vec * torch.sign(vec[vec.abs().argmax()]) * s.radius / vec.norm()
-        extra = {"index": i, "seed": seed, **s.model_dump(mode="json"), "source_layer": source, "target_layer": target,
-                 "singular_value": sigma[i], "rayleigh_quotient": float(vals[i]), "residual": residual[i],
-                 "relative_gap": gaps[i], "degenerate": gaps[i] < s.degenerate_gap, "iterations_done": done}
-        out.append(SteeringVector(vec.float(), vector_meta(
-            lm, name=f"power.{i}", method="power_iteration", layer=source, site=s.site, radius=s.radius,
-            activation_norm=act_norm, prompts=prompts, system=system, extra=extra)))
+        extra = {
+            "index": i,
+            "seed": seed,
+            **s.model_dump(mode="json"),
+            "source_layer": source,
+            "target_layer": target,
+            "singular_value": sigma[i],
+            "rayleigh_quotient": float(vals[i]),
+            "residual": residual[i],
+            "relative_gap": gaps[i],
+            "degenerate": gaps[i] < s.degenerate_gap,
+            "iterations_done": done,
+        }
+        out.append(
+            SteeringVector(
+                vec.float(),
+                vector_meta(
+                    lm,
+                    name=f"power.{i}",
+                    method="power_iteration",
+                    layer=source,
+                    site=s.site,
+                    radius=s.radius,
+                    activation_norm=act_norm,
+                    prompts=prompts,
+                    system=system,
+                    extra=extra,
+                ),
+            )
+        )
     return PowerIterationResult(
-        VectorSet(out), sigma[:n_vectors], residual[:n_vectors], gaps, [g < s.degenerate_gap for g in gaps],
-        next_sigma, history, done, source, target)
+        VectorSet(out),
+        sigma[:n_vectors],
+        residual[:n_vectors],
+        gaps,
+        [g < s.degenerate_gap for g in gaps],
+        next_sigma,
+        history,
+        done,
+        source,
+        target,
+    )

@@ -16,7 +16,11 @@ def random_like(ref: SteeringVector, n: int = 1, *, seed: int = 0) -> list[Steer
     for i in range(n):
         d = torch.randn(ref.vector.shape[0], generator=g)
         d = d / d.norm() * ref.vector.norm()
-        meta = replace(ref.meta, method="random", name=f"random.{ref.name}.s{seed}.{i}", extra={**ref.meta.extra, "seed": seed, "index": i,
-                                                          "matched_to": ref.meta.method})
+        meta = replace(
+            ref.meta,
+            method="random",
+            name=f"random.{ref.name}.s{seed}.{i}",
+            extra={**ref.meta.extra, "seed": seed, "index": i, "matched_to": ref.meta.method},
+        )
         out.append(SteeringVector(d.float(), meta))
     return out

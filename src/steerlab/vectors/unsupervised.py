@@ -54,8 +54,11 @@ class Placement(Settings):
     """Where the vector is injected and where its effect is read (shared by MELBO and power iteration)."""
 
     source_layer: int | None = Field(None, description="layer the vector is injected at; None = min(7, n_layers // 4)")
-    target_layer: int | None = Field(None, description="layer whose output is read; None = n_layers − 8, clipped "
-                                     "for small models (see steerlab.vectors.unsupervised)")
+    target_layer: int | None = Field(
+        None,
+        description="layer whose output is read; None = n_layers − 8, clipped "
+        "for small models (see steerlab.vectors.unsupervised)",
+    )
     site: Site = Field("mlp_out", description="injection site at the source layer (the seed: the MLP output)")
     radius: float = Field(1.0, gt=0, description="norm R of every vector (the seed: 1.0)")
 
@@ -93,6 +96,7 @@ def default_layers(n_layers: int, source: int | None = None, target: int | None 
         >>> default_layers(40), default_layers(18), default_layers(3)
         ((7, 32), (4, 10), (0, 1))
     """
+
     def resolve(layer: int, what: str) -> int:
         idx = layer + n_layers if layer < 0 else layer
         if not 0 <= idx < n_layers:
@@ -179,17 +183,38 @@ def site_norm(lm: LanguageModel, batch: Batch, layer: int, site: Site) -> float:
     return got[0]
 
 
-def vector_meta(lm: LanguageModel, *, name: str, method: str, layer: int, site: Site, radius: float,
-                activation_norm: float, prompts: Sequence[str | Conversation], system: str | None,
-                extra: dict[str, Any]) -> VectorMeta:
+def vector_meta(
+    lm: LanguageModel,
+    *,
+    name: str,
+    method: str,
+    layer: int,
+    site: Site,
+    radius: float,
+    activation_norm: float,
+    prompts: Sequence[str | Conversation],
+    system: str | None,
+    extra: dict[str, Any],
+) -> VectorMeta:
     """Provenance of one unsupervised vector: method, layers, prompt and hyper-parameters in ``extra``."""
     from steerlab import __version__
     from steerlab.vectors.vector import VectorMeta, data_hash
 
     return VectorMeta(
-        model_id=lm.model_id, config_hash=lm.config_hash, hidden_size=lm.hidden_size, num_layers=lm.n_layers,
-        layer=layer, site=site, method=method, positions="all", normalization="none",
-        activation_norm=activation_norm, raw_norm=radius, n_examples=len(prompts),
-        data_hash=data_hash({"prompts": list(prompts), "system": system}), steerlab_version=__version__,
-        name=name, extra={"prompts": list(prompts), "system": system, **extra},
+        model_id=lm.model_id,
+        config_hash=lm.config_hash,
+        hidden_size=lm.hidden_size,
+        num_layers=lm.n_layers,
+        layer=layer,
+        site=site,
+        method=method,
+        positions="all",
+        normalization="none",
+        activation_norm=activation_norm,
+        raw_norm=radius,
+        n_examples=len(prompts),
+        data_hash=data_hash({"prompts": list(prompts), "system": system}),
+        steerlab_version=__version__,
+        name=name,
+        extra={"prompts": list(prompts), "system": system, **extra},
     )

@@ -68,11 +68,11 @@ class VectorMeta:
         if kw["site"] not in SITES:
             raise InputError(f"{source}: unknown site {kw['site']!r} (known: {', '.join(SITES)})")
         if kw["normalization"] not in NORMALIZATIONS:
-            raise InputError(f"{source}: unknown normalization {kw['normalization']!r} "
-                             f"(known: {', '.join(NORMALIZATIONS)})")
+            raise InputError(
+                f"{source}: unknown normalization {kw['normalization']!r} (known: {', '.join(NORMALIZATIONS)})"
+            )
         if not 0 <= kw["layer"] < kw["num_layers"]:
-            raise InputError(f"{source}: vector layer {kw['layer']} is outside its model's "
-                             f"{kw['num_layers']} layers")
+            raise InputError(f"{source}: vector layer {kw['layer']} is outside its model's {kw['num_layers']} layers")
         if not isinstance(kw.get("extra", {}), dict):
             raise InputError(f"{source}: vector metadata field extra must be an object")
         return cls(**kw)
@@ -117,8 +117,10 @@ class SteeringVector:
 
     def __repr__(self) -> str:
         m = self.meta
-        return (f"SteeringVector(name={self.name!r}, layer={m.layer}, site={m.site}, method={m.method}, "
-                f"norm={self.norm:.4g}, normalization={m.normalization}, model={m.model_id!r})")
+        return (
+            f"SteeringVector(name={self.name!r}, layer={m.layer}, site={m.site}, method={m.method}, "
+            f"norm={self.norm:.4g}, normalization={m.normalization}, model={m.model_id!r})"
+        )
 
 
 class VectorSet(Mapping[str, SteeringVector]):

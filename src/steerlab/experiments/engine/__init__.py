@@ -18,6 +18,19 @@ from steerlab.experiments.engine.registry import ExperimentKind, get_kind, known
 from steerlab.experiments.engine.stage import Stage
 
 __all__ = [
-    "Cell", "ExperimentConfig", "ExperimentKind", "GenerationConfig", "ModelSpec", "Record", "Row", "Stage", "Summary",
-    "Versioned", "cell_seed", "get_kind", "known_kinds", "make_key", "register_kind",
+    "Cell",
+    "ExperimentConfig",
+    "ExperimentKind",
+    "GenerationConfig",
+    "ModelSpec",
+    "Record",
+    "Row",
+    "Stage",
+    "Summary",
+    "Versioned",
+    "cell_seed",
+    "get_kind",
+    "known_kinds",
+    "make_key",
+    "register_kind",
 ]

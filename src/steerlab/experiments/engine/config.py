@@ -57,8 +57,6 @@ class GenerationConfig(Strict):
     batch_size: int = Field(16, ge=1, description="rows per batched pass (cells of different conditions share a batch)")
 
 
-
-
 def dump_config(cfg: BaseModel) -> str:
     """The fully resolved config as YAML (defaults written out)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

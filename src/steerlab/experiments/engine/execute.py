@@ -1,7 +1,7 @@
 """Run a validated config in a run directory, and redraw a finished run's report.
 
-    execute(cfg, run_dir)   lock the directory, run the kind's flow, write summary.json, report.md, plots
-    render(run_dir)         report.md and plots again from config.yaml and summary.json alone
+execute(cfg, run_dir)   lock the directory, run the kind's flow, write summary.json, report.md, plots
+render(run_dir)         report.md and plots again from config.yaml and summary.json alone
 """
 
 from __future__ import annotations
@@ -20,8 +20,14 @@ from steerlab.experiments.engine.run import Run
 from steerlab.experiments.engine.store import RunStore
 
 
-def execute(cfg: ExperimentConfig, run_dir: str | Path, *, executor: str | Executor = "local",
-            address: str | None = None, actors: int | None = None) -> Path:
+def execute(
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    *,
+    executor: str | Executor = "local",
+    address: str | None = None,
+    actors: int | None = None,
+) -> Path:
     """Run (or resume) ``cfg`` in ``run_dir``; returns the path of ``report.md``.
 
     ``executor`` is ``"local"``, ``"ray"`` (with ``address``/``actors``), or an executor object

@@ -31,8 +31,7 @@ class Executor(Protocol):
         """``fn(model, *args)`` on a worker holding ``spec``'s model; the result comes back."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 class LocalExecutor:

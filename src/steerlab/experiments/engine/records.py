@@ -34,8 +34,6 @@ class Versioned(Record):
     version: int = Field(1, description="record version; bump the default when a field changes meaning")
 
 
-
-
 class Cell(Versioned):
     """One unit of work. Kinds subclass it with their own fields."""
 
@@ -67,4 +65,3 @@ def cell_seed(base: int, *parts: object) -> int:
 def make_key(*parts: object) -> str:
     """A cell key from its identifying parts, e.g. ``make_key(model, "eval", condition, prompt_id)``."""
     return "|".join(str(p) for p in parts)
-

@@ -57,8 +57,7 @@ def plan_batches(cells: Sequence[C], batch_size: int, length: Callable[[C], int]
 class Run:
     """The driver's handle on one running experiment (handed to the kind's ``flow``)."""
 
-    def __init__(self, kind: str, cfg: ExperimentConfig, store: RunStore,
-                 executor: Executor) -> None:
+    def __init__(self, kind: str, cfg: ExperimentConfig, store: RunStore, executor: Executor) -> None:
         self.kind = kind
         self.cfg = cfg
         self.store = store
@@ -121,14 +120,21 @@ class Run:
         yield
         path = self.root / file
         done = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
-        done.append({"stage": label, "seconds": round(time.perf_counter() - start, 2),
-                     "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        done.append(
+            {"stage": label, "seconds": round(time.perf_counter() - start, 2), "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        )
         self.store.write_json(file, done)
 
     # ---- the main verb -----------------------------------------------------------------------
-    def cells(self, stage: Stage[Any, C, R], cells: Sequence[C], *,
-              vectors: dict[str, SteeringVector] | VectorSet | None = None,
-              batch_size: int | None = None, desc: str | None = None) -> list[R]:
+    def cells(
+        self,
+        stage: Stage[Any, C, R],
+        cells: Sequence[C],
+        *,
+        vectors: dict[str, SteeringVector] | VectorSet | None = None,
+        batch_size: int | None = None,
+        desc: str | None = None,
+    ) -> list[R]:
         """Run every cell of ``stage`` not already in ``results.jsonl``; return the rows of all
         ``cells``, in order, typed as the stage's ``Row``.
 
@@ -154,7 +160,9 @@ class Run:
             k: self._typed(stage, r) for k, r in ((r["key"], r) for r in self.store.rows()) if k in wanted
         }
         items = [
-            WorkItem(i, self.kind, stage.name, self.cfg, self.spec(batch[0].model), tuple(batch), stage.run_batch, table)
+            WorkItem(
+                i, self.kind, stage.name, self.cfg, self.spec(batch[0].model), tuple(batch), stage.run_batch, table
+            )
             for i, batch in enumerate(plan_batches(cells, batch_size, lambda c: stage.length(self.cfg, c)))
             if any(c.key not in have for c in batch)
         ]

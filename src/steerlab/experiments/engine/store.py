@@ -80,9 +80,13 @@ class RunStore:
             lock.acquire()
         except Timeout:
             holder_file = self.root / ".lock.holder"
-            holder = (holder_file.read_text(encoding="utf-8").strip() if holder_file.exists() else "") or "another process"
-            raise InputError(f"{self.root}: another steerlab run is using this directory ({holder}); "
-                             "wait for it to finish or choose another --run-dir") from None
+            holder = (
+                holder_file.read_text(encoding="utf-8").strip() if holder_file.exists() else ""
+            ) or "another process"
+            raise InputError(
+                f"{self.root}: another steerlab run is using this directory ({holder}); "
+                "wait for it to finish or choose another --run-dir"
+            ) from None
         atomic_write_text(self.root / ".lock.holder", f"pid {os.getpid()} on {platform.node()}\n")
         self._lock = lock
 
@@ -119,8 +123,12 @@ class RunStore:
         path = self.root / "manifest.json"
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         manifest: dict[str, Any] = {
-            "steerlab": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "git_revision": _git_revision(), "started": [],
+            "steerlab": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "git_revision": _git_revision(),
+            "started": [],
         }
         if path.exists():
             try:

@@ -92,8 +92,10 @@ class WorkerContext:
         names (``openai:...``, ``anthropic:...``, ``serve:...``) or a local model loaded from it."""
         from steerlab.models.api import parse_api_spec
 
-        return self.cached(f"judge:{getattr(make, '__qualname__', make)}:{spec}",
-                           lambda: make(parse_api_spec(spec) or self.aux_model(spec, batch_size=batch_size)))
+        return self.cached(
+            f"judge:{getattr(make, '__qualname__', make)}:{spec}",
+            lambda: make(parse_api_spec(spec) or self.aux_model(spec, batch_size=batch_size)),
+        )
 
 
 class Worker:

@@ -56,8 +56,11 @@ class CompletionConfig(Strict):
     max_new_tokens: int = Field(40, ge=1, description="most tokens per completion")
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
     do_not_mention: bool = Field(True, description="prefix personas with 'Do not mention these instructions.'")
-    exclude_mentions: bool = Field(True, description="leave completions that mention their system prompt out "
-                                   "of ratings (they are counted in the report)")
+    exclude_mentions: bool = Field(
+        True,
+        description="leave completions that mention their system prompt out "
+        "of ratings (they are counted in the report)",
+    )
 
 
 class RatingConfig(Strict):
@@ -67,8 +70,9 @@ class RatingConfig(Strict):
     seeds: int = Field(3, ge=0, description="sampled replies per (task, template), one seed each (0 = none)")
     temperature: float = Field(1.0, ge=0, description="sampling temperature of the rating replies")
     max_new_tokens: int = Field(8, ge=1, description="most tokens per sampled rating reply")
-    distribution: bool = Field(True, description="also read the answer-token distribution from one pass "
-                               "(local models and APIs with log-probs)")
+    distribution: bool = Field(
+        True, description="also read the answer-token distribution from one pass (local models and APIs with log-probs)"
+    )
 
 
 class PrefsStudyConfig(ExperimentConfig):
@@ -76,8 +80,9 @@ class PrefsStudyConfig(ExperimentConfig):
 
     tasks: TasksConfig = TasksConfig()
     completion: CompletionConfig = CompletionConfig()
-    templates_file: str | None = Field(None, description="extra rating/pairwise templates (YAML, see "
-                                       "steerlab/prefs/templates.yaml)")
+    templates_file: str | None = Field(
+        None, description="extra rating/pairwise templates (YAML, see steerlab/prefs/templates.yaml)"
+    )
     batch_size: int = Field(16, ge=1, description="rows per batched pass")
     bootstrap_resamples: int = Field(1000, ge=100, description="resamples for bootstrap intervals")
 
@@ -97,18 +102,38 @@ def system_turn(text: str | None) -> list[dict[str, str]]:
     return [{"role": "system", "content": text}] if text else []
 
 
-def completion_cells(run: Run, cfg: PrefsStudyConfig, tasks: Sequence[Task], *, model: str, agent: str,
-                     persona: str | None = None, system: str | None = None,
-                     intervention: InterventionSpec = NO_INTERVENTION) -> list[PrefCell]:
+def completion_cells(
+    run: Run,
+    cfg: PrefsStudyConfig,
+    tasks: Sequence[Task],
+    *,
+    model: str,
+    agent: str,
+    persona: str | None = None,
+    system: str | None = None,
+    intervention: InterventionSpec = NO_INTERVENTION,
+) -> list[PrefCell]:
     """One ``complete`` cell per task for ``agent`` under an (already composed) system prompt."""
     c = cfg.completion
     out = []
     for t in tasks:
         key = make_key("complete", agent, persona or "-", t.id)
-        out.append(PrefCell(key=key, model=model, seed=run.seed(key), intervention=intervention, stage="complete",
-                            agent=agent, item=t.id, origin=t.origin,
-                            messages=system_turn(system) + [{"role": "user", "content": t.prompt}],
-                            max_new_tokens=c.max_new_tokens, temperature=c.temperature, persona=persona))
+        out.append(
+            PrefCell(
+                key=key,
+                model=model,
+                seed=run.seed(key),
+                intervention=intervention,
+                stage="complete",
+                agent=agent,
+                item=t.id,
+                origin=t.origin,
+                messages=system_turn(system) + [{"role": "user", "content": t.prompt}],
+                max_new_tokens=c.max_new_tokens,
+                temperature=c.temperature,
+                persona=persona,
+            )
+        )
     return out
 
 
@@ -117,10 +142,21 @@ def usable(rows: Sequence[PrefRow], cfg: PrefsStudyConfig) -> list[PrefRow]:
     return [r for r in rows if (r.text or "").strip() and not (cfg.completion.exclude_mentions and r.mentions_system)]
 
 
-def rating_cells(run: Run, template: RatingTemplate, completions: Sequence[PrefRow], tasks: dict[str, Task], *,
-                 model: str, agent: str, rating: RatingConfig, context: str | None = None,
-                 context_text: str | None = None, intervention: InterventionSpec = NO_INTERVENTION,
-                 strength: float = 0.0, tag: str = "") -> list[PrefCell]:
+def rating_cells(
+    run: Run,
+    template: RatingTemplate,
+    completions: Sequence[PrefRow],
+    tasks: dict[str, Task],
+    *,
+    model: str,
+    agent: str,
+    rating: RatingConfig,
+    context: str | None = None,
+    context_text: str | None = None,
+    intervention: InterventionSpec = NO_INTERVENTION,
+    strength: float = 0.0,
+    tag: str = "",
+) -> list[PrefCell]:
     """``rate`` cells for every completion: ``rating.seeds`` sampled replies and (optionally) one
     distribution cell, under a measurement-time system prompt ``context_text``."""
     out = []
@@ -130,28 +166,85 @@ def rating_cells(run: Run, template: RatingTemplate, completions: Sequence[PrefR
     for comp in completions:
         msgs = template.conversation(tasks[comp.item].prompt, comp.text or "", context_text)
         for mode, s in modes:
-            key = make_key("rate", tag, agent, template.name, context or "-", comp.agent, comp.persona or "-",
-                           comp.item, strength, mode, s)
-            out.append(PrefCell(
-                key=key, model=model, seed=run.seed(key), intervention=intervention, stage="rate", agent=agent,
-                mode=mode, item=comp.item, origin=comp.origin, template=template.name, messages=msgs,
-                max_new_tokens=rating.max_new_tokens if mode == "sample" else 0,
-                temperature=rating.temperature if mode == "sample" else 0.0, persona=comp.persona, context=context,
-                completer=comp.agent, strength=strength, sample=s))
+            key = make_key(
+                "rate",
+                tag,
+                agent,
+                template.name,
+                context or "-",
+                comp.agent,
+                comp.persona or "-",
+                comp.item,
+                strength,
+                mode,
+                s,
+            )
+            out.append(
+                PrefCell(
+                    key=key,
+                    model=model,
+                    seed=run.seed(key),
+                    intervention=intervention,
+                    stage="rate",
+                    agent=agent,
+                    mode=mode,
+                    item=comp.item,
+                    origin=comp.origin,
+                    template=template.name,
+                    messages=msgs,
+                    max_new_tokens=rating.max_new_tokens if mode == "sample" else 0,
+                    temperature=rating.temperature if mode == "sample" else 0.0,
+                    persona=comp.persona,
+                    context=context,
+                    completer=comp.agent,
+                    strength=strength,
+                    sample=s,
+                )
+            )
     return out
 
 
-def choice_cell(run: Run, template: PairwiseTemplate, first: Task, second: Task, comps: dict[str, PrefRow], *,
-                model: str, agent: str, mode: Mode, sample: int = 0, reasoning: bool = False,
-                max_new_tokens: int = 8, temperature: float = 1.0) -> PrefCell:
+def choice_cell(
+    run: Run,
+    template: PairwiseTemplate,
+    first: Task,
+    second: Task,
+    comps: dict[str, PrefRow],
+    *,
+    model: str,
+    agent: str,
+    mode: Mode,
+    sample: int = 0,
+    reasoning: bool = False,
+    max_new_tokens: int = 8,
+    temperature: float = 1.0,
+) -> PrefCell:
     """One ``choose`` cell: ``first`` shown as Task A, ``second`` as Task B."""
-    msgs = template.conversation(first.prompt, second.prompt, comps[first.id].text or "" if first.id in comps else "",
-                                 comps[second.id].text or "" if second.id in comps else "", reasoning=reasoning)
+    msgs = template.conversation(
+        first.prompt,
+        second.prompt,
+        comps[first.id].text or "" if first.id in comps else "",
+        comps[second.id].text or "" if second.id in comps else "",
+        reasoning=reasoning,
+    )
     key = make_key("choose", agent, template.name, first.id, second.id, mode, sample)
-    return PrefCell(key=key, model=model, seed=run.seed(key), stage="choose", agent=agent, mode=mode, item=first.id,
-                    origin=first.origin, item_b=second.id, origin_b=second.origin, template=template.name,
-                    messages=msgs, max_new_tokens=max_new_tokens if mode == "sample" else 0,
-                    temperature=temperature if mode == "sample" else 0.0, sample=sample)
+    return PrefCell(
+        key=key,
+        model=model,
+        seed=run.seed(key),
+        stage="choose",
+        agent=agent,
+        mode=mode,
+        item=first.id,
+        origin=first.origin,
+        item_b=second.id,
+        origin_b=second.origin,
+        template=template.name,
+        messages=msgs,
+        max_new_tokens=max_new_tokens if mode == "sample" else 0,
+        temperature=temperature if mode == "sample" else 0.0,
+        sample=sample,
+    )
 
 
 # ---------------------------------------------------------------------------- reading rows back
@@ -161,15 +254,30 @@ def ratings_frame(rows: Sequence[PrefRow]) -> pd.DataFrame:
     """Long frame of ``rate`` rows: the columns of :data:`steerlab.prefs.RATING_COLUMNS` (rater =
     agent, seed = sample index, value = parsed rating or NaN) plus origin, mode, expected,
     entropy, scale mass, probs, persona, context, completer, strength, parse reason and text."""
-    data = [{
-        "item": r.item, "rater": r.agent, "template": r.template, "seed": r.sample, "sample": 0,
-        "value": np.nan if r.rating is None else r.rating, "origin": r.origin, "mode": r.mode,
-        "expected": np.nan if r.expected is None else r.expected, "entropy": np.nan if r.entropy is None else r.entropy,
-        "scale_mass": np.nan if r.scale_mass is None else r.scale_mass, "probs": r.probs,
-        "persona": r.persona or "none",
-        "context": r.context or "none", "completer": r.completer, "strength": r.strength, "parse": r.parse,
-        "text": r.text,
-    } for r in rows if r.stage == "rate"]
+    data = [
+        {
+            "item": r.item,
+            "rater": r.agent,
+            "template": r.template,
+            "seed": r.sample,
+            "sample": 0,
+            "value": np.nan if r.rating is None else r.rating,
+            "origin": r.origin,
+            "mode": r.mode,
+            "expected": np.nan if r.expected is None else r.expected,
+            "entropy": np.nan if r.entropy is None else r.entropy,
+            "scale_mass": np.nan if r.scale_mass is None else r.scale_mass,
+            "probs": r.probs,
+            "persona": r.persona or "none",
+            "context": r.context or "none",
+            "completer": r.completer,
+            "strength": r.strength,
+            "parse": r.parse,
+            "text": r.text,
+        }
+        for r in rows
+        if r.stage == "rate"
+    ]
     return pd.DataFrame(data)
 
 
@@ -198,8 +306,9 @@ class ConceptConfig(Strict):
     positive: str = Field("You love math.", description="system prompt of the positive side")
     negative: str = Field("You hate math.", description="system prompt of the negative side")
     layer: int | None = Field(None, description="layer of the vector (default: 40% of the depth)")
-    selector: Literal["last", "first", "mean"] = Field("last", description="token the activation is read at "
-                                                       "(seed 004: 'last' steered, 'first' broke coherence)")
+    selector: Literal["last", "first", "mean"] = Field(
+        "last", description="token the activation is read at (seed 004: 'last' steered, 'first' broke coherence)"
+    )
 
 
 def concept_layer(concept: ConceptConfig, n_layers: int) -> int:
@@ -228,6 +337,12 @@ def concept_vector(run: Run, spec: Any, tasks: Sequence[Task], concept: ConceptC
     from steerlab._io import slug
 
     layer = concept_layer(concept, run.model_info(spec).n_layers)
-    vecs = run.vectors(f"concept_{slug(spec.name)}_{concept.selector}_L{layer}", spec, extract_concept_vector,
-                       [t.prompt for t in tasks], concept, layer)
+    vecs = run.vectors(
+        f"concept_{slug(spec.name)}_{concept.selector}_L{layer}",
+        spec,
+        extract_concept_vector,
+        [t.prompt for t in tasks],
+        concept,
+        layer,
+    )
     return vecs[layer]

@@ -26,9 +26,18 @@ def _colour(origin: str, k: int) -> str:
     return ORIGIN_COLOURS.get(origin, f"C{k % 10}")
 
 
-def plot_grouped_bars(frame: pd.DataFrame, out: PathLike, *, group: str, bar: str, value: str,
-                      err: str | None = None, ylabel: str = "", title: str = "", ylim: tuple[float, float] | None = None
-                      ) -> Path:
+def plot_grouped_bars(
+    frame: pd.DataFrame,
+    out: PathLike,
+    *,
+    group: str,
+    bar: str,
+    value: str,
+    err: str | None = None,
+    ylabel: str = "",
+    title: str = "",
+    ylim: tuple[float, float] | None = None,
+) -> Path:
     """Bars of ``value`` for every (``group``, ``bar``) pair, groups along x (e.g. origin × template).
 
     Args:
@@ -79,11 +88,22 @@ def plot_scale_use(entries: Sequence[Any], out: PathLike) -> Path:
         ax = fig.add_subplot(rows, cols, k)
         x = np.arange(len(e.values))
         if e.distribution:
-            ax.bar(x, [v if v is not None else np.nan for v in e.distribution], color="tab:blue", alpha=0.6,
-                   label="sampled")
+            ax.bar(
+                x,
+                [v if v is not None else np.nan for v in e.distribution],
+                color="tab:blue",
+                alpha=0.6,
+                label="sampled",
+            )
         if e.dist_mean:
-            ax.plot(x, [v if v is not None else np.nan for v in e.dist_mean], "o", color="tab:orange", ms=3,
-                    label="answer distribution")
+            ax.plot(
+                x,
+                [v if v is not None else np.nan for v in e.dist_mean],
+                "o",
+                color="tab:orange",
+                ms=3,
+                label="answer distribution",
+            )
         step = max(1, len(x) // 8)
         ax.set_xticks(x[::step], [f"{v:g}" for v in e.values[::step]], fontsize=7)
         ax.set_ylim(0, 1)
@@ -111,14 +131,16 @@ def plot_correlation_pairs(frame: pd.DataFrame, out: PathLike, *, label: str = "
             ax.annotate(f"d={100 * d:.0f}%", (i, 0.02), ha="center", fontsize=7)
     ax.set_xticks(x, frame[label].astype(str), rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("mean cross-seed r")
-    ax.set_ylim(min(0.0, float(np.nanmin(frame[["seed_r", "informative_r"]].astype(float).to_numpy(), initial=0)) - 0.1),
-                1.05)
+    ax.set_ylim(
+        min(0.0, float(np.nanmin(frame[["seed_r", "informative_r"]].astype(float).to_numpy(), initial=0)) - 0.1), 1.05
+    )
     ax.legend(fontsize=8)
     return _save(fig, out)
 
 
-def plot_origin_scatter(frame: pd.DataFrame, out: PathLike, *, x: str, y: str, xlabel: str, ylabel: str,
-                        title: str = "") -> Path:
+def plot_origin_scatter(
+    frame: pd.DataFrame, out: PathLike, *, x: str, y: str, xlabel: str, ylabel: str, title: str = ""
+) -> Path:
     """Scatter of ``y`` against ``x``, one colour per origin (column ``origin``).
 
     Args:
@@ -143,9 +165,18 @@ def plot_origin_scatter(frame: pd.DataFrame, out: PathLike, *, x: str, y: str, x
     return _save(fig, out)
 
 
-def plot_violin_grid(values: Mapping[tuple[str, str], Sequence[float]], rows: Sequence[str], cols: Sequence[str],
-                     out: PathLike, *, row_label: str, col_label: str, ylabel: str, ylim: tuple[float, float],
-                     title: str = "") -> Path:
+def plot_violin_grid(
+    values: Mapping[tuple[str, str], Sequence[float]],
+    rows: Sequence[str],
+    cols: Sequence[str],
+    out: PathLike,
+    *,
+    row_label: str,
+    col_label: str,
+    ylabel: str,
+    ylim: tuple[float, float],
+    title: str = "",
+) -> Path:
     """A grid of violins: one panel per row value, one violin per column value in it.
 
     Seed 004's 3×3 system-prompt figure: rows = completion persona, columns = measurement context.
@@ -183,8 +214,9 @@ def plot_violin_grid(values: Mapping[tuple[str, str], Sequence[float]], rows: Se
     return _save(fig, out)
 
 
-def plot_heatmaps(matrices: Mapping[str, pd.DataFrame], out: PathLike, *, xlabel: str, ylabel: str,
-                  fmt: str = "{:.2f}") -> Path:
+def plot_heatmaps(
+    matrices: Mapping[str, pd.DataFrame], out: PathLike, *, xlabel: str, ylabel: str, fmt: str = "{:.2f}"
+) -> Path:
     """Side-by-side annotated heatmaps (e.g. mean, ICC and KL of rater × completer).
 
     Args:
@@ -212,8 +244,20 @@ def plot_heatmaps(matrices: Mapping[str, pd.DataFrame], out: PathLike, *, xlabel
     return _save(fig, out)
 
 
-def plot_sweep(frame: pd.DataFrame, out: PathLike, *, x: str, y: str, low: str, high: str, series: str,
-               coherence: str | None = None, kept: str | None = None, xlabel: str = "", ylabel: str = "") -> Path:
+def plot_sweep(
+    frame: pd.DataFrame,
+    out: PathLike,
+    *,
+    x: str,
+    y: str,
+    low: str,
+    high: str,
+    series: str,
+    coherence: str | None = None,
+    kept: str | None = None,
+    xlabel: str = "",
+    ylabel: str = "",
+) -> Path:
     """A line per series of ``y`` (with its interval) against ``x``; optional second panel of
     coherence, with points of excluded x values hollow.
 
@@ -254,8 +298,9 @@ def plot_sweep(frame: pd.DataFrame, out: PathLike, *, x: str, y: str, low: str, 
     return _save(fig, out)
 
 
-def plot_group_distributions(groups: Mapping[str, Sequence[float]], out: PathLike, *, ylabel: str, title: str = ""
-                             ) -> Path:
+def plot_group_distributions(
+    groups: Mapping[str, Sequence[float]], out: PathLike, *, ylabel: str, title: str = ""
+) -> Path:
     """Box plots of values per group, points overlaid (e.g. rating of refused vs answered tasks).
 
     Args:

@@ -83,18 +83,28 @@ class PrefsRefusal(PrefsKind):
         comps = run.cells(COMPLETE, cells, batch_size=cfg.batch_size, desc="complete")
 
         # 2. self-rating of every non-empty completion
-        cells = [c for m in cfg.models
-                 for c in rating_cells(run, template, [r for r in usable(comps, cfg) if r.agent == m.name], by_id,
-                                       model=m.name, agent=m.name, rating=cfg.rating)]
+        cells = [
+            c
+            for m in cfg.models
+            for c in rating_cells(
+                run,
+                template,
+                [r for r in usable(comps, cfg) if r.agent == m.name],
+                by_id,
+                model=m.name,
+                agent=m.name,
+                rating=cfg.rating,
+            )
+        ]
         rows = run.cells(RATE, cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 3. summarise
         return summarise(cfg, template, comps, rows)
 
 
-
-def summarise(cfg: PrefsRefusalConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]
-              ) -> PrefsRefusalSummary:
+def summarise(
+    cfg: PrefsRefusalConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]
+) -> PrefsRefusalSummary:
     """Per-origin refusal–rating statistics from the completion and rating rows alone."""
     frame = ratings_frame(rows)
     use_dist = bool(cfg.rating.distribution) and frame["expected"].notna().any()

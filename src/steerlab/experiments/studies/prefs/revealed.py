@@ -85,11 +85,15 @@ class ActiveConfig(Strict):
     initial_degree: int = Field(4, ge=1, description="degree of the random regular starting graph")
     growth: float = Field(0.5, gt=0, description="pairs per round, relative to the starting graph's pairs")
     threshold: float = Field(0.997, gt=0, le=1, description="stop at this Spearman between successive fits")
-    max_pairs: int | None = Field(None, ge=1, description="budget of training pairs (default: 10 per task); the "
-                                  "round that reaches it is asked whole")
+    max_pairs: int | None = Field(
+        None,
+        ge=1,
+        description="budget of training pairs (default: 10 per task); the round that reaches it is asked whole",
+    )
     max_rounds: int = Field(20, ge=1, description="most rounds after the starting graph")
-    n_held_out: int | None = Field(None, ge=1, description="held-out pairs (default: one per task, at most the "
-                                   "pairs outside the starting graph)")
+    n_held_out: int | None = Field(
+        None, ge=1, description="held-out pairs (default: one per task, at most the pairs outside the starting graph)"
+    )
     candidates_per_item: int = Field(20, ge=1, description="random candidate pairs scored per task and round")
     lam: float = Field(1.0, ge=0, description="Thurstonian penalty λ")
 
@@ -101,8 +105,10 @@ class PrefsRevealedConfig(PrefsStudyConfig):
     name: str = Field("prefs_revealed", description="run name")
     pairwise: PairwiseConfig = PairwiseConfig()
     active: ActiveConfig = ActiveConfig()
-    stated: RatingConfig | None = Field(RatingConfig(templates=["anchored_precise_1_5"], seeds=2),
-                                        description="stated ratings for stated–revealed (null = skip)")
+    stated: RatingConfig | None = Field(
+        RatingConfig(templates=["anchored_precise_1_5"], seeds=2),
+        description="stated ratings for stated–revealed (null = skip)",
+    )
 
 
 class UtilityRow(Record):
@@ -194,8 +200,12 @@ class PrefsRevealed(PrefsKind):
         model = cfg.models[0].name
 
         # 1. complete
-        comps = run.cells(COMPLETE, completion_cells(run, cfg, tasks, model=model, agent=model), batch_size=cfg.batch_size,
-                          desc="complete")
+        comps = run.cells(
+            COMPLETE,
+            completion_cells(run, cfg, tasks, model=model, agent=model),
+            batch_size=cfg.batch_size,
+            desc="complete",
+        )
         comp_of = {r.item: r for r in comps}
         ids = [t.id for t in tasks if t.id in {r.item for r in usable(comps, cfg)}]
 
@@ -205,10 +215,25 @@ class PrefsRevealed(PrefsKind):
         choices: dict[str, PrefRow] = {}
 
         def oracle(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            cells = [choice_cell(run, template, by_id[ids[a]], by_id[ids[b]], comp_of, model=model, agent=model,
-                                 mode=p.mode, sample=s, reasoning=p.reasoning, max_new_tokens=p.max_new_tokens,
-                                 temperature=p.temperature)
-                     for i, j in zip(first, second) for a, b in ((i, j), (j, i)) for s in range(k)]
+            cells = [
+                choice_cell(
+                    run,
+                    template,
+                    by_id[ids[a]],
+                    by_id[ids[b]],
+                    comp_of,
+                    model=model,
+                    agent=model,
+                    mode=p.mode,
+                    sample=s,
+                    reasoning=p.reasoning,
+                    max_new_tokens=p.max_new_tokens,
+                    temperature=p.temperature,
+                )
+                for i, j in zip(first, second)
+                for a, b in ((i, j), (j, i))
+                for s in range(k)
+            ]
             rows = run.cells(CHOOSE, cells, batch_size=cfg.batch_size, desc=f"choose: {len(first)} pairs")
             choices.update((r.key, r) for r in rows)
             return oriented_counts(rows, [(ids[i], ids[j]) for i, j in zip(first, second)], cfg.pairwise)
@@ -220,23 +245,31 @@ class PrefsRevealed(PrefsKind):
             raise InputError(f"prefs_revealed: {n} usable tasks are too few for a starting graph and a held-out set")
         # The loop sizes rounds and its budget in comparisons; one pair here stands for `per_pair` of
         # them, so rounds are given in pairs (growth x the starting graph) and the budget in comparisons.
-        result = run_active_learning(ids, oracle, ActiveLearningConfig(
-            initial_degree=degree, pairs_per_round=max(1, round(a.growth * n * degree / 2)), threshold=a.threshold,
-            max_comparisons=(a.max_pairs or 10 * n) * per_pair, max_rounds=a.max_rounds,
-            n_held_out=min(a.n_held_out or n, spare), candidates_per_item=a.candidates_per_item, lam=a.lam,
-            seed=cfg.seed))
+        result = run_active_learning(
+            ids,
+            oracle,
+            ActiveLearningConfig(
+                initial_degree=degree,
+                pairs_per_round=max(1, round(a.growth * n * degree / 2)),
+                threshold=a.threshold,
+                max_comparisons=(a.max_pairs or 10 * n) * per_pair,
+                max_rounds=a.max_rounds,
+                n_held_out=min(a.n_held_out or n, spare),
+                candidates_per_item=a.candidates_per_item,
+                lam=a.lam,
+                seed=cfg.seed,
+            ),
+        )
 
         # 3. stated ratings of the same completions (for stated–revealed)
         stated_rows: list[PrefRow] = []
         if cfg.stated is not None:
             rt = rating_template(cfg.stated.templates[0], cfg.templates_file)
-            cells = rating_cells(run, rt, [comp_of[i] for i in ids], by_id, model=model, agent=model,
-                                 rating=cfg.stated)
+            cells = rating_cells(run, rt, [comp_of[i] for i in ids], by_id, model=model, agent=model, rating=cfg.stated)
             stated_rows = run.cells(RATE, cells, batch_size=cfg.batch_size, desc=f"stated ratings: {len(cells)} cells")
 
         # 4. summarise
         return summarise(cfg, result, list(choices.values()), comps, stated_rows, per_pair)
-
 
 
 def cell_counts(row: PrefRow, pairwise: PairwiseConfig) -> tuple[int, int, int]:
@@ -249,8 +282,9 @@ def cell_counts(row: PrefRow, pairwise: PairwiseConfig) -> tuple[int, int, int]:
     return int(row.choice == "A"), int(row.choice == "B"), int(row.choice is None)
 
 
-def oriented_counts(rows: Sequence[PrefRow], pairs: Sequence[tuple[str, str]], pairwise: PairwiseConfig
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def oriented_counts(
+    rows: Sequence[PrefRow], pairs: Sequence[tuple[str, str]], pairwise: PairwiseConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per requested (first, second) pair, the wins of each item over both orders, and the unparseable count.
 
     Args:
@@ -266,8 +300,9 @@ def oriented_counts(rows: Sequence[PrefRow], pairs: Sequence[tuple[str, str]], p
             acc[0] += x
             acc[1] += y
         wins[(r.item, r.item_b)][2] += u  # type: ignore[index]
-    out = np.array([[wins[(a, b)][0], wins[(a, b)][1], wins[(a, b)][2] + wins[(b, a)][2]] for a, b in pairs],
-                   dtype=np.int64).reshape(-1, 3)
+    out = np.array(
+        [[wins[(a, b)][0], wins[(a, b)][1], wins[(a, b)][2] + wins[(b, a)][2]] for a, b in pairs], dtype=np.int64
+    ).reshape(-1, 3)
     return out[:, 0], out[:, 1], out[:, 2]
 
 
@@ -277,13 +312,24 @@ def position_counts(rows: Sequence[PrefRow], ids: Sequence[str], pairwise: Pairw
 
     pos = {i: n for n, i in enumerate(ids)}
     counts = np.array([cell_counts(r, pairwise) for r in rows], dtype=np.int64).reshape(-1, 3)
-    return PairCounts(tuple(ids), np.array([pos[r.item] for r in rows], dtype=np.int64),
-                      np.array([pos[r.item_b] for r in rows], dtype=np.int64), counts[:, 0], counts[:, 1],
-                      counts[:, 2]).merged()
+    return PairCounts(
+        tuple(ids),
+        np.array([pos[r.item] for r in rows], dtype=np.int64),
+        np.array([pos[r.item_b] for r in rows], dtype=np.int64),
+        counts[:, 0],
+        counts[:, 1],
+        counts[:, 2],
+    ).merged()
 
 
-def summarise(cfg: PrefsRevealedConfig, result, choices: Sequence[PrefRow], comps: Sequence[PrefRow],
-              stated_rows: Sequence[PrefRow], per_pair: int) -> PrefsRevealedSummary:
+def summarise(
+    cfg: PrefsRevealedConfig,
+    result,
+    choices: Sequence[PrefRow],
+    comps: Sequence[PrefRow],
+    stated_rows: Sequence[PrefRow],
+    per_pair: int,
+) -> PrefsRevealedSummary:
     """Every table of the report, from the loop's result and the rows alone."""
     from steerlab.prefs import (
         first_position_rate,
@@ -297,40 +343,89 @@ def summarise(cfg: PrefsRevealedConfig, result, choices: Sequence[PrefRow], comp
     origin = {r.item: r.origin for r in comps}
     refused = {r.item: r.refusal == "refusal" for r in comps}
     stated = _stated(cfg, stated_rows)
-    utilities = [UtilityRow(item=i, origin=origin[i], mu=round(float(m), 6), sigma=round(float(s), 6),
-                            refused=refused[i], stated=fin(stated.get(i)))
-                 for i, m, s in zip(ids, fit.mu, fit.sigma)]
+    utilities = [
+        UtilityRow(
+            item=i,
+            origin=origin[i],
+            mu=round(float(m), 6),
+            sigma=round(float(s), 6),
+            refused=refused[i],
+            stated=fin(stated.get(i)),
+        )
+        for i, m, s in zip(ids, fit.mu, fit.sigma)
+    ]
     mu = dict(zip(ids, fit.mu))
     origins = sorted({origin[i] for i in ids})
-    by_origin = [OriginMu(origin=o, n=sum(origin[i] == o for i in ids),
-                          mu=mean([float(mu[i]) for i in ids if origin[i] == o], cfg.bootstrap_resamples, cfg.seed))
-                 for o in origins]
-    history = [RoundRow(round=h.round, pairs=h.n_comparisons // per_pair, comparisons=h.n_comparisons,
-                        spearman_prev=fin(h.spearman_prev), held_out_accuracy=fin(h.held_out.accuracy),
-                        held_out_nll=fin(h.held_out.nll)) for h in result.history]
+    by_origin = [
+        OriginMu(
+            origin=o,
+            n=sum(origin[i] == o for i in ids),
+            mu=mean([float(mu[i]) for i in ids if origin[i] == o], cfg.bootstrap_resamples, cfg.seed),
+        )
+        for o in origins
+    ]
+    history = [
+        RoundRow(
+            round=h.round,
+            pairs=h.n_comparisons // per_pair,
+            comparisons=h.n_comparisons,
+            spearman_prev=fin(h.spearman_prev),
+            held_out_accuracy=fin(h.held_out.accuracy),
+            held_out_nll=fin(h.held_out.nll),
+        )
+        for h in result.history
+    ]
     counts = position_counts(choices, ids, cfg.pairwise)
     k = int(counts.first_wins.sum())
     w = wilson_interval(k, counts.n_comparisons)  # NaN interval when nothing was parseable
     p_first = first_position_rate(counts).p_value if counts.n_comparisons else None
     cons = order_consistency(counts)
-    position = [PositionRow(group=d.group, n=d.n, win_rate=fin(d.win_rate), win_rate_first=fin(d.win_rate_first),
-                            win_rate_second=fin(d.win_rate_second), expected_from_position=fin(d.expected_from_position),
-                            content_effect=fin(d.content_effect))
-                for d in (win_rate_by_position(counts, origin) if counts.n_comparisons else [])]
+    position = [
+        PositionRow(
+            group=d.group,
+            n=d.n,
+            win_rate=fin(d.win_rate),
+            win_rate_first=fin(d.win_rate_first),
+            win_rate_second=fin(d.win_rate_second),
+            expected_from_position=fin(d.expected_from_position),
+            content_effect=fin(d.content_effect),
+        )
+        for d in (win_rate_by_position(counts, origin) if counts.n_comparisons else [])
+    ]
     dist = [r for r in choices if r.mode == "dist" and r.probs is not None]
-    refusal = [refusal_group(cfg.models[0].name, o, np.array([refused[i] for i in ids if o in ("all", origin[i])],
-                                                             dtype=int),
-                             np.array([mu[i] for i in ids if o in ("all", origin[i])], dtype=float),
-                             cfg.bootstrap_resamples, cfg.seed) for o in [*origins, "all"]]
+    refusal = [
+        refusal_group(
+            cfg.models[0].name,
+            o,
+            np.array([refused[i] for i in ids if o in ("all", origin[i])], dtype=int),
+            np.array([mu[i] for i in ids if o in ("all", origin[i])], dtype=float),
+            cfg.bootstrap_resamples,
+            cfg.seed,
+        )
+        for o in [*origins, "all"]
+    ]
     return PrefsRevealedSummary(
-        name=cfg.name, template=cfg.pairwise.template, mode=cfg.pairwise.mode, n_tasks=len(ids),
-        n_pairs=int(result.train.first.size + result.held_out.first.size), n_choice_cells=len(choices),
-        unparseable=int(counts.unparseable.sum()), stop_reason=result.stop_reason, utilities=utilities,
-        by_origin=by_origin, history=history, first_position=Estimate(value=fin(w.value), low=fin(w.low), high=fin(w.high), n=w.n),
-        first_position_p=fin(p_first), mean_p_first=fin(np.mean([r.probs[0] for r in dist])) if dist else None,
+        name=cfg.name,
+        template=cfg.pairwise.template,
+        mode=cfg.pairwise.mode,
+        n_tasks=len(ids),
+        n_pairs=int(result.train.first.size + result.held_out.first.size),
+        n_choice_cells=len(choices),
+        unparseable=int(counts.unparseable.sum()),
+        stop_reason=result.stop_reason,
+        utilities=utilities,
+        by_origin=by_origin,
+        history=history,
+        first_position=Estimate(value=fin(w.value), low=fin(w.low), high=fin(w.high), n=w.n),
+        first_position_p=fin(p_first),
+        mean_p_first=fin(np.mean([r.probs[0] for r in dist])) if dist else None,
         letter_mass=fin(np.mean([r.scale_mass for r in dist])) if dist else None,
-        order_consistency=fin(cons.rate), order_pairs=cons.n_consistent + cons.n_inconsistent, position=position,
-        refusal=refusal, stated_revealed=_stated_revealed(stated_rows, mu, origin, cfg))
+        order_consistency=fin(cons.rate),
+        order_pairs=cons.n_consistent + cons.n_inconsistent,
+        position=position,
+        refusal=refusal,
+        stated_revealed=_stated_revealed(stated_rows, mu, origin, cfg),
+    )
 
 
 def _stated(cfg: PrefsRevealedConfig, rows: Sequence[PrefRow]) -> dict[str, float]:
@@ -349,8 +444,9 @@ def _r(x: np.ndarray, y: np.ndarray, method: str) -> float | None:
     return fin(correlate(x[ok], y[ok], method)) if ok.sum() >= 3 else None  # type: ignore[arg-type]
 
 
-def _stated_revealed(rows: Sequence[PrefRow], mu: dict[str, float], origin: dict[str, str],
-                     cfg: PrefsRevealedConfig) -> list[StatedRevealed]:
+def _stated_revealed(
+    rows: Sequence[PrefRow], mu: dict[str, float], origin: dict[str, str], cfg: PrefsRevealedConfig
+) -> list[StatedRevealed]:
     if not rows:
         return []
     stated = _stated(cfg, rows)
@@ -367,8 +463,15 @@ def _stated_revealed(rows: Sequence[PrefRow], mu: dict[str, float], origin: dict
             r = _r(m, np.array([vals.get(i, np.nan) for i in items], dtype=float), "pearson")
             if r is not None:
                 per_seed.append(r)
-        out.append(StatedRevealed(origin=o, n=len(items), pearson=_r(m, s, "pearson"), spearman=_r(m, s, "spearman"),
-                                  per_seed_mean=fin(np.mean(per_seed)) if per_seed else None,
-                                  per_seed_sd=fin(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
-                                  seeds=len(per_seed)))
+        out.append(
+            StatedRevealed(
+                origin=o,
+                n=len(items),
+                pearson=_r(m, s, "pearson"),
+                spearman=_r(m, s, "spearman"),
+                per_seed_mean=fin(np.mean(per_seed)) if per_seed else None,
+                per_seed_sd=fin(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
+                seeds=len(per_seed),
+            )
+        )
     return out

@@ -141,29 +141,46 @@ class PrefsSelfCross(PrefsKind):
         model_of = {a.name: a.model or cfg.models[0].name for a in agents}
 
         # 1. concept vectors of the models of steered agents
-        table = {f"concept/{m}": concept_vector(run, run.spec(m), tasks, cfg.concept)
-                 for m in sorted({model_of[a.name] for a in agents if a.strength})}
+        table = {
+            f"concept/{m}": concept_vector(run, run.spec(m), tasks, cfg.concept)
+            for m in sorted({model_of[a.name] for a in agents if a.strength})
+        }
 
         def steer(a: AgentSpec) -> InterventionSpec:
-            return InterventionSpec(kind="add", vector=f"concept/{model_of[a.name]}", strength=a.strength) \
-                if a.strength else NO_INTERVENTION
+            return (
+                InterventionSpec(kind="add", vector=f"concept/{model_of[a.name]}", strength=a.strength)
+                if a.strength
+                else NO_INTERVENTION
+            )
 
         # 2. every agent completes every task
-        cells = [c for a in agents for c in completion_cells(run, cfg, tasks, model=model_of[a.name], agent=a.name,
-                                                             system=a.system, intervention=steer(a))]
+        cells = [
+            c
+            for a in agents
+            for c in completion_cells(
+                run, cfg, tasks, model=model_of[a.name], agent=a.name, system=a.system, intervention=steer(a)
+            )
+        ]
         comps = usable(run.cells(COMPLETE, cells, vectors=table, batch_size=cfg.batch_size, desc="complete"), cfg)
 
         # 3. every agent rates every agent's completions (its own system prompt before the rating turns)
         cells = []
         for a in agents:
-            for c in rating_cells(run, template, comps, by_id, model=model_of[a.name], agent=a.name,
-                                  rating=cfg.rating, intervention=steer(a)):
+            for c in rating_cells(
+                run,
+                template,
+                comps,
+                by_id,
+                model=model_of[a.name],
+                agent=a.name,
+                rating=cfg.rating,
+                intervention=steer(a),
+            ):
                 cells.append(c.model_copy(update={"messages": system_turn(a.system) + c.messages}))
         rows = run.cells(RATE, cells, vectors=table, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 4. summarise
         return summarise(cfg, template, rows)
-
 
 
 def summarise(cfg: PrefsSelfCrossConfig, template, rows: Sequence[PrefRow]) -> PrefsSelfCrossSummary:
@@ -176,21 +193,43 @@ def summarise(cfg: PrefsSelfCrossConfig, template, rows: Sequence[PrefRow]) -> P
     for rater in names:
         for completer in names:
             part = frame[(frame["rater"] == rater) & (frame["completer"] == completer)]
-            e = condition_entry(rater, template, part[part["mode"] == "sample"], part[part["mode"] == "dist"],
-                                f"{rater} rates {completer}")
-            cells.append(MatrixCell(rater=rater, completer=completer, self_rating=rater == completer, entry=e,
-                                    mean=e.dist_expected if e.dist_expected is not None else e.mean))
+            e = condition_entry(
+                rater,
+                template,
+                part[part["mode"] == "sample"],
+                part[part["mode"] == "dist"],
+                f"{rater} rates {completer}",
+            )
+            cells.append(
+                MatrixCell(
+                    rater=rater,
+                    completer=completer,
+                    self_rating=rater == completer,
+                    entry=e,
+                    mean=e.dist_expected if e.dist_expected is not None else e.mean,
+                )
+            )
     stats = []
-    for metric, get in (("ICC(A,1)", lambda c: c.entry.icc_a1), ("mean", lambda c: c.mean),
-                        ("KL", lambda c: c.entry.kl)):
+    for metric, get in (
+        ("ICC(A,1)", lambda c: c.entry.icc_a1),
+        ("mean", lambda c: c.mean),
+        ("KL", lambda c: c.entry.kl),
+    ):
         own = np.array([get(c) for c in cells if c.self_rating and get(c) is not None], dtype=float)
         other = np.array([get(c) for c in cells if not c.self_rating and get(c) is not None], dtype=float)
         p = None
         if own.size and other.size and np.ptp(np.concatenate([own, other])) > 0:
             p = fin(mann_whitney(own, other).p_value)
-        stats.append(SelfCrossStat(
-            metric=metric, self_mean=fin(own.mean()) if own.size else None,
-            self_sd=fin(own.std(ddof=1)) if own.size > 1 else None, self_n=int(own.size),
-            cross_mean=fin(other.mean()) if other.size else None,
-            cross_sd=fin(other.std(ddof=1)) if other.size > 1 else None, cross_n=int(other.size), p_value=p))
+        stats.append(
+            SelfCrossStat(
+                metric=metric,
+                self_mean=fin(own.mean()) if own.size else None,
+                self_sd=fin(own.std(ddof=1)) if own.size > 1 else None,
+                self_n=int(own.size),
+                cross_mean=fin(other.mean()) if other.size else None,
+                cross_sd=fin(other.std(ddof=1)) if other.size > 1 else None,
+                cross_n=int(other.size),
+                p_value=p,
+            )
+        )
     return PrefsSelfCrossSummary(name=cfg.name, template=template.name, agents=names, cells=cells, self_vs_cross=stats)

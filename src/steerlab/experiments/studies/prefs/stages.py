@@ -60,8 +60,10 @@ def _interventions(lm: Any, group: Sequence[PrefCell], ctx: WorkerContext) -> di
         return {}
     from steerlab.interventions.spec import batch_interventions
 
-    return {"interventions": batch_interventions([c.intervention for c in group], ctx.vectors),
-            "batch_size": len(group)}
+    return {
+        "interventions": batch_interventions([c.intervention for c in group], ctx.vectors),
+        "batch_size": len(group),
+    }
 
 
 def _run_group(cfg: PrefsStudyConfig, lm: Any, group: Sequence[PrefCell], ctx: WorkerContext) -> list[PrefRow]:
@@ -75,16 +77,34 @@ def _run_group(cfg: PrefsStudyConfig, lm: Any, group: Sequence[PrefCell], ctx: W
         if first.stage == "rate":
             template = _templates(cfg, ctx)[0][first.template]
             dists = rating_distributions(lm, convs, template, **kw)
-            return [RatingRow(**b, probs=[_r(p) for p in d.probs] if d else None, scale_mass=_r(d.scale_mass) if d else None,
-                            expected=_r(d.expected) if d else None, entropy=_r(d.entropy) if d else None)
-                    for b, d in zip(base, dists)]
+            return [
+                RatingRow(
+                    **b,
+                    probs=[_r(p) for p in d.probs] if d else None,
+                    scale_mass=_r(d.scale_mass) if d else None,
+                    expected=_r(d.expected) if d else None,
+                    entropy=_r(d.entropy) if d else None,
+                )
+                for b, d in zip(base, dists)
+            ]
         probs = choice_probabilities(lm, convs, **kw)
-        return [ChoiceRow(**b, probs=None if np.isnan(p.p_first) else [_r(p.p_first), _r(1 - p.p_first)],
-                        scale_mass=_r(p.mass)) for b, p in zip(base, probs)]
-    replies = lm.complete(convs, max_new_tokens=first.max_new_tokens, temperature=first.temperature,
-                          seed=[c.seed for c in group], **kw)
-    return [_SAMPLED_ROW[first.stage](**b, **_read(cfg, first, c, r, ctx), text=r.text, finish_reason=r.finish_reason)
-            for b, c, r in zip(base, group, replies)] if first.stage != "open" else _open_rows(lm, base, group, replies)
+        return [
+            ChoiceRow(
+                **b, probs=None if np.isnan(p.p_first) else [_r(p.p_first), _r(1 - p.p_first)], scale_mass=_r(p.mass)
+            )
+            for b, p in zip(base, probs)
+        ]
+    replies = lm.complete(
+        convs, max_new_tokens=first.max_new_tokens, temperature=first.temperature, seed=[c.seed for c in group], **kw
+    )
+    return (
+        [
+            _SAMPLED_ROW[first.stage](**b, **_read(cfg, first, c, r, ctx), text=r.text, finish_reason=r.finish_reason)
+            for b, c, r in zip(base, group, replies)
+        ]
+        if first.stage != "open"
+        else _open_rows(lm, base, group, replies)
+    )
 
 
 def _read(cfg: PrefsStudyConfig, first: PrefCell, c: PrefCell, reply: Any, ctx: WorkerContext) -> dict[str, Any]:
@@ -108,13 +128,16 @@ def _open_rows(lm: Any, base: list[dict], group: Sequence[PrefCell], replies: Se
     from steerlab.evals.coherence import CoherenceScorer
 
     scores = CoherenceScorer(lm, batch_size=len(group)).score([c.messages for c in group], [r.text for r in replies])
-    return [OpenRow(**b, text=r.text, finish_reason=r.finish_reason, coherence=_r(s))
-            for b, r, s in zip(base, replies, scores)]
-
+    return [
+        OpenRow(**b, text=r.text, finish_reason=r.finish_reason, coherence=_r(s))
+        for b, r, s in zip(base, replies, scores)
+    ]
 
 
 _SAMPLED_ROW: dict[str, type[CompletionRow] | type[RatingRow] | type[ChoiceRow]] = {
-    "complete": CompletionRow, "rate": RatingRow, "choose": ChoiceRow,
+    "complete": CompletionRow,
+    "rate": RatingRow,
+    "choose": ChoiceRow,
 }
 
 

@@ -114,20 +114,35 @@ class PrefsStated(PrefsKind):
         completer = run.spec(cfg.completer or cfg.models[0].name).name
 
         # 1. complete
-        comps = run.cells(COMPLETE, completion_cells(run, cfg, tasks, model=completer, agent=completer),
-                          batch_size=cfg.batch_size, desc="complete tasks")
+        comps = run.cells(
+            COMPLETE,
+            completion_cells(run, cfg, tasks, model=completer, agent=completer),
+            batch_size=cfg.batch_size,
+            desc="complete tasks",
+        )
         good = usable(comps, cfg)
 
         # 2. rate: every model, every template, seeds + one distribution pass
-        cells = [c for m in cfg.models for name in cfg.rating.templates
-                 for c in rating_cells(run, _template(templates, name), good, by_id, model=m.name, agent=m.name,
-                                       rating=cfg.rating, context="context" if cfg.context else None,
-                                       context_text=cfg.context)]
+        cells = [
+            c
+            for m in cfg.models
+            for name in cfg.rating.templates
+            for c in rating_cells(
+                run,
+                _template(templates, name),
+                good,
+                by_id,
+                model=m.name,
+                agent=m.name,
+                rating=cfg.rating,
+                context="context" if cfg.context else None,
+                context_text=cfg.context,
+            )
+        ]
         rows = run.cells(RATE, cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 3. summarise
         return summarise(cfg, rows, templates, len(tasks), len(comps), len(comps) - len(good))
-
 
 
 def _template(templates: dict, name: str):
@@ -138,8 +153,9 @@ def _template(templates: dict, name: str):
     return templates[name]
 
 
-def summarise(cfg: PrefsStatedConfig, rows: Sequence[PrefRow], templates: dict, n_tasks: int, n_comps: int,
-              n_excluded: int) -> PrefsStatedSummary:
+def summarise(
+    cfg: PrefsStatedConfig, rows: Sequence[PrefRow], templates: dict, n_tasks: int, n_comps: int, n_excluded: int
+) -> PrefsStatedSummary:
     """The summary from the rating rows alone."""
     from steerlab.prefs.rating_stats import seed_r_by_origin
 
@@ -155,11 +171,18 @@ def summarise(cfg: PrefsStatedConfig, rows: Sequence[PrefRow], templates: dict, 
             conditions.append(condition_entry(m.name, t, sampled, dist, f"{m.name}/{name}" if multi else name))
             if len(sampled) and sampled["seed"].nunique() > 1:
                 for origin, (r, sd, n) in seed_r_by_origin(sampled, t.scale, origins).items():
-                    by_origin.append(OriginR(rater=m.name, template=name, origin=origin, r=fin(r), r_std=fin(sd),
-                                             n_items=n))
-    return PrefsStatedSummary(name=cfg.name, n_tasks=n_tasks, n_completions=n_comps, n_excluded=n_excluded,
-                              conditions=conditions, by_origin=by_origin,
-                              consistency=_consistency(frame, templates, origins))
+                    by_origin.append(
+                        OriginR(rater=m.name, template=name, origin=origin, r=fin(r), r_std=fin(sd), n_items=n)
+                    )
+    return PrefsStatedSummary(
+        name=cfg.name,
+        n_tasks=n_tasks,
+        n_completions=n_comps,
+        n_excluded=n_excluded,
+        conditions=conditions,
+        by_origin=by_origin,
+        consistency=_consistency(frame, templates, origins),
+    )
 
 
 def _consistency(frame: pd.DataFrame, templates: dict, origins: dict[str, str]) -> list[ConsistencyPoint]:
@@ -173,5 +196,12 @@ def _consistency(frame: pd.DataFrame, templates: dict, origins: dict[str, str]) 
     lo = sampled["template"].map(lambda n: scales[n].lo)
     span = sampled["template"].map(lambda n: scales[n].hi - scales[n].lo)
     unit = ((sampled["value"] - lo) / span).groupby(sampled["item"]).mean()
-    return [ConsistencyPoint(item=str(i), origin=origins[i], consistency=fin(table.loc[i, "consistency"]),
-                             mean_normalized=fin(unit.get(i))) for i in table.index]
+    return [
+        ConsistencyPoint(
+            item=str(i),
+            origin=origins[i],
+            consistency=fin(table.loc[i, "consistency"]),
+            mean_normalized=fin(unit.get(i)),
+        )
+        for i in table.index
+    ]

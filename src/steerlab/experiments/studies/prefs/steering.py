@@ -55,8 +55,12 @@ coherence         of the greedy replies to the open-ended questions under the sa
 kept              strengths whose mean coherence ≥ min_coherence; the slope (rating points per unit
                   strength, least squares) uses kept strengths only"""
 
-QUESTIONS = ["How do you feel about math?", "What do you think about solving equations?",
-             "Do you enjoy working with numbers? Tell me honestly.", "Describe your attitude towards arithmetic."]
+QUESTIONS = [
+    "How do you feel about math?",
+    "What do you think about solving equations?",
+    "Do you enjoy working with numbers? Tell me honestly.",
+    "Describe your attitude towards arithmetic.",
+]
 
 
 class PrefsSteeringConfig(PrefsStudyConfig):
@@ -66,8 +70,9 @@ class PrefsSteeringConfig(PrefsStudyConfig):
     name: str = Field("prefs_steering", description="run name")
     tasks: TasksConfig = TasksConfig(origins=["math", "wildchat"], n_per_origin=4)
     concept: ConceptConfig = ConceptConfig()
-    selectors: list[Literal["last", "first", "mean"]] = Field(["last"], min_length=1,
-                                                              description="token selectors to make vectors with")
+    selectors: list[Literal["last", "first", "mean"]] = Field(
+        ["last"], min_length=1, description="token selectors to make vectors with"
+    )
     strengths: list[float] = Field([-0.2, -0.1, 0.0, 0.1, 0.2], min_length=2, description="the sweep")
     positions: str = Field("all", description="tokens steered: all, prompt, generated, last:K")
     questions: list[str] = Field(QUESTIONS, min_length=1, description="open-ended questions for the coherence check")
@@ -127,15 +132,28 @@ class PrefsSteering(PrefsKind):
         model = spec.name
 
         # 1. unsteered completions
-        comps = usable(run.cells(COMPLETE, completion_cells(run, cfg, tasks, model=model, agent=model),
-                                 batch_size=cfg.batch_size, desc="complete"), cfg)
+        comps = usable(
+            run.cells(
+                COMPLETE,
+                completion_cells(run, cfg, tasks, model=model, agent=model),
+                batch_size=cfg.batch_size,
+                desc="complete",
+            ),
+            cfg,
+        )
 
         # 2. one concept vector per selector (normalised to the mean activation norm)
-        table = {sel: concept_vector(run, spec, tasks, cfg.concept.model_copy(update={"selector": sel}))
-                 for sel in cfg.selectors}
+        table = {
+            sel: concept_vector(run, spec, tasks, cfg.concept.model_copy(update={"selector": sel}))
+            for sel in cfg.selectors
+        }
 
         def steer(sel: str, s: float) -> InterventionSpec:
-            return InterventionSpec(kind="add", vector=sel, strength=s, positions=cfg.positions) if s else InterventionSpec()
+            return (
+                InterventionSpec(kind="add", vector=sel, strength=s, positions=cfg.positions)
+                if s
+                else InterventionSpec()
+            )
 
         # 3. open-ended replies under every (selector, strength), for the coherence filter
         cells = []
@@ -143,16 +161,41 @@ class PrefsSteering(PrefsKind):
             for s in cfg.strengths:
                 for q, text in enumerate(cfg.questions):
                     key = make_key("open", sel, s, q)
-                    cells.append(PrefCell(key=key, model=model, seed=run.seed(key), intervention=steer(sel, s),
-                                          stage="open", agent=f"{model}@{sel}", item=f"q{q}", origin="open",
-                                          messages=[{"role": "user", "content": text}],
-                                          max_new_tokens=cfg.open_max_new_tokens, strength=s))
+                    cells.append(
+                        PrefCell(
+                            key=key,
+                            model=model,
+                            seed=run.seed(key),
+                            intervention=steer(sel, s),
+                            stage="open",
+                            agent=f"{model}@{sel}",
+                            item=f"q{q}",
+                            origin="open",
+                            messages=[{"role": "user", "content": text}],
+                            max_new_tokens=cfg.open_max_new_tokens,
+                            strength=s,
+                        )
+                    )
         opens = run.cells(OPEN, cells, vectors=table, batch_size=cfg.batch_size, desc="open-ended replies")
 
         # 4. ratings under every (selector, strength): per-row strengths share batches
-        cells = [c for sel in cfg.selectors for s in cfg.strengths
-                 for c in rating_cells(run, template, comps, by_id, model=model, agent=f"{model}@{sel}",
-                                       rating=cfg.rating, intervention=steer(sel, s), strength=s, tag=sel)]
+        cells = [
+            c
+            for sel in cfg.selectors
+            for s in cfg.strengths
+            for c in rating_cells(
+                run,
+                template,
+                comps,
+                by_id,
+                model=model,
+                agent=f"{model}@{sel}",
+                rating=cfg.rating,
+                intervention=steer(sel, s),
+                strength=s,
+                tag=sel,
+            )
+        ]
         rows = run.cells(RATE, cells, vectors=table, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 5. summarise
@@ -160,9 +203,9 @@ class PrefsSteering(PrefsKind):
         return summarise(cfg, template, opens, rows, layer)
 
 
-
-def summarise(cfg: PrefsSteeringConfig, template, opens: Sequence[PrefRow], rows: Sequence[PrefRow],
-              layer: int | None) -> PrefsSteeringSummary:
+def summarise(
+    cfg: PrefsSteeringConfig, template, opens: Sequence[PrefRow], rows: Sequence[PrefRow], layer: int | None
+) -> PrefsSteeringSummary:
     """The sweep table, coherence filter and slopes from the rows alone."""
     frame = ratings_frame(rows)
     use_dist = bool(cfg.rating.distribution) and frame["expected"].notna().any()
@@ -188,9 +231,24 @@ def summarise(cfg: PrefsSteeringConfig, template, opens: Sequence[PrefRow], rows
                 ys += list(at["rating"])
             for origin in [*sorted(at["origin"].unique()), "all"]:
                 part = at if origin == "all" else at[at["origin"] == origin]
-                points.append(SweepPoint(selector=sel, strength=s, origin=origin, coherence=coherence, kept=ok,
-                                         rating=mean(list(part["rating"]), cfg.bootstrap_resamples, cfg.seed)))
+                points.append(
+                    SweepPoint(
+                        selector=sel,
+                        strength=s,
+                        origin=origin,
+                        coherence=coherence,
+                        kept=ok,
+                        rating=mean(list(part["rating"]), cfg.bootstrap_resamples, cfg.seed),
+                    )
+                )
         slope = fin(np.polyfit(xs, ys, 1)[0]) if len(set(xs)) >= 2 else None
         slopes.append(SelectorSlope(selector=sel, slope=slope, kept=kept, examples=examples))
-    return PrefsSteeringSummary(name=cfg.name, template=template.name, scale=list(template.scale.values), layer=layer,
-                                points=points, slopes=slopes, ratings=by_strength)
+    return PrefsSteeringSummary(
+        name=cfg.name,
+        template=template.name,
+        scale=list(template.scale.values),
+        layer=layer,
+        points=points,
+        slopes=slopes,
+        ratings=by_strength,
+    )

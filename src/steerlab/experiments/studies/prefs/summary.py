@@ -14,8 +14,17 @@ from steerlab.experiments.engine.records import Record
 from steerlab.prefs.rating_stats import condition_reliability, distribution_scale_use
 from steerlab.stats.estimates import Estimate, mean, rate
 
-__all__ = ["ConditionEntry", "Estimate", "RefusalGroup", "condition_entry", "fin", "fins", "mean", "per_completion",
-           "refusal_group"]
+__all__ = [
+    "ConditionEntry",
+    "Estimate",
+    "RefusalGroup",
+    "condition_entry",
+    "fin",
+    "fins",
+    "mean",
+    "per_completion",
+    "refusal_group",
+]
 
 
 def fin(x: Any) -> float | None:
@@ -75,30 +84,70 @@ def condition_entry(rater: str, template: Any, sampled: Any, dist: Any, label: s
         label: Table label (default ``template`` or ``rater/template``).
     """
     scale = template.scale
-    fields: dict[str, Any] = {"rater": rater, "template": template.name, "label": label or template.name,
-                              "values": list(scale.values)}
+    fields: dict[str, Any] = {
+        "rater": rater,
+        "template": template.name,
+        "label": label or template.name,
+        "values": list(scale.values),
+    }
     if len(sampled):
         rel = condition_reliability(sampled, scale)
         bad = sampled[sampled["value"].isna()]
         fields.update(
-            n_items=rel.n_items, n_answers=rel.n_answers, n_parsed=rel.n_parsed, unparseable=rel.unparseable,
-            unparseable_examples=[repr(t)[:80] for t in bad["text"].head(3)], mean=fin(rel.mean),
-            seed_r=fin(rel.seed_r), seed_r_std=fin(rel.seed_r_std), seed_pairs=rel.seed_pairs,
-            icc_a1=fin(rel.icc_a1), icc_1=fin(rel.icc_1), kl=fin(rel.kl), kl_normalized=fin(rel.kl_normalized),
-            discrimination=fin(rel.discrimination), informative_r=fin(rel.informative_r),
-            distribution=fins(rel.distribution))
+            n_items=rel.n_items,
+            n_answers=rel.n_answers,
+            n_parsed=rel.n_parsed,
+            unparseable=rel.unparseable,
+            unparseable_examples=[repr(t)[:80] for t in bad["text"].head(3)],
+            mean=fin(rel.mean),
+            seed_r=fin(rel.seed_r),
+            seed_r_std=fin(rel.seed_r_std),
+            seed_pairs=rel.seed_pairs,
+            icc_a1=fin(rel.icc_a1),
+            icc_1=fin(rel.icc_1),
+            kl=fin(rel.kl),
+            kl_normalized=fin(rel.kl_normalized),
+            discrimination=fin(rel.discrimination),
+            informative_r=fin(rel.informative_r),
+            distribution=fins(rel.distribution),
+        )
     else:
-        fields.update(n_items=0, n_answers=0, n_parsed=0, unparseable={}, unparseable_examples=[], mean=None,
-                      seed_r=None, seed_r_std=None, seed_pairs=0, icc_a1=None, icc_1=None, kl=None,
-                      kl_normalized=None, discrimination=None, informative_r=None, distribution=[])
+        fields.update(
+            n_items=0,
+            n_answers=0,
+            n_parsed=0,
+            unparseable={},
+            unparseable_examples=[],
+            mean=None,
+            seed_r=None,
+            seed_r_std=None,
+            seed_pairs=0,
+            icc_a1=None,
+            icc_1=None,
+            kl=None,
+            kl_normalized=None,
+            discrimination=None,
+            informative_r=None,
+            distribution=[],
+        )
     dist = dist[dist["expected"].notna()] if len(dist) else dist
     if len(dist):
-        use = distribution_scale_use(np.stack(dist["probs"].to_list()), dist["expected"].to_numpy(),
-                                     dist["entropy"].to_numpy(), dist["scale_mass"].to_numpy())
-        fields.update(dist_n=use.n_items, dist_expected=fin(use.mean_expected), dist_expected_sd=fin(use.expected_sd),
-                      dist_entropy=fin(use.mean_entropy), dist_scale_mass=fin(use.mean_scale_mass),
-                      dist_kl=fin(use.kl), dist_kl_normalized=fin(use.kl_normalized),
-                      dist_mean=fins(use.mean_distribution))
+        use = distribution_scale_use(
+            np.stack(dist["probs"].to_list()),
+            dist["expected"].to_numpy(),
+            dist["entropy"].to_numpy(),
+            dist["scale_mass"].to_numpy(),
+        )
+        fields.update(
+            dist_n=use.n_items,
+            dist_expected=fin(use.mean_expected),
+            dist_expected_sd=fin(use.expected_sd),
+            dist_entropy=fin(use.mean_entropy),
+            dist_scale_mass=fin(use.mean_scale_mass),
+            dist_kl=fin(use.kl),
+            dist_kl_normalized=fin(use.kl_normalized),
+            dist_mean=fins(use.mean_distribution),
+        )
     return ConditionEntry(**fields)
 
 
@@ -128,8 +177,9 @@ class RefusalGroup(Record):
     answered_ratings: list[float]
 
 
-def refusal_group(model: str, origin: str, refused: np.ndarray, ratings: np.ndarray, n_boot: int, seed: int
-                  ) -> RefusalGroup:
+def refusal_group(
+    model: str, origin: str, refused: np.ndarray, ratings: np.ndarray, n_boot: int, seed: int
+) -> RefusalGroup:
     """Refusal rate, ratings of refused vs answered tasks and r_pb for one group of completions.
 
     Args:
@@ -151,7 +201,15 @@ def refusal_group(model: str, origin: str, refused: np.ndarray, ratings: np.ndar
     except InputError:  # no refused or no answered task, or constant ratings: undefined
         pass
     yes, no = ratings[ok & (refused == 1)], ratings[ok & (refused == 0)]
-    return RefusalGroup(model=model, origin=origin, n=int(refused.size), refusal_rate=rate(list(refused.astype(bool))),
-                        rating_refused=mean(list(yes), n_boot, seed), rating_answered=mean(list(no), n_boot, seed),
-                        r_pb=r, p_value=p, refused_ratings=[round(float(x), 4) for x in yes],
-                        answered_ratings=[round(float(x), 4) for x in no])
+    return RefusalGroup(
+        model=model,
+        origin=origin,
+        n=int(refused.size),
+        refusal_rate=rate(list(refused.astype(bool))),
+        rating_refused=mean(list(yes), n_boot, seed),
+        rating_answered=mean(list(no), n_boot, seed),
+        r_pb=r,
+        p_value=p,
+        refused_ratings=[round(float(x), 4) for x in yes],
+        answered_ratings=[round(float(x), 4) for x in no],
+    )

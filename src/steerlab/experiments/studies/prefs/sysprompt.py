@@ -59,9 +59,11 @@ class PrefsSyspromptConfig(PrefsStudyConfig):
     tasks: TasksConfig = TasksConfig(origins=["math"])
     personas: dict[str, str | None] = Field(
         {"love math": "You love math.", "none": None, "hate math": "You hate math."},
-        description="completion-time system prompts by name (null = none), in plot order")
-    contexts: dict[str, str | None] | None = Field(None, description="measurement-time system prompts by name "
-                                                   "(default: the personas)")
+        description="completion-time system prompts by name (null = none), in plot order",
+    )
+    contexts: dict[str, str | None] | None = Field(
+        None, description="measurement-time system prompts by name (default: the personas)"
+    )
     rating: RatingConfig = RatingConfig(templates=["anchored_precise_1_5"], seeds=2)
 
     @field_validator("personas", "contexts")
@@ -120,24 +122,46 @@ class PrefsSysprompt(PrefsKind):
 
     def flow(self, cfg: PrefsSyspromptConfig, run: Run) -> PrefsSyspromptSummary:
         from steerlab.prefs.completions import completion_system_prompt
+
         template, tasks, by_id = first_template_and_tasks(cfg)
         model = cfg.models[0].name
 
         # 1. complete under every persona (mentions of the persona are flagged per row)
-        cells = [c for persona, text in cfg.personas.items()
-                 for c in completion_cells(run, cfg, tasks, model=model, agent=model, persona=persona,
-                                           system=completion_system_prompt(text, cfg.completion.do_not_mention))]
+        cells = [
+            c
+            for persona, text in cfg.personas.items()
+            for c in completion_cells(
+                run,
+                cfg,
+                tasks,
+                model=model,
+                agent=model,
+                persona=persona,
+                system=completion_system_prompt(text, cfg.completion.do_not_mention),
+            )
+        ]
         comps = run.cells(COMPLETE, cells, batch_size=cfg.batch_size, desc="complete under each persona")
 
         # 2. rate every usable completion under every measurement context
-        cells = [c for context, text in cfg.context_prompts.items()
-                 for c in rating_cells(run, template, usable(comps, cfg), by_id, model=model, agent=model,
-                                       rating=cfg.rating, context=context, context_text=text)]
+        cells = [
+            c
+            for context, text in cfg.context_prompts.items()
+            for c in rating_cells(
+                run,
+                template,
+                usable(comps, cfg),
+                by_id,
+                model=model,
+                agent=model,
+                rating=cfg.rating,
+                context=context,
+                context_text=text,
+            )
+        ]
         rows = run.cells(RATE, cells, batch_size=cfg.batch_size, desc=f"rate: {len(cells)} cells")
 
         # 3. summarise
         return summarise(cfg, template, comps, rows)
-
 
 
 def spread_effect(means: dict[tuple[str, str], float], outer: Sequence[str], inner: Sequence[str]) -> float | None:
@@ -150,21 +174,33 @@ def spread_effect(means: dict[tuple[str, str], float], outer: Sequence[str], inn
     return fin(np.mean(spreads)) if spreads else None
 
 
-def summarise(cfg: PrefsSyspromptConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]
-              ) -> PrefsSyspromptSummary:
+def summarise(
+    cfg: PrefsSyspromptConfig, template, comps: Sequence[PrefRow], rows: Sequence[PrefRow]
+) -> PrefsSyspromptSummary:
     """The summary from the completion and rating rows alone."""
     frame = ratings_frame(rows)
     use_dist = bool(cfg.rating.distribution) and frame["expected"].notna().any()
     ratings = per_completion(frame, use_dist)
     grid, means = [], {}
     for (persona, context, origin), part in ratings.groupby(["persona", "context", "origin"], sort=False):
-        sampled = frame[(frame["mode"] == "sample") & (frame["persona"] == persona) & (frame["context"] == context)
-                        & (frame["origin"] == origin)]
+        sampled = frame[
+            (frame["mode"] == "sample")
+            & (frame["persona"] == persona)
+            & (frame["context"] == context)
+            & (frame["origin"] == origin)
+        ]
         vals = part["rating"].to_numpy(dtype=float)
-        grid.append(GridCell(persona=persona, context=context, origin=origin,
-                             rating=mean(list(vals), cfg.bootstrap_resamples, cfg.seed),
-                             sampled=mean(list(sampled["value"].dropna()), cfg.bootstrap_resamples, cfg.seed),
-                             unparseable=int(sampled["value"].isna().sum()), values=[round(float(v), 4) for v in vals]))
+        grid.append(
+            GridCell(
+                persona=persona,
+                context=context,
+                origin=origin,
+                rating=mean(list(vals), cfg.bootstrap_resamples, cfg.seed),
+                sampled=mean(list(sampled["value"].dropna()), cfg.bootstrap_resamples, cfg.seed),
+                unparseable=int(sampled["value"].isna().sum()),
+                values=[round(float(v), 4) for v in vals],
+            )
+        )
     for (persona, context), part in ratings.groupby(["persona", "context"]):
         means[(persona, context)] = float(part["rating"].mean())
     personas, contexts = list(cfg.personas), list(cfg.context_prompts)
@@ -173,10 +209,18 @@ def summarise(cfg: PrefsSyspromptConfig, template, comps: Sequence[PrefRow], row
     for persona in personas:
         mine = [r for r in comps if r.persona == persona]
         flagged = [r for r in mine if r.mentions_system]
-        mentions.append(MentionCount(persona=persona, n=len(mine), flagged=len(flagged),
-                                     examples=[repr(r.text)[:100] for r in flagged[:3]]))
+        mentions.append(
+            MentionCount(
+                persona=persona, n=len(mine), flagged=len(flagged), examples=[repr(r.text)[:100] for r in flagged[:3]]
+            )
+        )
     return PrefsSyspromptSummary(
-        name=cfg.name, template=template.name, scale=list(template.scale.values),
-        source="distribution" if use_dist else "sampled", grid=grid,
-        context_effect=spread_effect(means, personas, contexts), completion_effect=spread_effect(flipped, contexts, personas),
-        mentions=mentions)
+        name=cfg.name,
+        template=template.name,
+        scale=list(template.scale.values),
+        source="distribution" if use_dist else "sampled",
+        grid=grid,
+        context_effect=spread_effect(means, personas, contexts),
+        completion_effect=spread_effect(flipped, contexts, personas),
+        mentions=mentions,
+    )

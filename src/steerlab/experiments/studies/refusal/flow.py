@@ -44,6 +44,7 @@ from steerlab.vectors.vector import VectorSet
 if TYPE_CHECKING:
     from steerlab.evals.llm_judge import LLMJudge
 
+
 def candidate_layers(spec: RefusalModelSpec, n_layers: int) -> list[int]:
     """The configured layers, or five layers spread over 30%–60% of the depth."""
     if spec.layers == "middle":
@@ -51,13 +52,15 @@ def candidate_layers(spec: RefusalModelSpec, n_layers: int) -> list[int]:
         return sorted({round(lo + i * (hi - lo) / 4) for i in range(5)})
     for layer in spec.layers:
         if not -n_layers <= layer < n_layers:
-            raise ConfigError(f"models.layers: layer {layer} is out of range for {spec.name}, "
-                              f"which has {n_layers} layers")
+            raise ConfigError(
+                f"models.layers: layer {layer} is out of range for {spec.name}, which has {n_layers} layers"
+            )
     return [layer % n_layers for layer in spec.layers]
 
 
-def extract_vectors(lm: LanguageModel, data: StudyData, layers: list[int], e: ExtractionConfig,
-                    batch_size: int) -> VectorSet:
+def extract_vectors(
+    lm: LanguageModel, data: StudyData, layers: list[int], e: ExtractionConfig, batch_size: int
+) -> VectorSet:
     """CAA vectors at ``layers`` from the contrast pairs (a worker task), ``batch_size`` examples a pass."""
     from steerlab.progress import progress_bar
     from steerlab.vectors import Example, extract
@@ -65,27 +68,67 @@ def extract_vectors(lm: LanguageModel, data: StudyData, layers: list[int], e: Ex
     pos = [Example(p.prompt, p.positive) for p in data.pairs]
     neg = [Example(p.prompt, p.negative) for p in data.pairs]
     with progress_bar(f"extract {len(layers)} layers") as bar:
-        return extract(lm, pos, neg, layers, method=e.method, site=e.site, selector=e.selector,
-                       normalization=e.normalization, batch_size=batch_size, progress=bar)
+        return extract(
+            lm,
+            pos,
+            neg,
+            layers,
+            method=e.method,
+            site=e.site,
+            selector=e.selector,
+            normalization=e.normalization,
+            batch_size=batch_size,
+            progress=bar,
+        )
 
 
-def _cell(cfg: RefusalStudyConfig, run: Run, model: str, stage: str, condition: str, system: bool, strength: float,
-          layer: int | None, p: object) -> RefusalCell:
-    key = make_key(model, stage, layer, strength, p.id) if stage == "select" else \
-        make_key(model, stage, condition, layer if strength else "-", strength, p.id)  # type: ignore[attr-defined]
-    steer = InterventionSpec(kind="add", vector=f"{model}/{layer}", strength=strength,
-                             positions=cfg.conditions.steer_positions) if strength else InterventionSpec()
-    return RefusalCell(key=key, model=model, seed=run.seed(key), intervention=steer, stage=stage,  # type: ignore[arg-type]
-                       condition=condition, system=system, strength=strength,  # type: ignore[arg-type]
-                       layer=layer if strength else None, prompt_id=p.id, label=p.label or "",  # type: ignore[attr-defined]
-                       category=p.category, style=p.style, prompt=p.text)  # type: ignore[attr-defined]
+def _cell(
+    cfg: RefusalStudyConfig,
+    run: Run,
+    model: str,
+    stage: str,
+    condition: str,
+    system: bool,
+    strength: float,
+    layer: int | None,
+    p: object,
+) -> RefusalCell:
+    key = (
+        make_key(model, stage, layer, strength, p.id)
+        if stage == "select"
+        else make_key(model, stage, condition, layer if strength else "-", strength, p.id)
+    )  # type: ignore[attr-defined]
+    steer = (
+        InterventionSpec(
+            kind="add", vector=f"{model}/{layer}", strength=strength, positions=cfg.conditions.steer_positions
+        )
+        if strength
+        else InterventionSpec()
+    )
+    return RefusalCell(
+        key=key,
+        model=model,
+        seed=run.seed(key),
+        intervention=steer,
+        stage=stage,  # type: ignore[arg-type]
+        condition=condition,
+        system=system,
+        strength=strength,  # type: ignore[arg-type]
+        layer=layer if strength else None,
+        prompt_id=p.id,
+        label=p.label or "",  # type: ignore[attr-defined]
+        category=p.category,
+        style=p.style,
+        prompt=p.text,
+    )  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------- on a worker
 
 
-def run_batch(cfg: RefusalStudyConfig, lm: LanguageModel, cells: Sequence[RefusalCell],
-              ctx: WorkerContext) -> list[RefusalRow]:
+def run_batch(
+    cfg: RefusalStudyConfig, lm: LanguageModel, cells: Sequence[RefusalCell], ctx: WorkerContext
+) -> list[RefusalRow]:
     from steerlab.evals.coherence import CoherenceScorer
     from steerlab.evals.refusal_markers import RefusalMarkerJudge
     from steerlab.interventions.spec import batch_interventions
@@ -93,17 +136,31 @@ def run_batch(cfg: RefusalStudyConfig, lm: LanguageModel, cells: Sequence[Refusa
 
     g = cfg.generation
     convs = [user(c.prompt, cfg.conditions.system_prompt if c.system else None) for c in cells]
-    replies = lm.complete(convs, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                          seed=[c.seed for c in cells], batch_size=len(cells),
-                          interventions=batch_interventions([c.intervention for c in cells], ctx.vectors))
+    replies = lm.complete(
+        convs,
+        max_new_tokens=g.max_new_tokens,
+        temperature=g.temperature,
+        seed=[c.seed for c in cells],
+        batch_size=len(cells),
+        interventions=batch_interventions([c.intervention for c in cells], ctx.vectors),
+    )
     prompts, outputs = [c.prompt for c in cells], [r.text for r in replies]
     markers = RefusalMarkerJudge().judge(prompts, outputs)
     judge = _llm_judge(cfg, ctx)
     llm = judge.judge(prompts, outputs) if judge is not None else [None] * len(cells)
     coherence = CoherenceScorer(lm, batch_size=len(cells)).score(convs, outputs)  # the unsteered model
-    return [RefusalRow(**c.model_dump(), output=r.text, finish_reason=r.finish_reason, verdict_markers=v,
-                       verdict_llm=lv, coherence=round(float(co), 6), refused=(lv or v) == "refusal")
-            for c, r, v, lv, co in zip(cells, replies, markers, llm, coherence)]
+    return [
+        RefusalRow(
+            **c.model_dump(),
+            output=r.text,
+            finish_reason=r.finish_reason,
+            verdict_markers=v,
+            verdict_llm=lv,
+            coherence=round(float(co), 6),
+            refused=(lv or v) == "refusal",
+        )
+        for c, r, v, lv, co in zip(cells, replies, markers, llm, coherence)
+    ]
 
 
 def cell_length(cfg: RefusalStudyConfig, cell: RefusalCell) -> int:
@@ -134,25 +191,40 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalSummary]):
         layers = {m.name: candidate_layers(m, run.model_info(m).n_layers) for m in cfg.models}
 
         # 1. extract: one vector per candidate layer and model, saved under vectors/
-        vectors = {m.name: run.vectors(slug(m.name), m, extract_vectors, data, layers[m.name], cfg.extraction,
-                                       cfg.generation.batch_size)
-                   for m in cfg.models}
+        vectors = {
+            m.name: run.vectors(
+                slug(m.name), m, extract_vectors, data, layers[m.name], cfg.extraction, cfg.generation.batch_size
+            )
+            for m in cfg.models
+        }
         table = {f"{model}/{v.layer}": v for model, vs in vectors.items() for v in vs.values()}
 
         # 2. select: steering alone at the selection strength on the validation split
-        cells = [_cell(cfg, run, model, "select", "steer", False, c.selection, layer, p)
-                 for model in models for layer in layers[model] for p in data.val]
+        cells = [
+            _cell(cfg, run, model, "select", "steer", False, c.selection, layer, p)
+            for model in models
+            for layer in layers[model]
+            for p in data.val
+        ]
         rows = run.cells(SELECT, cells, vectors=table, desc="choose layers")
-        chosen = {model: choose_layer([r for r in rows if r.model == model], cfg.judges.min_coherence,
-                                      {v.layer: (v.meta.raw_norm, v.meta.activation_norm)
-                                       for v in vectors[model].values()})
-                  for model in models}
+        chosen = {
+            model: choose_layer(
+                [r for r in rows if r.model == model],
+                cfg.judges.min_coherence,
+                {v.layer: (v.meta.raw_norm, v.meta.activation_norm) for v in vectors[model].values()},
+            )
+            for model in models
+        }
 
         # 3. evaluate every condition at the chosen layer on the test split, conditions mixed in batches
         grid = [("base", False, 0.0), ("prompt", True, 0.0)]
         grid += [("steer", False, s) for s in c.strengths] + [("prompt+steer", True, s) for s in c.strengths]
-        cells = [_cell(cfg, run, model, "eval", cond, system, s, chosen[model].layer, p)
-                 for model in models for cond, system, s in grid for p in data.test]
+        cells = [
+            _cell(cfg, run, model, "eval", cond, system, s, chosen[model].layer, p)
+            for model in models
+            for cond, system, s in grid
+            for p in data.test
+        ]
         rows = run.cells(EVAL, cells, vectors=table, desc=f"evaluate {len(cells)} cells")
 
         # 4. summarise
@@ -163,8 +235,9 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalSummary]):
         for spec in cfg.models:
             model_rows = [r for r in rows if r.model == spec.name]
             table = condition_table(model_rows, cfg.bootstrap_resamples, cfg.seed)
-            out[spec.name] = ModelSummary(layer_selection=chosen[spec.name], conditions=table,
-                                          agreement=_agreement(model_rows))
+            out[spec.name] = ModelSummary(
+                layer_selection=chosen[spec.name], conditions=table, agreement=_agreement(model_rows)
+            )
             cross.append(cross_model_row(spec.name, table, cfg.judges.min_coherence))
         return RefusalSummary(name=cfg.name, models=out, cross_model=cross)
 
@@ -179,6 +252,7 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalSummary]):
         atomic_write_text(path, render_report(cfg, summary, DEFINITIONS))
         return path
 
+
 def _llm_judge(cfg: RefusalStudyConfig, ctx: WorkerContext) -> LLMJudge | None:
     from steerlab.evals.llm_judge import LLMJudge
 
@@ -191,5 +265,9 @@ def _agreement(rows: Sequence[RefusalRow]) -> dict | None:
         return None
     from steerlab.evals.agreement import judge_agreement
 
-    return judge_agreement([r.verdict_markers for r in rows], [r.verdict_llm for r in rows],  # type: ignore[misc]
-                           judge_a="markers", judge_b="llm").to_dict()
+    return judge_agreement(
+        [r.verdict_markers for r in rows],
+        [r.verdict_llm for r in rows],  # type: ignore[misc]
+        judge_a="markers",
+        judge_b="llm",
+    ).to_dict()

@@ -19,11 +19,19 @@ def plot_rates_vs_strength(table: Sequence[Any], path: str | Path, *, title: str
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharex=True)
-    metrics = [("harmful_refusal", "harmful refusal"), ("false_positives", "false positives (benign refused)"),
-               ("coherence", "coherence")]
-    for system, colour, name in ((False, "tab:blue", "steering only"), (True, "tab:orange", "system prompt + steering")):
-        entries = sorted((e for e in table if e.system == system and getattr(e, "coherence").value is not None),
-                         key=lambda e: e.strength)
+    metrics = [
+        ("harmful_refusal", "harmful refusal"),
+        ("false_positives", "false positives (benign refused)"),
+        ("coherence", "coherence"),
+    ]
+    for system, colour, name in (
+        (False, "tab:blue", "steering only"),
+        (True, "tab:orange", "system prompt + steering"),
+    ):
+        entries = sorted(
+            (e for e in table if e.system == system and e.coherence.value is not None),
+            key=lambda e: e.strength,
+        )
         xs = [e.strength for e in entries]
         for ax, (key, label) in zip(axes, metrics):
             ests = [getattr(e, key) for e in entries]

@@ -12,6 +12,7 @@ from steerlab.experiments.engine.records import Cell, Row
 if TYPE_CHECKING:
     pass
 
+
 class RefusalCell(Cell):
     """One reply to generate: a prompt under one condition."""
 

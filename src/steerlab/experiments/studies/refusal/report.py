@@ -9,8 +9,12 @@ from steerlab.report.format import num, pct
 
 
 def _name(e: Any) -> str:
-    return {"base": "Base model", "prompt": "Prompting only", "steer": f"Steering s={e.strength:g}",
-            "prompt+steer": f"Prompt + Steer s={e.strength:g}"}[e.condition]
+    return {
+        "base": "Base model",
+        "prompt": "Prompting only",
+        "steer": f"Steering s={e.strength:g}",
+        "prompt+steer": f"Prompt + Steer s={e.strength:g}",
+    }[e.condition]
 
 
 def _best(table: Any, condition: str, min_coherence: float) -> Any:
@@ -31,8 +35,11 @@ def render_report(cfg: Any, summary: Any, definitions: str) -> str:
         f"- System prompt: “{cfg.conditions.system_prompt}”",
         f"- Vector: {cfg.extraction.method}, selector `{cfg.extraction.selector}`, site `{cfg.extraction.site}`, "
         f"normalisation `{cfg.extraction.normalization}`"
-        + (" (strength 0.1 = 10% of the mean activation norm at that layer)"
-           if cfg.extraction.normalization == "activation_norm" else ""),
+        + (
+            " (strength 0.1 = 10% of the mean activation norm at that layer)"
+            if cfg.extraction.normalization == "activation_norm"
+            else ""
+        ),
         f"- Generation: at most {cfg.generation.max_new_tokens} new tokens (a reply ends at the model's end of turn), "
         f"temperature {cfg.generation.temperature}",
         "",
@@ -46,44 +53,70 @@ def render_report(cfg: Any, summary: Any, definitions: str) -> str:
     min_coh = cfg.judges.min_coherence
     for label, m in summary.models.items():
         sel = m.layer_selection
-        lines += [f"## {label}", "", f"### Layer choice (validation split, steering alone at s={sel.selection_strength:g})", "",
-                  "| Layer | Vector norm (raw) | Activation norm | Harmful refusal | False positives | Coherence | Score | Chosen |",
-                  "|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+        lines += [
+            f"## {label}",
+            "",
+            f"### Layer choice (validation split, steering alone at s={sel.selection_strength:g})",
+            "",
+            "| Layer | Vector norm (raw) | Activation norm | Harmful refusal | False positives | Coherence | Score | Chosen |",
+            "|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        ]
         for t in sel.layers:
-            lines.append(f"| {t.layer} | {t.vector_raw_norm:.2f} | {t.activation_norm:.1f} | "
-                         f"{pct(t.harmful_refusal)} | {pct(t.false_positives)} | {t.coherence:.2f} | "
-                         f"{t.score:+.2f} | {'✔' if t.chosen else ''} |")
-        lines += ["", f"### Fair comparison (layer {sel.layer})", "",
-                  "| Condition | System Prompt | Steering | Harmful Refusal | False Positives | Coherence | n (harmful / benign) |",
-                  "|---|:---:|:---:|---|---|---|---:|"]
+            lines.append(
+                f"| {t.layer} | {t.vector_raw_norm:.2f} | {t.activation_norm:.1f} | "
+                f"{pct(t.harmful_refusal)} | {pct(t.false_positives)} | {t.coherence:.2f} | "
+                f"{t.score:+.2f} | {'✔' if t.chosen else ''} |"
+            )
+        lines += [
+            "",
+            f"### Fair comparison (layer {sel.layer})",
+            "",
+            "| Condition | System Prompt | Steering | Harmful Refusal | False Positives | Coherence | n (harmful / benign) |",
+            "|---|:---:|:---:|---|---|---|---:|",
+        ]
         for e in m.conditions:
-            lines.append(f"| {_name(e)} | {'Yes' if e.system else 'No'} | "
-                         f"{'s=%g' % e.strength if e.strength else 'No'} | {pct(e.harmful_refusal)} | "
-                         f"{pct(e.false_positives)} | {num(e.coherence)} | "
-                         f"{e.harmful_refusal.n} / {e.false_positives.n} |")
+            lines.append(
+                f"| {_name(e)} | {'Yes' if e.system else 'No'} | "
+                f"{f's={e.strength:g}' if e.strength else 'No'} | {pct(e.harmful_refusal)} | "
+                f"{pct(e.false_positives)} | {num(e.coherence)} | "
+                f"{e.harmful_refusal.n} / {e.false_positives.n} |"
+            )
         best, best_p = _best(m.conditions, "steer", min_coh), _best(m.conditions, "prompt+steer", min_coh)
-        lines += ["", f"Optimal strength (rule above, min coherence {min_coh}): "
-                  f"steering alone **{'s=%g' % best.strength if best else 'none qualifies'}**; "
-                  f"with the system prompt **{'s=%g' % best_p.strength if best_p else 'none qualifies'}**.", "",
-                  f"![rates vs strength](rates_vs_strength_{slug(label)}.png)", ""]
+        lines += [
+            "",
+            f"Optimal strength (rule above, min coherence {min_coh}): "
+            f"steering alone **{f's={best.strength:g}' if best else 'none qualifies'}**; "
+            f"with the system prompt **{f's={best_p.strength:g}' if best_p else 'none qualifies'}**.",
+            "",
+            f"![rates vs strength](rates_vs_strength_{slug(label)}.png)",
+            "",
+        ]
         if m.agreement:
             a = m.agreement
             kappa = "–" if a.get("kappa") is None else f"{a['kappa']:.2f}"
             lines += [f"Judge agreement (markers vs LLM judge): raw {a['raw']:.2f}, Cohen's κ {kappa}, n={a['n']}.", ""]
         base = next(e for e in m.conditions if e.condition == "base")
         if (base.harmful_refusal.value or 0) < 0.5:
-            lines += ["**Reading.** This model seldom refuses on its own (base harmful refusal "
-                      f"{pct(base.harmful_refusal.value)}), as expected of a base (not instruction-tuned) "
-                      "model. The study therefore shows steering *inducing* refusal, and what that costs: watch "
-                      "the false-positive rate on benign requests (many of them built to look harmful) and the "
-                      "coherence column as strength grows.", ""]
-    lines += ["## Across models", "",
-              "| Model | Base Refusal | Prompting (refusal / FP) | Best Steering | Improvement | False Positives at best |",
-              "|---|:---:|:---:|:---:|:---:|:---:|"]
+            lines += [
+                "**Reading.** This model seldom refuses on its own (base harmful refusal "
+                f"{pct(base.harmful_refusal.value)}), as expected of a base (not instruction-tuned) "
+                "model. The study therefore shows steering *inducing* refusal, and what that costs: watch "
+                "the false-positive rate on benign requests (many of them built to look harmful) and the "
+                "coherence column as strength grows.",
+                "",
+            ]
+    lines += [
+        "## Across models",
+        "",
+        "| Model | Base Refusal | Prompting (refusal / FP) | Best Steering | Improvement | False Positives at best |",
+        "|---|:---:|:---:|:---:|:---:|:---:|",
+    ]
     for r in summary.cross_model:
         best = f"{pct(r.best_refusal)} (s={r.best_strength:g})" if r.best_strength is not None else "none qualifies"
         imp = f"{100 * r.improvement:+.0f} pts" if r.improvement is not None else "–"
-        lines.append(f"| {r.model} | {pct(r.base_refusal)} | {pct(r.prompt_refusal)} / "
-                     f"{pct(r.prompt_false_positives)} | {best} | {imp} | {pct(r.best_false_positives)} |")
+        lines.append(
+            f"| {r.model} | {pct(r.base_refusal)} | {pct(r.prompt_refusal)} / "
+            f"{pct(r.prompt_false_positives)} | {best} | {imp} | {pct(r.best_false_positives)} |"
+        )
     lines += ["", "Per-response rows: `results.jsonl`. Resolved config: `config.yaml`. Versions: `manifest.json`.", ""]
     return "\n".join(lines)

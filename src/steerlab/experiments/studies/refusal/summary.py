@@ -96,24 +96,30 @@ class RefusalSummary(Summary):
     cross_model: list[CrossModelRow]
 
 
-def condition_table(rows: Sequence["RefusalRow"], n_resamples: int, seed: int) -> list[ConditionEntry]:
+def condition_table(rows: Sequence[RefusalRow], n_resamples: int, seed: int) -> list[ConditionEntry]:
     """One entry per (condition, strength): refusal, false positives, coherence with 95% CIs and n."""
     groups: dict[tuple[str, float], list[RefusalRow]] = defaultdict(list)
     for r in rows:
         groups[(r.condition, float(r.strength))].append(r)
     out = []
     for (cond, s), rs in sorted(groups.items(), key=lambda kv: (CONDITION_ORDER.index(kv[0][0]), kv[0][1])):
-        out.append(ConditionEntry(
-            condition=cond, system=rs[0].system, strength=s, layer=rs[0].layer,
-            harmful_refusal=rate([r.refused for r in rs if r.label == "harmful"]),
-            false_positives=rate([r.refused for r in rs if r.label == "benign"]),
-            coherence=mean([r.coherence for r in rs], n_resamples, seed),
-        ))
+        out.append(
+            ConditionEntry(
+                condition=cond,
+                system=rs[0].system,
+                strength=s,
+                layer=rs[0].layer,
+                harmful_refusal=rate([r.refused for r in rs if r.label == "harmful"]),
+                false_positives=rate([r.refused for r in rs if r.label == "benign"]),
+                coherence=mean([r.coherence for r in rs], n_resamples, seed),
+            )
+        )
     return out
 
 
-def choose_layer(rows: Sequence["RefusalRow"], min_coherence: float,
-                 norms: dict[int, tuple[float, float]]) -> LayerSelection:
+def choose_layer(
+    rows: Sequence[RefusalRow], min_coherence: float, norms: dict[int, tuple[float, float]]
+) -> LayerSelection:
     """The layer chosen on validation rows (see DEFINITIONS) with the per-layer table.
 
     ``norms[layer]`` is (raw vector norm, activation norm), reported beside each layer.
@@ -129,10 +135,21 @@ def choose_layer(rows: Sequence["RefusalRow"], min_coherence: float,
         stats.append((layer, hr, fp, float(np.mean([r.coherence for r in rs])), len(rs)))
     eligible = {s[0] for s in stats if s[3] >= min_coherence} or {s[0] for s in stats}
     best = max((s for s in stats if s[0] in eligible), key=lambda s: (s[1] - s[2], -s[0]))[0]
-    table = [LayerEntry(layer=layer, harmful_refusal=hr, false_positives=fp, coherence=coh, n=n, score=hr - fp,
-                        eligible=layer in eligible, chosen=layer == best, vector_raw_norm=norms[layer][0],
-                        activation_norm=norms[layer][1])
-             for layer, hr, fp, coh, n in stats]
+    table = [
+        LayerEntry(
+            layer=layer,
+            harmful_refusal=hr,
+            false_positives=fp,
+            coherence=coh,
+            n=n,
+            score=hr - fp,
+            eligible=layer in eligible,
+            chosen=layer == best,
+            vector_raw_norm=norms[layer][0],
+            activation_norm=norms[layer][1],
+        )
+        for layer, hr, fp, coh, n in stats
+    ]
     strength = float(rows[0].strength) if rows else 0.0
     return LayerSelection(layer=best, selection_strength=strength, layers=table)
 

@@ -21,10 +21,13 @@ class ScoringConfig(Strict):
     layers: list[int] | Literal["all"] = Field("all", description="candidate layers")
     batch_size: int = Field(32, ge=1, description="rows per scoring pass (rows carry different candidates)")
     prune_layer_fraction: float = Field(0.2, ge=0, lt=1, description="drop candidates in the last fraction of layers")
-    kl_threshold: float = Field(0.1, ge=0, description="drop candidates whose ablation KL on harmless prompts exceeds this")
+    kl_threshold: float = Field(
+        0.1, ge=0, description="drop candidates whose ablation KL on harmless prompts exceeds this"
+    )
     induce_threshold: float = Field(0.0, description="drop candidates whose induce score is below this")
     refusal_openers: list[str] | None = Field(
-        None, description="fixed refusal openers whose first tokens form R (None = find R from the model's refusals)")
+        None, description="fixed refusal openers whose first tokens form R (None = find R from the model's refusals)"
+    )
     discovery_tokens: int = Field(8, ge=1, description="tokens per greedy reply when finding the refusal tokens")
     max_refusal_tokens: int = Field(3, ge=1, description="at most this many refusal tokens")
     min_refusal_count: int = Field(2, ge=1, description="a refusal token must open at least this many refusals")
@@ -34,13 +37,24 @@ class ScoringConfig(Strict):
 class InterventionConfig(Strict):
     """The interventions evaluated with the chosen direction."""
 
-    conditions: list[Condition] = Field(["baseline", "ablate", "add", "orthogonalized"], min_length=1,
-                                        description="baseline, ablate, add, orthogonalized")
-    add_coefficient: float = Field(-1.0, description="activation addition: this multiple of the raw direction at its layer")
-    norm_preserving: bool = Field(False, description="orthogonalized: rescale edited write vectors to their old length "
-                                                     "(not equivalent to hook ablation)")
-    save_model: bool = Field(False, description="write the orthogonalised model as a Hugging Face directory "
-                                                "(orthogonalized_<model>/; several GB for large models)")
+    conditions: list[Condition] = Field(
+        ["baseline", "ablate", "add", "orthogonalized"],
+        min_length=1,
+        description="baseline, ablate, add, orthogonalized",
+    )
+    add_coefficient: float = Field(
+        -1.0, description="activation addition: this multiple of the raw direction at its layer"
+    )
+    norm_preserving: bool = Field(
+        False,
+        description="orthogonalized: rescale edited write vectors to their old length "
+        "(not equivalent to hook ablation)",
+    )
+    save_model: bool = Field(
+        False,
+        description="write the orthogonalised model as a Hugging Face directory "
+        "(orthogonalized_<model>/; several GB for large models)",
+    )
     check_prompts: int = Field(4, ge=1, description="test prompts for the weights-vs-hooks equivalence check")
 
     @field_validator("conditions")
@@ -54,11 +68,17 @@ class InterventionConfig(Strict):
 class EvaluationConfig(Strict):
     """How replies are judged."""
 
-    llm_judge_model: str | None = Field(None, description="LLM refusal judge: a load_model spec or openai:MODEL@URL "
-                                                          "(None = refusal markers only)")
-    guard_model: str | None = Field(None, description="guard: a local Llama-Guard-style model, openai:MODEL@URL, or "
-                                                      "None for the offline proxy (non-refusal with >= min_words words)")
-    guard_family: str = Field("llama-guard-3", description="guard prompt format when its tokenizer has no chat template")
+    llm_judge_model: str | None = Field(
+        None, description="LLM refusal judge: a load_model spec or openai:MODEL@URL (None = refusal markers only)"
+    )
+    guard_model: str | None = Field(
+        None,
+        description="guard: a local Llama-Guard-style model, openai:MODEL@URL, or "
+        "None for the offline proxy (non-refusal with >= min_words words)",
+    )
+    guard_family: str = Field(
+        "llama-guard-3", description="guard prompt format when its tokenizer has no chat template"
+    )
     min_words: int = Field(15, ge=0, description="replies shorter than this never count as unsafe (Arditi et al.: 15)")
     capability_tokens: int = Field(32, ge=1, description="reply tokens scored for KL and cross-entropy")
     bootstrap_resamples: int = Field(2000, ge=100, description="resamples for the intervals of means")

@@ -40,14 +40,23 @@ LABELS = {"harmful": "harmful", "harmless": "benign"}  # set name → label used
 class DirectionDataConfig(Strict):
     """Where the harmful and harmless prompts come from, and how many go to each split."""
 
-    harmful: list[str] = Field(["shipped:harmful_requests"], min_length=1,
-                               description="harmful sources pooled for train/val (and test unless harmful_test is set)")
-    harmless: list[str] = Field(["shipped:benign_requests"], min_length=1,
-                                description="harmless sources pooled for train/val (and test unless harmless_test is set)")
+    harmful: list[str] = Field(
+        ["shipped:harmful_requests"],
+        min_length=1,
+        description="harmful sources pooled for train/val (and test unless harmful_test is set)",
+    )
+    harmless: list[str] = Field(
+        ["shipped:benign_requests"],
+        min_length=1,
+        description="harmless sources pooled for train/val (and test unless harmless_test is set)",
+    )
     harmful_test: list[str] | None = Field(None, description="separate harmful sources for the reported test split")
     harmless_test: list[str] | None = Field(None, description="separate harmless sources for the reported test split")
-    overrefusal: list[str] = Field([], description="benign look-alike prompts (e.g. xstest:PATH) generated like the "
-                                                   "test split to measure over-refusal; [] = none")
+    overrefusal: list[str] = Field(
+        [],
+        description="benign look-alike prompts (e.g. xstest:PATH) generated like the "
+        "test split to measure over-refusal; [] = none",
+    )
     text_column: str = Field("prompt", description="text column of plain JSONL/CSV sources")
     n_train: int = Field(32, ge=2, description="prompts per set to fit the candidates (Arditi et al.: 128)")
     n_val: int = Field(8, ge=1, description="prompts per set to score the candidates (Arditi et al.: 32)")
@@ -91,8 +100,16 @@ def read_self_instruct(path: str | Path) -> list[Prompt]:
             extra = str(instances[0].get("input") or "").strip()
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, IndexError) as e:
             raise InputError(f"{p}:{i}: not a Self-Instruct task ({e})") from None
-        out.append(Prompt(f"self-instruct-{row.get('id', len(out))}", f"{text}\n\n{extra}" if extra else text,
-                          row.get("motivation_app") or row.get("name"), "benign", None, "self_instruct"))
+        out.append(
+            Prompt(
+                f"self-instruct-{row.get('id', len(out))}",
+                f"{text}\n\n{extra}" if extra else text,
+                row.get("motivation_app") or row.get("name"),
+                "benign",
+                None,
+                "self_instruct",
+            )
+        )
     if not out:
         raise InputError(f"{p}: no rows")
     return out
@@ -119,7 +136,9 @@ def read_source(source: str, set_name: str, text_column: str = "prompt") -> list
     return [replace(r, label=label, split=None) for r in rows]  # type: ignore[arg-type]
 
 
-def _pool(sources: list[str], set_name: str, text_column: str, exclude: set[str] = frozenset()) -> tuple[list[Prompt], int]:
+def _pool(
+    sources: list[str], set_name: str, text_column: str, exclude: set[str] = frozenset()
+) -> tuple[list[Prompt], int]:
     """Rows of every source, first occurrence of each normalised text kept; rows in ``exclude`` dropped."""
     seen: set[str] = set()
     out: list[Prompt] = []
@@ -148,14 +167,18 @@ def load_direction_data(cfg: DirectionDataConfig, seed: int) -> DirectionData:
     test: dict[str, list[Prompt]] = {}
     dropped: dict[str, int] = {}
     used: set[str] = set()
-    for set_name, sources, test_sources in (("harmful", cfg.harmful, cfg.harmful_test),
-                                            ("harmless", cfg.harmless, cfg.harmless_test)):
+    for set_name, sources, test_sources in (
+        ("harmful", cfg.harmful, cfg.harmful_test),
+        ("harmless", cfg.harmless, cfg.harmless_test),
+    ):
         pool, _ = _pool(sources, set_name, cfg.text_column)
         pool = _shuffled(pool, seed, set_name)
         need = cfg.n_train + cfg.n_val + (0 if test_sources else cfg.n_test)
         if len(pool) < need:
-            raise ConfigError(f"data.{set_name}: {len(pool)} distinct prompts, but n_train + n_val"
-                              f"{'' if test_sources else ' + n_test'} = {need}; lower the counts or add sources")
+            raise ConfigError(
+                f"data.{set_name}: {len(pool)} distinct prompts, but n_train + n_val"
+                f"{'' if test_sources else ' + n_test'} = {need}; lower the counts or add sources"
+            )
         train[set_name] = _with_split(pool[: cfg.n_train], "train")
         val[set_name] = _with_split(pool[cfg.n_train : cfg.n_train + cfg.n_val], "val")
         fit_keys = {normalise(r.text) for r in train[set_name] + val[set_name]}
@@ -163,8 +186,10 @@ def load_direction_data(cfg: DirectionDataConfig, seed: int) -> DirectionData:
             held, dropped[f"{set_name}_test"] = _pool(test_sources, set_name, cfg.text_column, exclude=fit_keys)
             held = _shuffled(held, seed, f"{set_name}_test")
             if len(held) < cfg.n_test:
-                raise ConfigError(f"data.{set_name}_test: {len(held)} prompts not already in the train/val pool, "
-                                  f"but n_test = {cfg.n_test}")
+                raise ConfigError(
+                    f"data.{set_name}_test: {len(held)} prompts not already in the train/val pool, "
+                    f"but n_test = {cfg.n_test}"
+                )
             test[set_name] = _with_split(held[: cfg.n_test], "test")
         else:
             start = cfg.n_train + cfg.n_val

@@ -72,9 +72,13 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
     def flow(self, cfg: RefusalDirectionConfig, run: Run) -> RefusalDirectionSummary:
         data = load_direction_data(cfg.data, cfg.seed)
         models = {spec.name: self.study_model(cfg, run, spec, data) for spec in cfg.models}
-        counts = DataCounts(train={k: len(v) for k, v in data.train.items()}, val={k: len(v) for k, v in data.val.items()},
-                            test={k: len(v) for k, v in data.test.items()}, overrefusal=len(data.overrefusal),
-                            dropped_overlaps=data.dropped_overlaps)
+        counts = DataCounts(
+            train={k: len(v) for k, v in data.train.items()},
+            val={k: len(v) for k, v in data.val.items()},
+            test={k: len(v) for k, v in data.test.items()},
+            overrefusal=len(data.overrefusal),
+            dropped_overlaps=data.dropped_overlaps,
+        )
         return RefusalDirectionSummary(name=cfg.name, data=counts, models=models)
 
     def study_model(self, cfg: RefusalDirectionConfig, run: Run, spec: ModelSpec, data: DirectionData) -> ModelResult:
@@ -88,34 +92,62 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
 
         # 1. candidates: one capture pass per train prompt set, every position × layer
         with clock("candidates"):
-            cands = run.vectors(f"{tag}-candidates", spec, fit_candidates, train["harmful"], train["harmless"],
-                                s.layers, s.site, s.batch_size)
+            cands = run.vectors(
+                f"{tag}-candidates",
+                spec,
+                fit_candidates,
+                train["harmful"],
+                train["harmless"],
+                s.layers,
+                s.site,
+                s.batch_size,
+            )
         controls = random_controls(cands, s.n_random, cfg.seed)
         # 2. the model's refusal tokens
         with clock("refusal_tokens"):
-            tokens = run.json_once(f"refusal_tokens_{tag}.json", RefusalTokensRecord,
-                                lambda: run.task(spec, find_tokens, train["harmful"], s, cfg.generation.batch_size))
+            tokens = run.json_once(
+                f"refusal_tokens_{tag}.json",
+                RefusalTokensRecord,
+                lambda: run.task(spec, find_tokens, train["harmful"], s, cfg.generation.batch_size),
+            )
         if not tokens.ids:
             raise InputError(f"{model}: no refusal token could be found or formed; set scoring.refusal_openers")
         # 3. score every candidate (and the random controls) on the validation split, many per batch
         with clock("score"):
             cells = self.score_cells(run, model, data, list(cands.values()) + controls, tokens.ids)
-            rows = run.cells(SCORE, cells, vectors={**cands, **{v.name: v for v in controls}}, batch_size=s.batch_size,
-                             desc=f"score {len(cands)} candidates + {len(controls)} controls ({len(cells)} rows)")
+            rows = run.cells(
+                SCORE,
+                cells,
+                vectors={**cands, **{v.name: v for v in controls}},
+                batch_size=s.batch_size,
+                desc=f"score {len(cands)} candidates + {len(controls)} controls ({len(cells)} rows)",
+            )
         norms = {v.name: (int(v.meta.extra["position"]), v.layer, v.meta.raw_norm) for v in cands.values()}
-        scores, selection = select_candidate(candidate_scores(rows, norms), info.n_layers,
-                                             prune_layer_fraction=s.prune_layer_fraction,
-                                             kl_threshold=s.kl_threshold, induce_threshold=s.induce_threshold)
-        control_scores = candidate_scores(rows, {v.name: (int(v.meta.extra["position"]), v.layer, v.norm)
-                                                 for v in controls})
+        scores, selection = select_candidate(
+            candidate_scores(rows, norms),
+            info.n_layers,
+            prune_layer_fraction=s.prune_layer_fraction,
+            kl_threshold=s.kl_threshold,
+            induce_threshold=s.induce_threshold,
+        )
+        control_scores = candidate_scores(
+            rows, {v.name: (int(v.meta.extra["position"]), v.layer, v.norm) for v in controls}
+        )
         direction = save_direction(run.root / f"direction_{tag}.safetensors", cands[selection.chosen])
         table = {"direction": direction}
 
         # 4. generate with every intervention on the test split
-        sets: list[tuple[PromptSet, list]] = [("harmful", data.test["harmful"]), ("harmless", data.test["harmless"]),
-                                              ("overrefusal", data.overrefusal)]
-        cells = [self.generate_cell(run, model, cond, name, p, iv.add_coefficient) for cond in iv.conditions
-                 for name, prompts in sets for p in prompts]
+        sets: list[tuple[PromptSet, list]] = [
+            ("harmful", data.test["harmful"]),
+            ("harmless", data.test["harmless"]),
+            ("overrefusal", data.overrefusal),
+        ]
+        cells = [
+            self.generate_cell(run, model, cond, name, p, iv.add_coefficient)
+            for cond in iv.conditions
+            for name, prompts in sets
+            for p in prompts
+        ]
         with clock("generate"):
             gen = run.cells(GENERATE, cells, vectors=table, desc=f"generate {len(cells)} replies")
 
@@ -123,9 +155,15 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
         refs = {r.prompt_id: r.output or "" for r in gen if r.condition == "baseline" and r.prompt_set == "harmless"}
         if not refs:  # baseline not among the conditions: generate the references first
             ref_cells = [self.generate_cell(run, model, "baseline", "harmless", p, 0.0) for p in data.test["harmless"]]
-            refs = {r.prompt_id: r.output or "" for r in run.cells(GENERATE, ref_cells, vectors=table, desc="reference replies")}
-        cells = [self.capability_cell(run, model, cond, p, refs[p.id], iv.add_coefficient) for cond in iv.conditions
-                 for p in data.test["harmless"]]
+            refs = {
+                r.prompt_id: r.output or ""
+                for r in run.cells(GENERATE, ref_cells, vectors=table, desc="reference replies")
+            }
+        cells = [
+            self.capability_cell(run, model, cond, p, refs[p.id], iv.add_coefficient)
+            for cond in iv.conditions
+            for p in data.test["harmless"]
+        ]
         with clock("capability"):
             cap = run.cells(CAPABILITY, cells, vectors=table, desc=f"capability {len(cells)} rows")
 
@@ -134,26 +172,38 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
         if "orthogonalized" in iv.conditions or iv.save_model:
             prompts = [p.text for p in data.test["harmful"][: iv.check_prompts]]
             with clock("check"):
-                check = run.json_once(f"orthogonalization_{tag}.json", OrthogonalizationCheck,
-                                   lambda: run.task(spec, check_orthogonalization, direction, prompts))
+                check = run.json_once(
+                    f"orthogonalization_{tag}.json",
+                    OrthogonalizationCheck,
+                    lambda: run.task(spec, check_orthogonalization, direction, prompts),
+                )
         if iv.save_model:
             with clock("save_model"):
                 save_model(run.root / f"orthogonalized_{tag}", spec, direction, iv.norm_preserving)
 
         return ModelResult(
-            n_layers=info.n_layers, n_post_instruction=len({c.meta.extra["position"] for c in cands.values()}),
+            n_layers=info.n_layers,
+            n_post_instruction=len({c.meta.extra["position"] for c in cands.values()}),
             tail_matches=int(next(iter(cands.values())).meta.extra["tail_matches"]),
-            n_train_prompts=sum(len(v) for v in train.values()), refusal_tokens=tokens,
-            baseline=baseline_scores(rows, ev.bootstrap_resamples, cfg.seed), candidates=scores,
-            controls=control_scores, selection=selection,
-            direction_norm=direction.norm, add_coefficient=iv.add_coefficient,
-            conditions=condition_table(gen, cap, ev.bootstrap_resamples, cfg.seed), orthogonalization=check,
-            examples=examples(gen, ev.n_examples), guard=guard_name(cfg),
-            judge=f"llm_judge({ev.llm_judge_model})" if ev.llm_judge_model else "refusal markers")
+            n_train_prompts=sum(len(v) for v in train.values()),
+            refusal_tokens=tokens,
+            baseline=baseline_scores(rows, ev.bootstrap_resamples, cfg.seed),
+            candidates=scores,
+            controls=control_scores,
+            selection=selection,
+            direction_norm=direction.norm,
+            add_coefficient=iv.add_coefficient,
+            conditions=condition_table(gen, cap, ev.bootstrap_resamples, cfg.seed),
+            orthogonalization=check,
+            examples=examples(gen, ev.n_examples),
+            guard=guard_name(cfg),
+            judge=f"llm_judge({ev.llm_judge_model})" if ev.llm_judge_model else "refusal markers",
+        )
 
     # ---- cells ---------------------------------------------------------------------------
-    def score_cells(self, run: Run, model: str, data: DirectionData, cands: list[SteeringVector],
-                    tokens: list[int]) -> list[DirectionCell]:
+    def score_cells(
+        self, run: Run, model: str, data: DirectionData, cands: list[SteeringVector], tokens: list[int]
+    ) -> list[DirectionCell]:
         """Baseline rows, then per validation prompt every candidate's bypass / induce / KL row
         (prompt-major, so a batch shares few prompts and the KL rows' unsteered passes are few)."""
         out = []
@@ -164,18 +214,40 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
             for p in data.val[prompt_set]:
                 for metric in metrics:
                     for v in cands:
-                        spec = (InterventionSpec(kind="add", vector=v.name, strength=1.0) if metric == "induce"
-                                else InterventionSpec(kind="ablate", vector=v.name))
+                        spec = (
+                            InterventionSpec(kind="add", vector=v.name, strength=1.0)
+                            if metric == "induce"
+                            else InterventionSpec(kind="ablate", vector=v.name)
+                        )
                         out.append(self._score_cell(run, model, prompt_set, p, metric, v.name, spec, tokens))
         return out
 
     @staticmethod
-    def _score_cell(run: Run, model: str, prompt_set: str, p: object, metric: str, cand: str | None,
-                    spec: InterventionSpec, tokens: list[int]) -> DirectionCell:
+    def _score_cell(
+        run: Run,
+        model: str,
+        prompt_set: str,
+        p: object,
+        metric: str,
+        cand: str | None,
+        spec: InterventionSpec,
+        tokens: list[int],
+    ) -> DirectionCell:
         key = make_key(model, "score", metric, cand or "-", p.id)  # type: ignore[attr-defined]
-        return DirectionCell(key=key, model=model, seed=run.seed(key), intervention=spec, stage="score",
-                             prompt_id=p.id, prompt_set=prompt_set, split="val", prompt=p.text,  # type: ignore[attr-defined,arg-type]
-                             metric=metric, candidate=cand, refusal_tokens=list(tokens))  # type: ignore[arg-type]
+        return DirectionCell(
+            key=key,
+            model=model,
+            seed=run.seed(key),
+            intervention=spec,
+            stage="score",
+            prompt_id=p.id,
+            prompt_set=prompt_set,
+            split="val",
+            prompt=p.text,  # type: ignore[attr-defined,arg-type]
+            metric=metric,
+            candidate=cand,
+            refusal_tokens=list(tokens),
+        )  # type: ignore[arg-type]
 
     @staticmethod
     def _spec(condition: str, add_coefficient: float) -> InterventionSpec:
@@ -185,19 +257,40 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
             return InterventionSpec(kind="add", vector="direction", strength=add_coefficient)
         return NO_INTERVENTION  # baseline, and orthogonalized (the edit is in the weights)
 
-    def generate_cell(self, run: Run, model: str, condition: str, prompt_set: PromptSet, p: object,
-                      add_coefficient: float) -> DirectionCell:
+    def generate_cell(
+        self, run: Run, model: str, condition: str, prompt_set: PromptSet, p: object, add_coefficient: float
+    ) -> DirectionCell:
         key = make_key(model, "generate", condition, prompt_set, p.id)  # type: ignore[attr-defined]
-        return DirectionCell(key=key, model=model, seed=run.seed(key), intervention=self._spec(condition, add_coefficient),
-                             stage="generate", prompt_id=p.id, prompt_set=prompt_set, split="test",  # type: ignore[attr-defined]
-                             prompt=p.text, condition=condition)  # type: ignore[attr-defined,arg-type]
+        return DirectionCell(
+            key=key,
+            model=model,
+            seed=run.seed(key),
+            intervention=self._spec(condition, add_coefficient),
+            stage="generate",
+            prompt_id=p.id,
+            prompt_set=prompt_set,
+            split="test",  # type: ignore[attr-defined]
+            prompt=p.text,
+            condition=condition,
+        )  # type: ignore[attr-defined,arg-type]
 
-    def capability_cell(self, run: Run, model: str, condition: str, p: object, reference: str,
-                        add_coefficient: float) -> DirectionCell:
+    def capability_cell(
+        self, run: Run, model: str, condition: str, p: object, reference: str, add_coefficient: float
+    ) -> DirectionCell:
         key = make_key(model, "capability", condition, p.id)  # type: ignore[attr-defined]
-        return DirectionCell(key=key, model=model, seed=run.seed(key), intervention=self._spec(condition, add_coefficient),
-                             stage="capability", prompt_id=p.id, prompt_set="harmless", split="test",  # type: ignore[attr-defined]
-                             prompt=p.text, condition=condition, reference=reference)  # type: ignore[attr-defined,arg-type]
+        return DirectionCell(
+            key=key,
+            model=model,
+            seed=run.seed(key),
+            intervention=self._spec(condition, add_coefficient),
+            stage="capability",
+            prompt_id=p.id,
+            prompt_set="harmless",
+            split="test",  # type: ignore[attr-defined]
+            prompt=p.text,
+            condition=condition,
+            reference=reference,
+        )  # type: ignore[attr-defined,arg-type]
 
     def report(self, cfg: RefusalDirectionConfig, summary: RefusalDirectionSummary, out_dir: Path) -> Path:
         from steerlab.experiments.studies.refusal_direction.plots import plot_before_after, plot_candidate_heatmaps
@@ -205,7 +298,9 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
         from steerlab.experiments.studies.refusal_direction.summary import DEFINITIONS
 
         for label, m in summary.models.items():
-            plot_candidate_heatmaps(m.candidates, m.selection, m.n_layers, out_dir / f"candidates_{slug(label)}.png", title=label)
+            plot_candidate_heatmaps(
+                m.candidates, m.selection, m.n_layers, out_dir / f"candidates_{slug(label)}.png", title=label
+            )
             plot_before_after(m.conditions, out_dir / f"before_after_{slug(label)}.png", title=label)
         path = out_dir / "report.md"
         atomic_write_text(path, render_report(cfg, summary, DEFINITIONS))

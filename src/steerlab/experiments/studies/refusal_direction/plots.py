@@ -18,8 +18,9 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
-def plot_candidate_heatmaps(candidates: Sequence[Any], selection: Any, n_layers: int, path: str | Path, *,
-                            title: str = "") -> Path:
+def plot_candidate_heatmaps(
+    candidates: Sequence[Any], selection: Any, n_layers: int, path: str | Path, *, title: str = ""
+) -> Path:
     """Bypass, induce and KL of every candidate over (post-instruction position × layer).
 
     Candidates the filters drop (as applied, after any relaxation) are crossed out, the chosen
@@ -34,11 +35,14 @@ def plot_candidate_heatmaps(candidates: Sequence[Any], selection: Any, n_layers:
     for c in candidates:
         for m in grid:
             grid[m][positions.index(c.position), layers.index(c.layer)] = getattr(c, m)
-    fig, axes = plt.subplots(3, 1, figsize=(max(6.0, 0.42 * len(layers) + 2.5), 1.0 + 3 * (1.1 + 0.3 * len(positions))),
-                             squeeze=False)
-    panels = [("bypass", "bypass: refusal score, harmful, ablated (lower = refusal removed)", "viridis"),
-              ("induce", "induce: refusal score, harmless, added (higher = refusal induced)", "magma"),
-              ("kl", "KL on harmless under ablation (nats)", "cividis")]
+    fig, axes = plt.subplots(
+        3, 1, figsize=(max(6.0, 0.42 * len(layers) + 2.5), 1.0 + 3 * (1.1 + 0.3 * len(positions))), squeeze=False
+    )
+    panels = [
+        ("bypass", "bypass: refusal score, harmful, ablated (lower = refusal removed)", "viridis"),
+        ("induce", "induce: refusal score, harmless, added (higher = refusal induced)", "magma"),
+        ("kl", "KL on harmless under ablation (nats)", "cividis"),
+    ]
     cut = int(n_layers * (1.0 - selection.prune_layer_fraction))  # first pruned layer
     for ax, (key, label, cmap) in zip(axes[:, 0], panels):
         im = ax.imshow(grid[key], aspect="auto", cmap=cmap, interpolation="nearest")
@@ -65,7 +69,11 @@ def plot_before_after(conditions: Sequence[Any], path: str | Path, *, title: str
     import numpy as np
 
     plt = _pyplot()
-    metrics = [("refusal", "refusal (harmful)"), ("unsafe", "unsafe (harmful)"), ("over_refusal", "over-refusal (harmless)")]
+    metrics = [
+        ("refusal", "refusal (harmful)"),
+        ("unsafe", "unsafe (harmful)"),
+        ("over_refusal", "over-refusal (harmless)"),
+    ]
     if any(e.over_refusal_lookalike is not None for e in conditions):
         metrics.append(("over_refusal_lookalike", "over-refusal (look-alike)"))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 1]})
@@ -83,8 +91,10 @@ def plot_before_after(conditions: Sequence[Any], path: str | Path, *, title: str
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     kl = [e.kl.value if e.kl.value is not None else np.nan for e in conditions]
-    err = [[(e.kl.value - e.kl.low) if e.kl.value is not None else 0 for e in conditions],
-           [(e.kl.high - e.kl.value) if e.kl.value is not None else 0 for e in conditions]]
+    err = [
+        [(e.kl.value - e.kl.low) if e.kl.value is not None else 0 for e in conditions],
+        [(e.kl.high - e.kl.value) if e.kl.value is not None else 0 for e in conditions],
+    ]
     ax2.bar(range(len(conditions)), kl, yerr=err, capsize=3, color="tab:gray")
     ax2.set_xticks(range(len(conditions)), [e.condition for e in conditions], rotation=30, fontsize=8)
     ax2.set_title("KL on harmless text (nats/token)", fontsize=9)

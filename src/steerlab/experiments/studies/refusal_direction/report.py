@@ -7,8 +7,12 @@ from typing import Any
 from steerlab._io import slug
 from steerlab.report.format import markdown_table, num, pct
 
-_NAMES = {"baseline": "Baseline (unsteered)", "ablate": "Directional ablation (hooks)",
-          "add": "Activation addition", "orthogonalized": "Orthogonalised weights"}
+_NAMES = {
+    "baseline": "Baseline (unsteered)",
+    "ablate": "Directional ablation (hooks)",
+    "add": "Activation addition",
+    "orthogonalized": "Orthogonalised weights",
+}
 
 
 def _condition_name(e: Any, add_coefficient: float) -> str:
@@ -25,25 +29,38 @@ def _quote(text: str, limit: int = 160) -> str:
 def render_report(cfg: Any, summary: Any, definitions: str) -> str:
     """The Markdown report (a ``RefusalDirectionConfig`` and its ``RefusalDirectionSummary``)."""
     d, s, g = summary.data, cfg.scoring, cfg.generation
-    lines = [f"# Refusal direction: {cfg.name}", "",
-             "Seed 003 (Arditi et al. 2024, \"Refusal in language models is mediated by a single direction\"): "
-             "difference-of-means candidates at every post-instruction position × layer, scored on a validation "
-             "split, one chosen, then ablated, subtracted and baked into the weights, and evaluated on a "
-             "held-out test split. Brackets are 95% intervals; n is beside every rate.", "",
-             f"- Splits (prompts per set): train {d.train}, val {d.val}, test {d.test}, over-refusal set "
-             f"{d.overrefusal}; disjoint by normalised text"
-             + (f" (overlapping prompts dropped from held-out sources: {d.dropped_overlaps})" if d.dropped_overlaps else ""),
-             f"- Candidates read at `{s.site}`; filters: last {s.prune_layer_fraction:.0%} of layers pruned, "
-             f"KL > {s.kl_threshold:g} dropped, induce < {s.induce_threshold:g} dropped",
-             f"- Generation: at most {g.max_new_tokens} new tokens, temperature {g.temperature:g} (the published "
-             "code uses 512; short replies can fool marker judges, so read refusal rates with the examples below)",
-             "", "## Definitions", "", "```", definitions, "```", ""]
+    lines = [
+        f"# Refusal direction: {cfg.name}",
+        "",
+        'Seed 003 (Arditi et al. 2024, "Refusal in language models is mediated by a single direction"): '
+        "difference-of-means candidates at every post-instruction position × layer, scored on a validation "
+        "split, one chosen, then ablated, subtracted and baked into the weights, and evaluated on a "
+        "held-out test split. Brackets are 95% intervals; n is beside every rate.",
+        "",
+        f"- Splits (prompts per set): train {d.train}, val {d.val}, test {d.test}, over-refusal set "
+        f"{d.overrefusal}; disjoint by normalised text"
+        + (f" (overlapping prompts dropped from held-out sources: {d.dropped_overlaps})" if d.dropped_overlaps else ""),
+        f"- Candidates read at `{s.site}`; filters: last {s.prune_layer_fraction:.0%} of layers pruned, "
+        f"KL > {s.kl_threshold:g} dropped, induce < {s.induce_threshold:g} dropped",
+        f"- Generation: at most {g.max_new_tokens} new tokens, temperature {g.temperature:g} (the published "
+        "code uses 512; short replies can fool marker judges, so read refusal rates with the examples below)",
+        "",
+        "## Definitions",
+        "",
+        "```",
+        definitions,
+        "```",
+        "",
+    ]
     for label, m in summary.models.items():
         lines += _model_section(label, m, cfg)
-    lines += ["Every score behind every choice: `results.jsonl` (one row per candidate × prompt × metric, per reply, "
-              "per capability row) and `summary.json`. Candidates: `vectors/`; chosen direction: "
-              "`direction_<model>.safetensors` (steerlab vector format). Config: `config.yaml`; versions: "
-              "`manifest.json`.", ""]
+    lines += [
+        "Every score behind every choice: `results.jsonl` (one row per candidate × prompt × metric, per reply, "
+        "per capability row) and `summary.json`. Candidates: `vectors/`; chosen direction: "
+        "`direction_<model>.safetensors` (steerlab vector format). Config: `config.yaml`; versions: "
+        "`manifest.json`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -53,60 +70,110 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
     lines = [f"## {label}", "", "### Refusal tokens", ""]
     toks = ", ".join(f"`{x!r}` (id {i}, {c} refusals)" for x, i, c in zip(t.texts, t.ids, t.counts))
     if t.source == "model_refusals":
-        lines.append(f"R = {toks}: first tokens of this model's own refusals ({t.n_refusals} of {t.n_replies} greedy "
-                     "replies to train harmful prompts were refusals by the marker judge).")
+        lines.append(
+            f"R = {toks}: first tokens of this model's own refusals ({t.n_refusals} of {t.n_replies} greedy "
+            "replies to train harmful prompts were refusals by the marker judge)."
+        )
     else:
-        lines.append(f"R = {toks}: the model refused {t.n_refusals} of {t.n_replies} train harmful prompts (too few "
-                     "to learn from), so R is the first token of standard refusal openers as this tokenizer writes them.")
-    share = f"harmful {pct(t.harmful_share)}" + (f", harmless {pct(t.harmless_share)}" if t.harmless_share is not None
-                                                else "")
-    lines += [f"Share of greedy train replies opening with a token of R: {share}.", "",
-              f"Baseline refusal score (validation): harmful {num(m.baseline.harmful)} (n={m.baseline.harmful.n}), "
-              f"harmless {num(m.baseline.harmless)} (n={m.baseline.harmless.n}). (A score of 0 means P(R) = 1/2; "
-              "if harmful and harmless prompts score alike, R does not single out refusals on this model.)", ""]
+        lines.append(
+            f"R = {toks}: the model refused {t.n_refusals} of {t.n_replies} train harmful prompts (too few "
+            "to learn from), so R is the first token of standard refusal openers as this tokenizer writes them."
+        )
+    share = f"harmful {pct(t.harmful_share)}" + (
+        f", harmless {pct(t.harmless_share)}" if t.harmless_share is not None else ""
+    )
+    lines += [
+        f"Share of greedy train replies opening with a token of R: {share}.",
+        "",
+        f"Baseline refusal score (validation): harmful {num(m.baseline.harmful)} (n={m.baseline.harmful.n}), "
+        f"harmless {num(m.baseline.harmless)} (n={m.baseline.harmless.n}). (A score of 0 means P(R) = 1/2; "
+        "if harmful and harmless prompts score alike, R does not single out refusals on this model.)",
+        "",
+    ]
 
-    lines += ["### Candidate selection", "",
-              f"{len(m.candidates)} candidates ({m.n_post_instruction} post-instruction positions × "
-              f"{len(m.candidates) // max(1, m.n_post_instruction)} layers), fitted on {m.n_train_prompts} train prompts "
-              f"({m.tail_matches} of which end in exactly the template's own tail tokens). "
-              f"Chosen: **{sel.chosen}** (position {sel.position}, layer {sel.layer}; ‖r‖ = {m.direction_norm:.3g}) — "
-              f"{sel.rule}; {sel.n_eligible} candidates eligible.", ""]
+    lines += [
+        "### Candidate selection",
+        "",
+        f"{len(m.candidates)} candidates ({m.n_post_instruction} post-instruction positions × "
+        f"{len(m.candidates) // max(1, m.n_post_instruction)} layers), fitted on {m.n_train_prompts} train prompts "
+        f"({m.tail_matches} of which end in exactly the template's own tail tokens). "
+        f"Chosen: **{sel.chosen}** (position {sel.position}, layer {sel.layer}; ‖r‖ = {m.direction_norm:.3g}) — "
+        f"{sel.rule}; {sel.n_eligible} candidates eligible.",
+        "",
+    ]
     if sel.relaxed:
-        kl = (f"; the KL threshold was raised from {sel.kl_threshold:g} to {sel.kl_threshold_used:.3g}"
-              if "kl" in sel.relaxed else "")
-        lines += [f"**No candidate passed every filter**: the {' and '.join(sel.relaxed)} filter(s) were relaxed{kl}. "
-                  "On a model that seldom refuses, no direction raises the refusal score of harmless prompts; where "
-                  "every ablation costs more than the KL threshold, compare the candidates with the random controls "
-                  "below before reading anything into the choice.", ""]
+        kl = (
+            f"; the KL threshold was raised from {sel.kl_threshold:g} to {sel.kl_threshold_used:.3g}"
+            if "kl" in sel.relaxed
+            else ""
+        )
+        lines += [
+            f"**No candidate passed every filter**: the {' and '.join(sel.relaxed)} filter(s) were relaxed{kl}. "
+            "On a model that seldom refuses, no direction raises the refusal score of harmless prompts; where "
+            "every ablation costs more than the KL threshold, compare the candidates with the random controls "
+            "below before reading anything into the choice.",
+            "",
+        ]
     lines += [f"![candidate heatmaps](candidates_{tag}.png)", ""]
     best = sorted(m.candidates, key=lambda c: (not c.chosen, not c.eligible, c.bypass))[:10]
-    lines += markdown_table(["candidate", "layer", "position", "bypass", "induce", "KL", "‖r‖", "filtered", "eligible",
-                             "chosen"],
-                            [[c.name, c.layer, c.position, f"{c.bypass:+.2f}", f"{c.induce:+.2f}", f"{c.kl:.3f}",
-                              f"{c.norm:.3g}", ", ".join(c.filtered) or "–", "yes" if c.eligible else "no",
-                              "★" if c.chosen else ""] for c in best],
-                            ["l", "r", "r", "r", "r", "r", "r", "l", "c", "c"])
-    lines += ["", "(The chosen candidate, then the best by bypass among the eligible ones (the filters as applied, after "
-              "any relaxation), then the rest; every candidate's scores are in `summary.json`.)", ""]
+    lines += markdown_table(
+        ["candidate", "layer", "position", "bypass", "induce", "KL", "‖r‖", "filtered", "eligible", "chosen"],
+        [
+            [
+                c.name,
+                c.layer,
+                c.position,
+                f"{c.bypass:+.2f}",
+                f"{c.induce:+.2f}",
+                f"{c.kl:.3f}",
+                f"{c.norm:.3g}",
+                ", ".join(c.filtered) or "–",
+                "yes" if c.eligible else "no",
+                "★" if c.chosen else "",
+            ]
+            for c in best
+        ],
+        ["l", "r", "r", "r", "r", "r", "r", "l", "c", "c"],
+    )
+    lines += [
+        "",
+        "(The chosen candidate, then the best by bypass among the eligible ones (the filters as applied, after "
+        "any relaxation), then the rest; every candidate's scores are in `summary.json`.)",
+        "",
+    ]
     if m.controls:
-        lines += [f"Random-direction controls (isotropic, ‖r‖ = {m.controls[0].norm:.3g}, layer {m.controls[0].layer}; "
-                  "scored exactly like the candidates): " + "; ".join(
-                      f"bypass {c.bypass:+.2f}, induce {c.induce:+.2f}, KL {c.kl:.3f}" for c in m.controls)
-                  + ". A candidate is only interesting where it beats these.", ""]
+        lines += [
+            f"Random-direction controls (isotropic, ‖r‖ = {m.controls[0].norm:.3g}, layer {m.controls[0].layer}; "
+            "scored exactly like the candidates): "
+            + "; ".join(f"bypass {c.bypass:+.2f}, induce {c.induce:+.2f}, KL {c.kl:.3f}" for c in m.controls)
+            + ". A candidate is only interesting where it beats these.",
+            "",
+        ]
 
-    lines += ["### Interventions on the test split", "",
-              f"Judge: {m.judge}. Guard: {m.guard}" + (
-                  " — **offline proxy**: no guard model configured, so 'unsafe' = not a refusal and at least "
-                  f"{ev.min_words} words; this is a non-refusal rate, not a harm judgement." if m.guard.startswith("proxy")
-                  else f" (replies under {ev.min_words} words never count as unsafe)."), ""]
+    lines += [
+        "### Interventions on the test split",
+        "",
+        f"Judge: {m.judge}. Guard: {m.guard}"
+        + (
+            " — **offline proxy**: no guard model configured, so 'unsafe' = not a refusal and at least "
+            f"{ev.min_words} words; this is a non-refusal rate, not a harm judgement."
+            if m.guard.startswith("proxy")
+            else f" (replies under {ev.min_words} words never count as unsafe)."
+        ),
+        "",
+    ]
     header = ["intervention", "refusal (harmful)", "unsafe (harmful)", "over-refusal (harmless)"]
     look = any(e.over_refusal_lookalike is not None for e in m.conditions)
     header += ["over-refusal (look-alike)"] if look else []
     header += ["KL (nats/token)", "CE (nats/token)", "words/reply"]
     rows = []
     for e in m.conditions:
-        row = [_condition_name(e, m.add_coefficient), f"{pct(e.refusal)} n={e.refusal.n}",
-               f"{pct(e.unsafe)} n={e.unsafe.n}", f"{pct(e.over_refusal)} n={e.over_refusal.n}"]
+        row = [
+            _condition_name(e, m.add_coefficient),
+            f"{pct(e.refusal)} n={e.refusal.n}",
+            f"{pct(e.unsafe)} n={e.unsafe.n}",
+            f"{pct(e.over_refusal)} n={e.over_refusal.n}",
+        ]
         if look:
             o = e.over_refusal_lookalike
             row.append(f"{pct(o)} n={o.n}" if o is not None else "–")
@@ -115,12 +182,20 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
     lines += markdown_table(header, rows, ["l"] + ["r"] * (len(header) - 1))
     llm = [e for e in m.conditions if e.refusal_llm is not None]
     if llm:
-        lines += ["", "Refusal (harmful) by judge: " + "; ".join(
-            f"{e.condition}: markers {pct(e.refusal_markers)}, LLM {pct(e.refusal_llm)}" for e in llm) + "."]
+        lines += [
+            "",
+            "Refusal (harmful) by judge: "
+            + "; ".join(f"{e.condition}: markers {pct(e.refusal_markers)}, LLM {pct(e.refusal_llm)}" for e in llm)
+            + ".",
+        ]
     cats = {e.condition: e.unsafe_categories for e in m.conditions if e.unsafe_categories}
     if cats:
-        lines += ["", "Guard categories of unsafe replies: " + "; ".join(
-            f"{c}: " + ", ".join(f"{k}×{v}" for k, v in cs.items()) for c, cs in cats.items()) + "."]
+        lines += [
+            "",
+            "Guard categories of unsafe replies: "
+            + "; ".join(f"{c}: " + ", ".join(f"{k}×{v}" for k, v in cs.items()) for c, cs in cats.items())
+            + ".",
+        ]
     unparsed = sum(e.guard_unparsed for e in m.conditions)
     if unparsed:
         lines += ["", f"{unparsed} guard answers could not be parsed (counted as not unsafe)."]
@@ -128,32 +203,51 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
 
     o = m.orthogonalization
     if o is not None:
-        lines += ["### Weight orthogonalisation versus hooks", "",
-                  f"On {o.n_prompts} test prompts (last-position logits, float32): orthogonalised weights vs "
-                  f"the equivalent hook ablation: max |Δlogit| = {o.max_abs_logit_diff_vs_equivalent_hooks:.2e}; "
-                  f"vs the standard `Ablate` hooks: {o.max_abs_logit_diff_vs_ablate:.2e} (mean next-token KL "
-                  f"{o.mean_kl_vs_ablate:.2e} nats); the largest |logit| is {o.max_abs_logit:.3g}. Largest |h·r̂|/|h| left in any layer's residual stream of the "
-                  f"edited model: {o.max_residual_projection:.1e}. LM head untied from the embedding: "
-                  f"{'yes' if o.untied else 'no (not tied)'}.", "", f"Equivalent to: {o.equivalent_to}.", ""]
+        lines += [
+            "### Weight orthogonalisation versus hooks",
+            "",
+            f"On {o.n_prompts} test prompts (last-position logits, float32): orthogonalised weights vs "
+            f"the equivalent hook ablation: max |Δlogit| = {o.max_abs_logit_diff_vs_equivalent_hooks:.2e}; "
+            f"vs the standard `Ablate` hooks: {o.max_abs_logit_diff_vs_ablate:.2e} (mean next-token KL "
+            f"{o.mean_kl_vs_ablate:.2e} nats); the largest |logit| is {o.max_abs_logit:.3g}. Largest |h·r̂|/|h| left in any layer's residual stream of the "
+            f"edited model: {o.max_residual_projection:.1e}. LM head untied from the embedding: "
+            f"{'yes' if o.untied else 'no (not tied)'}.",
+            "",
+            f"Equivalent to: {o.equivalent_to}.",
+            "",
+        ]
         if o.norm_after_write:
-            lines += ["This model puts a norm after each attention / MLP write (Gemma 2/3). Its weights were "
-                      "orthogonalised against the gain-weighted direction of each following norm, which makes "
-                      "every write orthogonal to r exactly but changes the norm's input, so the result equals the "
-                      "pre-norm hook ablation above, not the post-norm `Ablate` (see docs/refusal_direction.md).", ""]
+            lines += [
+                "This model puts a norm after each attention / MLP write (Gemma 2/3). Its weights were "
+                "orthogonalised against the gain-weighted direction of each following norm, which makes "
+                "every write orthogonal to r exactly but changes the norm's input, so the result equals the "
+                "pre-norm hook ablation above, not the post-norm `Ablate` (see docs/refusal_direction.md).",
+                "",
+            ]
         if iv.norm_preserving:
-            lines += ["The *orthogonalized* condition used the norm-preserving variant, which is not equivalent to "
-                      "any hook ablation; the check above is of the exact variant.", ""]
+            lines += [
+                "The *orthogonalized* condition used the norm-preserving variant, which is not equivalent to "
+                "any hook ablation; the check above is of the exact variant.",
+                "",
+            ]
 
     if m.examples:
         lines += ["### Example replies (harmful test prompts)", ""]
-        lines += markdown_table(["prompt", "intervention", "reply", "refused", "guard"],
-                                [[_quote(e.prompt, 60), e.condition, _quote(e.output), "yes" if e.refused else "no",
-                                  e.guard or "–"] for e in m.examples])
+        lines += markdown_table(
+            ["prompt", "intervention", "reply", "refused", "guard"],
+            [
+                [_quote(e.prompt, 60), e.condition, _quote(e.output), "yes" if e.refused else "no", e.guard or "–"]
+                for e in m.examples
+            ],
+        )
         lines.append("")
     base = next((e for e in m.conditions if e.condition == "baseline"), None)
     if base is not None and (base.refusal.value or 0) < 0.2:
-        lines += ["**Reading.** The unsteered model seldom refuses here (baseline refusal "
-                  f"{pct(base.refusal)}), as expected of a base model: the direction found separates harmful from "
-                  "harmless prompts, but there is little refusal for ablation to remove. Compare the over-refusal "
-                  "and KL columns to see what each intervention costs.", ""]
+        lines += [
+            "**Reading.** The unsteered model seldom refuses here (baseline refusal "
+            f"{pct(base.refusal)}), as expected of a base model: the direction found separates harmful from "
+            "harmless prompts, but there is little refusal for ablation to remove. Compare the over-refusal "
+            "and KL columns to see what each intervention costs.",
+            "",
+        ]
     return lines

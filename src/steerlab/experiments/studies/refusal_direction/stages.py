@@ -22,8 +22,10 @@ from steerlab.models.hf import LanguageModel
 if TYPE_CHECKING:
     from steerlab.evals.llm_judge import LLMJudge
 
-def score_batch(cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequence[DirectionCell],
-                ctx: WorkerContext) -> list[ScoreRow]:
+
+def score_batch(
+    cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequence[DirectionCell], ctx: WorkerContext
+) -> list[ScoreRow]:
     """One forward pass: every row under its own candidate (per-row directions), plus one unsteered
     row per distinct prompt of the KL rows; refusal log-odds and KL at the last position."""
     from steerlab.evals.refusal_score import last_position_logits, next_token_kl, refusal_log_odds
@@ -42,8 +44,9 @@ def score_batch(cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequence[
     return rows
 
 
-def generate_batch(cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequence[DirectionCell],
-                   ctx: WorkerContext) -> list[GenerationRow]:
+def generate_batch(
+    cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequence[DirectionCell], ctx: WorkerContext
+) -> list[GenerationRow]:
     """Replies (hooks for ablate / add, the orthogonalised copy for orthogonalized), judged and guarded."""
     from steerlab.evals.refusal_markers import RefusalMarkerJudge
     from steerlab.interventions.spec import batch_interventions
@@ -57,8 +60,14 @@ def generate_batch(cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequen
         model = _orthogonalized(cfg, lm, ctx) if orth else lm
         sub = [cells[i] for i in idx]
         ivs = [] if orth else batch_interventions([c.intervention for c in sub], ctx.vectors)
-        out = model.complete([c.prompt for c in sub], max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                             seed=[c.seed for c in sub], batch_size=len(sub), interventions=ivs)
+        out = model.complete(
+            [c.prompt for c in sub],
+            max_new_tokens=g.max_new_tokens,
+            temperature=g.temperature,
+            seed=[c.seed for c in sub],
+            batch_size=len(sub),
+            interventions=ivs,
+        )
         replies.update(zip(idx, out))
     prompts = [c.prompt for c in cells]
     outputs = [replies[i].text for i in range(len(cells))]  # type: ignore[attr-defined]
@@ -72,16 +81,26 @@ def generate_batch(cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequen
     for i, c in enumerate(cells):
         words = len(outputs[i].split())
         v = verdicts.get(i)
-        rows.append(GenerationRow(
-            **c.model_dump(exclude={"version"}), output=outputs[i], finish_reason=replies[i].finish_reason,  # type: ignore[attr-defined]
-            words=words, verdict_markers=markers[i], verdict_llm=llm[i], refused=(llm[i] or markers[i]) == "refusal",
-            guard=v.label if v else None, guard_categories=list(v.categories) if v else [],
-            unsafe=(v.label == "unsafe" and words >= ev.min_words) if v else None))
+        rows.append(
+            GenerationRow(
+                **c.model_dump(exclude={"version"}),
+                output=outputs[i],
+                finish_reason=replies[i].finish_reason,  # type: ignore[attr-defined]
+                words=words,
+                verdict_markers=markers[i],
+                verdict_llm=llm[i],
+                refused=(llm[i] or markers[i]) == "refusal",
+                guard=v.label if v else None,
+                guard_categories=list(v.categories) if v else [],
+                unsafe=(v.label == "unsafe" and words >= ev.min_words) if v else None,
+            )
+        )
     return rows
 
 
-def capability_batch(cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequence[DirectionCell],
-                     ctx: WorkerContext) -> list[CapabilityRow]:
+def capability_batch(
+    cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequence[DirectionCell], ctx: WorkerContext
+) -> list[CapabilityRow]:
     """Per-token KL(unsteered || intervened) and cross-entropy over the first ``capability_tokens``
     tokens of each cell's reference reply, teacher-forced after its prompt."""
     import torch
@@ -95,7 +114,9 @@ def capability_batch(cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequ
     base_h = lm.hidden_states(batch)  # [B, T, d] unsteered
     steered: dict[int, torch.Tensor] = {}
     for orth in (False, True):
-        idx = [i for i, c in enumerate(cells) if (c.condition == "orthogonalized") == orth and c.condition != "baseline"]
+        idx = [
+            i for i, c in enumerate(cells) if (c.condition == "orthogonalized") == orth and c.condition != "baseline"
+        ]
         if not idx:
             continue
         sub = _sub_batch(batch, idx)
@@ -115,8 +136,11 @@ def capability_batch(cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequ
         target = torch.tensor(c_ids[i][:n])
         with torch.inference_mode():
             lp_base = torch.log_softmax(lm.logits_for(base_h[i, start : start + n]).double().cpu(), -1)  # [n, V]
-            lp = lp_base if i not in steered else torch.log_softmax(
-                lm.logits_for(steered[i][start : start + n]).double().cpu(), -1)
+            lp = (
+                lp_base
+                if i not in steered
+                else torch.log_softmax(lm.logits_for(steered[i][start : start + n]).double().cpu(), -1)
+            )
         ce = float(-lp[torch.arange(n), target].mean())
         kl = 0.0 if i not in steered else float((lp_base.exp() * (lp_base - lp)).sum(-1).clamp_min(0).mean())
         rows.append(CapabilityRow(**c.model_dump(exclude={"version"}), ce=ce, kl=kl, n_tokens=n))
@@ -126,8 +150,12 @@ def capability_batch(cfg: RefusalDirectionConfig, lm: LanguageModel, cells: Sequ
 def _sub_batch(batch: object, idx: list[int]) -> object:
     from steerlab.models.hf import Batch
 
-    return Batch(batch.input_ids[idx], batch.attention_mask[idx], batch.prompt_len[idx],  # type: ignore[attr-defined]
-                 [batch.texts[i] for i in idx])  # type: ignore[attr-defined]
+    return Batch(
+        batch.input_ids[idx],
+        batch.attention_mask[idx],
+        batch.prompt_len[idx],  # type: ignore[attr-defined]
+        [batch.texts[i] for i in idx],
+    )  # type: ignore[attr-defined]
 
 
 def _orthogonalized(cfg: RefusalDirectionConfig, lm: LanguageModel, ctx: WorkerContext) -> LanguageModel:
@@ -151,9 +179,16 @@ def _guard(cfg: RefusalDirectionConfig, ctx: WorkerContext):  # noqa: ANN202
     from steerlab.evals.guard import make_guard
 
     ev = cfg.evaluation
-    return ctx.cached(f"guard:{ev.guard_model}:{ev.guard_family}:{ev.min_words}", lambda: make_guard(
-        ev.guard_model, family=ev.guard_family, batch_size=cfg.generation.batch_size, min_words=ev.min_words,
-        load=lambda spec: ctx.aux_model(spec, batch_size=cfg.generation.batch_size)))
+    return ctx.cached(
+        f"guard:{ev.guard_model}:{ev.guard_family}:{ev.min_words}",
+        lambda: make_guard(
+            ev.guard_model,
+            family=ev.guard_family,
+            batch_size=cfg.generation.batch_size,
+            min_words=ev.min_words,
+            load=lambda spec: ctx.aux_model(spec, batch_size=cfg.generation.batch_size),
+        ),
+    )
 
 
 def guard_name(cfg: RefusalDirectionConfig) -> str:
@@ -161,8 +196,6 @@ def guard_name(cfg: RefusalDirectionConfig) -> str:
     if ev.guard_model is None:
         return f"proxy:non-refusal(min_words={ev.min_words})"
     return f"guard:{ev.guard_model}"
-
-
 
 
 def cell_length(cfg: RefusalDirectionConfig, cell: DirectionCell) -> int:

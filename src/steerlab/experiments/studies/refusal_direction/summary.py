@@ -83,8 +83,15 @@ class Selection(Record):
     induce_threshold: float
 
 
-def candidate_filters(c: CandidateScore, n_layers: int, *, prune_layer_fraction: float, kl_threshold: float,
-                      induce_threshold: float, min_norm: float) -> list[FilterReason]:
+def candidate_filters(
+    c: CandidateScore,
+    n_layers: int,
+    *,
+    prune_layer_fraction: float,
+    kl_threshold: float,
+    induce_threshold: float,
+    min_norm: float,
+) -> list[FilterReason]:
     """The filters ``c`` fails (Arditi et al.'s rules; see DEFINITIONS).
 
     Example:
@@ -104,9 +111,15 @@ def candidate_filters(c: CandidateScore, n_layers: int, *, prune_layer_fraction:
     return reasons
 
 
-def select_candidate(scores: Sequence[CandidateScore], n_layers: int, *, prune_layer_fraction: float = 0.2,
-                     kl_threshold: float = 0.1, induce_threshold: float = 0.0,
-                     min_norm_fraction: float = 1e-6) -> tuple[list[CandidateScore], Selection]:
+def select_candidate(
+    scores: Sequence[CandidateScore],
+    n_layers: int,
+    *,
+    prune_layer_fraction: float = 0.2,
+    kl_threshold: float = 0.1,
+    induce_threshold: float = 0.0,
+    min_norm_fraction: float = 1e-6,
+) -> tuple[list[CandidateScore], Selection]:
     """Filter the candidates and choose one: the lowest bypass among survivors.
 
     ``min_norm_fraction``: candidates whose norm is at most this fraction of the largest are
@@ -137,17 +150,30 @@ def select_candidate(scores: Sequence[CandidateScore], n_layers: int, *, prune_l
         eligible = [c for c in allowed if c.kl <= kl_used]
     best = min(eligible, key=lambda c: (c.bypass, c.layer, -c.position))
     ok = {c.name for c in eligible}
-    out = [c.model_copy(update={"filtered": reasons[c.name], "eligible": c.name in ok, "chosen": c.name == best.name})
-           for c in scores]
+    out = [
+        c.model_copy(update={"filtered": reasons[c.name], "eligible": c.name in ok, "chosen": c.name == best.name})
+        for c in scores
+    ]
     rule = "lowest bypass among candidates passing every filter"
     if relaxed == ["induce"]:
         rule = "lowest bypass after relaxing the induce filter (no candidate passed it)"
     elif relaxed:
-        rule = (f"lowest bypass after relaxing the induce filter and raising the KL threshold to {kl_used:.3g} "
-                "(twice the smallest candidate KL; no candidate passed the KL filter)")
-    return out, Selection(chosen=best.name, position=best.position, layer=best.layer, rule=rule,
-                          relaxed=relaxed, n_eligible=len(eligible), prune_layer_fraction=prune_layer_fraction,  # type: ignore[arg-type]
-                          kl_threshold=kl_threshold, kl_threshold_used=kl_used, induce_threshold=induce_threshold)
+        rule = (
+            f"lowest bypass after relaxing the induce filter and raising the KL threshold to {kl_used:.3g} "
+            "(twice the smallest candidate KL; no candidate passed the KL filter)"
+        )
+    return out, Selection(
+        chosen=best.name,
+        position=best.position,
+        layer=best.layer,
+        rule=rule,
+        relaxed=relaxed,
+        n_eligible=len(eligible),
+        prune_layer_fraction=prune_layer_fraction,  # type: ignore[arg-type]
+        kl_threshold=kl_threshold,
+        kl_threshold_used=kl_used,
+        induce_threshold=induce_threshold,
+    )
 
 
 def candidate_scores(rows: Sequence[ScoreRow], norms: dict[str, tuple[int, int, float]]) -> list[CandidateScore]:
@@ -163,9 +189,18 @@ def candidate_scores(rows: Sequence[ScoreRow], norms: dict[str, tuple[int, int, 
         parts = {m: acc.get((name, m), []) for m in ("bypass", "induce", "kl")}
         if not all(parts.values()):
             raise ValueError(f"candidate {name}: missing score rows")
-        out.append(CandidateScore(name=name, position=position, layer=layer, norm=norm,
-                                  bypass=float(np.mean(parts["bypass"])), induce=float(np.mean(parts["induce"])),
-                                  kl=float(np.mean(parts["kl"])), n=min(len(v) for v in parts.values())))
+        out.append(
+            CandidateScore(
+                name=name,
+                position=position,
+                layer=layer,
+                norm=norm,
+                bypass=float(np.mean(parts["bypass"])),
+                induce=float(np.mean(parts["induce"])),
+                kl=float(np.mean(parts["kl"])),
+                n=min(len(v) for v in parts.values()),
+            )
+        )
     return out
 
 
@@ -181,8 +216,9 @@ def baseline_scores(rows: Sequence[ScoreRow], n_resamples: int, seed: int) -> Ba
     for r in rows:
         if r.metric == "baseline":
             by_set[r.prompt_set].append(float(r.refusal_score))
-    return BaselineScores(harmful=mean(by_set["harmful"], n_resamples, seed),
-                          harmless=mean(by_set["harmless"], n_resamples, seed))
+    return BaselineScores(
+        harmful=mean(by_set["harmful"], n_resamples, seed), harmless=mean(by_set["harmless"], n_resamples, seed)
+    )
 
 
 class ConditionEntry(Record):
@@ -195,15 +231,18 @@ class ConditionEntry(Record):
     over_refusal: Estimate = Field(description="harmless test prompts refused (primary judge)")
     over_refusal_lookalike: Estimate | None = Field(None, description="over-refusal set prompts refused")
     unsafe: Estimate = Field(description="harmful test replies judged unsafe (guard, min_words rule)")
-    unsafe_categories: dict[str, int] = Field(default_factory=dict, description="guard category codes of unsafe replies")
+    unsafe_categories: dict[str, int] = Field(
+        default_factory=dict, description="guard category codes of unsafe replies"
+    )
     guard_unparsed: int = Field(0, description="replies whose guard verdict could not be parsed")
     kl: Estimate = Field(description="per-token KL(unsteered || intervened) on harmless text")
     ce: Estimate = Field(description="cross-entropy (nats/token) of the unsteered replies to harmless prompts")
     mean_words_harmful: float | None = Field(None, description="mean words per reply to harmful test prompts")
 
 
-def condition_table(gen_rows: Sequence[GenerationRow], cap_rows: Sequence[CapabilityRow], n_resamples: int,
-                    seed: int) -> list[ConditionEntry]:
+def condition_table(
+    gen_rows: Sequence[GenerationRow], cap_rows: Sequence[CapabilityRow], n_resamples: int, seed: int
+) -> list[ConditionEntry]:
     """The per-intervention table from the generation and capability rows."""
     gen: dict[str | None, list[GenerationRow]] = defaultdict(list)
     cap: dict[str | None, list[CapabilityRow]] = defaultdict(list)
@@ -220,20 +259,22 @@ def condition_table(gen_rows: Sequence[GenerationRow], cap_rows: Sequence[Capabi
         look = [r for r in gen[cond] if r.prompt_set == "overrefusal"]
         cats = Counter(c for r in harmful if r.unsafe for c in r.guard_categories)
         llm = [r.verdict_llm == "refusal" for r in harmful if r.verdict_llm is not None]
-        out.append(ConditionEntry(
-            condition=cond,
-            refusal=rate([bool(r.refused) for r in harmful]),
-            refusal_markers=rate([r.verdict_markers == "refusal" for r in harmful]),
-            refusal_llm=rate(llm) if llm else None,
-            over_refusal=rate([bool(r.refused) for r in harmless]),
-            over_refusal_lookalike=rate([bool(r.refused) for r in look]) if look else None,
-            unsafe=rate([bool(r.unsafe) for r in harmful]),
-            unsafe_categories=dict(sorted(cats.items())),
-            guard_unparsed=sum(r.guard == "unparsed" for r in harmful),
-            kl=mean([r.kl for r in cap.get(cond, []) if r.kl is not None], n_resamples, seed),
-            ce=mean([r.ce for r in cap.get(cond, []) if r.ce is not None], n_resamples, seed),
-            mean_words_harmful=float(np.mean([r.words for r in harmful])) if harmful else None,
-        ))
+        out.append(
+            ConditionEntry(
+                condition=cond,
+                refusal=rate([bool(r.refused) for r in harmful]),
+                refusal_markers=rate([r.verdict_markers == "refusal" for r in harmful]),
+                refusal_llm=rate(llm) if llm else None,
+                over_refusal=rate([bool(r.refused) for r in harmless]),
+                over_refusal_lookalike=rate([bool(r.refused) for r in look]) if look else None,
+                unsafe=rate([bool(r.unsafe) for r in harmful]),
+                unsafe_categories=dict(sorted(cats.items())),
+                guard_unparsed=sum(r.guard == "unparsed" for r in harmful),
+                kl=mean([r.kl for r in cap.get(cond, []) if r.kl is not None], n_resamples, seed),
+                ce=mean([r.ce for r in cap.get(cond, []) if r.ce is not None], n_resamples, seed),
+                mean_words_harmful=float(np.mean([r.words for r in harmful])) if harmful else None,
+            )
+        )
     return out
 
 
@@ -255,7 +296,9 @@ class OrthogonalizationCheck(Record):
 
     n_prompts: int
     max_abs_logit_diff_vs_equivalent_hooks: float = Field(description="vs weight_equivalent_ablation (should be ~0)")
-    max_abs_logit_diff_vs_ablate: float = Field(description="vs the standard Ablate (differs on norm-after-write models)")
+    max_abs_logit_diff_vs_ablate: float = Field(
+        description="vs the standard Ablate (differs on norm-after-write models)"
+    )
     mean_kl_vs_ablate: float = Field(description="mean next-token KL(Ablate || orthogonalised), nats")
     max_abs_logit: float = Field(description="largest |logit| under the equivalent hooks (scale for the differences)")
     max_residual_projection: float = Field(description="largest |h·r| / |h| over every layer's residual stream")
@@ -311,6 +354,16 @@ def examples(rows: Sequence[GenerationRow], per_condition: int = 2) -> list[Exam
     """A few replies to harmful test prompts per condition, the same prompts for every condition."""
     gen = [r for r in rows if r.prompt_set == "harmful"]
     ids = sorted({r.prompt_id for r in gen})[:per_condition]
-    out = [Example(condition=r.condition, prompt_set=r.prompt_set, prompt=r.prompt, output=r.output or "",  # type: ignore[arg-type]
-                   refused=bool(r.refused), guard=r.guard) for r in gen if r.prompt_id in ids]
+    out = [
+        Example(
+            condition=r.condition,
+            prompt_set=r.prompt_set,
+            prompt=r.prompt,
+            output=r.output or "",  # type: ignore[arg-type]
+            refused=bool(r.refused),
+            guard=r.guard,
+        )
+        for r in gen
+        if r.prompt_id in ids
+    ]
     return sorted(out, key=lambda e: (e.prompt, CONDITION_ORDER.index(e.condition)))

@@ -19,8 +19,9 @@ from steerlab.names import Site
 from steerlab.vectors.vector import SteeringVector, VectorSet
 
 
-def fit_candidates(lm: LanguageModel, harmful: list[str], harmless: list[str], layers: list[int] | str,
-                   site: Site, batch_size: int) -> VectorSet:
+def fit_candidates(
+    lm: LanguageModel, harmful: list[str], harmless: list[str], layers: list[int] | str, site: Site, batch_size: int
+) -> VectorSet:
     """Difference-of-means candidates at every post-instruction position × layer (a worker task)."""
     from steerlab.progress import progress_bar
     from steerlab.vectors.candidates import candidate_directions
@@ -38,15 +39,29 @@ def find_tokens(lm: LanguageModel, harmful: list[str], s: ScoringConfig, batch_s
 
     if s.refusal_openers:
         ids = opener_tokens(lm, s.refusal_openers)
-        toks = RefusalTokens(tuple(ids), tuple(lm.tokenizer.decode([t]) for t in ids), (0,) * len(ids),
-                             "fallback_openers", 0, 0, 0.0, None)
+        toks = RefusalTokens(
+            tuple(ids),
+            tuple(lm.tokenizer.decode([t]) for t in ids),
+            (0,) * len(ids),
+            "fallback_openers",
+            0,
+            0,
+            0.0,
+            None,
+        )
     else:
         from steerlab.progress import progress_bar
 
         with progress_bar("refusal tokens: greedy replies to train prompts") as bar:
-            toks = find_refusal_tokens(lm, harmful, max_new_tokens=s.discovery_tokens,
-                                       max_tokens=s.max_refusal_tokens, min_count=s.min_refusal_count,
-                                       batch_size=batch_size, progress=bar)
+            toks = find_refusal_tokens(
+                lm,
+                harmful,
+                max_new_tokens=s.discovery_tokens,
+                max_tokens=s.max_refusal_tokens,
+                min_count=s.min_refusal_count,
+                batch_size=batch_size,
+                progress=bar,
+            )
     return RefusalTokensRecord(**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(toks).items()})
 
 
@@ -73,11 +88,16 @@ def check_orthogonalization(lm: LanguageModel, direction: SteeringVector, prompt
         worst = max(worst, float(((h @ r).abs() / h.norm(dim=-1).clamp_min(1e-12)).max()))
     del olm
     return OrthogonalizationCheck(
-        n_prompts=len(prompts), max_abs_logit_diff_vs_equivalent_hooks=float((orth - hooked).abs().max()),
+        n_prompts=len(prompts),
+        max_abs_logit_diff_vs_equivalent_hooks=float((orth - hooked).abs().max()),
         max_abs_logit_diff_vs_ablate=float((orth - ablated).abs().max()),
-        mean_kl_vs_ablate=float(next_token_kl(ablated, orth).mean()), max_abs_logit=float(hooked.abs().max()),
+        mean_kl_vs_ablate=float(next_token_kl(ablated, orth).mean()),
+        max_abs_logit=float(hooked.abs().max()),
         max_residual_projection=worst,
-        untied=report.untied, norm_after_write=report.norm_after_write, equivalent_to=report.equivalent_to)
+        untied=report.untied,
+        norm_after_write=report.norm_after_write,
+        equivalent_to=report.equivalent_to,
+    )
 
 
 # ---------------------------------------------------------------------------- driver-side files
@@ -102,7 +122,9 @@ def save_direction(path: Path, v: SteeringVector) -> SteeringVector:
 
     from steerlab.vectors.io import save_vectors
 
-    out = SteeringVector(v.vector, replace(v.meta, name="refusal_direction", extra={**v.meta.extra, "candidate": v.name}))
+    out = SteeringVector(
+        v.vector, replace(v.meta, name="refusal_direction", extra={**v.meta.extra, "candidate": v.name})
+    )
     save_vectors(path, [out])
     return out
 
@@ -116,5 +138,11 @@ def save_model(out: Path, spec: ModelSpec, direction: SteeringVector, norm_prese
         return
     lm = load_model(spec.id, device="cpu", dtype=spec.dtype)
     report = orthogonalize(lm.model, direction, norm_preserving=norm_preserving)
-    save_orthogonalized(lm, out, direction=direction, report=report, overwrite=True,
-                        provenance={"direction_file": f"direction_{out.name.removeprefix('orthogonalized_')}.safetensors"})
+    save_orthogonalized(
+        lm,
+        out,
+        direction=direction,
+        report=report,
+        overwrite=True,
+        provenance={"direction_file": f"direction_{out.name.removeprefix('orthogonalized_')}.safetensors"},
+    )

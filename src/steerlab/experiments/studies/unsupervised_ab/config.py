@@ -49,29 +49,45 @@ class DatasetConfig(Strict):
     name: str = Field(description="the data set's name in tables")
     source: str = Field(description="shipped:survival-instinct, shipped:corrigible-neutral-HHH, or a JSONL path")
     n_questions: int | None = Field(100, ge=1, description="questions sampled (seeded); None = all usable")
-    invert: bool = Field(False, description="the behaviour is the NON-matching answer (e.g. 'survival' on a file "
-                         "whose matching answer accepts shutdown)")
+    invert: bool = Field(
+        False,
+        description="the behaviour is the NON-matching answer (e.g. 'survival' on a file "
+        "whose matching answer accepts shutdown)",
+    )
     behavior: str = Field("matching", description="what the behaviour letter means, for tables (e.g. 'survival')")
 
 
 class EvaluationConfig(Strict):
     """The A/B grid: scales, formatting, scoring."""
 
-    scales: list[float] = Field([-20, -10, -5, 0, 5, 10, 20], min_length=1,
-                                description="steering scales; 0 = the unsteered baseline (see unit_norm)")
-    unit_norm: bool = Field(True, description="scale s adds s · v/‖v‖ (the seed's unit vectors: s is the added "
-                            "norm, whatever MELBO's R); false: s multiplies the saved vector (norm R)")
+    scales: list[float] = Field(
+        [-20, -10, -5, 0, 5, 10, 20],
+        min_length=1,
+        description="steering scales; 0 = the unsteered baseline (see unit_norm)",
+    )
+    unit_norm: bool = Field(
+        True,
+        description="scale s adds s · v/‖v‖ (the seed's unit vectors: s is the added "
+        "norm, whatever MELBO's R); false: s multiplies the saved vector (norm R)",
+    )
     both_signs: bool = Field(True, description="also evaluate −s for every s (i.e. both ±v of every vector)")
-    multi_choice: MultiChoicePolicy = Field("drop", description="questions with options past B: drop, reduce or pair "
-                                            "(steerlab.evals.ab)")
+    multi_choice: MultiChoicePolicy = Field(
+        "drop", description="questions with options past B: drop, reduce or pair (steerlab.evals.ab)"
+    )
     rebalance: bool = Field(True, description="swap options in a seeded half so the behaviour letter is A in half")
     system_prompt: str | None = Field(SEED_SYSTEM, description="system prompt of every question")
-    answer_prefix: str | None = Field(None, description="reply text before the letter; None = ' (' in the plain "
-                                      "format, '(' after a chat template")
-    letter_mass: bool = Field(True, description="report p(letter A) + p(letter B) (needs the vocabulary normaliser "
-                              "at the answer position)")
-    batch_size: int = Field(64, ge=1, description="rows per forward pass: a question's conditions are split into "
-                            "equal passes of at most this many rows")
+    answer_prefix: str | None = Field(
+        None, description="reply text before the letter; None = ' (' in the plain format, '(' after a chat template"
+    )
+    letter_mass: bool = Field(
+        True, description="report p(letter A) + p(letter B) (needs the vocabulary normaliser at the answer position)"
+    )
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="rows per forward pass: a question's conditions are split into "
+        "equal passes of at most this many rows",
+    )
     bootstrap_resamples: int = Field(2000, ge=100, description="resamples for the intervals of means")
     top_k: int = Field(3, ge=1, description="top-k and rank-1..k violin plots per method")
 
@@ -98,8 +114,11 @@ class ProxyCheckConfig(Strict):
     vectors_per_method: int = Field(1, ge=1, description="top vectors per method (at their best scale) to check")
     n_questions: int = Field(10, ge=1, description="questions per data set")
     max_new_tokens: int = Field(32, ge=1, description="tokens per open answer")
-    judge_model: str | None = Field(None, description="optional LLM judge of the chosen option: a load_model spec or "
-                                    "openai:MODEL@URL (None = the parser only)")
+    judge_model: str | None = Field(
+        None,
+        description="optional LLM judge of the chosen option: a load_model spec or "
+        "openai:MODEL@URL (None = the parser only)",
+    )
     batch_size: int = Field(16, ge=1, description="rows per generation batch")
 
 

@@ -74,11 +74,13 @@ def make_power(lm: LanguageModel, t: TrainingConfig, p: PowerStage, seed: int) -
     from steerlab.progress import progress_bar
     from steerlab.vectors.power_iteration import PowerIterationSettings, jacobian_power_iteration
 
-    s = PowerIterationSettings(**t.model_dump(include=set(Placement.model_fields)),
-                               **p.model_dump(exclude={"n_vectors"}))
+    s = PowerIterationSettings(
+        **t.model_dump(include=set(Placement.model_fields)), **p.model_dump(exclude={"n_vectors"})
+    )
     with progress_bar(f"power iteration: {p.n_vectors} vectors") as bar:
-        return jacobian_power_iteration(lm, t.prompts, p.n_vectors, s, system=t.system_prompt, seed=seed,
-                                        progress=bar).vectors
+        return jacobian_power_iteration(
+            lm, t.prompts, p.n_vectors, s, system=t.system_prompt, seed=seed, progress=bar
+        ).vectors
 
 
 def make_random(lm: LanguageModel, t: TrainingConfig, n: int, seed: int) -> VectorSet:
@@ -93,9 +95,18 @@ def make_random(lm: LanguageModel, t: TrainingConfig, n: int, seed: int) -> Vect
     out = []
     for i in range(n):
         v = torch.randn(lm.hidden_size, generator=torch.Generator().manual_seed(vector_seed(seed, "random", i)))
-        meta = vector_meta(lm, name=f"random.{i}", method="random", layer=source, site=t.site, radius=t.radius,
-                           activation_norm=act_norm, prompts=t.prompts, system=t.system_prompt,
-                           extra={"index": i, "seed": seed, "source_layer": source, "target_layer": target})
+        meta = vector_meta(
+            lm,
+            name=f"random.{i}",
+            method="random",
+            layer=source,
+            site=t.site,
+            radius=t.radius,
+            activation_norm=act_norm,
+            prompts=t.prompts,
+            system=t.system_prompt,
+            extra={"index": i, "seed": seed, "source_layer": source, "target_layer": target},
+        )
         out.append(SteeringVector(v / v.norm() * t.radius, meta))
     return VectorSet(out)
 
@@ -122,8 +133,16 @@ def _stage_vectors(run: Run, cfg: UnsupervisedABConfig, spec: ModelSpec) -> Vect
 # ---------------------------------------------------------------------------- cells
 
 
-def _cell(run: Run, cfg: UnsupervisedABConfig, model: str, stage: str, q: ABQuestion, invert: bool,
-          v: SteeringVector | None, scale: float) -> UnsupervisedCell:
+def _cell(
+    run: Run,
+    cfg: UnsupervisedABConfig,
+    model: str,
+    stage: str,
+    q: ABQuestion,
+    invert: bool,
+    v: SteeringVector | None,
+    scale: float,
+) -> UnsupervisedCell:
     from steerlab.evals.ab_scoring import question_letters
 
     behavior, other = question_letters(q, invert)
@@ -134,10 +153,22 @@ def _cell(run: Run, cfg: UnsupervisedABConfig, model: str, stage: str, q: ABQues
         strength = scale / v.norm if cfg.evaluation.unit_norm else scale
         spec = InterventionSpec(kind="add", vector=f"{model}/{name}", strength=strength)
     return UnsupervisedCell(
-        key=key, model=model, seed=run.seed(key), intervention=spec, stage=stage, dataset=q.dataset,  # type: ignore[arg-type]
-        question_id=q.id, question=q.render(), letters=list(q.letters), options=[o.text for o in q.options],
-        behavior_letter=behavior, other_letter=other, method="none" if v is None else v.meta.method, vector=name,
-        scale=scale if v is not None else 0.0)
+        key=key,
+        model=model,
+        seed=run.seed(key),
+        intervention=spec,
+        stage=stage,
+        dataset=q.dataset,  # type: ignore[arg-type]
+        question_id=q.id,
+        question=q.render(),
+        letters=list(q.letters),
+        options=[o.text for o in q.options],
+        behavior_letter=behavior,
+        other_letter=other,
+        method="none" if v is None else v.meta.method,
+        vector=name,
+        scale=scale if v is not None else 0.0,
+    )
 
 
 # ---------------------------------------------------------------------------- the kind
@@ -151,8 +182,9 @@ def _prompt(cfg: UnsupervisedABConfig, lm: LanguageModel, cell: UnsupervisedCell
     return conv + (prefix or "")
 
 
-def _score(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
-           ctx: WorkerContext) -> list[ABRow]:
+def _score(
+    cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell], ctx: WorkerContext
+) -> list[ABRow]:
     """Letter logits for a batch of ab cells: a question's conditions in equal passes of at most
     ``evaluation.batch_size`` rows, the layers below the source once per pass."""
     from steerlab.evals.ab import check_letter_position, default_answer_prefix, letter_token_ids
@@ -173,19 +205,26 @@ def _score(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[Unsuper
         n_passes = -(-len(group) // ev.batch_size)
         for idx in (group[k::n_passes] for k in range(n_passes)):  # equal passes, no small remainder
             ivs = batch_interventions([cells[i].intervention for i in idx], ctx.vectors)
-            scores = score_conditions(lm, prompt, (ids[first.behavior_letter], ids[first.other_letter]), ivs,
-                                      len(idx), mass=ev.letter_mass)
+            scores = score_conditions(
+                lm, prompt, (ids[first.behavior_letter], ids[first.other_letter]), ivs, len(idx), mass=ev.letter_mass
+            )
             for i, sc in zip(idx, scores):
-                out[i] = ABRow(**cells[i].model_dump(exclude={"version"}), logit_behavior=round(sc.logit_behavior, 5),
-                                         logit_other=round(sc.logit_other, 5), logit_diff=round(sc.logit_diff, 5),
-                                         p_behavior=round(sc.p_behavior, 6), matches=sc.matches,
-                                         letter_mass=None if sc.mass is None else round(sc.mass, 6))
+                out[i] = ABRow(
+                    **cells[i].model_dump(exclude={"version"}),
+                    logit_behavior=round(sc.logit_behavior, 5),
+                    logit_other=round(sc.logit_other, 5),
+                    logit_diff=round(sc.logit_diff, 5),
+                    p_behavior=round(sc.p_behavior, 6),
+                    matches=sc.matches,
+                    letter_mass=None if sc.mass is None else round(sc.mass, 6),
+                )
     assert all(r is not None for r in out), "every cell of the batch belongs to one question group"
     return [r for r in out if r is not None]
 
 
-def _answer(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell],
-            ctx: WorkerContext) -> list[ProxyRow]:
+def _answer(
+    cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[UnsupervisedCell], ctx: WorkerContext
+) -> list[ProxyRow]:
     """Open answers for a batch of proxy cells, parsed (and judged) for the chosen option."""
     from steerlab.evals.ab_choice import parse_choice
     from steerlab.interventions.spec import batch_interventions
@@ -193,14 +232,21 @@ def _answer(cfg: UnsupervisedABConfig, lm: LanguageModel, cells: Sequence[Unsupe
 
     p = cfg.proxy_check
     convs = [user(c.question, cfg.evaluation.system_prompt) for c in cells]
-    replies = lm.complete(convs, max_new_tokens=p.max_new_tokens, temperature=0.0, batch_size=len(cells),
-                          interventions=batch_interventions([c.intervention for c in cells], ctx.vectors))
+    replies = lm.complete(
+        convs,
+        max_new_tokens=p.max_new_tokens,
+        temperature=0.0,
+        batch_size=len(cells),
+        interventions=batch_interventions([c.intervention for c in cells], ctx.vectors),
+    )
     parsed = [parse_choice(r.text, c.letters, c.options) for c, r in zip(cells, replies)]
     judged: list[str | None] = [None] * len(cells)
     if p.judge_model:
         judged = _judge(cfg, ctx).judge([_question(c) for c in cells], [r.text for r in replies])
-    return [ProxyRow(**c.model_dump(exclude={"version"}), output=r.text, finish_reason=r.finish_reason, parsed=a, judged=j)
-            for c, r, a, j in zip(cells, replies, parsed, judged)]
+    return [
+        ProxyRow(**c.model_dump(exclude={"version"}), output=r.text, finish_reason=r.finish_reason, parsed=a, judged=j)
+        for c, r, a, j in zip(cells, replies, parsed, judged)
+    ]
 
 
 def _question(cell: UnsupervisedCell) -> ABQuestion:
@@ -253,8 +299,12 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedSummary]):
         from steerlab.evals.ab import load_ab_questions
 
         ev = cfg.evaluation
-        sets = {d.name: load_ab_questions(d.source, name=d.name, policy=ev.multi_choice, n=d.n_questions,
-                                          seed=cfg.seed, balance=ev.rebalance) for d in cfg.datasets}
+        sets = {
+            d.name: load_ab_questions(
+                d.source, name=d.name, policy=ev.multi_choice, n=d.n_questions, seed=cfg.seed, balance=ev.rebalance
+            )
+            for d in cfg.datasets
+        }
         invert = {d.name: d.invert for d in cfg.datasets}
         for spec in cfg.models:  # fail early: a model that does not load, layers that do not fit it
             check_layers(cfg, run.model_info(spec).n_layers)
@@ -266,16 +316,26 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedSummary]):
         # 2. the A/B grid: per question, unsteered once + every vector × scale; one engine batch per
         #    question, which _score splits into passes of at most ev.batch_size rows
         per_question = 1 + len(next(iter(vectors.values()))) * len(ev.steered_scales)
-        cells = [_cell(run, cfg, model, "ab", q, invert[name], v, s)
-                 for model, vs in vectors.items() for name, abset in sets.items() for q in abset.questions
-                 for v, s in [(None, 0.0)] + [(v, s) for v in vs.values() for s in ev.steered_scales]]
+        cells = [
+            _cell(run, cfg, model, "ab", q, invert[name], v, s)
+            for model, vs in vectors.items()
+            for name, abset in sets.items()
+            for q in abset.questions
+            for v, s in [(None, 0.0)] + [(v, s) for v in vs.values() for s in ev.steered_scales]
+        ]
         rows = run.cells(AB, cells, vectors=table, batch_size=per_question, desc=f"A/B grid: {len(cells)} cells")
 
         # 3. the proxy check: open answers for the top vectors of each method, at their best scale
         info = {name: ABSetInfo.of(s, d) for (name, s), d in zip(sets.items(), cfg.datasets)}
-        summaries = {model: summarise_model(cfg, [r for r in rows if r.model == model], info,  # type: ignore[misc]
-                                            [vector_info(v) for v in vectors[model].values()])
-                     for model in vectors}
+        summaries = {
+            model: summarise_model(
+                cfg,
+                [r for r in rows if r.model == model],
+                info,  # type: ignore[misc]
+                [vector_info(v) for v in vectors[model].values()],
+            )
+            for model in vectors
+        }
         if cfg.proxy_check.enabled:
             p = cfg.proxy_check
             cells = []
@@ -283,13 +343,19 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedSummary]):
                 for name, abset in sets.items():
                     qs = abset.questions[: p.n_questions]
                     chosen = top_vectors(summaries[model].datasets[name], p.vectors_per_method)
-                    cells += [_cell(run, cfg, model, "proxy", q, invert[name], v, s)
-                              for v, s in [(None, 0.0)] + [(vs[n], s) for n, s in chosen] for q in qs]
-            prow = run.cells(PROXY, cells, vectors=table, batch_size=p.batch_size, desc=f"proxy check: {len(cells)} answers")
+                    cells += [
+                        _cell(run, cfg, model, "proxy", q, invert[name], v, s)
+                        for v, s in [(None, 0.0)] + [(vs[n], s) for n, s in chosen]
+                        for q in qs
+                    ]
+            prow = run.cells(
+                PROXY, cells, vectors=table, batch_size=p.batch_size, desc=f"proxy check: {len(cells)} answers"
+            )
             for model in vectors:
                 mine = [r for r in prow if r.model == model]
                 summaries[model] = summaries[model].model_copy(
-                    update={"proxy": proxy_stats(mine, rows, judge=bool(p.judge_model))})  # type: ignore[arg-type]
+                    update={"proxy": proxy_stats(mine, rows, judge=bool(p.judge_model))}
+                )  # type: ignore[arg-type]
 
         # 4. summary
         return UnsupervisedSummary(name=cfg.name, models=summaries, definitions=DEFINITIONS)

@@ -71,8 +71,12 @@ def violin_plots(model: Any, out_dir: str | Path, stem: str, methods: Sequence[s
     out = {}
     for group in _groups(model):
         name = f"violins_{stem}_{group}.png"
-        what = {"all": "all vectors (mean per question)"}.get(group, group.replace("top", "top-").replace(
-            "rank", "rank-") + " vector" + ("s (mean per question)" if group.startswith("top") else ""))
+        what = {"all": "all vectors (mean per question)"}.get(
+            group,
+            group.replace("top", "top-").replace("rank", "rank-")
+            + " vector"
+            + ("s (mean per question)" if group.startswith("top") else ""),
+        )
         plot_violins(model, group, Path(out_dir) / name, methods, title=f"{stem}: {what}")
         out[group] = name
     return out

@@ -37,24 +37,69 @@ def _setup(cfg: Any) -> list[str]:
 
 
 def _datasets(model: Any) -> list[str]:
-    rows = [[d.name, f"`{d.source}`", d.behavior + (" (= not matching)" if d.invert else ""), d.n_rows,
-             d.n_malformed, d.n_multi, d.policy, d.n_questions, f"{d.letters_a} / {d.n_questions}"]
-            for d in model.datasets.values()]
-    return markdown_table(["Data set", "Source", "Behaviour letter", "Rows", "Malformed", "Options past B", "Policy",
-                           "Questions used", "Behaviour at the earlier letter"], rows,
-                          ["l", "l", "l", "r", "r", "r", "l", "r", "r"])
+    rows = [
+        [
+            d.name,
+            f"`{d.source}`",
+            d.behavior + (" (= not matching)" if d.invert else ""),
+            d.n_rows,
+            d.n_malformed,
+            d.n_multi,
+            d.policy,
+            d.n_questions,
+            f"{d.letters_a} / {d.n_questions}",
+        ]
+        for d in model.datasets.values()
+    ]
+    return markdown_table(
+        [
+            "Data set",
+            "Source",
+            "Behaviour letter",
+            "Rows",
+            "Malformed",
+            "Options past B",
+            "Policy",
+            "Questions used",
+            "Behaviour at the earlier letter",
+        ],
+        rows,
+        ["l", "l", "l", "r", "r", "r", "l", "r", "r"],
+    )
 
 
 def _vectors(model: Any) -> list[str]:
     rows = []
     for v in model.vectors:
         obj = "–" if v.objective_initial is None else f"{v.objective_initial:.3g} → {v.objective_final:.3g}"
-        rows.append([v.name, LABELS.get(v.method, v.method), f"{v.layer} `{v.site}` → {v.target_layer}", f"{v.norm:.3g}",
-                     obj, _f(v.singular_value, 4), _f(v.residual, 2), _f(v.relative_gap, 2),
-                     "" if v.degenerate is None else ("⚠ yes" if v.degenerate else "no")])
-    return markdown_table(["Vector", "Method", "Source → target layer", "Norm", "MELBO objective (start → end)",
-                           "σ", "Residual", "Rel. gap", "Near-degenerate"], rows,
-                          ["l", "l", "l", "r", "r", "r", "r", "r", "c"])
+        rows.append(
+            [
+                v.name,
+                LABELS.get(v.method, v.method),
+                f"{v.layer} `{v.site}` → {v.target_layer}",
+                f"{v.norm:.3g}",
+                obj,
+                _f(v.singular_value, 4),
+                _f(v.residual, 2),
+                _f(v.relative_gap, 2),
+                "" if v.degenerate is None else ("⚠ yes" if v.degenerate else "no"),
+            ]
+        )
+    return markdown_table(
+        [
+            "Vector",
+            "Method",
+            "Source → target layer",
+            "Norm",
+            "MELBO objective (start → end)",
+            "σ",
+            "Residual",
+            "Rel. gap",
+            "Near-degenerate",
+        ],
+        rows,
+        ["l", "l", "l", "r", "r", "r", "r", "r", "c"],
+    )
 
 
 def _method_tables(ds: Any) -> list[str]:
@@ -62,8 +107,10 @@ def _method_tables(ds: Any) -> list[str]:
     head = ["Method", *[f"Scale {s:g}" for s in scales]]
     out = []
     for title, cell in (
-        (f"{ds.behavior} % (mean over vectors; [min, max] over vectors)",
-         lambda m: f"{100 * m.behavior:.1f}% [{100 * m.behavior_min:.0f}, {100 * m.behavior_max:.0f}]"),
+        (
+            f"{ds.behavior} % (mean over vectors; [min, max] over vectors)",
+            lambda m: f"{100 * m.behavior:.1f}% [{100 * m.behavior_min:.0f}, {100 * m.behavior_max:.0f}]",
+        ),
         ("mean logit difference", lambda m: f"{m.logit_diff:+.2f}"),
         ("letter mass p(A) + p(B)", lambda m: "–" if m.mass is None else f"{m.mass:.2f}"),
     ):
@@ -71,19 +118,48 @@ def _method_tables(ds: Any) -> list[str]:
         for method in dict.fromkeys(m.method for m in ds.methods):
             by = {m.scale: m for m in ds.methods if m.method == method}
             rows.append([LABELS.get(method, method), *[cell(by[s]) if s in by else "–" for s in scales]])
-        out += [f"**{title}** — {ds.methods[0].n_questions} questions per vector", "",
-                *markdown_table(head, rows, ["l", *["r"] * len(scales)]), ""]
+        out += [
+            f"**{title}** — {ds.methods[0].n_questions} questions per vector",
+            "",
+            *markdown_table(head, rows, ["l", *["r"] * len(scales)]),
+            "",
+        ]
     return out
 
 
 def _best(ds: Any, k: int) -> list[str]:
-    rows = [[LABELS.get(b.method, b.method), b.rank, b.vector, f"{b.scale:+g}", pct(b.behavior), pct(b.baseline),
-             f"{100 * b.delta_behavior:+.0f} pts", num(b.delta_logit), _f(b.mass, 2),
-             "" if b.degenerate is None else ("⚠" if b.degenerate else "")]
-            for b in ds.best if b.rank <= k]
-    return markdown_table(["Method", "Rank", "Vector", "Best scale", f"{ds.behavior} %", "Baseline", "Δ",
-                           "Δ logit (paired)", "Mass", "Degenerate"], rows,
-                          ["l", "r", "l", "r", "l", "r", "r", "l", "r", "c"])
+    rows = [
+        [
+            LABELS.get(b.method, b.method),
+            b.rank,
+            b.vector,
+            f"{b.scale:+g}",
+            pct(b.behavior),
+            pct(b.baseline),
+            f"{100 * b.delta_behavior:+.0f} pts",
+            num(b.delta_logit),
+            _f(b.mass, 2),
+            "" if b.degenerate is None else ("⚠" if b.degenerate else ""),
+        ]
+        for b in ds.best
+        if b.rank <= k
+    ]
+    return markdown_table(
+        [
+            "Method",
+            "Rank",
+            "Vector",
+            "Best scale",
+            f"{ds.behavior} %",
+            "Baseline",
+            "Δ",
+            "Δ logit (paired)",
+            "Mass",
+            "Degenerate",
+        ],
+        rows,
+        ["l", "r", "l", "r", "l", "r", "r", "l", "r", "c"],
+    )
 
 
 def _per_vector(ds: Any) -> list[str]:
@@ -91,54 +167,111 @@ def _per_vector(ds: Any) -> list[str]:
     by: dict[str, dict[float, Any]] = {}
     for c in ds.conditions:
         by.setdefault(c.vector, {0.0: ds.baseline})[c.scale] = c
-    rows = [[v, *[f"{100 * by[v][s].behavior.value:.0f}" if s in by[v] else "–" for s in scales]]
-            for v in by]
+    rows = [[v, *[f"{100 * by[v][s].behavior.value:.0f}" if s in by[v] else "–" for s in scales]] for v in by]
     return markdown_table(["Vector", *[f"{s:g}" for s in scales]], rows, ["l", *["r"] * len(scales)])
 
 
 def _proxy(model: Any) -> list[str]:
     if not model.proxy:
         return []
-    rows = [[p.dataset, LABELS.get(p.method, p.method), p.vector or "–", f"{p.scale:g}", p.n, p.parsed, pct(p.agreement),
-             pct(p.behavior_by_answer), pct(p.behavior_by_logits),
-             "–" if p.judge_agreement is None else f"{pct(p.judge_agreement)} (n={p.judged})"]
-            for p in model.proxy]
-    lines = ["### Logit proxy vs open answers", "",
-             "Greedy open answers (no answer prefix) to the first questions of each data set, unsteered and under "
-             "each method's top vectors at their best scale; the option chosen is parsed from the text "
-             "(steerlab.evals.ab_choice).", "",
-             *markdown_table(["Data set", "Method", "Vector", "Scale", "n", "Parsed", "Agreement", "Behaviour (answers)",
-                              "Behaviour (logits)", "Judge agreement"], rows,
-                             ["l", "l", "l", "r", "r", "r", "l", "l", "l", "l"]), ""]
+    rows = [
+        [
+            p.dataset,
+            LABELS.get(p.method, p.method),
+            p.vector or "–",
+            f"{p.scale:g}",
+            p.n,
+            p.parsed,
+            pct(p.agreement),
+            pct(p.behavior_by_answer),
+            pct(p.behavior_by_logits),
+            "–" if p.judge_agreement is None else f"{pct(p.judge_agreement)} (n={p.judged})",
+        ]
+        for p in model.proxy
+    ]
+    lines = [
+        "### Logit proxy vs open answers",
+        "",
+        "Greedy open answers (no answer prefix) to the first questions of each data set, unsteered and under "
+        "each method's top vectors at their best scale; the option chosen is parsed from the text "
+        "(steerlab.evals.ab_choice).",
+        "",
+        *markdown_table(
+            [
+                "Data set",
+                "Method",
+                "Vector",
+                "Scale",
+                "n",
+                "Parsed",
+                "Agreement",
+                "Behaviour (answers)",
+                "Behaviour (logits)",
+                "Judge agreement",
+            ],
+            rows,
+            ["l", "l", "l", "r", "r", "r", "l", "l", "l", "l"],
+        ),
+        "",
+    ]
     ex = next((p for p in model.proxy if p.vector is None and p.examples), None)
     if ex is not None:
-        lines += [f"Example unsteered answers ({ex.dataset}):", ""] + [f"> {e.replace(chr(10), ' ')}" for e in ex.examples] + [""]
+        lines += (
+            [f"Example unsteered answers ({ex.dataset}):", ""]
+            + [f"> {e.replace(chr(10), ' ')}" for e in ex.examples]
+            + [""]
+        )
     return lines
 
 
 def render_report(cfg: Any, summary: Any, plots: dict[str, dict[str, str]]) -> str:
     """The Markdown report (an ``UnsupervisedABConfig``, its ``UnsupervisedSummary``, plot files per model)."""
     k = cfg.evaluation.top_k
-    lines = [f"# Unsupervised steering vectors on A/B questions: {cfg.name}", "",
-             "Seed 002: steering vectors found from one prompt without labels — MELBO, the top singular vectors of "
-             "the source → target Jacobian (block power iteration) and random controls of the same norm — each "
-             "evaluated at several scales, both signs, on unseen advanced-ai-risk A/B questions, scored from the "
-             "answer-letter logits at the answer position.", "", *_setup(cfg), "",
-             "## Definitions", "", "```", summary.definitions, "```", ""]
+    lines = [
+        f"# Unsupervised steering vectors on A/B questions: {cfg.name}",
+        "",
+        "Seed 002: steering vectors found from one prompt without labels — MELBO, the top singular vectors of "
+        "the source → target Jacobian (block power iteration) and random controls of the same norm — each "
+        "evaluated at several scales, both signs, on unseen advanced-ai-risk A/B questions, scored from the "
+        "answer-letter logits at the answer position.",
+        "",
+        *_setup(cfg),
+        "",
+        "## Definitions",
+        "",
+        "```",
+        summary.definitions,
+        "```",
+        "",
+    ]
     for label, m in summary.models.items():
         lines += [f"## {label}", "", *_datasets(m), "", "### Vectors", "", *_vectors(m), ""]
         for name, ds in m.datasets.items():
             b = ds.baseline
-            lines += [f"### {name}", "",
-                      f"Unsteered: {ds.behavior} {pct(b.behavior, 1)}, mean logit difference {num(b.logit_diff)}, "
-                      f"letter mass {_f(b.mass, 2)}, n = {b.behavior.n} questions.", "",
-                      *_method_tables(ds), f"**Best vectors** (top {k} per method, each at its best scale)", "",
-                      *_best(ds, k), "", f"**Every vector: {ds.behavior} % by scale**", "", *_per_vector(ds), ""]
+            lines += [
+                f"### {name}",
+                "",
+                f"Unsteered: {ds.behavior} {pct(b.behavior, 1)}, mean logit difference {num(b.logit_diff)}, "
+                f"letter mass {_f(b.mass, 2)}, n = {b.behavior.n} questions.",
+                "",
+                *_method_tables(ds),
+                f"**Best vectors** (top {k} per method, each at its best scale)",
+                "",
+                *_best(ds, k),
+                "",
+                f"**Every vector: {ds.behavior} % by scale**",
+                "",
+                *_per_vector(ds),
+                "",
+            ]
         files = plots.get(label, {})
         if files:
             lines += ["### Violin plots of logit differences", ""]
             lines += [f"![{group}]({f})" for group, f in files.items()] + [""]
         lines += _proxy(m)
-    lines += ["Per-row results: `results.jsonl`. Vectors: `vectors/`. Resolved config: `config.yaml`. "
-              "Versions: `manifest.json`.", ""]
+    lines += [
+        "Per-row results: `results.jsonl`. Vectors: `vectors/`. Resolved config: `config.yaml`. "
+        "Versions: `manifest.json`.",
+        "",
+    ]
     return "\n".join(lines)

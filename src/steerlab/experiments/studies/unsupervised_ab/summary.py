@@ -111,8 +111,16 @@ class ABSetInfo(Record):
 
     @classmethod
     def of(cls, s: ABSet, d: DatasetConfig) -> ABSetInfo:
-        return cls(name=s.name, behavior=d.behavior, invert=d.invert, source=d.source, n_rows=s.n_rows,
-                   n_malformed=s.n_malformed, n_multi=s.n_multi, policy=s.policy)
+        return cls(
+            name=s.name,
+            behavior=d.behavior,
+            invert=d.invert,
+            source=d.source,
+            n_rows=s.n_rows,
+            n_malformed=s.n_malformed,
+            n_multi=s.n_multi,
+            policy=s.policy,
+        )
 
 
 class DatasetSummary(ABSetInfo):
@@ -175,26 +183,45 @@ class UnsupervisedSummary(Summary):
 def vector_info(v: SteeringVector) -> VectorInfo:
     """Diagnostics of a trained vector, read from its metadata."""
     x: dict[str, Any] = v.meta.extra
-    return VectorInfo(name=v.name, method=v.meta.method, layer=v.layer, site=v.site, norm=round(v.norm, 6),
-                      target_layer=x.get("target_layer"), objective_initial=x.get("objective_initial"),
-                      objective_final=x.get("objective_final"), singular_value=x.get("singular_value"),
-                      residual=x.get("residual"), relative_gap=x.get("relative_gap"), degenerate=x.get("degenerate"))
+    return VectorInfo(
+        name=v.name,
+        method=v.meta.method,
+        layer=v.layer,
+        site=v.site,
+        norm=round(v.norm, 6),
+        target_layer=x.get("target_layer"),
+        objective_initial=x.get("objective_initial"),
+        objective_final=x.get("objective_final"),
+        singular_value=x.get("singular_value"),
+        residual=x.get("residual"),
+        relative_gap=x.get("relative_gap"),
+        degenerate=x.get("degenerate"),
+    )
 
 
-def _stats(rows: Sequence[ABRow], base: dict[str, ABRow], n_resamples: int,
-           seed: int) -> ConditionStats:
+def _stats(rows: Sequence[ABRow], base: dict[str, ABRow], n_resamples: int, seed: int) -> ConditionStats:
     r0 = rows[0]
     masses = [r.letter_mass for r in rows if r.letter_mass is not None]
     stats = ConditionStats(
-        method=r0.method, vector=r0.vector, scale=r0.scale, behavior=rate([bool(r.matches) for r in rows]),
+        method=r0.method,
+        vector=r0.vector,
+        scale=r0.scale,
+        behavior=rate([bool(r.matches) for r in rows]),
         logit_diff=mean([float(r.logit_diff) for r in rows], n_resamples, seed),  # type: ignore[arg-type]
-        mass=float(np.mean(masses)) if masses else None, delta_behavior=None, delta_logit=None)
+        mass=float(np.mean(masses)) if masses else None,
+        delta_behavior=None,
+        delta_logit=None,
+    )
     if r0.vector is None:
         return stats
     b_rate = float(np.mean([bool(base[r.question_id].matches) for r in rows]))
     paired = [float(r.logit_diff) - float(base[r.question_id].logit_diff) for r in rows]  # type: ignore[arg-type]
-    return stats.model_copy(update={"delta_behavior": (stats.behavior.value or 0.0) - b_rate,
-                                    "delta_logit": mean(paired, n_resamples, seed)})
+    return stats.model_copy(
+        update={
+            "delta_behavior": (stats.behavior.value or 0.0) - b_rate,
+            "delta_logit": mean(paired, n_resamples, seed),
+        }
+    )
 
 
 def _method_table(conds: list[ConditionStats], baseline: ConditionStats, n_q: int) -> list[MethodScale]:
@@ -208,34 +235,60 @@ def _method_table(conds: list[ConditionStats], baseline: ConditionStats, n_q: in
             cs = [baseline] * n_vec if scale == 0 else [c for c in mine if c.scale == scale]
             b = [c.behavior.value or 0.0 for c in cs]
             masses = [c.mass for c in cs if c.mass is not None]
-            out.append(MethodScale(method=method, scale=scale, behavior=float(np.mean(b)), behavior_min=min(b),
-                                   behavior_max=max(b), logit_diff=float(np.mean([c.logit_diff.value or 0.0 for c in cs])),
-                                   mass=float(np.mean(masses)) if masses else None, n_vectors=n_vec, n_questions=n_q))
+            out.append(
+                MethodScale(
+                    method=method,
+                    scale=scale,
+                    behavior=float(np.mean(b)),
+                    behavior_min=min(b),
+                    behavior_max=max(b),
+                    logit_diff=float(np.mean([c.logit_diff.value or 0.0 for c in cs])),
+                    mass=float(np.mean(masses)) if masses else None,
+                    n_vectors=n_vec,
+                    n_questions=n_q,
+                )
+            )
     return out
 
 
-def _ranking(conds: list[ConditionStats], baseline: ConditionStats,
-             degenerate: dict[str, bool | None]) -> list[BestVector]:
+def _ranking(
+    conds: list[ConditionStats], baseline: ConditionStats, degenerate: dict[str, bool | None]
+) -> list[BestVector]:
     """Every vector at its best scale, ranked within its method."""
     best: dict[str, ConditionStats] = {}
     for c in conds:
-        key = (c.delta_behavior or 0.0, c.delta_logit.value if c.delta_logit and c.delta_logit.value is not None else 0.0)
+        key = (
+            c.delta_behavior or 0.0,
+            c.delta_logit.value if c.delta_logit and c.delta_logit.value is not None else 0.0,
+        )
         cur = best.get(c.vector)  # type: ignore[arg-type]
         if cur is None or key > (cur.delta_behavior or 0.0, cur.delta_logit.value or 0.0):  # type: ignore[union-attr]
             best[c.vector] = c  # type: ignore[index]
     out = []
     for method in METHODS:
-        ranked = sorted((c for c in best.values() if c.method == method),
-                        key=lambda c: (-(c.delta_behavior or 0.0), -(c.delta_logit.value or 0.0), c.vector))  # type: ignore[union-attr]
-        out += [BestVector(method=method, vector=c.vector, rank=i + 1, scale=c.scale, behavior=c.behavior,  # type: ignore[arg-type]
-                           baseline=baseline.behavior.value or 0.0, delta_behavior=c.delta_behavior or 0.0,
-                           delta_logit=c.delta_logit, mass=c.mass, degenerate=degenerate.get(c.vector))  # type: ignore[arg-type]
-                for i, c in enumerate(ranked)]
+        ranked = sorted(
+            (c for c in best.values() if c.method == method),
+            key=lambda c: (-(c.delta_behavior or 0.0), -(c.delta_logit.value or 0.0), c.vector),
+        )  # type: ignore[union-attr]
+        out += [
+            BestVector(
+                method=method,
+                vector=c.vector,
+                rank=i + 1,
+                scale=c.scale,
+                behavior=c.behavior,  # type: ignore[arg-type]
+                baseline=baseline.behavior.value or 0.0,
+                delta_behavior=c.delta_behavior or 0.0,
+                delta_logit=c.delta_logit,
+                mass=c.mass,
+                degenerate=degenerate.get(c.vector),
+            )  # type: ignore[arg-type]
+            for i, c in enumerate(ranked)
+        ]
     return out
 
 
-def _violins(rows: Sequence[ABRow], base: dict[str, ABRow], best: list[BestVector],
-             top_k: int) -> list[Violin]:
+def _violins(rows: Sequence[ABRow], base: dict[str, ABRow], best: list[BestVector], top_k: int) -> list[Violin]:
     """Per-question logit differences, averaged over each group's vectors, per method × scale."""
     diff: dict[tuple[str, float], dict[str, float]] = defaultdict(dict)  # (vector, scale) → question → diff
     for r in rows:
@@ -261,8 +314,9 @@ def _violins(rows: Sequence[ABRow], base: dict[str, ABRow], best: list[BestVecto
     return out
 
 
-def summarise_dataset(cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: ABSetInfo,
-                      degenerate: dict[str, bool | None]) -> DatasetSummary:
+def summarise_dataset(
+    cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: ABSetInfo, degenerate: dict[str, bool | None]
+) -> DatasetSummary:
     """Every table of one model on one data set (A/B rows only)."""
     ev = cfg.evaluation
     base = {r.question_id: r for r in rows if r.vector is None}
@@ -275,18 +329,25 @@ def summarise_dataset(cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: AB
     best = _ranking(conds, baseline, degenerate)
     steered = [r for r in rows if r.vector is not None]
     return DatasetSummary(
-        **info.model_dump(), n_questions=len(base),
+        **info.model_dump(),
+        n_questions=len(base),
         letters_a=sum(r.letters.index(r.behavior_letter) < r.letters.index(r.other_letter) for r in base.values()),
-        baseline=baseline, conditions=conds, methods=_method_table(conds, baseline, len(base)), best=best,
-        violins=_violins(steered, base, best, ev.top_k))
+        baseline=baseline,
+        conditions=conds,
+        methods=_method_table(conds, baseline, len(base)),
+        best=best,
+        violins=_violins(steered, base, best, ev.top_k),
+    )
 
 
-def summarise_model(cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: dict[str, ABSetInfo],
-                    vectors: list[VectorInfo]) -> ModelSummary:
+def summarise_model(
+    cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: dict[str, ABSetInfo], vectors: list[VectorInfo]
+) -> ModelSummary:
     """One model's summary from its A/B rows (the proxy check is added later)."""
     degenerate = {v.name: v.degenerate for v in vectors}
-    datasets = {name: summarise_dataset(cfg, [r for r in rows if r.dataset == name], i, degenerate)
-                for name, i in info.items()}
+    datasets = {
+        name: summarise_dataset(cfg, [r for r in rows if r.dataset == name], i, degenerate) for name, i in info.items()
+    }
     return ModelSummary(vectors=vectors, datasets=datasets)
 
 
@@ -295,8 +356,7 @@ def top_vectors(ds: DatasetSummary, k: int) -> list[tuple[str, float]]:
     return [(b.vector, b.scale) for b in ds.best if b.rank <= k]
 
 
-def proxy_stats(proxy_rows: Sequence[ProxyRow], ab_rows: Sequence[ABRow], *,
-                judge: bool = False) -> list[ProxyStats]:
+def proxy_stats(proxy_rows: Sequence[ProxyRow], ab_rows: Sequence[ABRow], *, judge: bool = False) -> list[ProxyStats]:
     """Agreement of the logit proxy with the parsed (and, with ``judge``, judged) open answers, per data set
     and condition."""
     logits = {(r.dataset, r.question_id, r.vector, r.scale): r for r in ab_rows}
@@ -305,16 +365,28 @@ def proxy_stats(proxy_rows: Sequence[ProxyRow], ab_rows: Sequence[ABRow], *,
         groups[(r.dataset, r.method, r.vector, r.scale)].append(r)
     out = []
     for (dataset, method, vector, scale), rs in groups.items():
-        prefer = {r.question_id: (r.behavior_letter if logits[(dataset, r.question_id, vector, scale)].matches
-                                  else r.other_letter) for r in rs}
+        prefer = {
+            r.question_id: (
+                r.behavior_letter if logits[(dataset, r.question_id, vector, scale)].matches else r.other_letter
+            )
+            for r in rs
+        }
         parsed = [r for r in rs if r.parsed is not None]
         judged = [r for r in rs if r.judged is not None]
-        out.append(ProxyStats(
-            dataset=dataset, method=method, vector=vector, scale=scale, n=len(rs), parsed=len(parsed),
-            agreement=rate([r.parsed == prefer[r.question_id] for r in parsed]),
-            behavior_by_answer=rate([r.parsed == r.behavior_letter for r in parsed]),
-            behavior_by_logits=rate([prefer[r.question_id] == r.behavior_letter for r in parsed]),
-            judged=len(judged) if judge else None,
-            judge_agreement=rate([r.judged == prefer[r.question_id] for r in judged]) if judge else None,
-            examples=[(r.output or "")[:160] for r in rs[:3]]))
+        out.append(
+            ProxyStats(
+                dataset=dataset,
+                method=method,
+                vector=vector,
+                scale=scale,
+                n=len(rs),
+                parsed=len(parsed),
+                agreement=rate([r.parsed == prefer[r.question_id] for r in parsed]),
+                behavior_by_answer=rate([r.parsed == r.behavior_letter for r in parsed]),
+                behavior_by_logits=rate([prefer[r.question_id] == r.behavior_letter for r in parsed]),
+                judged=len(judged) if judge else None,
+                judge_agreement=rate([r.judged == prefer[r.question_id] for r in judged]) if judge else None,
+                examples=[(r.output or "")[:160] for r in rs[:3]],
+            )
+        )
     return out
