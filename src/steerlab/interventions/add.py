@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +79,7 @@ class Add(Intervention):
                 cache[key] = delta
             return cache[key]
 
-        def make(layer: int):  # noqa: ANN202
+        def make(layer: int) -> Callable[[torch.Tensor, PositionInfo], torch.Tensor]:
             def fn(h: torch.Tensor, info: PositionInfo) -> torch.Tensor:
                 delta = delta_for(h)
                 if delta.shape[0] not in (1, h.shape[0]):

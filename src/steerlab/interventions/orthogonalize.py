@@ -61,7 +61,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -205,10 +205,15 @@ def untie_output_embeddings(model: PreTrainedModel) -> bool:
     Returns True when the head was tied (and is now untied, with ``tie_word_embeddings`` set
     to False in the config so a saved copy reloads untied).
     """
-    head, emb = model.get_output_embeddings(), model.get_input_embeddings()
-    if head is None or emb is None or head.weight.data_ptr() != emb.weight.data_ptr():
+    # transformers leaves get_output_embeddings untyped; both return a layer with a weight (or None)
+    head = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    emb = model.get_input_embeddings()
+    if head is None or emb is None:
         return False
-    head.weight = nn.Parameter(head.weight.detach().clone(), requires_grad=head.weight.requires_grad)
+    head_w, emb_w = cast(torch.Tensor, head.weight), cast(torch.Tensor, emb.weight)
+    if head_w.data_ptr() != emb_w.data_ptr():
+        return False
+    head.weight = nn.Parameter(head_w.detach().clone(), requires_grad=head_w.requires_grad)
     for cfg in {id(c): c for c in (model.config, _text_config(model.config))}.values():
         cfg.tie_word_embeddings = False
     return True

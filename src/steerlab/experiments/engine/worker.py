@@ -8,7 +8,7 @@ a guard) and other per-worker objects are cached in its :class:`WorkerContext`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ class WorkItem:
     cfg: ExperimentConfig
     model: ModelSpec
     cells: tuple[Cell, ...]
-    run_batch: Callable[..., list[Row]]
+    run_batch: Callable[..., Sequence[Row]]
     vectors: dict[str, SteeringVector] = field(default_factory=dict)
 
 
@@ -118,7 +118,7 @@ class Worker:
     def run(self, item: WorkItem) -> list[Row]:
         """The rows of one batch, one per cell, in order."""
         lm = self.model(item.model)
-        rows = item.run_batch(item.cfg, lm, list(item.cells), WorkerContext(self, item.vectors))
+        rows = list(item.run_batch(item.cfg, lm, list(item.cells), WorkerContext(self, item.vectors)))
         if len(rows) != len(item.cells) or any(r.key != c.key for r, c in zip(rows, item.cells)):
             raise RuntimeError(f"{item.kind} stage {item.stage}: run_batch must return one row per cell, in order")
         return rows
