@@ -14,7 +14,8 @@ from steerlab.errors import ConfigError, InputError
 from steerlab.experiments import parse_config
 from steerlab.experiments.engine.execute import execute, render
 from steerlab.experiments.studies.prefs.records import ChoiceRow, PrefCell
-from steerlab.experiments.studies.prefs.revealed import PairwiseConfig, oriented_counts
+from steerlab.experiments.studies.prefs.revealed_config import PairwiseConfig
+from steerlab.experiments.studies.prefs.revealed_summary import oriented_counts
 from steerlab.experiments.studies.prefs.stages import run_pref_batch
 from steerlab.models.backend import Completion
 

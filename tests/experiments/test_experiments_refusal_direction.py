@@ -18,8 +18,9 @@ from steerlab.experiments.engine.executors import LocalExecutor
 from steerlab.experiments.engine.worker import Worker, WorkerContext
 from steerlab.experiments.studies.refusal_direction.data import DirectionDataConfig, load_direction_data, normalise
 from steerlab.experiments.studies.refusal_direction.flow import RefusalDirection
+from steerlab.experiments.studies.refusal_direction.selection import select_candidate
 from steerlab.experiments.studies.refusal_direction.stages import score_batch
-from steerlab.experiments.studies.refusal_direction.summary import CandidateScore, select_candidate
+from steerlab.experiments.studies.refusal_direction.summary import CandidateScore
 from steerlab.interventions.spec import batch_interventions
 
 # ---------------------------------------------------------------------------- filters and selection

@@ -71,7 +71,7 @@ class PrefsRefusal(PrefsKind):
     Summary = PrefsRefusalSummary
 
     def report(self, cfg: PrefsRefusalConfig, summary: PrefsRefusalSummary, out_dir: Path) -> Path:
-        from steerlab.experiments.studies.prefs.report import render_refusal
+        from steerlab.experiments.studies.prefs.report_comparisons import render_refusal
 
         return render_refusal(cfg, summary, out_dir, DEFINITIONS)
 

@@ -131,7 +131,7 @@ class PrefsSelfCross(PrefsKind):
     Summary = PrefsSelfCrossSummary
 
     def report(self, cfg: PrefsSelfCrossConfig, summary: PrefsSelfCrossSummary, out_dir: Path) -> Path:
-        from steerlab.experiments.studies.prefs.report import render_self_cross
+        from steerlab.experiments.studies.prefs.report_comparisons import render_self_cross
 
         return render_self_cross(cfg, summary, out_dir, DEFINITIONS)
 

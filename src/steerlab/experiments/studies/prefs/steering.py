@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from steerlab.experiments.engine.records import InterventionSpec, Record, Summary, make_key
+from steerlab.experiments.engine.records import Record, Summary, make_key
 from steerlab.experiments.engine.registry import register_kind
 from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.prefs.common import (
@@ -44,6 +44,7 @@ from steerlab.experiments.studies.prefs.common import (
 from steerlab.experiments.studies.prefs.records import PrefRow
 from steerlab.experiments.studies.prefs.stages import COMPLETE, OPEN, RATE, PrefsKind
 from steerlab.experiments.studies.prefs.summary import Estimate, fin, mean, per_completion
+from steerlab.interventions.spec import InterventionSpec
 
 DEFINITIONS = """\
 strength          multiplier of the concept vector, whose norm is the mean activation norm at its
@@ -122,7 +123,7 @@ class PrefsSteering(PrefsKind):
     Summary = PrefsSteeringSummary
 
     def report(self, cfg: PrefsSteeringConfig, summary: PrefsSteeringSummary, out_dir: Path) -> Path:
-        from steerlab.experiments.studies.prefs.report import render_steering
+        from steerlab.experiments.studies.prefs.report_comparisons import render_steering
 
         return render_steering(cfg, summary, out_dir, DEFINITIONS)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from steerlab._io import slug
 from steerlab.errors import ConfigError
-from steerlab.experiments.engine.records import InterventionSpec, make_key
+from steerlab.experiments.engine.records import make_key
 from steerlab.experiments.engine.registry import ExperimentKind, Stage, register_kind
 from steerlab.experiments.engine.run import Run
 from steerlab.experiments.engine.worker import WorkerContext
@@ -38,6 +38,7 @@ from steerlab.experiments.studies.refusal.summary import (
     condition_table,
     cross_model_row,
 )
+from steerlab.interventions.spec import InterventionSpec
 from steerlab.models.hf import LanguageModel
 from steerlab.vectors.vector import VectorSet
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from steerlab._io import atomic_write_text, slug
 from steerlab.errors import InputError
 from steerlab.experiments.engine.config import ModelSpec
-from steerlab.experiments.engine.records import NO_INTERVENTION, InterventionSpec, make_key
+from steerlab.experiments.engine.records import make_key
 from steerlab.experiments.engine.registry import ExperimentKind, register_kind
 from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.refusal_direction.config import (
@@ -36,6 +36,13 @@ from steerlab.experiments.studies.refusal_direction.records import (
     DirectionCell,
     PromptSet,
 )
+from steerlab.experiments.studies.refusal_direction.selection import (
+    baseline_scores,
+    candidate_scores,
+    condition_table,
+    examples,
+    select_candidate,
+)
 from steerlab.experiments.studies.refusal_direction.stages import CAPABILITY, GENERATE, SCORE, guard_name
 from steerlab.experiments.studies.refusal_direction.summary import (
     DataCounts,
@@ -43,11 +50,6 @@ from steerlab.experiments.studies.refusal_direction.summary import (
     OrthogonalizationCheck,
     RefusalDirectionSummary,
     RefusalTokensRecord,
-    baseline_scores,
-    candidate_scores,
-    condition_table,
-    examples,
-    select_candidate,
 )
 from steerlab.experiments.studies.refusal_direction.tasks import (
     check_orthogonalization,
@@ -57,6 +59,7 @@ from steerlab.experiments.studies.refusal_direction.tasks import (
     save_direction,
     save_model,
 )
+from steerlab.interventions.spec import NO_INTERVENTION, InterventionSpec
 from steerlab.vectors.vector import SteeringVector
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from steerlab.experiments.engine.records import NO_INTERVENTION
 from steerlab.experiments.engine.registry import Stage
 from steerlab.experiments.engine.worker import WorkerContext
 from steerlab.experiments.studies.refusal_direction.config import (
@@ -17,6 +16,7 @@ from steerlab.experiments.studies.refusal_direction.records import (
     GenerationRow,
     ScoreRow,
 )
+from steerlab.interventions.spec import NO_INTERVENTION
 from steerlab.models.hf import LanguageModel
 
 if TYPE_CHECKING:
