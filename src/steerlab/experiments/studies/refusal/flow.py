@@ -37,6 +37,7 @@ from steerlab.experiments.studies.refusal.summary import (
     choose_layer,
     condition_table,
     cross_model_row,
+    optimal_strength,
 )
 from steerlab.interventions.spec import InterventionSpec
 from steerlab.models.hf import LanguageModel
@@ -236,11 +237,24 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalSummary]):
         for spec in cfg.models:
             model_rows = [r for r in rows if r.model == spec.name]
             table = condition_table(model_rows, cfg.bootstrap_resamples, cfg.seed)
+            steer = optimal_strength(table, "steer", cfg.judges.min_coherence)
+            both = optimal_strength(table, "prompt+steer", cfg.judges.min_coherence)
             out[spec.name] = ModelSummary(
-                layer_selection=chosen[spec.name], conditions=table, agreement=_agreement(model_rows)
+                layer_selection=chosen[spec.name],
+                conditions=table,
+                agreement=_agreement(model_rows),
+                optimal_steer=steer.strength if steer else None,
+                optimal_prompt_steer=both.strength if both else None,
+                plot=f"rates_vs_strength_{slug(spec.name)}.png",
             )
             cross.append(cross_model_row(spec.name, table, cfg.judges.min_coherence))
-        return RefusalSummary(name=cfg.name, models=out, cross_model=cross)
+        return RefusalSummary(
+            name=cfg.name,
+            models=out,
+            cross_model=cross,
+            min_coherence=cfg.judges.min_coherence,
+            definitions=DEFINITIONS,
+        )
 
     def report(self, cfg: RefusalStudyConfig, summary: RefusalSummary, out_dir: Path) -> Path:
         from steerlab._io import atomic_write_text
@@ -248,9 +262,9 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalSummary]):
         from steerlab.experiments.studies.refusal.report import render_report
 
         for label, m in summary.models.items():
-            plot_rates_vs_strength(m.conditions, out_dir / f"rates_vs_strength_{slug(label)}.png", title=label)
+            plot_rates_vs_strength(m.conditions, out_dir / m.plot, title=label)
         path = out_dir / "report.md"
-        atomic_write_text(path, render_report(cfg, summary, DEFINITIONS))
+        atomic_write_text(path, render_report(cfg, summary))
         return path
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from steerlab._io import slug
+from steerlab.experiments.studies.refusal.config import RefusalStudyConfig
+from steerlab.experiments.studies.refusal.summary import RefusalSummary
 from steerlab.report.format import num, pct
 
 
@@ -17,14 +18,8 @@ def _name(e: Any) -> str:
     }[e.condition]
 
 
-def _best(table: Any, condition: str, min_coherence: float) -> Any:
-    cands = [e for e in table if e.condition == condition and (e.coherence.value or 0.0) >= min_coherence]
-    score = lambda e: (e.harmful_refusal.value or 0.0) - (e.false_positives.value or 0.0)  # noqa: E731
-    return max(cands, key=lambda e: (score(e), -e.strength)) if cands else None
-
-
-def render_report(cfg: Any, summary: Any, definitions: str) -> str:
-    """The Markdown report of a refusal study (a ``RefusalStudyConfig`` and its ``RefusalSummary``)."""
+def render_report(cfg: RefusalStudyConfig, summary: RefusalSummary) -> str:
+    """The Markdown report of a refusal study, from its config and summary (it recomputes nothing)."""
     lines = [f"# Refusal steering study: {cfg.name}", ""]
     lines += [
         "Seeds 000/001: a CAA refusal vector, and a fair comparison of the base model, the safety system "
@@ -46,11 +41,11 @@ def render_report(cfg: Any, summary: Any, definitions: str) -> str:
         "## Definitions",
         "",
         "```",
-        definitions,
+        summary.definitions,
         "```",
         "",
     ]
-    min_coh = cfg.judges.min_coherence
+    min_coh = summary.min_coherence
     for label, m in summary.models.items():
         sel = m.layer_selection
         lines += [
@@ -81,14 +76,14 @@ def render_report(cfg: Any, summary: Any, definitions: str) -> str:
                 f"{pct(e.false_positives)} | {num(e.coherence)} | "
                 f"{e.harmful_refusal.n} / {e.false_positives.n} |"
             )
-        best, best_p = _best(m.conditions, "steer", min_coh), _best(m.conditions, "prompt+steer", min_coh)
+        steer, both = m.optimal_steer, m.optimal_prompt_steer
         lines += [
             "",
             f"Optimal strength (rule above, min coherence {min_coh}): "
-            f"steering alone **{f's={best.strength:g}' if best else 'none qualifies'}**; "
-            f"with the system prompt **{f's={best_p.strength:g}' if best_p else 'none qualifies'}**.",
+            f"steering alone **{'none qualifies' if steer is None else f's={steer:g}'}**; "
+            f"with the system prompt **{'none qualifies' if both is None else f's={both:g}'}**.",
             "",
-            f"![rates vs strength](rates_vs_strength_{slug(label)}.png)",
+            f"![rates vs strength]({m.plot})",
             "",
         ]
         if m.agreement:

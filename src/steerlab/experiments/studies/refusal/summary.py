@@ -75,6 +75,9 @@ class ModelSummary(Record):
     layer_selection: LayerSelection
     conditions: list[ConditionEntry]
     agreement: dict | None = Field(None, description="markers vs LLM judge (steerlab.evals.agreement)")
+    optimal_steer: float | None = Field(description="optimal strength of steering alone (None: none qualifies)")
+    optimal_prompt_steer: float | None = Field(description="optimal strength with the system prompt (None: none)")
+    plot: str = Field(description="file name of the rates-vs-strength plot in the run directory")
 
 
 class CrossModelRow(Record):
@@ -92,8 +95,11 @@ class CrossModelRow(Record):
 
 
 class RefusalSummary(Summary):
+    version: int = Field(2, description="summary version (2: optimal strengths, plot names and definitions)")
     models: dict[str, ModelSummary]
     cross_model: list[CrossModelRow]
+    min_coherence: float = Field(description="the coherence floor of the layer and strength rules")
+    definitions: str = Field(description="what every number means (printed in the report)")
 
 
 def condition_table(rows: Sequence[RefusalRow], n_resamples: int, seed: int) -> list[ConditionEntry]:
