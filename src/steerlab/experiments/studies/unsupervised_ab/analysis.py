@@ -15,7 +15,6 @@ from steerlab.experiments.studies.unsupervised_ab.summary import (
     ConditionStats,
     DatasetSummary,
     MethodScale,
-    ModelSummary,
     ProxyStats,
     VectorInfo,
     Violin,
@@ -188,15 +187,14 @@ def summarise_dataset(
     )
 
 
-def summarise_model(
+def summarise_datasets(
     cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: dict[str, ABSetInfo], vectors: list[VectorInfo]
-) -> ModelSummary:
-    """One model's summary from its A/B rows (the proxy check is added later)."""
+) -> dict[str, DatasetSummary]:
+    """One model's per-data-set summaries from its A/B rows."""
     degenerate = {v.name: v.degenerate for v in vectors}
-    datasets = {
+    return {
         name: summarise_dataset(cfg, [r for r in rows if r.dataset == name], i, degenerate) for name, i in info.items()
     }
-    return ModelSummary(vectors=vectors, datasets=datasets)
 
 
 def top_vectors(ds: DatasetSummary, k: int) -> list[tuple[str, float]]:

@@ -25,12 +25,24 @@ from steerlab.errors import ConfigError
 from steerlab.experiments.engine.config import ModelSpec
 from steerlab.experiments.engine.records import make_key
 from steerlab.experiments.engine.registry import ExperimentKind, register_kind
-from steerlab.experiments.studies.unsupervised_ab.analysis import proxy_stats, summarise_model, top_vectors, vector_info
+from steerlab.experiments.studies.unsupervised_ab.analysis import (
+    proxy_stats,
+    summarise_datasets,
+    top_vectors,
+    vector_info,
+)
 from steerlab.experiments.studies.unsupervised_ab.config import (
     UnsupervisedABConfig,
 )
 from steerlab.experiments.studies.unsupervised_ab.records import UnsupervisedCell
-from steerlab.experiments.studies.unsupervised_ab.summary import DEFINITIONS, METHODS, ABSetInfo, UnsupervisedSummary
+from steerlab.experiments.studies.unsupervised_ab.summary import (
+    DEFINITIONS,
+    METHODS,
+    ABSetInfo,
+    ModelSummary,
+    ProxyStats,
+    UnsupervisedSummary,
+)
 from steerlab.interventions.spec import InterventionSpec
 
 if TYPE_CHECKING:  # torch-heavy modules: imported where used, so loading a config stays light
@@ -169,22 +181,19 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedSummary]):
 
         # 3. the proxy check: open answers for the top vectors of each method, at their best scale
         info = {name: ABSetInfo.of(s, d) for (name, s), d in zip(sets.items(), cfg.datasets)}
-        summaries = {
-            model: summarise_model(
-                cfg,
-                [r for r in rows if r.model == model],
-                info,
-                [vector_info(v) for v in vectors[model].values()],
-            )
+        infos = {model: [vector_info(v) for v in vs.values()] for model, vs in vectors.items()}
+        datasets = {
+            model: summarise_datasets(cfg, [r for r in rows if r.model == model], info, infos[model])
             for model in vectors
         }
+        proxy: dict[str, list[ProxyStats]] = {model: [] for model in vectors}
         if cfg.proxy_check.enabled:
             p = cfg.proxy_check
             cells = []
             for model, vs in vectors.items():
                 for name, abset in sets.items():
                     qs = abset.questions[: p.n_questions]
-                    chosen = top_vectors(summaries[model].datasets[name], p.vectors_per_method)
+                    chosen = top_vectors(datasets[model][name], p.vectors_per_method)
                     cells += [
                         _cell(run, cfg, model, "proxy", q, invert[name], v, s)
                         for v, s in [(None, 0.0)] + [(vs[n], s) for n, s in chosen]
@@ -195,12 +204,11 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedSummary]):
             )
             for model in vectors:
                 mine = [r for r in prow if r.model == model]
-                summaries[model] = summaries[model].model_copy(
-                    update={"proxy": proxy_stats(mine, rows, judge=bool(p.judge_model))}
-                )
+                proxy[model] = proxy_stats(mine, rows, judge=bool(p.judge_model))
 
-        # 4. summary
-        return UnsupervisedSummary(name=cfg.name, models=summaries, definitions=DEFINITIONS)
+        # 4. summary, built once
+        models = {m: ModelSummary(vectors=infos[m], datasets=datasets[m], proxy=proxy[m]) for m in vectors}
+        return UnsupervisedSummary(name=cfg.name, models=models, definitions=DEFINITIONS)
 
     def report(self, cfg: UnsupervisedABConfig, summary: UnsupervisedSummary, out_dir: Path) -> Path:
         from steerlab._io import atomic_write_text
