@@ -34,17 +34,16 @@ from steerlab.experiments.engine.records import (
 from steerlab.experiments.engine.registry import register_kind
 from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.prefs.common import (
-    ConceptConfig,
     PrefsStudyConfig,
     RatingConfig,
     completion_cells,
-    concept_vector,
     first_template_and_tasks,
     rating_cells,
     ratings_frame,
     system_turn,
     usable,
 )
+from steerlab.experiments.studies.prefs.concept import ConceptConfig, concept_vector
 from steerlab.experiments.studies.prefs.records import PrefRow
 from steerlab.experiments.studies.prefs.stages import COMPLETE, RATE, PrefsKind
 from steerlab.experiments.studies.prefs.summary import ConditionEntry, condition_entry, fin

@@ -29,18 +29,17 @@ from steerlab.experiments.engine.records import Record, Summary, make_key
 from steerlab.experiments.engine.registry import register_kind
 from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.prefs.common import (
-    ConceptConfig,
     PrefCell,
     PrefsStudyConfig,
     RatingConfig,
     TasksConfig,
     completion_cells,
-    concept_vector,
     first_template_and_tasks,
     rating_cells,
     ratings_frame,
     usable,
 )
+from steerlab.experiments.studies.prefs.concept import ConceptConfig, concept_vector
 from steerlab.experiments.studies.prefs.records import PrefRow
 from steerlab.experiments.studies.prefs.stages import COMPLETE, OPEN, RATE, PrefsKind
 from steerlab.experiments.studies.prefs.summary import Estimate, fin, mean, per_completion
