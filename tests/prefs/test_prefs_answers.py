@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import tiny_lm
+from steerlab.models.option_scores import _cache_kwarg  # the cache argument this transformers takes
 from steerlab.prefs.answers import choice_probabilities, rating_distributions
 from steerlab.prefs.templates import rating_template
 
@@ -34,7 +35,7 @@ def _by_hand(lm, conv, template):
                     more = (
                         lm.model(
                             input_ids=torch.tensor([ids[:-1]]),
-                            past_key_values=copy.deepcopy(out.past_key_values),
+                            **{_cache_kwarg(type(lm.model)): copy.deepcopy(out.past_key_values)},
                             use_cache=True,
                         )
                         .logits[0]
