@@ -206,7 +206,7 @@ def untie_output_embeddings(model: PreTrainedModel) -> bool:
     to False in the config so a saved copy reloads untied).
     """
     # transformers leaves get_output_embeddings untyped; both return a layer with a weight (or None)
-    head = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    head = model.get_output_embeddings()  # type: ignore[no-untyped-call]  # untyped in transformers
     emb = model.get_input_embeddings()
     if head is None or emb is None:
         return False

@@ -31,8 +31,11 @@ def _group_key(c: PrefCell) -> tuple:
     return (c.stage, c.mode, c.template, c.max_new_tokens, c.temperature)
 
 
-def run_pref_batch(cfg: PrefsStudyConfig, lm: Any, cells: Sequence[PrefCell], ctx: WorkerContext) -> list[PrefRow]:
+def run_pref_batch(cfg: PrefsStudyConfig, lm: Any, cells: Sequence[PrefCell], ctx: WorkerContext) -> list[Any]:
     """One row per cell, in order (the worker side of every prefs stage; a batch holds one stage).
+
+    The rows are of the batch's stage (``CompletionRow`` for complete cells, ...), hence ``list[Any]``:
+    one function serves the four stages below.
 
     ``lm`` is a :class:`~steerlab.models.hf.LanguageModel` or any backend meeting the
     :class:`~steerlab.models.backend.ChatBackend` (sampled cells) and
@@ -146,10 +149,10 @@ def _length(cfg: PrefsStudyConfig, cell: PrefCell) -> int:
 
 
 #: a model answers a task; rates a completion; chooses between two; replies open-endedly
-COMPLETE: Stage[PrefsStudyConfig, PrefCell, CompletionRow] = Stage("complete", CompletionRow, run_pref_batch, _length)  # type: ignore[arg-type]
-RATE: Stage[PrefsStudyConfig, PrefCell, RatingRow] = Stage("rate", RatingRow, run_pref_batch, _length)  # type: ignore[arg-type]
-CHOOSE: Stage[PrefsStudyConfig, PrefCell, ChoiceRow] = Stage("choose", ChoiceRow, run_pref_batch, _length)  # type: ignore[arg-type]
-OPEN: Stage[PrefsStudyConfig, PrefCell, OpenRow] = Stage("open", OpenRow, run_pref_batch, _length)  # type: ignore[arg-type]
+COMPLETE: Stage[PrefsStudyConfig, PrefCell, CompletionRow] = Stage("complete", CompletionRow, run_pref_batch, _length)
+RATE: Stage[PrefsStudyConfig, PrefCell, RatingRow] = Stage("rate", RatingRow, run_pref_batch, _length)
+CHOOSE: Stage[PrefsStudyConfig, PrefCell, ChoiceRow] = Stage("choose", ChoiceRow, run_pref_batch, _length)
+OPEN: Stage[PrefsStudyConfig, PrefCell, OpenRow] = Stage("open", OpenRow, run_pref_batch, _length)
 STAGES = (COMPLETE, RATE, CHOOSE, OPEN)
 
 
