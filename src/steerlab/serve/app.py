@@ -346,9 +346,7 @@ async def _read_json(request: Request, config: ServeConfig) -> Any:
     try:
         raw = await asyncio.wait_for(body(), config.read_timeout_s)
     except asyncio.TimeoutError:
-        raise RequestError(
-            f"the request body did not arrive within {config.read_timeout_s:g} s", status=408
-        ) from None
+        raise RequestError(f"the request body did not arrive within {config.read_timeout_s:g} s", status=408) from None
     if not raw.strip():
         raise RequestError("the request body is empty; send a JSON object")
 

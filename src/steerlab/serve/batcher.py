@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,35 @@ from typing import Generic, TypeVar
 K = TypeVar("K")
 R = TypeVar("R")
 Out = TypeVar("Out")
+
+
+class _ModelThread:
+    """One daemon thread running jobs in order (a ThreadPoolExecutor's threads are joined at
+    interpreter exit, so a batch still in its prefill would hold up a stopping server)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], concurrent.futures.Future[object]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, fut = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as e:  # noqa: BLE001 - handed to the waiting request
+                    fut.set_exception(e)
+
+    def submit(self, fn: Callable[[], Out]) -> concurrent.futures.Future[Out]:
+        fut: concurrent.futures.Future[Out] = concurrent.futures.Future()
+        self._jobs.put((fn, fut))  # type: ignore[arg-type]
+        return fut
+
+    def shutdown(self) -> None:
+        self._jobs.put(None)
 
 
 class QueueFull(Exception):
@@ -88,7 +119,7 @@ class Batcher(Generic[K, R, Out]):
         self._pending: list[_Pending[K, R, Out]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="steerlab-model")
+        self._pool = _ModelThread("steerlab-model")
 
     async def start(self) -> None:
         """Start the batching loop on the running event loop."""
@@ -104,7 +135,7 @@ class Batcher(Generic[K, R, Out]):
             if not p.future.done():
                 p.future.set_exception(RuntimeError("the server is shutting down"))
         self._pending.clear()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     def queued_rows(self) -> int:
         return sum(len(p.rows) for p in self._pending)
@@ -168,7 +199,8 @@ class Batcher(Generic[K, R, Out]):
         rows = [r for p in batch for r in p.rows]
         started = time.perf_counter()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._pool, self.run, batch[0].key, rows)
+            key = batch[0].key
+            results = await asyncio.wrap_future(self._pool.submit(lambda: self.run(key, rows)))
         except Exception as e:  # noqa: BLE001 - handed to the requests
             if isolate and len(batch) > 1:
                 self.stats.split += 1

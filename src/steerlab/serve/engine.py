@@ -286,9 +286,7 @@ class Generator:
             return [RowResult(c, None, e, b in ended) for b, (c, e) in enumerate(zip(completions, echoed))]
         recorder.finish(completions)
         return [
-            RowResult(
-                c, recorder.row(b, c, r.top_logprobs) if r.top_logprobs is not None else None, e, b in ended
-            )
+            RowResult(c, recorder.row(b, c, r.top_logprobs) if r.top_logprobs is not None else None, e, b in ended)
             for b, (c, r, e) in enumerate(zip(completions, rows, echoed))
         ]
 

@@ -322,15 +322,15 @@ class Service:
 
         A base model in the plain format writes the next ``User:`` turn after its reply; the
         stop string ends the reply there, but ``max_tokens`` can cut it first, leaving e.g.
-        ``"...\nUser"``. That tail (two characters or more of an implicit stop string, so a
-        lone newline is not mistaken for one) is dropped.
+        ``"...\nUser"``. That tail (a newline and at least two letters of an implicit stop
+        string, so a reply ending in a new line that starts with "U" keeps it) is dropped.
         """
         text = str(completion.text)
         if completion.finish_reason != "length":
             return text
         raw = self.tokenizer.decode(list(completion.token_ids), skip_special_tokens=True)
         for stop in self.lm.stop_strings():
-            tail = next((stop[:k] for k in range(len(stop) - 1, 1, -1) if raw.endswith(stop[:k])), None)
+            tail = next((stop[:k] for k in range(len(stop) - 1, 2, -1) if raw.endswith(stop[:k])), None)
             if tail is not None:
                 return raw[: len(raw) - len(tail)].strip()
         return text
