@@ -186,9 +186,14 @@ def serve(
     clash = sorted(set(preset_fields) & set(names))
     if clash:
         raise InputError(f"--preset: {', '.join(clash)} is already a name of the model")
+    from pydantic import ValidationError
+
     from steerlab.serve.protocol import SteerSpec
 
-    presets = {n: SteerSpec.model_validate(f) for n, f in preset_fields.items()}
+    try:
+        presets = {n: SteerSpec.model_validate(f) for n, f in preset_fields.items()}
+    except ValidationError as e:
+        raise InputError(f"--preset: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     hosts = tuple(allowed_host or ())
     if not is_loopback(host) and host not in ("0.0.0.0", "::"):
         hosts = (*hosts, host)

@@ -201,7 +201,9 @@ def create_app(
             text = state.raw_text(r.completion, key.stops)
             if req.echo:
                 shown = prompts[i // req.n]
-                text = (shown if isinstance(shown, str) else state.tokenizer.decode(prompt)) + text
+                text = (
+                    shown if isinstance(shown, str) else state.tokenizer.decode(prompt, skip_special_tokens=True)
+                ) + text
             choices.append(
                 {
                     "index": i,
