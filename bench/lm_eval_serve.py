@@ -153,30 +153,34 @@ def run(strengths: list[float], limit: int | None) -> dict[str, Any]:
 def write_docs(res: dict[str, Any]) -> None:
     from bench._docs import write_section
 
+    n = res["rows"][0]["n"]
     lines = [
         HEADING,
         "",
-        "lm-evaluation-harness 0.4.13 (`local-completions`: token-id prompts, `echo` + `logprobs` for",
-        "log-likelihoods) against `steerlab serve`, one steering preset per strength (`--preset refusal-S=refusal@S`),",
-        f'on the default model ({res["model"]}) with the refusal vector of "Start it" above (layer '
-        f"{res['vector']['layer']}, activation-norm scaled). Tasks: bench/lm_eval_tasks, "
-        f"{res['rows'][0]['n']} easy four-choice questions written for steerlab, scored as",
-        "multiple choice (`acc`, `acc_norm`) and answered greedily (`exact_match`, up to 8 tokens).",
-        "Chance is 25% for `acc`.",
+        "lm-evaluation-harness 0.4.13 (`local-completions`: token-id prompts, `echo` + `logprobs`",
+        "for log-likelihoods) against `steerlab serve`, with one steering preset per strength",
+        f"(`--preset refusal-S=refusal@S`), on the default model ({res['model']}) and the refusal",
+        f"vector of 'Start it' above (layer {res['vector']['layer']}, activation-norm scaled). Tasks:",
+        f"`bench/lm_eval_tasks`, {n} easy four-choice questions written for steerlab, scored as",
+        "multiple choice (`acc`, `acc_norm`; chance is 0.25) and answered greedily (`exact_match`",
+        "of the reply up to a newline, at most 8 tokens).",
         "",
         "| model name | strength | acc | acc_norm | exact_match | seconds |",
         "|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
+        name = "the model's own (unsteered)" if r["strength"] == 0 else f"`{r['model']}`"
         lines.append(
-            f"| `{r['model']}` | {r['strength']:g} | {r['acc']:.3f} ± {r['acc_stderr']:.3f} | {r['acc_norm']:.3f} | "
+            f"| {name} | {r['strength']:g} | {r['acc']:.3f} ± {r['acc_stderr']:.3f} | {r['acc_norm']:.3f} | "
             f"{r['exact_match']:.3f} ± {r['exact_match_stderr']:.3f} | {r['seconds']} |"
         )
     lines += [
         "",
-        f"Measured {res['date']} with `python -m bench.lm_eval_serve` (load average "
-        f"{res['loadavg_before']} before, {res['loadavg_after']} after; 2 shared CPU cores); "
-        "± is lm-eval's standard error. Results: `bench/results/lm_eval_serve.json`.",
+        f"Measured {res['date']} with `python -m bench.lm_eval_serve` (load average",
+        f"{res['loadavg_before']} before, {res['loadavg_after']} after; 2 shared CPU cores); ± is",
+        "lm-eval's standard error of each accuracy (every row answers the same questions, so the",
+        "differences between rows are less uncertain than that). Seconds are wall time for both",
+        "tasks. Results: `bench/results/lm_eval_serve.json`.",
         "",
     ]
     write_section(DOC, HEADING, "\n".join(lines))
@@ -187,7 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strengths", default="0,0.05,0.1,0.15,0.2,0.3", help="comma-separated strengths (0 = unsteered)")
     ap.add_argument("--limit", type=int, default=None, help="questions per task (default: all)")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/serve.md")
+    ap.add_argument("--docs-only", action="store_true", help="rewrite the docs section from the saved results")
     a = ap.parse_args(argv)
+    if a.docs_only:
+        write_docs(json.loads(RESULTS.read_text()))
+        return
     res = run([float(x) for x in a.strengths.split(",")], a.limit)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
