@@ -111,6 +111,9 @@ class Service:
     def __init__(self, lm: LanguageModel, vectors: Mapping[str, SteeringVector], config: ServeConfig) -> None:
         self.lm = lm
         self.config = config
+        unknown = {n: p.vector for n, p in config.presets.items() if p.vector not in vectors}
+        if unknown:
+            raise ValueError(f"presets name vectors that are not loaded: {unknown}")
         self.generator = Generator(lm, vectors)
         self.vectors = dict(vectors)
         self.batcher: Batcher[GroupKey, RowJob, RowResult] = Batcher(
