@@ -107,12 +107,12 @@ def evaluate(url: str, model: str, tok_dir: str, limit: int | None) -> dict[str,
     }
 
 
-def run(strengths: list[float], limit: int | None) -> dict[str, Any]:
+def run(strengths: list[float], limit: int | None, dtype: str) -> dict[str, Any]:
     import steerlab as sl
     from steerlab.models.serve import serve
     from steerlab.serve.protocol import SteerSpec
 
-    lm = sl.load_model("default", device="cpu")
+    lm = sl.load_model("default", device="cpu", dtype=dtype)
     vec = refusal_vector(lm)
     names = {s: (lm.model_id if s == 0 else f"refusal-{s:g}") for s in strengths}
     presets = {n: SteerSpec(vector="refusal", strength=s) for s, n in names.items() if s != 0}
@@ -142,6 +142,7 @@ def run(strengths: list[float], limit: int | None) -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "model": lm.model_id,
+        "dtype": dtype,
         "vector": {"layer": vec.layer, "site": vec.site, "pairs": 16, "normalization": "activation_norm"},
         "rows": rows,
         "batcher": stats,
@@ -159,7 +160,8 @@ def write_docs(res: dict[str, Any]) -> None:
         "",
         "lm-evaluation-harness 0.4.13 (`local-completions`: token-id prompts, `echo` + `logprobs`",
         "for log-likelihoods) against `steerlab serve`, with one steering preset per strength",
-        f"(`--preset refusal-S=refusal@S`), on the default model ({res['model']}) and the refusal",
+        f"(`--preset refusal-S=refusal@S`), on the default model ({res['model']}, "
+        f"{res.get('dtype', 'float32')}) and the refusal",
         f"vector of 'Start it' above (layer {res['vector']['layer']}, activation-norm scaled). Tasks:",
         f"`bench/lm_eval_tasks`, {n} easy four-choice questions written for steerlab, scored as",
         "multiple choice (`acc`, `acc_norm`; chance is 0.25) and answered greedily (`exact_match`",
@@ -190,13 +192,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--strengths", default="0,0.05,0.1,0.15,0.2,0.3", help="comma-separated strengths (0 = unsteered)")
     ap.add_argument("--limit", type=int, default=None, help="questions per task (default: all)")
+    ap.add_argument("--dtype", default="float32", help="the model's dtype (the table in docs/serve.md: float32)")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/serve.md")
     ap.add_argument("--docs-only", action="store_true", help="rewrite the docs section from the saved results")
     a = ap.parse_args(argv)
     if a.docs_only:
         write_docs(json.loads(RESULTS.read_text()))
         return
-    res = run([float(x) for x in a.strengths.split(",")], a.limit)
+    res = run([float(x) for x in a.strengths.split(",")], a.limit, a.dtype)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
     if not a.no_docs:

@@ -45,16 +45,19 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--lengths", default="512,1024,2048,4096")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--dtype", default="float32", help="the model's dtype (docs/serve.md's table: float32)")
     a = ap.parse_args(argv)
     lengths = [int(x) for x in a.lengths.split(",")]
     torch.set_num_threads(2)
-    lm = sl.load_model("default", device="cpu")
+    lm = sl.load_model("default", device="cpu", dtype=a.dtype)
     load_before = [round(x, 2) for x in os.getloadavg()]
     runs: dict[int, list[tuple[float, float]]] = {n: [] for n in lengths}
     for r in range(a.rounds):
         for n in lengths if r % 2 == 0 else reversed(lengths):
             runs[n].append(measure(lm, n))
-    print(f"model {lm.model_id}; load average {load_before} before, {[round(x, 2) for x in os.getloadavg()]} after")
+    print(
+        f"model {lm.model_id} ({a.dtype}); load average {load_before} before, {[round(x, 2) for x in os.getloadavg()]} after"
+    )
     print("| prompt tokens | prefill s | tokens/s | decode step ms | prefill + 256 steps, s |")
     print("|---|---|---|---|---|")
     rows = []
