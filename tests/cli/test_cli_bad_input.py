@@ -184,7 +184,7 @@ def test_extract_and_load_give_the_same_shape(runner, vec_file, tiny_dir, pairs_
 
     loaded = load_vectors(vec_file)
     assert loaded[1].layer == 1 and loaded[2].layer == 2  # vecs[layer] after a reload, as after extract
-    lm = sl.load_model(str(tiny_dir), device="cpu")
+    lm = sl.load_model(str(tiny_dir), device="cpu", dtype="float32")  # the vec_file fixture's dtype
     pairs = [json.loads(x) for x in pairs_file.read_text().splitlines()]
     made = sl.extract(
         lm,
