@@ -9,7 +9,10 @@ commands, so ``steerlab --help`` stays instant.
 
 from __future__ import annotations
 
+import errno
 import math
+import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
-from steerlab.errors import InputError, SteerlabError
+from steerlab.errors import InputError, RunStopped, Signalled, SteerlabError
 from steerlab.names import METHODS, NORMALIZATIONS, SELECTORS, SITES
 
 if TYPE_CHECKING:
@@ -42,6 +45,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     PermissionError,
 )
+
+#: OSErrors of the environment, not of steerlab (a full disk, a read-only file system): one line too.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 #: Prompts `steerlab info` reads activation norms on (short, neutral, varied).
 INFO_PROMPTS: tuple[str, ...] = (
@@ -95,7 +101,13 @@ class _Group(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except RunStopped as e:
+            fail(e, e.exit_code)
         except USER_ERRORS as e:
+            fail(e, 1)
+        except OSError as e:
+            if e.errno not in ENVIRONMENT_ERRNOS:
+                raise
             fail(e, 1)
         except NoArgsIsHelpError:
             raise
@@ -192,6 +204,41 @@ def main() -> None:
     except USER_ERRORS as e:  # raised outside a command (should not happen; never a traceback)
         typer.echo(f"error: {error_message(e)}", err=True)
         sys.exit(1)
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises :class:`~steerlab.errors.Signalled` (a KeyboardInterrupt) inside the block,
+    so a run stops on it as on Ctrl-C: one line, rows kept, the resume command."""
+    if not hasattr(signal, "SIGTERM"):  # pragma: no cover - every platform steerlab runs on has it
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Signalled(signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def resumable(command: Sequence[str], run: Callable[[], Any]) -> Any:
+    """``run()`` under :func:`stop_on_sigterm`; a stopped run's line ends with the exact command
+    that resumes it: ``command`` (the words after ``steerlab``) plus ``--run-dir`` if it had none."""
+    try:
+        with stop_on_sigterm():
+            return run()
+    except RunStopped as e:
+        words = ["steerlab", *command]
+        if "--run-dir" not in words:
+            words += ["--run-dir", e.run_dir]
+        raise e.with_line(e.line(shlex.join(words))) from None
 
 
 # ---------------------------------------------------------------------------- shared options
