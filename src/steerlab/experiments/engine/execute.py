@@ -72,9 +72,7 @@ WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 def _saved(run: Run | None) -> tuple[str | None, int | None, int | None]:
     """(stage, cells saved, cells in all) of the stage under way; Nones before the first stage."""
-    if run is None or run.progress is None:
-        return None, None, None
-    return run.progress
+    return (None, None, None) if run is None else run.saved()
 
 
 def render(run_dir: str | Path) -> Path:

@@ -67,6 +67,7 @@ class Run:
         self._info: dict[str, ModelInfo] = {}
         #: the stage under way: (its label, cells saved, cells in all), for the message of a stopped run
         self.progress: tuple[str, int, int] | None = None
+        self._stage_keys: set[str] = set()
 
     # ---- helpers for flows -------------------------------------------------------------------
     def seed(self, *parts: object) -> int:
@@ -173,6 +174,7 @@ class Run:
         ]
         label = f"{self.kind} {stage.name}"
         self.progress = (label, len(have), len(cells))
+        self._stage_keys = wanted
         with progress_bar(desc or f"{label}: {len(cells)} cells") as bar:
             bar(len(have), len(cells))
 
@@ -185,6 +187,18 @@ class Run:
 
             self.executor.map(items, on_result)
         return [have[k] for k in keys]
+
+    def saved(self) -> tuple[str | None, int | None, int | None]:
+        """(stage under way, its cells on disk, its cells in all), counted on disk now (a batch cut
+        by a failed write may have left whole rows); Nones before the first stage."""
+        if self.progress is None:
+            return None, None, None
+        label, done, total = self.progress
+        try:
+            done = len(self.store.done_keys() & self._stage_keys)
+        except Exception:  # noqa: BLE001 - the message must not fail; fall back to the rows this run wrote
+            pass
+        return label, done, total
 
     def _typed(self, stage: Stage[Any, Any, R], line: int, raw: dict[str, Any]) -> R:
         """A row read back, validated strictly (JSON types as written: ``"yes"`` is not a bool)."""
