@@ -153,7 +153,9 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_after(model_dir, tmp_path, 
     args = ["run", str(cfg), "--run-dir", str(run)]
     proc = subprocess.run(_steerlab(*args, driver=_FULL_DISK), capture_output=True, text=True, env=_env())
     assert proc.returncode == 1
-    _check_stopped(_error_line(proc, proc.stderr), rf"no space left on device \({re.escape(str(run))}\)", run, args, reference)
+    _check_stopped(
+        _error_line(proc, proc.stderr), rf"no space left on device \({re.escape(str(run))}\)", run, args, reference
+    )
     assert not (run / "results.jsonl").read_text().endswith("\n")  # the half-written line is there
     again = subprocess.run(_steerlab(*args), capture_output=True, text=True, env=_env())
     assert again.returncode == 0, again.stderr[-2000:]
@@ -221,7 +223,6 @@ def _commands() -> list[str]:
     import typer
 
     return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
-
 
 
 def _want(annotation: object, param: object) -> str:

@@ -130,7 +130,9 @@ def test_a_row_cut_in_the_middle_names_its_line_and_the_repair(model_dir, tmp_pa
     del lines[5]
     (run / "results.jsonl").write_text("\n".join(lines) + "\n")
     execute(parse_config(_raw(model_dir)), run)
-    assert {json.loads(x)["key"]: json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()} == finished[1]
+    assert {json.loads(x)["key"]: json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()} == finished[
+        1
+    ]
 
 
 def test_a_last_row_cut_and_saved_by_an_editor_is_dropped_on_resume(model_dir, tmp_path, finished):

@@ -146,7 +146,7 @@ def _plain_help(cmd: Any, params: Sequence[Any]) -> None:
                 setattr(obj, attr, escape(text))
                 setattr(obj, f"_steerlab_escaped_{attr}", True)
     for param in params:
-        setattr(param, "display_type_rich", lambda ctx, p=param: help_type(p, ctx))
+        param.display_type_rich = lambda ctx, p=param: help_type(p, ctx)
 
 
 class _Command(TyperCommand):

@@ -13,8 +13,8 @@ refused here, before any model loads or any work is done.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -102,7 +102,9 @@ def check_dtype_range(cfg: ExperimentConfig, source: str = "config") -> None:
     from steerlab.models.loading import pick_dtype
 
     try:
-        dtypes = {m.name: pick_dtype(m.dtype, "cuda" if m.device == "auto" else m.device.split(":")[0]) for m in cfg.models}
+        dtypes = {
+            m.name: pick_dtype(m.dtype, "cuda" if m.device == "auto" else m.device.split(":")[0]) for m in cfg.models
+        }
     except SteerlabError as e:
         raise ConfigError(f"{source}: invalid config — models: {e}") from None
     model, dtype = min(dtypes.items(), key=lambda kv: float(torch.finfo(kv[1]).max))
