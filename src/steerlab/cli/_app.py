@@ -244,7 +244,10 @@ def resumable(command: Sequence[str], run: Callable[[], Any]) -> Any:
 # ---------------------------------------------------------------------------- shared options
 
 ModelArg = Annotated[
-    str, typer.Argument(help="'default' (Gemma 3 270M), a local model folder, a .gguf file or a hub id.")
+    str,
+    typer.Argument(
+        help="'default' (Gemma 3 270M base), 'instruct' (Qwen2.5-Coder-0.5B-Instruct), a local model folder, a .gguf file or a hub id."
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto (cuda → mps → cpu), cpu, cuda, mps, ...")]
 DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: bf16 on CUDA, else fp32).")]

