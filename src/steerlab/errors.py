@@ -6,6 +6,7 @@ SteerlabError                 base class: the CLI prints its message on one line
 ├── ArchitectureError         a model whose decoder layers / sites we cannot locate
 ├── VectorMismatchError       a vector file does not fit the model it is loaded into
 ├── BackendError              a model backend (local or API) failed in a way the user can fix
+├── WorkersLost               an executor can get no worker any more (a Ray cluster lost its nodes)
 └── RunStopped                a run stopped part-way; its rows are kept and rerunning resumes it
     └── Interrupted           ... by SIGINT (Ctrl-C) or SIGTERM
 
@@ -40,6 +41,11 @@ class VectorMismatchError(SteerlabError, ValueError):
 
 class BackendError(SteerlabError, RuntimeError):
     """A model backend failed (bad response, unreachable server, missing credentials)."""
+
+
+class WorkersLost(SteerlabError):
+    """No worker can be had any more (a Ray cluster lost its nodes, or nothing finished within the
+    stall bound); the engine reports it as :class:`RunStopped`."""
 
 
 class RunStopped(SteerlabError):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from steerlab.errors import InputError, Interrupted, RunStopped
+from steerlab.errors import InputError, Interrupted, RunStopped, WorkersLost
 from steerlab.experiments.engine.config import ExperimentConfig
-from steerlab.experiments.engine.executors import Executor, WorkersLost, make_executor
+from steerlab.experiments.engine.executors import Executor, make_executor
 from steerlab.experiments.engine.loading import load_config
 from steerlab.experiments.engine.registry import get_kind
 from steerlab.experiments.engine.run import Run

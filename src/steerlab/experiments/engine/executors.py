@@ -13,16 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from steerlab.errors import InputError, SteerlabError
+from steerlab.errors import InputError
 from steerlab.experiments.engine.config import ModelSpec
 from steerlab.experiments.engine.worker import OnResult, Worker, WorkItem
 
 EXECUTORS = ("local", "ray")
-
-
-class WorkersLost(SteerlabError):
-    """No worker can be had any more (a Ray cluster lost its nodes, or no batch finished within
-    the bound); the engine turns it into :class:`~steerlab.errors.RunStopped`."""
 
 
 class Executor(Protocol):

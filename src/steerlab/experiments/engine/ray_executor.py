@@ -20,7 +20,7 @@ How work is placed:
 - The driver never waits forever: while it waits it checks every few seconds that the cluster
   still has a live node able to hold a worker, and that some batch or task finished within
   ``STEERLAB_RAY_STALL_SECONDS`` (default 3600). Otherwise it stops with
-  :class:`~steerlab.experiments.engine.executors.WorkersLost`, which the engine reports as one
+  :class:`~steerlab.errors.WorkersLost`, which the engine reports as one
   line with the cells saved and the command that resumes the run.
 
 Ray is an optional extra: ``pip install 'steerlab[ray]'``.
@@ -36,9 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from steerlab.errors import InputError
+from steerlab.errors import InputError, WorkersLost
 from steerlab.experiments.engine.config import ModelSpec
-from steerlab.experiments.engine.executors import WorkersLost
 from steerlab.experiments.engine.records import Row
 from steerlab.experiments.engine.worker import OnResult, Worker, WorkItem
 

@@ -87,8 +87,6 @@ class RunStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             lock.acquire()
-        except OSError as e:  # a read-only file system, no permission, a full disk
-            raise self.cannot_write(e) from None
         except Timeout:
             holder_file = self.root / ".lock.holder"
             holder = (
@@ -98,6 +96,8 @@ class RunStore:
                 f"{self.root}: another steerlab run is using this directory ({holder}); "
                 "wait for it to finish or choose another --run-dir"
             ) from None
+        except OSError as e:  # a read-only file system, no permission, a full disk (Timeout is an OSError too)
+            raise self.cannot_write(e) from None
         self._lock = lock
         try:
             atomic_write_text(self.root / ".lock.holder", f"pid {os.getpid()} on {platform.node()}\n")
