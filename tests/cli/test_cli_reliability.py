@@ -209,8 +209,10 @@ def test_a_strength_beyond_the_dtype_is_refused_before_any_work(runner, model_di
     run = tmp_path / "run"
     bad = _config(tmp_path / "bad.yaml", model_dir, strengths=[1e40])
     res = runner.invoke(app, ["run", str(bad), "--run-dir", str(run)])
-    largest = f"{float(__import__('torch').finfo(__import__('torch').float32).max):.3g}"
-    assert_one_line_error(res, "conditions.strengths.0: 1e+40 is outside the range of float32", largest)
+    import torch
+
+    largest = f"{float(torch.finfo(torch.bfloat16).max):.3g}"  # no dtype in the config: auto, at most bf16
+    assert_one_line_error(res, "conditions.strengths.0: 1e+40 is outside the range of bfloat16", largest)
     assert not run.exists()  # refused at load: no directory, no vectors
     fixed = _config(tmp_path / "fixed.yaml", model_dir)
     assert runner.invoke(app, ["run", str(fixed), "--run-dir", str(run)]).exit_code == 0

@@ -55,8 +55,8 @@ def _copy_rows(tmp_path, lines):
 @pytest.mark.parametrize(
     ("model", "value", "dtype"),
     [
-        ({"device": "cpu"}, 1e40, torch.float32),  # CPU without a dtype: float32
-        ({}, 3.395e38, torch.bfloat16),  # device auto counts as a GPU's bfloat16 (max 3.39e38 < float32's)
+        ({"device": "cpu", "dtype": "float32"}, 1e40, torch.float32),
+        ({}, 3.395e38, torch.bfloat16),  # dtype auto counts as bfloat16 (max 3.39e38 < float32's)
         ({"device": "cpu", "dtype": "float16"}, 70000.0, torch.float16),
     ],
 )

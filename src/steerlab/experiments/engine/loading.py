@@ -94,8 +94,8 @@ def check_dtype_range(cfg: ExperimentConfig, source: str = "config") -> None:
     """Refuse a config holding a number larger in magnitude than the narrowest dtype its models
     compute in can represent (``strengths: [1e40]``; ``70000`` for a float16 model).
 
-    A model without an explicit dtype and with ``device: auto`` counts as bfloat16, the dtype it
-    gets on a GPU, so the answer does not depend on the machine the config is checked on.
+    A model without an explicit dtype (``auto``) counts as bfloat16, what ``auto`` picks on a GPU
+    or a bf16-capable CPU, so the answer does not depend on the machine the config is checked on.
     """
     import torch
 
@@ -103,7 +103,7 @@ def check_dtype_range(cfg: ExperimentConfig, source: str = "config") -> None:
 
     try:
         dtypes = {
-            m.name: pick_dtype(m.dtype, "cuda" if m.device == "auto" else m.device.split(":")[0]) for m in cfg.models
+            m.name: torch.bfloat16 if m.dtype in (None, "auto") else pick_dtype(m.dtype, "cpu") for m in cfg.models
         }
     except SteerlabError as e:
         raise ConfigError(f"{source}: invalid config — models: {e}") from None
