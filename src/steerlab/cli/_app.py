@@ -9,7 +9,10 @@ commands, so ``steerlab --help`` stays instant.
 
 from __future__ import annotations
 
+import errno
 import math
+import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,9 +22,10 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
-from steerlab.errors import InputError, SteerlabError
+from steerlab.errors import InputError, RunStopped, Signalled, SteerlabError
 from steerlab.names import METHODS, NORMALIZATIONS, SELECTORS, SITES
 
 if TYPE_CHECKING:
@@ -41,6 +45,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     PermissionError,
 )
+
+#: OSErrors of the environment, not of steerlab (a full disk, a read-only file system): one line too.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 #: Prompts `steerlab info` reads activation norms on (short, neutral, varied).
 INFO_PROMPTS: tuple[str, ...] = (
@@ -81,10 +88,26 @@ def fail(e: BaseException, code: int = 1) -> NoReturn:
 class _Group(TyperGroup):
     """The command group: turns user errors into one line on stderr and a non-zero exit."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help(self, self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _plain_help(None, [option])
+        return option
+
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except RunStopped as e:
+            fail(e, e.exit_code)
         except USER_ERRORS as e:
+            fail(e, 1)
+        except OSError as e:
+            if e.errno not in ENVIRONMENT_ERRNOS:
+                raise
             fail(e, 1)
         except NoArgsIsHelpError:
             raise
@@ -92,7 +115,63 @@ class _Group(TyperGroup):
             fail(e, 2)
 
 
-app = typer.Typer(
+# ---------------------------------------------------------------------------- help
+
+#: How a parameter's type reads in ``--help`` (typer's own labels are Python annotations).
+_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "file": "FILE", "dir": "DIR"}
+
+
+def help_type(param: Any, ctx: Any) -> str | None:
+    """The type column of ``--help`` for one parameter, as click writes it: ``TEXT``, ``PATH``,
+    ``INTEGER RANGE``, ``a|b|c`` for choices; none for a flag; a repeatable option shows the type
+    of one value (``list[str]`` → ``TEXT``)."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return None
+    label = str(type(param).display_type(param, ctx)).strip("<>")  # typer's own label, e.g. <list[str]>
+    if label.startswith("list[") and label.endswith("]"):
+        label = label[5:-1]
+    if label == "bool":
+        return None
+    if "|" in label:
+        return label
+    return " ".join(_TYPE_NAMES.get(w, w.upper()) for w in label.split(" "))
+
+
+def _plain_help(cmd: Any, params: Sequence[Any]) -> None:
+    """Help texts as plain text (rich markup would eat ``[ray]``), types as :func:`help_type`."""
+    for obj in (cmd, *params):
+        for attr in ("help", "short_help"):
+            text = getattr(obj, attr, None)
+            if text and not getattr(obj, f"_steerlab_escaped_{attr}", False):
+                setattr(obj, attr, escape(text))
+                setattr(obj, f"_steerlab_escaped_{attr}", True)
+    for param in params:
+        param.display_type_rich = lambda ctx, p=param: help_type(p, ctx)
+
+
+class _Command(TyperCommand):
+    """A command whose help reads as written (see :func:`_plain_help`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help(self, self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _plain_help(None, [option])
+        return option
+
+
+class _Typer(typer.Typer):
+    """The app: every command is a :class:`_Command` unless it asks for another class."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
     cls=_Group,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -125,6 +204,41 @@ def main() -> None:
     except USER_ERRORS as e:  # raised outside a command (should not happen; never a traceback)
         typer.echo(f"error: {error_message(e)}", err=True)
         sys.exit(1)
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises :class:`~steerlab.errors.Signalled` (a KeyboardInterrupt) inside the block,
+    so a run stops on it as on Ctrl-C: one line, rows kept, the resume command."""
+    if not hasattr(signal, "SIGTERM"):  # pragma: no cover - every platform steerlab runs on has it
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Signalled(signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def resumable(command: Sequence[str], run: Callable[[], Any]) -> Any:
+    """``run()`` under :func:`stop_on_sigterm`; a stopped run's line ends with the exact command
+    that resumes it: ``command`` (the words after ``steerlab``) plus ``--run-dir`` if it had none."""
+    try:
+        with stop_on_sigterm():
+            return run()
+    except RunStopped as e:
+        words = ["steerlab", *command]
+        if "--run-dir" not in words:
+            words += ["--run-dir", e.run_dir]
+        raise e.with_line(e.line(shlex.join(words))) from None
 
 
 # ---------------------------------------------------------------------------- shared options

@@ -17,6 +17,7 @@ from steerlab.cli._app import (
     app,
     check_overrides,
     require_file,
+    resumable,
     stdout,
 )
 
@@ -69,9 +70,12 @@ def run(
     """Run (or resume) an experiment from a YAML config."""
     require_file(config, "config file")
     overrides = check_overrides(set_ or [])
+    fn = _experiments("run_experiment")
+    command = ["run", str(config), *_resume_options(run_dir, overrides, executor, address, actors)]
     _report_run(
-        _experiments("run_experiment")(
-            config, run_dir=run_dir, overrides=overrides, executor=executor, address=address, actors=actors
+        resumable(
+            command,
+            lambda: fn(config, run_dir=run_dir, overrides=overrides, executor=executor, address=address, actors=actors),
         )
     )
 
@@ -86,9 +90,29 @@ def demo(
 ) -> None:
     """Run the built-in demo study on the default model."""
     overrides = check_overrides(set_ or [])
+    fn = _experiments("demo")
+    command = ["demo", *_resume_options(run_dir, overrides, executor, address, actors)]
     _report_run(
-        _experiments("demo")(run_dir=run_dir, overrides=overrides, executor=executor, address=address, actors=actors)
+        resumable(
+            command, lambda: fn(run_dir=run_dir, overrides=overrides, executor=executor, address=address, actors=actors)
+        )
     )
+
+
+def _resume_options(
+    run_dir: Path | None, overrides: list[str], executor: str, address: str | None, actors: int | None
+) -> list[str]:
+    """The options of a run command as words, to print the command that resumes it."""
+    words = ["--run-dir", str(run_dir)] if run_dir is not None else []
+    for o in overrides:
+        words += ["--set", o]
+    if executor != "local":
+        words += ["--executor", executor]
+    if address is not None:
+        words += ["--address", address]
+    if actors is not None:
+        words += ["--actors", str(actors)]
+    return words
 
 
 @app.command()

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -161,10 +162,18 @@ def resolve_spec(spec: str) -> tuple[str, str]:
     if p.suffix == ".gguf":
         if not p.exists():
             raise InputError(f"{spec}: no such GGUF file")
+        if not p.is_file():
+            raise InputError(f"{spec}: is a directory, not a GGUF file")
+        with open(p, "rb") as f:
+            if f.read(4) != b"GGUF":  # every GGUF file starts with these four bytes
+                raise InputError(f"{spec}: not a GGUF file (it does not start with the GGUF magic bytes)")
         digest = hashlib.sha256(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode()).hexdigest()[:16]
         target = cache_dir() / "models" / f"{p.stem}-{digest}"
         if not (target / "config.json").exists():
-            _dequantise_gguf(p.resolve(), target)
+            try:
+                _dequantise_gguf(p.resolve(), target)
+            except (ValueError, KeyError, IndexError, EOFError, struct.error) as e:  # a damaged or truncated file
+                raise InputError(f"{spec}: cannot read this GGUF file ({e})") from None
         return str(target), str(p)
     if p.exists():
         if not (p / "config.json").exists():

@@ -4,6 +4,9 @@ Layout: one tensor per vector (``[hidden_size]`` float32), named by the vector's
 (``"{site}.{layer}"`` unless it was given one); the safetensors header metadata holds
 ``format`` (``steerlab-vector/2``; ``/1`` files, which had no names, still load) and
 ``vectors`` (a JSON list of :class:`VectorMeta`, one per tensor, in order).
+
+The same vectors always give the same bytes: the header is written with its keys in a fixed
+order (safetensors itself writes the metadata in hash-map order, which changes from run to run).
 """
 
 from __future__ import annotations
@@ -40,8 +43,24 @@ def save_vectors(
         tensors[v.name] = v.vector.detach().to("cpu", torch.float32).contiguous()
     meta = {"format": FORMAT_VERSION, "vectors": json.dumps([v.meta.to_json() for v in vecs])}
     path = Path(path)
-    atomic_write_bytes(path, save(tensors, metadata=meta))
+    atomic_write_bytes(path, canonical_header(save(tensors, metadata=meta)))
     return path
+
+
+def canonical_header(data: bytes) -> bytes:
+    """A safetensors file with its JSON header rewritten in a fixed order (``__metadata__`` first,
+    its keys sorted; then the tensors, sorted by name); the tensor bytes are unchanged.
+
+    The header is an 8-byte little-endian length, then JSON padded with spaces to a multiple of 8
+    bytes; data offsets count from the end of the header, so reordering the header moves nothing.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta is not None else {}) | dict(sorted(header.items()))
+    text = json.dumps(ordered, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

@@ -5,11 +5,15 @@
     apply_override(raw, "a.b=value")  one override, the value parsed as YAML
 
 Errors are one :class:`~steerlab.errors.ConfigError` line naming the file and the field path.
+Besides each kind's own rules, every number in a config must be representable in the dtype its
+models compute in (a strength of 1e40 cannot even become a float32 tensor), so such a config is
+refused here, before any model loads or any work is done.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from steerlab._yaml import StrictLoader
-from steerlab.errors import ConfigError
+from steerlab.errors import ConfigError, SteerlabError
 from steerlab.experiments.engine.config import ExperimentConfig
 from steerlab.experiments.engine.registry import get_kind, known_kinds
 
@@ -67,9 +71,51 @@ def parse_config(raw: Any, source: str = "config", overrides: list[str] | None =
     if kind not in known_kinds():
         raise ConfigError(f"{source}: kind: unknown experiment kind {kind!r}; known: {', '.join(known_kinds())}")
     try:
-        return get_kind(kind).Config.model_validate(raw)
+        cfg = get_kind(kind).Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_error(e, source)) from None
+    check_dtype_range(cfg, source)
+    return cfg
+
+
+def _numbers(value: Any, path: str) -> Iterator[tuple[str, float]]:
+    """Every float in a dumped config, with its field path (``conditions.strengths.0``)."""
+    if isinstance(value, float):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _numbers(v, f"{path}.{i}" if path else str(i))
+
+
+def check_dtype_range(cfg: ExperimentConfig, source: str = "config") -> None:
+    """Refuse a config holding a number larger in magnitude than the narrowest dtype its models
+    compute in can represent (``strengths: [1e40]``; ``70000`` for a float16 model).
+
+    A model without an explicit dtype (``auto``) counts as bfloat16, what ``auto`` picks on a GPU
+    or a bf16-capable CPU, so the answer does not depend on the machine the config is checked on.
+    """
+    import torch
+
+    from steerlab.models.loading import pick_dtype
+
+    try:
+        dtypes = {
+            m.name: torch.bfloat16 if m.dtype in (None, "auto") else pick_dtype(m.dtype, "cpu") for m in cfg.models
+        }
+    except SteerlabError as e:
+        raise ConfigError(f"{source}: invalid config — models: {e}") from None
+    model, dtype = min(dtypes.items(), key=lambda kv: float(torch.finfo(kv[1]).max))
+    largest = float(torch.finfo(dtype).max)
+    for path, x in _numbers(cfg.model_dump(mode="json"), ""):
+        if abs(x) > largest:
+            name = str(dtype).removeprefix("torch.")
+            raise ConfigError(
+                f"{source}: invalid config — {path}: {x:g} is outside the range of {name} "
+                f"(largest finite value {largest:.3g}), the dtype model {model!r} computes in"
+            )
 
 
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> ExperimentConfig:

@@ -17,6 +17,11 @@ How work is placed:
 - An actor that dies (node lost, out of memory, killed) has its unfinished batch re-queued on
   another actor, and a replacement actor is started. A driver killed mid-run resumes like a
   local run (finished cells are skipped).
+- The driver never waits forever: while it waits it checks every few seconds that the cluster
+  still has a live node able to hold a worker, and that some batch or task finished within
+  ``STEERLAB_RAY_STALL_SECONDS`` (default 3600). Otherwise it stops with
+  :class:`~steerlab.errors.WorkersLost`, which the engine reports as one
+  line with the cells saved and the command that resumes the run.
 
 Ray is an optional extra: ``pip install 'steerlab[ray]'``.
 """
@@ -25,12 +30,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from steerlab.errors import InputError
+from steerlab.errors import InputError, WorkersLost
 from steerlab.experiments.engine.config import ModelSpec
 from steerlab.experiments.engine.records import Row
 from steerlab.experiments.engine.worker import OnResult, Worker, WorkItem
@@ -40,6 +46,22 @@ FORWARDED_ENV_PREFIXES = ("STEERLAB_", "HF_", "TRANSFORMERS_", "TOKENIZERS_")
 
 #: How many actor deaths a run tolerates before it gives up (each death starts a replacement).
 MAX_ACTOR_DEATHS = 8
+
+#: Seconds between the driver's checks on the cluster while it waits for results.
+POLL_SECONDS = 2.0
+
+
+def stall_seconds() -> float:
+    """How long the driver waits for a batch or task to finish before it gives up
+    (``STEERLAB_RAY_STALL_SECONDS``, default 3600)."""
+    raw = os.environ.get("STEERLAB_RAY_STALL_SECONDS", "3600")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise InputError(f"STEERLAB_RAY_STALL_SECONDS must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 class _RayWorker:
@@ -122,6 +144,7 @@ class RayExecutor:
         self.actors = [self._new_actor() for _ in range(n)]
         self.deaths = 0
         self._inflight: dict[Any, tuple[_Actor, WorkItem]] = {}
+        self._stall = stall_seconds()
 
     def _new_actor(self) -> _Actor:
         return _Actor(self._remote.options(**self._options).remote(self._threads))
@@ -136,6 +159,33 @@ class RayExecutor:
     def _actor_died(self, err: BaseException) -> bool:
         exc = self._ray.exceptions
         return isinstance(err, (exc.RayActorError, getattr(exc, "ActorUnavailableError", exc.RayActorError)))
+
+    def _wait(self, refs: list[Any]) -> Any:
+        """The first of ``refs`` to finish; checks the cluster while it waits (see the module docstring)."""
+        since = time.monotonic()
+        while True:
+            ready, _ = self._ray.wait(refs, num_returns=1, timeout=POLL_SECONDS)
+            if ready:
+                return ready[0]
+            self._check_cluster(time.monotonic() - since)
+
+    def _check_cluster(self, waited: float) -> None:
+        """Raise WorkersLost when no worker can be had: no live node, none with the resources of
+        a worker, or nothing finished for longer than the stall bound."""
+        try:
+            nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        except Exception as e:  # noqa: BLE001 - the cluster's control service is gone too
+            raise WorkersLost(f"the Ray cluster cannot be reached any more ({type(e).__name__})") from None
+        if not nodes:
+            raise WorkersLost("the Ray cluster has no live node left (its node or raylet died)")
+        need = {"CPU": self._options.get("num_cpus", 0), "GPU": self._options.get("num_gpus", 0)}
+        if not any(all(n.get("Resources", {}).get(k, 0) >= v for k, v in need.items() if v) for n in nodes):
+            raise WorkersLost(f"no live Ray node has the resources of a worker ({self._options})")
+        if waited > self._stall:
+            raise WorkersLost(
+                f"no batch finished in {waited:.0f} s (STEERLAB_RAY_STALL_SECONDS={self._stall:g}); "
+                "the Ray workers are stuck or cannot start"
+            )
 
     def _pick(self, actor: _Actor, queue: deque[WorkItem]) -> WorkItem:
         for i, item in enumerate(queue):  # the next batch of the model this actor already holds
@@ -155,10 +205,14 @@ class RayExecutor:
                 item = self._pick(actor, queue)
                 actor.model = item.model
                 self._inflight[actor.handle.run.remote(item)] = (actor, item)
-            ready, _ = ray.wait(list(self._inflight), num_returns=1)
-            actor, item = self._inflight.pop(ready[0])
             try:
-                rows = ray.get(ready[0])
+                done = self._wait(list(self._inflight))
+            except WorkersLost:
+                self._cancel_inflight()
+                raise
+            actor, item = self._inflight.pop(done)
+            try:
+                rows = ray.get(done)
             except Exception as e:  # noqa: BLE001 - sorted below
                 if not self._actor_died(e):
                     self._cancel_inflight()
@@ -172,7 +226,10 @@ class RayExecutor:
 
     def _cancel_inflight(self) -> None:
         for ref in self._inflight:
-            self._ray.cancel(ref, force=True)
+            try:
+                self._ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - already finished, or its worker is gone
+                pass
         self._inflight = {}
 
     def call(self, spec: ModelSpec, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -180,7 +237,10 @@ class RayExecutor:
             actor = next((a for a in self.actors if a.model == spec), self.actors[0])
             actor.model = spec
             try:
-                return self._ray.get(actor.handle.call.remote(spec, fn, args))
+                ref = actor.handle.call.remote(spec, fn, args)
+                return self._ray.get(self._wait([ref]))
+            except WorkersLost:
+                raise
             except Exception as e:  # noqa: BLE001
                 if not self._actor_died(e):
                     raise _unwrap(e) from None

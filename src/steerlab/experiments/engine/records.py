@@ -11,11 +11,15 @@
 Every record is a frozen pydantic model with ``extra="forbid"`` and finite floats; the records
 written at the top level of a file (rows, summaries) carry a ``version`` field, and a results
 file written by another version of a record is refused with a clear error rather than half-read.
+A record read back from a file is validated strictly (:func:`read_row`): each value must have
+the JSON type the record writes, so a hand-edited ``"refused": "yes"`` is refused, not taken as true.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +55,15 @@ class Summary(Versioned):
     """What a kind computes from its rows. Kinds subclass it."""
 
     name: str = Field(description="the run's name")
+
+
+RecordT = TypeVar("RecordT", bound=Record)
+
+
+def read_row(record: type[RecordT], raw: dict[str, Any]) -> RecordT:
+    """``raw`` (one decoded line of a results file) as ``record``, in pydantic's strict JSON mode:
+    no string is coerced to a bool or a number, no float to an int. Raises ValidationError."""
+    return record.model_validate_json(json.dumps(raw), strict=True)
 
 
 def cell_seed(base: int, *parts: object) -> int:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments.engine.config import ExperimentConfig, ModelSpec
 from steerlab.experiments.engine.executors import Executor
-from steerlab.experiments.engine.records import Cell, Row, cell_seed
+from steerlab.experiments.engine.records import Cell, Row, cell_seed, read_row
 from steerlab.experiments.engine.stage import Stage
 from steerlab.experiments.engine.store import RunStore
 from steerlab.experiments.engine.worker import ModelInfo, WorkItem, model_info
@@ -65,6 +65,9 @@ class Run:
         self.root = store.root
         self._specs = {m.name: m for m in cfg.models}
         self._info: dict[str, ModelInfo] = {}
+        #: the stage under way: (its label, cells saved, cells in all), for the message of a stopped run
+        self.progress: tuple[str, int, int] | None = None
+        self._stage_keys: set[str] = set()
 
     # ---- helpers for flows -------------------------------------------------------------------
     def seed(self, *parts: object) -> int:
@@ -96,6 +99,7 @@ class Run:
         if path.exists():
             return load_vectors(path)
         vecs: VectorSet = self.task(spec, make, *args)
+        self.store.artifact(path)
         save_vectors(path, vecs)
         return vecs
 
@@ -108,6 +112,7 @@ class Run:
         if path.exists():
             return record.model_validate(json.loads(path.read_text(encoding="utf-8")))
         value = make()
+        self.store.artifact(path)
         self.store.write_json(name, value.model_dump(mode="json"))
         return value
 
@@ -119,6 +124,7 @@ class Run:
         start = time.perf_counter()
         yield
         path = self.root / file
+        self.store.artifact(path)
         done = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
         done.append(
             {"stage": label, "seconds": round(time.perf_counter() - start, 2), "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -157,7 +163,7 @@ class Run:
         table = dict(vectors.items()) if vectors is not None else {}
         wanted = set(keys)
         have: dict[str, R] = {
-            k: self._typed(stage, r) for k, r in ((r["key"], r) for r in self.store.rows()) if k in wanted
+            r["key"]: self._typed(stage, line, r) for line, r in self.store.numbered_rows() if r["key"] in wanted
         }
         items = [
             WorkItem(
@@ -166,31 +172,50 @@ class Run:
             for i, batch in enumerate(plan_batches(cells, batch_size, lambda c: stage.length(self.cfg, c)))
             if any(c.key not in have for c in batch)
         ]
-        with progress_bar(desc or f"{self.kind} {stage.name}: {len(cells)} cells") as bar:
+        label = f"{self.kind} {stage.name}"
+        self.progress = (label, len(have), len(cells))
+        self._stage_keys = wanted
+        with progress_bar(desc or f"{label}: {len(cells)} cells") as bar:
             bar(len(have), len(cells))
 
             def on_result(item: WorkItem, rows: list[Any]) -> None:
                 new = [r for r in rows if r.key not in have]
                 self.store.append([r.model_dump(mode="json") for r in new])
                 have.update((r.key, r) for r in new)
+                self.progress = (label, len(have), len(cells))
                 bar(len(have), len(cells))
 
             self.executor.map(items, on_result)
         return [have[k] for k in keys]
 
-    def _typed(self, stage: Stage[Any, Any, R], raw: dict[str, Any]) -> R:
+    def saved(self) -> tuple[str | None, int | None, int | None]:
+        """(stage under way, its cells on disk, its cells in all), counted on disk now (a batch cut
+        by a failed write may have left whole rows); Nones before the first stage."""
+        if self.progress is None:
+            return None, None, None
+        label, done, total = self.progress
+        try:
+            done = len(self.store.done_keys() & self._stage_keys)
+        except Exception:  # noqa: BLE001 - the message must not fail; fall back to the rows this run wrote
+            pass
+        return label, done, total
+
+    def _typed(self, stage: Stage[Any, Any, R], line: int, raw: dict[str, Any]) -> R:
+        """A row read back, validated strictly (JSON types as written: ``"yes"`` is not a bool)."""
         want = stage.Row.model_fields["version"].default
+        where = f"{self.store.results_path}:{line}"
         if raw.get("version") != want:
             raise InputError(
-                f"{self.store.results_path}: row {raw.get('key')!r} has row schema version {raw.get('version')!r}, "
-                f"this steerlab writes {self.kind} {stage.name} rows of version {want}; use a new --run-dir"
+                f"{where}: row {raw.get('key')!r} has row schema version {raw.get('version')!r}, this steerlab "
+                f"writes {self.kind} {stage.name} rows of version {want}; resume with the steerlab that wrote it "
+                f"or use a new --run-dir ({self.store.REPAIR})"
             )
         try:
-            return stage.Row.model_validate(raw)
+            return read_row(stage.Row, raw)
         except ValidationError as e:
             first = e.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise InputError(
-                f"{self.store.results_path}: row {raw.get('key')!r} does not match {self.kind} {stage.name} rows "
-                f"of version {want} ({loc}: {first['msg']}); use a new --run-dir"
+                f"{where}: row {raw.get('key')!r} is not a valid {self.kind} {stage.name} row ({loc}: {first['msg']}); "
+                f"{self.store.REPAIR}"
             ) from None

@@ -9,15 +9,20 @@
       report.md, *.png  rendered from summary.json and config.yaml only (steerlab report)
       .lock             OS file lock held by the one process running this directory
       .lock.holder      who holds it (pid and host), for the refusal message
+      .artifacts        the files the engine made from the config (vectors, JSON records), one per line
 
 Rules:
 - One runner at a time: :meth:`RunStore.start` takes an exclusive lock on ``.lock`` and a
   second runner is refused with one line naming the holder.
-- A directory is *bound* to its config once it holds results: a different config is then
-  refused. A run that failed before writing anything (missing data file, layer out of range)
-  leaves the directory free for the corrected config.
+- A directory is *bound* to its config once it holds a row: a different config is then
+  refused. A run that failed (or was stopped) before its first row leaves the directory free:
+  the next config that differs replaces it, and the artifacts made from the old one (listed
+  in ``.artifacts``, and anything in ``vectors/``) are deleted so they are never reused.
 - A row is never rewritten. Rows are read back keyed by cell key, first one wins, so a
-  duplicate line can never be counted twice.
+  duplicate line can never be counted twice. A damaged last line (a crash mid-write, or one
+  cut by hand) is dropped before the next append; a damaged line elsewhere is an error that
+  names the file and line.
+- A directory that cannot be written (read-only, full) is one line naming it, never a traceback.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from steerlab._io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from steerlab._io import append_jsonl, atomic_write_json, atomic_write_text, iter_jsonl_lines
 from steerlab.errors import ConfigError, InputError
 from steerlab.experiments.engine.config import dump_config
 
@@ -58,11 +63,15 @@ class RunStore:
         self._lock: BaseFileLock | None = None
 
     # ---- binding and locking -------------------------------------------------------------
-    def has_results(self) -> bool:
-        """True once the directory holds any finished work (rows or vectors)."""
-        rows = self.results_path.exists() and self.results_path.stat().st_size > 0
-        vectors = (self.root / "vectors").is_dir() and any((self.root / "vectors").iterdir())
-        return rows or vectors
+    def has_rows(self) -> bool:
+        """True once the directory holds a row (it is then bound to its config)."""
+        return self.results_path.exists() and bool(self.results_path.read_bytes().strip())
+
+    def cannot_write(self, e: OSError) -> InputError:
+        """The one-line error for a run directory this process cannot write."""
+        return InputError(
+            f"{self.root}: cannot write the run directory ({e.strerror or e}); choose a writable --run-dir"
+        )
 
     def lock(self) -> None:
         """Take the directory's exclusive lock, or raise InputError naming the process that holds it.
@@ -74,9 +83,9 @@ class RunStore:
 
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{self.root}: exists and is not a directory")
-        self.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.root / ".lock", timeout=0, thread_local=False)
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             lock.acquire()
         except Timeout:
             holder_file = self.root / ".lock.holder"
@@ -87,8 +96,14 @@ class RunStore:
                 f"{self.root}: another steerlab run is using this directory ({holder}); "
                 "wait for it to finish or choose another --run-dir"
             ) from None
-        atomic_write_text(self.root / ".lock.holder", f"pid {os.getpid()} on {platform.node()}\n")
+        except OSError as e:  # a read-only file system, no permission, a full disk (Timeout is an OSError too)
+            raise self.cannot_write(e) from None
         self._lock = lock
+        try:
+            atomic_write_text(self.root / ".lock.holder", f"pid {os.getpid()} on {platform.node()}\n")
+        except (OSError, InputError):
+            self.unlock()
+            raise
 
     def unlock(self) -> None:
         if self._lock is not None:
@@ -98,21 +113,52 @@ class RunStore:
     def start(self, cfg: BaseModel) -> None:
         """Lock the directory and write config.yaml and manifest.json.
 
-        A directory that already holds results of a *different* config is refused.
+        A directory that already holds rows of a *different* config is refused; one that holds
+        only artifacts of a different config (it failed before its first row) is taken over.
         """
         self.lock()
         try:
             text = dump_config(cfg)
             cfg_path = self.root / "config.yaml"
-            if cfg_path.exists() and cfg_path.read_text(encoding="utf-8") != text and self.has_results():
-                raise ConfigError(
-                    f"{self.root} holds results of a different config; choose another --run-dir or delete it"
-                )
+            if cfg_path.exists() and cfg_path.read_text(encoding="utf-8") != text:
+                if self.has_rows():
+                    raise ConfigError(
+                        f"{self.root} holds results of a different config; choose another --run-dir or delete it"
+                    )
+                self._discard_artifacts()
             atomic_write_text(cfg_path, text)
             self._write_manifest(cfg)
+        except OSError as e:
+            self.unlock()
+            raise self.cannot_write(e) from None
         except BaseException:
             self.unlock()
             raise
+
+    # ---- artifacts -------------------------------------------------------------------------
+    def artifact(self, path: Path) -> None:
+        """Note that ``path`` (in the run directory) is made from the config, before writing it,
+        so a config replaced before its first row takes its artifacts with it."""
+        rel = path.relative_to(self.root).as_posix()
+        ledger = self.root / ".artifacts"
+        if rel not in self._artifacts():
+            with open(ledger, "a", encoding="utf-8") as f:
+                f.write(rel + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    def _artifacts(self) -> list[str]:
+        ledger = self.root / ".artifacts"
+        return ledger.read_text(encoding="utf-8").split() if ledger.exists() else []
+
+    def _discard_artifacts(self) -> None:
+        """Delete what an earlier config made here (it never wrote a row)."""
+        root = self.root.resolve()
+        listed = [self.root / rel for rel in self._artifacts()]
+        vectors = sorted((self.root / "vectors").glob("*.safetensors")) if (self.root / "vectors").is_dir() else []
+        for p in [*listed, *vectors, self.root / "timings.json", self.root / ".artifacts"]:
+            if p.is_file() and p.resolve().is_relative_to(root):
+                p.unlink()
 
     def _write_manifest(self, cfg: BaseModel | None = None) -> None:
         import torch
@@ -142,14 +188,24 @@ class RunStore:
     # ---- rows ------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
         """Every row on disk, one per cell key (the first written wins), in file order."""
+        return [r for _, r in self.numbered_rows()]
+
+    def numbered_rows(self) -> list[tuple[int, dict[str, Any]]]:
+        """:meth:`rows` with the line number (1-based) of each in ``results.jsonl``."""
         if not self.results_path.exists():
             return []
-        seen: dict[str, dict[str, Any]] = {}
-        for r in read_jsonl(self.results_path, skip_truncated_tail=True):
-            key = r.get("key")
-            if key is not None and key not in seen:
-                seen[key] = r
+        seen: dict[str, tuple[int, dict[str, Any]]] = {}
+        try:
+            for line, r in iter_jsonl_lines(self.results_path, skip_truncated_tail=True):
+                key = r.get("key")
+                if key is not None and key not in seen:
+                    seen[key] = (line, r)
+        except InputError as e:
+            raise InputError(f"{e}; {self.REPAIR}") from None
         return list(seen.values())
+
+    #: how to repair a damaged row (its cell is simply run again)
+    REPAIR = "if that line was cut or edited by hand, delete it (or fix it) and rerun: its cell is run again"
 
     def done_keys(self) -> set[str]:
         return {r["key"] for r in self.rows()}
@@ -159,15 +215,24 @@ class RunStore:
         append_jsonl(self.results_path, rows)
 
     def _repair_tail(self) -> None:
-        """Drop a truncated last line left by a crash mid-write, before appending after it."""
+        """Drop a damaged last line (a crash mid-write, or a cut line an editor ended with a
+        newline) before appending after it, so it never ends up in the middle of the file."""
         p = self.results_path
         if not p.exists():
             return
         data = p.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
+        end = len(data.rstrip())  # the end of the last non-blank line
+        start = data.rfind(b"\n", 0, end) + 1  # its start
+        try:
+            whole = end > 0 and isinstance(json.loads(data[start:end]), dict)
+        except ValueError:
+            whole = False
+        keep, tail = (end, b"\n") if whole else (start, b"")  # keep the line (newline-ended) or drop it
+        if data[keep:] != tail:
             with open(p, "r+b") as f:
-                f.truncate(cut)
+                f.truncate(keep)
+                f.seek(keep)
+                f.write(tail)
 
     # ---- other files -------------------------------------------------------------------------
     def write_json(self, name: str, obj: Any) -> Path:
