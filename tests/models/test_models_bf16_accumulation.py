@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.conftest import tiny_lm
 
 from steerlab.evals.refusal_score import last_position_logits, next_token_kl, refusal_log_odds
 from steerlab.vectors.extract import Example, extract, read_activations
-from tests.conftest import tiny_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
