@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from steerlab.interventions.base import Intervention
     from steerlab.models.layers import Site
 
+_FP32_HEAD_ROWS = 4096  # head slices up to this many rows are multiplied in float32 in a bf16 model
+
 _ARCH_KEYS = (
     "model_type",
     "hidden_size",
@@ -254,7 +256,16 @@ class LanguageModel:
         return total.reshape(h.shape[:-1])
 
     def _head(self, h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """``h @ wᵀ (+ bias)`` with the model's final-logit soft-capping."""
+        """``h @ wᵀ (+ bias)`` with the model's final-logit soft-capping.
+
+        In a bf16/fp16 model a slice of at most ``_FP32_HEAD_ROWS`` rows (the A/B letters, rating
+        digits of :meth:`logits_for` with ``token_ids``) is multiplied in float32: a bf16 logit
+        near 20 is rounded to a step of 0.125, as large as the logit differences these scores
+        compare, and upcasting a few rows costs nothing. The full head stays in the model's dtype
+        (its kernels accumulate in fp32); callers upcast its logits before log-softmax.
+        """
+        if w.dtype in (torch.bfloat16, torch.float16) and w.shape[0] <= _FP32_HEAD_ROWS:
+            w, bias = w.float(), None if bias is None else bias.float()
         logits = h.to(w.dtype) @ w.T
         if bias is not None:
             logits = logits + bias
