@@ -67,7 +67,10 @@ def test_gemma2_template_gets_the_system_prompt_in_the_first_user_turn():
     assert chat.system_supported is False
     # the next conversation goes straight to the merged form, and one without a system prompt is untouched
     assert chat.format(conv) == want
-    assert chat.format([{"role": "user", "content": "Hi"}]) == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    assert (
+        chat.format([{"role": "user", "content": "Hi"}])
+        == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    )
 
 
 def test_thinking_off_unless_asked():

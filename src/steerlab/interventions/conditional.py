@@ -50,7 +50,8 @@ def projected_cosine(h: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     hf = h.float()
     c = direction.float().to(hf.device)
     c = c / c.norm().clamp_min(1e-12)
-    return (hf @ c).abs() / hf.norm(dim=-1).clamp_min(1e-12)
+    out: torch.Tensor = (hf @ c).abs() / hf.norm(dim=-1).clamp_min(1e-12)
+    return out
 
 
 def gate_decision(scores: torch.Tensor, threshold: float, comparator: Comparator = "greater") -> torch.Tensor:

@@ -110,7 +110,7 @@ def best_threshold(
         run = [i for i, a in enumerate(accs) if a == top]
         mid = cuts[run[len(run) // 2]]  # the middle of the best thresholds: the largest margin
         if best is None or top > best[0]:
-            best = (top, mid, comparator)  # type: ignore[assignment]
+            best = (top, mid, comparator)
     assert best is not None
     return best
 

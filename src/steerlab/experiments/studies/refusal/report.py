@@ -96,10 +96,11 @@ def render_report(cfg: RefusalStudyConfig, summary: RefusalSummary) -> str:
                 "| Condition layer | AUC | Balanced accuracy | Threshold | Steer when | Chosen |",
                 "|---:|---:|---:|---:|:---:|:---:|",
             ]
-            for t in cc.layers:
+            for ct in cc.layers:
                 lines.append(
-                    f"| {t.layer} | {t.auc:.2f} | {t.accuracy:.2f} | {t.threshold:.4f} | "
-                    f"score {'>' if t.comparator == 'greater' else '<'} threshold | {'✔' if t.layer == cc.layer else ''} |"
+                    f"| {ct.layer} | {ct.auc:.2f} | {ct.accuracy:.2f} | {ct.threshold:.4f} | "
+                    f"score {'>' if ct.comparator == 'greater' else '<'} threshold | "
+                    f"{'✔' if ct.layer == cc.layer else ''} |"
                 )
             acc = "–" if cs.test_accuracy is None else f"{cs.test_accuracy:.2f}"
             lines += [

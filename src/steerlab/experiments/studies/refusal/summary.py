@@ -264,6 +264,11 @@ def _label(e: ConditionEntry) -> str:
     }[e.condition]
 
 
+def _pts(a: Estimate, b: Estimate) -> str:
+    """``a − b`` in points, from the rounded percentages the report prints (so the text adds up)."""
+    return f"{round(100 * _value(a)) - round(100 * _value(b)):+d}"
+
+
 def _rates(e: ConditionEntry) -> str:
     def one(x: Estimate) -> str:
         if x.value is None:
@@ -314,11 +319,9 @@ def reading(table: Sequence[ConditionEntry], min_coherence: float, cast: CastSum
         )
     base = next((e for e in table if e.condition == "base"), None)
     if base is not None and best is not base:
-        up = _value(best.harmful_refusal) - _value(base.harmful_refusal)
-        fp = _value(best.false_positives) - _value(base.false_positives)
         out.append(
-            f"Against the base model it changes harmful refusal by {100 * up:+.0f} points and false "
-            f"positives by {100 * fp:+.0f} points."
+            f"Against the base model it changes harmful refusal by {_pts(best.harmful_refusal, base.harmful_refusal)} "
+            f"points and false positives by {_pts(best.false_positives, base.false_positives)} points."
         )
     entry = next((e for e in table if e.condition == "cast"), None)
     if cast is not None and entry is not None:
@@ -327,13 +330,13 @@ def reading(table: Sequence[ConditionEntry], min_coherence: float, cast: CastSum
         parts = [f"CAST ({_rates(entry)})"]
         if plain is not None:
             parts.append(
-                f"refuses {100 * (_value(entry.harmful_refusal) - _value(plain.harmful_refusal)):+.0f} points "
+                f"refuses {_pts(entry.harmful_refusal, plain.harmful_refusal)} points "
                 f"against the best plain steering (s={plain.strength:g}, "
                 f"{100 * _value(plain.harmful_refusal):.0f}%)"
             )
         if base is not None:
             parts.append(
-                f"with false positives {100 * (_value(entry.false_positives) - _value(base.false_positives)):+.0f} "
+                f"with false positives {_pts(entry.false_positives, base.false_positives)} "
                 f"points against the base model's {100 * _value(base.false_positives):.0f}%"
             )
         out.append(", ".join(parts) + f": the target (both within 5 points) is **{'met' if met else 'not met'}**.")
