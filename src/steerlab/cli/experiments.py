@@ -84,7 +84,7 @@ def demo(
     address: AddressOpt = None,
     actors: ActorsOpt = None,
 ) -> None:
-    """Run the built-in demo study on the default model."""
+    """Run the built-in demo study: the refusal comparison (with CAST) on the default and instruct models."""
     overrides = check_overrides(set_ or [])
     _report_run(
         _experiments("demo")(run_dir=run_dir, overrides=overrides, executor=executor, address=address, actors=actors)
