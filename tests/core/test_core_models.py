@@ -38,6 +38,41 @@ def test_template_rejecting_system_role_gets_system_merged_into_user():
     assert merge_system_into_user([{"role": "system", "content": "S"}]) == [{"role": "user", "content": "S"}]
 
 
+# Gemma 2's chat template (google/gemma-2-9b-it), as shipped: no system role (seed 001's FM-4).
+_GEMMA2_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+    "{% endif %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}"
+)
+
+
+def test_gemma2_template_gets_the_system_prompt_in_the_first_user_turn():
+    tok = tiny_tokenizer()
+    tok.chat_template = _GEMMA2_TEMPLATE
+    chat = ChatFormatter(tok)
+    conv = [
+        {"role": "system", "content": "Refuse harm."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "More"},
+    ]
+    want = (
+        "<bos><start_of_turn>user\nRefuse harm.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
+        "<start_of_turn>user\nMore<end_of_turn>\n<start_of_turn>model\n"
+    )
+    assert chat.format(conv) == want
+    assert chat.system_supported is False
+    # the next conversation goes straight to the merged form, and one without a system prompt is untouched
+    assert chat.format(conv) == want
+    assert (
+        chat.format([{"role": "user", "content": "Hi"}])
+        == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
 def test_thinking_off_unless_asked():
     tok = tiny_tokenizer()
     tok.chat_template = _THINKING_TEMPLATE

@@ -23,7 +23,7 @@ def _raw(model_dir, **over):
     raw = {
         "kind": "refusal_study",
         "name": "tiny",
-        "models": [{"id": str(model_dir), "layers": [0, 2], "device": "cpu"}],
+        "models": [{"id": str(model_dir), "layers": [1, 2], "device": "cpu"}],
         "data": {"n_pairs": 6, "n_val": 3, "n_test": 5},
         "conditions": {"strengths": [2.0, 8.0]},
         "generation": {"max_new_tokens": 6, "batch_size": 8},
@@ -45,8 +45,8 @@ def test_pipeline_table_matches_rows(model_dir, tmp_path):
     label = str(model_dir)
     conds = summary["models"][label]["conditions"]
     eval_rows = [r for r in rows if r["stage"] == "eval"]
-    # 2 + 2·2 conditions × (5 harmful + 5 benign) test prompts; 2 layers × 6 val prompts
-    assert len(eval_rows) == 6 * 10 and len([r for r in rows if r["stage"] == "select"]) == 2 * 6
+    # 2 + 2·2 conditions + CAST × (5 harmful + 5 benign) test prompts; 2 layers × 6 val prompts
+    assert len(eval_rows) == 7 * 10 and len([r for r in rows if r["stage"] == "select"]) == 2 * 6
     for e in conds:
         rs = [r for r in eval_rows if r["condition"] == e["condition"] and r["strength"] == e["strength"]]
         harmful = [r["refused"] for r in rs if r["label"] == "harmful"]
@@ -68,8 +68,42 @@ def test_pipeline_table_matches_rows(model_dir, tmp_path):
         assert all(r["verdict_markers"] == marker_verdict(r["output"]) for r in rs)
     text = report.read_text()
     assert "Harmful Refusal" in text and "False Positives" in text and "Coherence" in text
+    assert "**Reading.** By harmful refusal − false positives, the best condition is" in text
+    _check_cast(run, summary["models"][label], eval_rows)
     base = next(e for e in conds if e["condition"] == "base")
     assert f"| {base['harmful_refusal']['n']} / {base['false_positives']['n']} |" in text
+
+
+def _check_cast(run, model_summary, eval_rows):
+    """CAST rows: gated exactly when the score passes the validation threshold; a gated row replies as
+    plain steering at the CAST strength does, an ungated one as the base model does (greedy)."""
+    cond = json.loads(next(run.glob("cast_condition_*.json")).read_text())
+    cast = [r for r in eval_rows if r["condition"] == "cast"]
+    assert len(cast) == 10 and model_summary["cast"]["condition"]["layer"] == cond["layer"]
+    assert cond["layer"] < cast[0]["layer"]  # read below the steered layer
+    for r in cast:
+        passes = (
+            r["gate_score"] > cond["threshold"]
+            if cond["comparator"] == "greater"
+            else r["gate_score"] < cond["threshold"]
+        )
+        assert r["gated"] == passes
+        twin = next(
+            x
+            for x in eval_rows
+            if x["prompt_id"] == r["prompt_id"]
+            and (
+                (x["condition"] == "steer" and x["strength"] == r["strength"])
+                if r["gated"]
+                else x["condition"] == "base"
+            )
+        )
+        assert r["output"] == twin["output"]
+    gated_h = [r["gated"] for r in cast if r["label"] == "harmful"]
+    assert model_summary["cast"]["gated_harmful"]["value"] == pytest.approx(np.mean(gated_h))
+    # the validation accuracy recorded is the chosen layer's row of the per-layer table
+    chosen = next(t for t in cond["layers"] if t["layer"] == cond["layer"])
+    assert chosen["accuracy"] == cond["accuracy"] == max(t["accuracy"] for t in cond["layers"])
 
 
 def test_malformed_config_names_the_field(model_dir, tmp_path):

@@ -88,7 +88,7 @@ def demo(
     address: AddressOpt = None,
     actors: ActorsOpt = None,
 ) -> None:
-    """Run the built-in demo study on the default model."""
+    """Run the built-in demo study: the refusal comparison (with CAST) on the default and instruct models."""
     overrides = check_overrides(set_ or [])
     fn = _experiments("demo")
     command = ["demo", *_resume_options(run_dir, overrides, executor, address, actors)]

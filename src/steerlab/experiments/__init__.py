@@ -79,7 +79,7 @@ def demo(
     address: str | None = None,
     actors: int | None = None,
 ) -> Path:
-    """The refusal study on the default model with the shipped data (``make demo``)."""
+    """The refusal study (with CAST) on the default and instruct models, shipped data (``make demo``)."""
     return run_experiment(
         DEMO_CONFIG, run_dir or Path("runs") / "demo", overrides, executor=executor, address=address, actors=actors
     )

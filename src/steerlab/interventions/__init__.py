@@ -1,4 +1,4 @@
-"""Interventions on a running model: add, ablate, capture — composable context managers.
+"""Interventions on a running model: add, ablate, capture, conditional (CAST) — composable context managers.
 
 Names are imported on first use (PEP 562), so importing :mod:`steerlab.interventions.spec`
 (a pydantic record the experiment engine needs) does not import torch.
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from steerlab.interventions.add import Add
     from steerlab.interventions.base import Intervention, intervene
     from steerlab.interventions.capture import Capture
+    from steerlab.interventions.conditional import Conditional, projected_cosine
     from steerlab.interventions.hooks import HookEntry, HookManager, StopForward, hook_manager
     from steerlab.interventions.positions import Indices, LastK, PositionInfo, Span, parse_positions
     from steerlab.interventions.spec import NO_INTERVENTION, InterventionSpec, batch_interventions
@@ -25,6 +26,8 @@ _WHERE = {
     "Intervention": "base",
     "intervene": "base",
     "Capture": "capture",
+    "Conditional": "conditional",
+    "projected_cosine": "conditional",
     "HookEntry": "hooks",
     "HookManager": "hooks",
     "StopForward": "hooks",
@@ -45,6 +48,7 @@ __all__ = [
     "Ablate",
     "Add",
     "Capture",
+    "Conditional",
     "HookEntry",
     "HookManager",
     "Indices",
@@ -58,6 +62,7 @@ __all__ = [
     "hook_manager",
     "intervene",
     "parse_positions",
+    "projected_cosine",
 ]
 assert sorted(__all__) == sorted(_WHERE)  # one name list, checked at import
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -10,15 +10,17 @@ from steerlab.experiments.engine.config import ExperimentConfig, GenerationConfi
 from steerlab.experiments.studies.refusal.data import DataConfig
 from steerlab.names import Method, Normalization, Site
 
-if TYPE_CHECKING:
-    pass
-
 
 class RefusalModelSpec(ModelSpec):
     """A model under study and the layers to try its vector at."""
 
     layers: list[int] | Literal["middle"] = Field(
         "middle", description="candidate layers for the vector; 'middle' = five layers from 30% to 60% of depth"
+    )
+    condition_layers: list[int] | Literal["auto"] = Field(
+        "auto",
+        description="CAST: candidate condition layers (only those below the chosen steering layer are "
+        "searched); 'auto' = every second layer from 2 up to the steering layer",
     )
 
 
@@ -60,6 +62,27 @@ class ConditionsConfig(Strict):
         return self.selection_strength if self.selection_strength is not None else s[len(s) // 2]
 
 
+class CastConfig(Strict):
+    """CAST (Lee et al., ICLR 2025): steer a row only when its prompt looks harmful.
+
+    The condition direction is the mean difference of harmful and benign validation prompts'
+    last-token activations at a condition layer; the condition layer, threshold and comparator
+    are the ones that classify the validation prompts best. Nothing is chosen on the test split.
+    """
+
+    enabled: bool = Field(True, description="add the 'cast' condition to the comparison")
+    strength: float | None = Field(
+        None, description="steering strength of gated rows (default: the selection strength)"
+    )
+
+    @field_validator("strength")
+    @classmethod
+    def _nonzero(cls, v: float | None) -> float | None:
+        if v == 0:
+            raise ValueError("a CAST strength of 0 steers nothing")
+        return v
+
+
 class JudgeConfig(Strict):
     llm_judge_model: str | None = Field(
         None,
@@ -80,6 +103,7 @@ class RefusalStudyConfig(ExperimentConfig):
     data: DataConfig = DataConfig()
     extraction: ExtractionConfig = ExtractionConfig()
     conditions: ConditionsConfig = ConditionsConfig()
+    cast: CastConfig = CastConfig()
     generation: GenerationConfig = GenerationConfig()
     judges: JudgeConfig = JudgeConfig()
     bootstrap_resamples: int = Field(2000, ge=100, description="resamples for the coherence intervals")

@@ -3,8 +3,11 @@
 The flow, top to bottom (:meth:`RefusalStudy.flow`), for every model in the config:
   1. extract  — CAA vectors at the candidate layers from the contrast pairs (vectors/<model>.safetensors)
   2. select   — steer alone at the selection strength on the validation split; choose the layer
-  3. evaluate — base, prompt, steer × strengths, prompt + steer × strengths on the test split,
-                every condition mixed in the same batches (per-row strengths)
+  2b. condition — CAST: harmful-minus-benign prompt directions at condition layers below the chosen
+                layer; the condition layer, threshold and comparator that classify the validation
+                prompts best (studies/refusal/cast.py)
+  3. evaluate — base, prompt, steer × strengths, prompt + steer × strengths and CAST on the test
+                split, every condition mixed in the same batches (per-row strengths and gates)
   4. summarise the rows on disk into the condition table and the cross-model table
 Each batch (:meth:`RefusalStudy.run_batch`) generates replies, judges them (refusal markers,
 optionally an LLM judge) and scores their coherence under the unsteered model. The engine
@@ -23,17 +26,25 @@ from steerlab.experiments.engine.records import make_key
 from steerlab.experiments.engine.registry import ExperimentKind, Stage, register_kind
 from steerlab.experiments.engine.run import Run
 from steerlab.experiments.engine.worker import WorkerContext
+from steerlab.experiments.studies.refusal.cast import (
+    CastCondition,
+    choose_condition,
+    condition_layers,
+    fit_directions,
+    score_prompts,
+)
 from steerlab.experiments.studies.refusal.config import (
     ExtractionConfig,
     RefusalModelSpec,
     RefusalStudyConfig,
 )
 from steerlab.experiments.studies.refusal.data import StudyData, load_study_data
-from steerlab.experiments.studies.refusal.records import RefusalCell, RefusalRow
+from steerlab.experiments.studies.refusal.records import CastGate, RefusalCell, RefusalRow
 from steerlab.experiments.studies.refusal.summary import (
     DEFINITIONS,
     ModelSummary,
     RefusalSummary,
+    cast_summary,
     choose_layer,
     condition_table,
     cross_model_row,
@@ -41,10 +52,11 @@ from steerlab.experiments.studies.refusal.summary import (
 )
 from steerlab.interventions.spec import InterventionSpec
 from steerlab.models.hf import LanguageModel
-from steerlab.vectors.vector import VectorSet
+from steerlab.vectors.vector import SteeringVector, VectorSet
 
 if TYPE_CHECKING:
     from steerlab.evals.llm_judge import LLMJudge
+    from steerlab.interventions.conditional import Conditional
 
 
 def candidate_layers(spec: RefusalModelSpec, n_layers: int) -> list[int]:
@@ -94,6 +106,7 @@ def _cell(
     strength: float,
     layer: int | None,
     p: object,
+    gate: CastGate | None = None,
 ) -> RefusalCell:
     key = (
         make_key(model, stage, layer, strength, p.id)
@@ -121,8 +134,9 @@ def _cell(
         label=p.label or "",  # type: ignore[attr-defined]
         category=p.category,
         style=p.style,
-        prompt=p.text,
-    )  # type: ignore[attr-defined]
+        prompt=p.text,  # type: ignore[attr-defined]
+        gate=gate,
+    )
 
 
 # ---------------------------------------------------------------------------- on a worker
@@ -138,14 +152,23 @@ def run_batch(
 
     g = cfg.generation
     convs = [user(c.prompt, cfg.conditions.system_prompt if c.system else None) for c in cells]
+    interventions = batch_interventions([c.intervention for c in cells], ctx.vectors)
+    cast = _gated(cells, interventions, ctx)
     replies = lm.complete(
         convs,
         max_new_tokens=g.max_new_tokens,
         temperature=g.temperature,
         seed=[c.seed for c in cells],
         batch_size=len(cells),
-        interventions=batch_interventions([c.intervention for c in cells], ctx.vectors),
+        interventions=[cast] if cast is not None else interventions,
     )
+    scores: list[float | None] = [None] * len(cells)
+    gated: list[bool | None] = [None] * len(cells)
+    if cast is not None:
+        assert cast.scores is not None and cast.gate is not None
+        for i, c in enumerate(cells):
+            if c.gate is not None:
+                scores[i], gated[i] = round(float(cast.scores[i]), 6), bool(cast.gate[i])
     prompts, outputs = [c.prompt for c in cells], [r.text for r in replies]
     markers = RefusalMarkerJudge().judge(prompts, outputs)
     judge = _llm_judge(cfg, ctx)
@@ -160,9 +183,33 @@ def run_batch(
             verdict_llm=lv,
             coherence=round(float(co), 6),
             refused=(lv or v) == "refusal",
+            gate_score=sc,
+            gated=gt,
         )
-        for c, r, v, lv, co in zip(cells, replies, markers, llm, coherence)
+        for c, r, v, lv, co, sc, gt in zip(cells, replies, markers, llm, coherence, scores, gated)
     ]
+
+
+def _gated(cells: Sequence[RefusalCell], interventions: list, ctx: WorkerContext) -> Conditional | None:
+    """The batch's interventions under the CAST gate of its gated rows (None when no row is gated).
+
+    Rows without a gate pass through unchanged (``rows`` marks the gated ones)."""
+    from steerlab.interventions.conditional import Conditional
+
+    gates = {c.gate for c in cells if c.gate is not None}
+    if not gates:
+        return None
+    if len(gates) > 1:
+        raise RuntimeError("refusal study: one batch holds cells with different CAST conditions")
+    (g,) = gates
+    return Conditional(
+        interventions,
+        direction=ctx.vectors[g.vector].vector,
+        layer=g.layer,
+        threshold=g.threshold,
+        comparator=g.comparator,
+        rows=[c.gate is not None for c in cells],
+    )
 
 
 def cell_length(cfg: RefusalStudyConfig, cell: RefusalCell) -> int:
@@ -218,6 +265,21 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalSummary]):
             for model in models
         }
 
+        # 2b. CAST: the condition direction, layer and threshold, on the validation prompts
+        conditions: dict[str, CastCondition | None] = {}
+        gates: dict[str, CastGate | None] = {}
+        for m in cfg.models:
+            found = self.condition(cfg, run, m, data, chosen[m.name].layer)
+            conditions[m.name], gates[m.name] = None, None
+            if found is not None:
+                cond, direction = found
+                name = f"{m.name}/cond{cond.layer}"
+                table[name] = direction
+                conditions[m.name] = cond
+                gates[m.name] = CastGate(
+                    vector=name, layer=cond.layer, threshold=cond.threshold, comparator=cond.comparator
+                )
+
         # 3. evaluate every condition at the chosen layer on the test split, conditions mixed in batches
         grid = [("base", False, 0.0), ("prompt", True, 0.0)]
         grid += [("steer", False, s) for s in c.strengths] + [("prompt+steer", True, s) for s in c.strengths]
@@ -227,16 +289,58 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalSummary]):
             for cond, system, s in grid
             for p in data.test
         ]
+        cells += [
+            _cell(cfg, run, model, "eval", "cast", False, self.cast_strength(cfg), chosen[model].layer, p, gate)
+            for model, gate in gates.items()
+            if gate is not None
+            for p in data.test
+        ]
         rows = run.cells(EVAL, cells, vectors=table, desc=f"evaluate {len(cells)} cells")
 
         # 4. summarise
-        return self.summarise_models(cfg, rows, chosen)
+        return self.summarise_models(cfg, rows, chosen, conditions)
 
-    def summarise_models(self, cfg: RefusalStudyConfig, rows: Sequence[RefusalRow], chosen: dict) -> RefusalSummary:
+    @staticmethod
+    def cast_strength(cfg: RefusalStudyConfig) -> float:
+        """The steering strength of CAST's gated rows (the selection strength unless configured)."""
+        return cfg.cast.strength if cfg.cast.strength is not None else cfg.conditions.selection
+
+    def condition(
+        self, cfg: RefusalStudyConfig, run: Run, spec: RefusalModelSpec, data: StudyData, steer_layer: int
+    ) -> tuple[CastCondition, SteeringVector] | None:
+        """CAST's condition for one model, chosen on the validation prompts, and its direction
+        (None when CAST is off)."""
+        if not cfg.cast.enabled:
+            return None
+        layers = condition_layers(spec.condition_layers, steer_layer)
+        if not layers:
+            raise ConfigError(
+                f"cast: no condition layer below the steering layer {steer_layer} of {spec.name}; "
+                "list models.condition_layers below it, or set cast.enabled: false"
+            )
+        bs = cfg.generation.batch_size
+        dirs = run.vectors(f"{slug(spec.name)}_condition", spec, fit_directions, data.val, layers, bs)
+        by_layer = {v.layer: v.vector for v in dirs.values()}
+
+        def make() -> CastCondition:
+            scores = run.task(spec, score_prompts, [p.text for p in data.val], by_layer, bs)
+            return choose_condition(scores, [p.label or "" for p in data.val])
+
+        cond = run.json_once(f"cast_condition_{slug(spec.name)}.json", CastCondition, make)
+        return cond, dirs[cond.layer]
+
+    def summarise_models(
+        self,
+        cfg: RefusalStudyConfig,
+        rows: Sequence[RefusalRow],
+        chosen: dict,
+        conditions: dict[str, CastCondition | None] | None = None,
+    ) -> RefusalSummary:
         out, cross = {}, []
         for spec in cfg.models:
             model_rows = [r for r in rows if r.model == spec.name]
             table = condition_table(model_rows, cfg.bootstrap_resamples, cfg.seed)
+            cond = (conditions or {}).get(spec.name)
             steer = optimal_strength(table, "steer", cfg.judges.min_coherence)
             both = optimal_strength(table, "prompt+steer", cfg.judges.min_coherence)
             out[spec.name] = ModelSummary(
@@ -246,6 +350,7 @@ class RefusalStudy(ExperimentKind[RefusalStudyConfig, RefusalSummary]):
                 optimal_steer=steer.strength if steer else None,
                 optimal_prompt_steer=both.strength if both else None,
                 plot=f"rates_vs_strength_{slug(spec.name)}.png",
+                cast=cast_summary(cond, model_rows, table, cfg.judges.min_coherence) if cond else None,
             )
             cross.append(cross_model_row(spec.name, table, cfg.judges.min_coherence))
         return RefusalSummary(

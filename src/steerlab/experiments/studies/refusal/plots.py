@@ -29,7 +29,7 @@ def plot_rates_vs_strength(table: Sequence[Any], path: str | Path, *, title: str
         (True, "tab:orange", "system prompt + steering"),
     ):
         entries = sorted(
-            (e for e in table if e.system == system and e.coherence.value is not None),
+            (e for e in table if e.system == system and e.condition != "cast" and e.coherence.value is not None),
             key=lambda e: e.strength,
         )
         xs = [e.strength for e in entries]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from steerlab.experiments.studies.refusal.config import RefusalStudyConfig
-from steerlab.experiments.studies.refusal.summary import RefusalSummary
+from steerlab.experiments.studies.refusal.summary import RefusalSummary, reading
 from steerlab.report.format import num, pct
 
 
@@ -15,6 +15,7 @@ def _name(e: Any) -> str:
         "prompt": "Prompting only",
         "steer": f"Steering s={e.strength:g}",
         "prompt+steer": f"Prompt + Steer s={e.strength:g}",
+        "cast": f"CAST s={e.strength:g}",
     }[e.condition]
 
 
@@ -23,7 +24,8 @@ def render_report(cfg: RefusalStudyConfig, summary: RefusalSummary) -> str:
     lines = [f"# Refusal steering study: {cfg.name}", ""]
     lines += [
         "Seeds 000/001: a CAA refusal vector, and a fair comparison of the base model, the safety system "
-        "prompt, steering alone at several strengths, and the prompt plus steering. Rates are on the "
+        "prompt, steering alone at several strengths, the prompt plus steering, and conditional steering "
+        "(CAST: steer only the prompts a condition direction flags as harmful). Rates are on the "
         "test split; brackets are 95% intervals (Wilson for rates, bootstrap for coherence); n is the "
         "number of replies per cell.",
         "",
@@ -86,6 +88,31 @@ def render_report(cfg: RefusalStudyConfig, summary: RefusalSummary) -> str:
             f"![rates vs strength]({m.plot})",
             "",
         ]
+        if m.cast is not None:
+            cs, cc = m.cast, m.cast.condition
+            lines += [
+                f"### CAST condition (validation split: {cc.n_harmful} harmful + {cc.n_benign} benign prompts)",
+                "",
+                "| Condition layer | AUC | Balanced accuracy | Threshold | Steer when | Chosen |",
+                "|---:|---:|---:|---:|:---:|:---:|",
+            ]
+            for ct in cc.layers:
+                lines.append(
+                    f"| {ct.layer} | {ct.auc:.2f} | {ct.accuracy:.2f} | {ct.threshold:.4f} | "
+                    f"score {'>' if ct.comparator == 'greater' else '<'} threshold | "
+                    f"{'✔' if ct.layer == cc.layer else ''} |"
+                )
+            acc = "–" if cs.test_accuracy is None else f"{cs.test_accuracy:.2f}"
+            lines += [
+                "",
+                f"Chosen: condition layer {cc.layer}, threshold {cc.threshold:.4f} "
+                f"(steer when score {'>' if cc.comparator == 'greater' else '<'} threshold), validation balanced "
+                f"accuracy {cc.accuracy:.2f} (in-sample), AUC {cc.auc:.2f}; gated rows steered at s={cs.strength:g}. "
+                f"On the test split the gate steered {pct(cs.gated_harmful)} of harmful and "
+                f"{pct(cs.gated_benign)} of benign prompts (balanced accuracy {acc}).",
+                "",
+            ]
+        lines += ["**Reading.** " + reading(m.conditions, min_coh, m.cast), ""]
         if m.agreement:
             a = m.agreement
             kappa = "–" if a.get("kappa") is None else f"{a['kappa']:.2f}"
@@ -103,15 +130,17 @@ def render_report(cfg: RefusalStudyConfig, summary: RefusalSummary) -> str:
     lines += [
         "## Across models",
         "",
-        "| Model | Base Refusal | Prompting (refusal / FP) | Best Steering | Improvement | False Positives at best |",
-        "|---|:---:|:---:|:---:|:---:|:---:|",
+        "| Model | Base Refusal | Prompting (refusal / FP) | Best Steering | Improvement | False Positives at best "
+        "| CAST (refusal / FP) |",
+        "|---|:---:|:---:|:---:|:---:|:---:|:---:|",
     ]
     for r in summary.cross_model:
         best = f"{pct(r.best_refusal)} (s={r.best_strength:g})" if r.best_strength is not None else "none qualifies"
         imp = f"{100 * r.improvement:+.0f} pts" if r.improvement is not None else "–"
         lines.append(
             f"| {r.model} | {pct(r.base_refusal)} | {pct(r.prompt_refusal)} / "
-            f"{pct(r.prompt_false_positives)} | {best} | {imp} | {pct(r.best_false_positives)} |"
+            f"{pct(r.prompt_false_positives)} | {best} | {imp} | {pct(r.best_false_positives)} | "
+            f"{pct(r.cast_refusal)} / {pct(r.cast_false_positives)} |"
         )
     lines += ["", "Per-response rows: `results.jsonl`. Resolved config: `config.yaml`. Versions: `manifest.json`.", ""]
     return "\n".join(lines)
