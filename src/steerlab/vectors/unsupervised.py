@@ -59,7 +59,11 @@ class Placement(Settings):
         description="layer whose output is read; None = n_layers − 8, clipped "
         "for small models (see steerlab.vectors.unsupervised)",
     )
-    site: Site = Field("mlp_out", description="injection site at the source layer (the seed: the MLP output)")
+    site: Site = Field(
+        "mlp_raw",
+        description="injection site at the source layer (the seed: mlp_raw, the MLP's down_proj output; "
+        "on Gemma 2/3 that is before post_feedforward_layernorm, unlike mlp_out)",
+    )
     radius: float = Field(1.0, gt=0, description="norm R of every vector (the seed: 1.0)")
 
     def layers(self, n_layers: int) -> tuple[int, int]:

@@ -22,7 +22,8 @@ def _setup(cfg: Any) -> list[str]:
         "objective/Jacobian read at the output of the target layer (layers in the vector table below)",
         f"- MELBO: {cfg.melbo.n_vectors} vectors, objective on `{cfg.melbo.positions}`, p = {cfg.melbo.p:g}, "
         f"q = {cfg.melbo.q:g}, {cfg.melbo.steps} steps of {cfg.melbo.optimizer} (lr {cfg.melbo.lr:g}), "
-        f"orthogonal: {'yes' if cfg.melbo.orthogonal else 'no'}, {cfg.melbo.vector_batch_size} trained in parallel",
+        f"orthogonal: {'yes' if cfg.melbo.orthogonal else 'no'}, {cfg.melbo.batch} trained in parallel"
+        + (" (orthogonal in parallel: not the sequential algorithm)" if cfg.melbo.orthogonal and cfg.melbo.batch > 1 else ""),
         f"- Power iteration: {cfg.power_iteration.n_vectors} vectors, objective on `{cfg.power_iteration.positions}`, "
         f"{cfg.power_iteration.iterations} iterations, block oversampled by {cfg.power_iteration.oversample}, "
         f"near-degenerate below a relative gap of {cfg.power_iteration.degenerate_gap:g}",
