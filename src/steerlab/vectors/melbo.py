@@ -277,6 +277,7 @@ def _train(
     batch = training_batch(lm, prompts, system)
     sl = injection_slice(lm, batch, source, target, s.site)
     act_norm = site_norm(lm, batch, source, s.site)
+    resid_norm = site_norm(lm, batch, source, "resid_post")
     d = lm.hidden_size
     basis = torch.zeros(0, d)
     if orthogonal_to is not None and s.orthogonal:
@@ -315,6 +316,7 @@ def _train(
                 site=s.site,
                 radius=s.radius,
                 activation_norm=act_norm,
+                resid_norm=resid_norm,
                 prompts=prompts,
                 system=system,
                 extra={

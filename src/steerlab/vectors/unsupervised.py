@@ -199,8 +199,10 @@ def vector_meta(
     prompts: Sequence[str | Conversation],
     system: str | None,
     extra: dict[str, Any],
+    resid_norm: float | None = None,
 ) -> VectorMeta:
-    """Provenance of one unsupervised vector: method, layers, prompt and hyper-parameters in ``extra``."""
+    """Provenance of one unsupervised vector: method, layers, prompt and hyper-parameters in ``extra``
+    (with ``resid_norm``, the source layer's mean ``resid_post`` norm, to read a scale against)."""
     from steerlab import __version__
     from steerlab.vectors.vector import VectorMeta, data_hash
 
@@ -220,5 +222,6 @@ def vector_meta(
         data_hash=data_hash({"prompts": list(prompts), "system": system}),
         steerlab_version=__version__,
         name=name,
-        extra={"prompts": list(prompts), "system": system, **extra},
+        extra={"prompts": list(prompts), "system": system, **extra}
+        | ({} if resid_norm is None else {"resid_norm": resid_norm}),
     )
