@@ -15,7 +15,7 @@ from steerlab.experiments import load_config, parse_config
 from steerlab.experiments.engine.execute import execute, render
 from steerlab.vectors.io import load_vectors
 
-STUDY_CONFIGS = ["unsupervised_ab.yaml", "unsupervised_ab_small.yaml"]
+STUDY_CONFIGS = ["unsupervised_ab.yaml", "unsupervised_ab_small.yaml", "unsupervised_ab_instruct.yaml"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
