@@ -202,7 +202,13 @@ def test_held_out_halves_are_disjoint_and_report_numbers_come_from_the_report_ha
         assert not sel & rep and sel | rep == {r["question_id"] for r in mine}
         assert abs(len(sel) - len(rep)) <= 1
         # the grid (every vector × scale) ran on the selection half only
-        assert {r["question_id"] for r in mine if r["vector"] is not None and r["scale"] == -2.0} <= sel
+        steered = defaultdict(set)
+        for r in mine:
+            if r["vector"] is not None:
+                steered[r["question_id"]].add((r["vector"], r["scale"]))
+        assert all(len(steered[q]) == 5 * 4 for q in sel)
+        chosen = {(h["vector"], h["scale"]) for h in ds["held_out"]}
+        assert all(steered[q] == chosen for q in rep)  # only the conditions chosen on the selection half
         assert ds["n_questions"] == len(sel)
         held = ds["held_out"]
         assert {(h["method"], h["rank"]) for h in held} == {
