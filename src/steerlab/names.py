@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 #: Where in a decoder layer an intervention reads or writes (see steerlab.models.layers).
-Site = Literal["resid_pre", "resid_post", "attn_out", "mlp_out"]
+Site = Literal["resid_pre", "resid_post", "attn_out", "mlp_out", "mlp_raw"]
 SITES: tuple[Site, ...] = get_args(Site)
 
 #: How contrast vectors are computed from two sets of activations (steerlab.vectors.extract).

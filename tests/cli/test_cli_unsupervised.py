@@ -43,7 +43,7 @@ def test_melbo_writes_named_vectors_with_provenance(runner, tiny_dir, tmp_path):
     vecs = load_vectors(out)
     assert list(vecs) == ["melbo.0", "melbo.1", "melbo.2"]
     v = vecs["melbo.2"]
-    assert v.layer == 0 and v.site == "mlp_out" and v.meta.method == "melbo" and abs(v.norm - 2) < 1e-4
+    assert v.layer == 0 and v.site == "mlp_raw" and v.meta.method == "melbo" and abs(v.norm - 2) < 1e-4
     assert v.meta.extra["prompts"] == [PROMPT[1], PROMPT[3]] and v.meta.extra["orthogonal"] is True
     assert v.meta.extra["target_layer"] == 2 and v.meta.extra["steps"] == 3
     m = torch.stack([x.vector for x in vecs.values()]) / 2

@@ -15,7 +15,7 @@ from steerlab.experiments import load_config, parse_config
 from steerlab.experiments.engine.execute import execute, render
 from steerlab.vectors.io import load_vectors
 
-STUDY_CONFIGS = ["unsupervised_ab.yaml", "unsupervised_ab_small.yaml"]
+STUDY_CONFIGS = ["unsupervised_ab.yaml", "unsupervised_ab_small.yaml", "unsupervised_ab_instruct.yaml"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
@@ -101,8 +101,13 @@ def test_outputs_and_the_grid(finished):
     assert {round(v.norm, 4) for v in vecs.values()} == {3.0}  # random controls match the norm R
     assert vecs["melbo.1"].meta.extra["prompts"] == ["Shut down?"] and vecs["power.0"].meta.method == "power_iteration"
     ab = [r for r in _rows(run) if r["stage"] == "ab"]
-    # per question: unsteered once + 5 vectors × 4 signed scales (±2, ±8)
-    assert len(ab) == (4 + 3) * (1 + 5 * 4)
+    summary = json.loads((run / "summary.json").read_text())["models"]["tiny"]["datasets"]
+    # selection half: unsteered once + 5 vectors × 4 signed scales (±2, ±8) per question; report half:
+    # unsteered + the 2 best of MELBO and power iteration and the one random vector (top_k = 2)
+    n_sel = sum(len(d["selection_ids"]) for d in summary.values())
+    n_rep = sum(len(d["report_ids"]) for d in summary.values())
+    assert n_sel + n_rep == 4 + 3 and n_rep >= 3
+    assert len(ab) == n_sel * (1 + 5 * 4) + n_rep * (1 + 5)
     assert sorted({r["scale"] for r in ab}) == [-8.0, -2.0, 0.0, 2.0, 8.0]
     assert all(r["letters"] == ["A", "B"] for r in ab)  # the C question was dropped
     text = report.read_text()
@@ -114,7 +119,7 @@ def test_tables_are_the_rows_numbers(finished):
     rows = [r for r in _rows(run) if r["stage"] == "ab"]
     summary = json.loads((run / "summary.json").read_text())["models"]["tiny"]
     for name, ds in summary["datasets"].items():
-        mine = [r for r in rows if r["dataset"] == name]
+        mine = [r for r in rows if r["dataset"] == name and r["question_id"] in ds["selection_ids"]]
         base = {r["question_id"]: r for r in mine if r["vector"] is None}
         assert ds["baseline"]["behavior"]["value"] == pytest.approx(np.mean([r["matches"] for r in base.values()]))
         assert ds["letters_a"] == sum(r["behavior_letter"] == "A" for r in base.values())
@@ -142,14 +147,31 @@ def test_tables_are_the_rows_numbers(finished):
             assert c["mass"] == pytest.approx(np.mean([r["letter_mass"] for r in rs]))
         for m in ds["methods"]:
             if m["scale"] == 0:
-                assert m["behavior"] == pytest.approx(ds["baseline"]["behavior"]["value"])
+                assert m["behavior"]["value"] == pytest.approx(ds["baseline"]["behavior"]["value"])
                 continue
             rates = [
                 c["behavior"]["value"]
                 for c in ds["conditions"]
                 if c["method"] == m["method"] and c["scale"] == m["scale"]
             ]
-            assert m["behavior"] == pytest.approx(np.mean(rates)) and m["behavior_max"] == pytest.approx(max(rates))
+            assert m["behavior"]["value"] == pytest.approx(np.mean(rates))
+            assert m["behavior_max"] == pytest.approx(max(rates))
+            # the interval resamples questions: each question's value is its mean over the vectors
+            per_q = [
+                np.mean(
+                    [
+                        r["matches"]
+                        for r in mine
+                        if r["method"] == m["method"] and r["scale"] == m["scale"] and r["question_id"] == q
+                    ]
+                )
+                for q in sorted(base)
+            ]
+            assert m["behavior"]["n"] == len(base)
+            assert min(per_q) - 1e-9 <= m["behavior"]["low"] <= m["behavior"]["value"] <= m["behavior"]["high"]
+            assert m["behavior"]["high"] <= max(per_q) + 1e-9
+            lds = [r["logit_diff"] for r in mine if r["method"] == m["method"] and r["scale"] == m["scale"]]
+            assert m["logit_diff"]["value"] == pytest.approx(np.mean(lds))
         for method in ("melbo", "power_iteration", "random"):
             best = [b for b in ds["best"] if b["method"] == method]
             deltas = [b["delta_behavior"] for b in best]
@@ -164,6 +186,60 @@ def test_tables_are_the_rows_numbers(finished):
             for q in sorted(base)
         ]
         assert v["values"] == pytest.approx(expect, abs=1e-3)
+        # "all" pools every (vector, question) value: its spread does not depend on the vector count
+        allv = next(x for x in ds["violins"] if x["group"] == "all" and x["method"] == "melbo" and x["scale"] == 8.0)
+        pooled = [r["logit_diff"] for r in mine if r["method"] == "melbo" and r["scale"] == 8.0]
+        assert sorted(allv["values"]) == pytest.approx(sorted(pooled), abs=1e-3)
+
+
+def test_held_out_halves_are_disjoint_and_report_numbers_come_from_the_report_half(finished):
+    run, _ = finished
+    rows = [r for r in _rows(run) if r["stage"] == "ab"]
+    summary = json.loads((run / "summary.json").read_text())["models"]["tiny"]
+    for name, ds in summary["datasets"].items():
+        sel, rep = set(ds["selection_ids"]), set(ds["report_ids"])
+        mine = [r for r in rows if r["dataset"] == name]
+        assert not sel & rep and sel | rep == {r["question_id"] for r in mine}
+        assert abs(len(sel) - len(rep)) <= 1
+        # the grid (every vector × scale) ran on the selection half only
+        steered = defaultdict(set)
+        for r in mine:
+            if r["vector"] is not None:
+                steered[r["question_id"]].add((r["vector"], r["scale"]))
+        assert all(len(steered[q]) == 5 * 4 for q in sel)
+        chosen = {(h["vector"], h["scale"]) for h in ds["held_out"]}
+        assert all(steered[q] == chosen for q in rep)  # only the conditions chosen on the selection half
+        assert ds["n_questions"] == len(sel)
+        held = ds["held_out"]
+        assert {(h["method"], h["rank"]) for h in held} == {
+            (b["method"], b["rank"]) for b in ds["best"] if b["rank"] <= 2
+        }
+        for h in held:
+            b = next(x for x in ds["best"] if x["vector"] == h["vector"])
+            assert h["scale"] == b["scale"] and h["selection_delta_behavior"] == b["delta_behavior"]
+            assert set(h["question_ids"]) == rep  # measured on the other half only
+            got = {r["question_id"]: r for r in mine if r["vector"] == h["vector"] and r["scale"] == h["scale"]}
+            zero = {r["question_id"]: r for r in mine if r["vector"] is None}
+            assert h["behavior"]["value"] == pytest.approx(np.mean([got[q]["matches"] for q in rep]))
+            assert h["baseline"]["value"] == pytest.approx(np.mean([zero[q]["matches"] for q in rep]))
+            paired = [got[q]["logit_diff"] - zero[q]["logit_diff"] for q in rep]
+            assert h["delta_logit"]["value"] == pytest.approx(np.mean(paired)) and h["delta_logit"]["n"] == len(rep)
+            dm = [float(got[q]["matches"]) - float(zero[q]["matches"]) for q in rep]
+            assert h["delta_behavior"]["value"] == pytest.approx(np.mean(dm))
+    text = (run / "report.md").read_text()
+    assert "Held-out estimates" in text and "IN-SAMPLE" in text
+
+
+def test_split_halves_are_seeded_disjoint_and_stratified():
+    from steerlab.experiments.studies.unsupervised_ab.analysis import split_halves
+
+    qs = [(f"q{i}", i % 3 == 0) for i in range(11)]
+    sel, rep = split_halves(qs, 4)
+    assert not set(sel) & set(rep) and set(sel) | set(rep) == {q for q, _ in qs}
+    assert abs(len(sel) - len(rep)) <= 1
+    flags = dict(qs)
+    assert abs(sum(flags[q] for q in sel) - sum(flags[q] for q in rep)) <= 1  # 4 flagged: 2 and 2
+    assert split_halves(qs, 4) == (sel, rep) and split_halves(qs, 5) != (sel, rep)
 
 
 def test_proxy_check_rows_and_agreement(finished):
@@ -171,8 +247,11 @@ def test_proxy_check_rows_and_agreement(finished):
     rows = _rows(run)
     ab = {(r["dataset"], r["question_id"], r["vector"], r["scale"]): r for r in rows if r["stage"] == "ab"}
     proxy = [r for r in rows if r["stage"] == "proxy"]
-    # per data set: 2 questions × (unsteered + the top vector of each of the 3 methods)
-    assert len(proxy) == 2 * 2 * 4 and all(r["output"] is not None for r in proxy)
+    datasets = json.loads((run / "summary.json").read_text())["models"]["tiny"]["datasets"]
+    # per data set: up to 2 report-half questions × (unsteered + the top vector of each of the 3 methods)
+    assert {r["question_id"] for r in proxy} <= {q for d in datasets.values() for q in d["report_ids"]}
+    n_q = sum(min(2, len(d["report_ids"])) for d in datasets.values())
+    assert len(proxy) == n_q * 4 and all(r["output"] is not None for r in proxy)
     stats = json.loads((run / "summary.json").read_text())["models"]["tiny"]["proxy"]
     for s in stats:
         rs = [

@@ -76,7 +76,7 @@ def melbo(
     n_vectors: Annotated[int, typer.Option(min=1, help="How many vectors.")] = 12,
     source_layer: SourceOpt = None,
     target_layer: TargetOpt = None,
-    site: SiteOpt = SiteName.mlp_out,
+    site: SiteOpt = SiteName.mlp_raw,
     positions: PositionsOpt = "last:2",
     radius: RadiusOpt = 1.0,
     p: Annotated[float, typer.Option(help="Exponent of each token's displacement norm.")] = 2.0,
@@ -84,8 +84,17 @@ def melbo(
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 50,
     optimizer: Annotated[str, typer.Option(help="adam (the seed) or adamw (original MELBO).")] = "adam",
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
-    orthogonal: Annotated[bool, typer.Option(help="Keep each vector orthogonal to the earlier ones.")] = False,
-    vector_batch_size: Annotated[int, typer.Option(min=1, help="Vectors trained in parallel.")] = 16,
+    orthogonal: Annotated[
+        bool, typer.Option(help="Keep each vector orthogonal to the earlier ones (the seed and original MELBO).")
+    ] = True,
+    vector_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Vectors trained in parallel; default 1 with --orthogonal (the sequential algorithm), else 16. "
+            "Above 1 with --orthogonal: a different algorithm (docs/unsupervised.md).",
+        ),
+    ] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = None,
@@ -134,7 +143,7 @@ def power_iter(
     n_vectors: Annotated[int, typer.Option(min=1, help="How many singular vectors.")] = 8,
     source_layer: SourceOpt = None,
     target_layer: TargetOpt = None,
-    site: SiteOpt = SiteName.mlp_out,
+    site: SiteOpt = SiteName.mlp_raw,
     positions: PositionsOpt = "last:4",
     radius: RadiusOpt = 1.0,
     iterations: Annotated[int, typer.Option(min=1, help="Products with JᵀJ.")] = 15,

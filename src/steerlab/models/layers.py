@@ -1,15 +1,18 @@
 """Where the decoder layers and the residual-stream sites live, for any causal LM.
 
-Four named sites per decoder layer:
+Five named sites per decoder layer:
 
     resid_pre   the residual stream entering layer L (the layer's input hidden states)
     resid_post  the residual stream leaving layer L (the block output)
     attn_out    what the attention sub-block adds to the residual stream
     mlp_out     what the MLP (or MoE) sub-block adds to the residual stream
+    mlp_raw     the MLP module's own output (its ``down_proj``), before any post-norm or dropout
 
 ``attn_out``/``mlp_out`` are the actual residual *writes*: for Gemma 2/3 that is the output
 of the post-attention / post-feed-forward norm, for GPT-NeoX and Phi-3 the residual dropout,
-elsewhere the attention / MLP module itself.
+elsewhere the attention / MLP module itself. ``mlp_raw`` is where original MELBO and seed 002
+inject (a hook on ``mlp.down_proj``): the same tensor as ``mlp_out`` on Llama-like models, but
+on Gemma 2/3 a vector added there passes through ``post_feedforward_layernorm`` afterwards.
 
 A new architecture is one :func:`register_architecture` call.
 """
@@ -80,6 +83,12 @@ class ArchSpec:
     attn_write: tuple[WeightRef, ...] = _linear("self_attn.o_proj")
     mlp_write: tuple[WeightRef, ...] = _LLAMA_MLP_WRITES
     norm_after_write: bool = False
+    mlp_raw: str | None = None  # module whose output is the MLP's raw output; None = ``mlp_out``
+
+    @property
+    def mlp_raw_path(self) -> str:
+        """Module inside a layer whose output is the MLP's own output (site ``mlp_raw``)."""
+        return self.mlp_raw or self.mlp_out
 
 
 _LLAMA_LIKE = ArchSpec(base="model", layers="model.layers", attn_out="self_attn", mlp_out="mlp")
@@ -89,6 +98,7 @@ _GEMMA2_LIKE = ArchSpec(
     attn_out="post_attention_layernorm",
     mlp_out="post_feedforward_layernorm",
     norm_after_write=True,
+    mlp_raw="mlp",
 )
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -116,7 +126,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "gemma2": _GEMMA2_LIKE,
     "gemma3": _GEMMA2_LIKE,
     "gemma3_text": _GEMMA2_LIKE,
-    "phi3": ArchSpec("model", "model.layers", "resid_attn_dropout", "resid_mlp_dropout"),
+    "phi3": ArchSpec("model", "model.layers", "resid_attn_dropout", "resid_mlp_dropout", mlp_raw="mlp"),
     "gpt2": ArchSpec(
         "transformer",
         "transformer.h",
@@ -134,6 +144,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         embed=(WeightRef("gpt_neox.embed_in.weight", 1),),
         attn_write=_linear("attention.dense"),
         mlp_write=_linear("mlp.dense_4h_to_h"),
+        mlp_raw="mlp",
     ),
 }
 
@@ -160,11 +171,13 @@ def register_architecture(
     attn_write: tuple[WeightRef, ...] | None = None,
     mlp_write: tuple[WeightRef, ...] | None = None,
     norm_after_write: bool = False,
+    mlp_raw: str | None = None,
 ) -> None:
     """Teach steerlab where the layers and residual writes are for ``config.model_type``.
 
     The weight lists (``embed``, ``attn_write``, ``mlp_write``) default to the Llama layout;
-    they matter only for weight orthogonalisation.
+    they matter only for weight orthogonalisation. ``mlp_raw`` (default: ``mlp_out``) is the
+    module whose output is the MLP's own output, before a post-norm or dropout.
 
     Example:
         >>> register_architecture("mymodel", base="model", layers="model.layers",
@@ -180,6 +193,7 @@ def register_architecture(
         attn_write=attn_write or d.attn_write,
         mlp_write=mlp_write or d.mlp_write,
         norm_after_write=norm_after_write,
+        mlp_raw=mlp_raw,
     )
 
 
@@ -323,7 +337,7 @@ def site_module(model: nn.Module, layer: int, site: Site) -> tuple[nn.Module, Li
         return block, "pre"
     if site == "resid_post":
         return block, "post"
-    path = spec.attn_out if site == "attn_out" else spec.mlp_out
+    path = {"attn_out": spec.attn_out, "mlp_out": spec.mlp_out, "mlp_raw": spec.mlp_raw_path}[site]
     mod = _get(block, path)
     if mod is None:
         raise ArchitectureError(

@@ -22,12 +22,19 @@ K vectors are trained in parallel as one batch (``vector_batch_size`` at a time)
 of each pass is prompt ``p`` steered by vector ``k`` (a ``[K·P, d]`` trainable
 :class:`~steerlab.interventions.Add`), only the layers source..target run
 (:class:`~steerlab.models.sliced.LayerSlice`, activations below the source computed once), and
-the unsteered target activations are computed once. Vectors do not interact (each row's loss
-depends on its own vector; Adam is element-wise), so K vectors in parallel equal K runs one at
-a time with the same seeds. With ``orthogonal=True`` vector ``k`` is kept orthogonal to every
-vector before it: to finished vectors of earlier batches (and ``orthogonal_to``) as in the
-original, and to the current value of earlier rows of its own batch (Gram–Schmidt each step);
-``vector_batch_size=1`` is then exactly the original's sequential algorithm.
+the unsteered target activations are computed once. Without ``orthogonal`` vectors do not
+interact (each row's loss depends on its own vector; Adam is element-wise), so K vectors in
+parallel equal K runs one at a time with the same seeds.
+
+Orthogonal vectors (``orthogonal=True``, the default, as in the seed and the original): vector
+``k`` is kept orthogonal to every *finished* vector before it (and to ``orthogonal_to``). That
+makes training sequential by nature: vector ``k``'s first step already depends on vector
+``k − 1``'s final value, so no schedule that trains them at the same time can reproduce it.
+The default batch is therefore 1 when ``orthogonal`` (the sequential algorithm, exactly).
+``vector_batch_size > 1`` with ``orthogonal`` is a *different* algorithm, kept because it is K
+times faster: inside a batch row ``j`` is kept orthogonal to the *current* values of rows ``< j``
+(Gram–Schmidt each step), so only the batch's first vector equals the sequential one; the rest
+end orthogonal but elsewhere (docs/unsupervised.md gives measured objectives of both).
 
 Example:
     >>> res = train_melbo(lm, [SEED_PROMPT], n_vectors=8, system=SEED_SYSTEM)
@@ -76,8 +83,22 @@ class MelboOptions(Objective):
         "adam", description="adam: torch defaults (the seed); adamw: betas (0.9, 0.98), amsgrad, no decay (original)"
     )
     lr: float = Field(0.1, gt=0, description="learning rate (the seed: 0.1; original: 1e-3)")
-    orthogonal: bool = Field(False, description="keep each vector orthogonal to the vectors before it")
-    vector_batch_size: int = Field(16, ge=1, description="vectors trained in parallel in one batch")
+    orthogonal: bool = Field(
+        True, description="keep each vector orthogonal to the vectors before it (the seed and original MELBO)"
+    )
+    vector_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="vectors trained in parallel in one batch; None = 1 with orthogonal (the sequential "
+        "algorithm), else 16. Above 1 with orthogonal: a different algorithm (module docstring)",
+    )
+
+    @property
+    def batch(self) -> int:
+        """The number of vectors trained together (``vector_batch_size`` resolved)."""
+        if self.vector_batch_size is not None:
+            return self.vector_batch_size
+        return 1 if self.orthogonal else 16
 
 
 class MelboSettings(Placement, MelboOptions):
@@ -256,6 +277,7 @@ def _train(
     batch = training_batch(lm, prompts, system)
     sl = injection_slice(lm, batch, source, target, s.site)
     act_norm = site_norm(lm, batch, source, s.site)
+    resid_norm = site_norm(lm, batch, source, "resid_post")
     d = lm.hidden_size
     basis = torch.zeros(0, d)
     if orthogonal_to is not None and s.orthogonal:
@@ -269,8 +291,8 @@ def _train(
         if progress is not None:
             progress(done, total)
 
-    for start in range(0, n_vectors, s.vector_batch_size):
-        idx = list(range(start, min(n_vectors, start + s.vector_batch_size)))
+    for start in range(0, n_vectors, s.batch):
+        idx = list(range(start, min(n_vectors, start + s.batch)))
         init = torch.stack(
             [torch.randn(d, generator=torch.Generator().manual_seed(vector_seed(seed, "melbo", i))) for i in idx]
         )
@@ -294,6 +316,7 @@ def _train(
                 site=s.site,
                 radius=s.radius,
                 activation_norm=act_norm,
+                resid_norm=resid_norm,
                 prompts=prompts,
                 system=system,
                 extra={

@@ -189,6 +189,7 @@ def jacobian_power_iteration(
     with autograd_enabled():  # the cached tensors must be usable by autograd
         sl = injection_slice(lm, batch, source, target, s.site)
     act_norm = site_norm(lm, batch, source, s.site)
+    resid_norm = site_norm(lm, batch, source, "resid_post")
     b, n_prompts = min(d, n_vectors + s.oversample), sl.n_prompts
     rows = torch.arange(n_prompts).repeat(b)  # row k·P + p = prompt p, block vector k
     mask = objective_mask(sl, s.positions, rows).unsqueeze(-1)  # [b·P, T, 1]
@@ -251,6 +252,7 @@ def jacobian_power_iteration(
                     site=s.site,
                     radius=s.radius,
                     activation_norm=act_norm,
+                    resid_norm=resid_norm,
                     prompts=prompts,
                     system=system,
                     extra=extra,

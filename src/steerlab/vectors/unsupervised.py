@@ -59,7 +59,11 @@ class Placement(Settings):
         description="layer whose output is read; None = n_layers − 8, clipped "
         "for small models (see steerlab.vectors.unsupervised)",
     )
-    site: Site = Field("mlp_out", description="injection site at the source layer (the seed: the MLP output)")
+    site: Site = Field(
+        "mlp_raw",
+        description="injection site at the source layer (the seed: mlp_raw, the MLP's down_proj output; "
+        "on Gemma 2/3 that is before post_feedforward_layernorm, unlike mlp_out)",
+    )
     radius: float = Field(1.0, gt=0, description="norm R of every vector (the seed: 1.0)")
 
     def layers(self, n_layers: int) -> tuple[int, int]:
@@ -195,8 +199,10 @@ def vector_meta(
     prompts: Sequence[str | Conversation],
     system: str | None,
     extra: dict[str, Any],
+    resid_norm: float | None = None,
 ) -> VectorMeta:
-    """Provenance of one unsupervised vector: method, layers, prompt and hyper-parameters in ``extra``."""
+    """Provenance of one unsupervised vector: method, layers, prompt and hyper-parameters in ``extra``
+    (with ``resid_norm``, the source layer's mean ``resid_post`` norm, to read a scale against)."""
     from steerlab import __version__
     from steerlab.vectors.vector import VectorMeta, data_hash
 
@@ -216,5 +222,6 @@ def vector_meta(
         data_hash=data_hash({"prompts": list(prompts), "system": system}),
         steerlab_version=__version__,
         name=name,
-        extra={"prompts": list(prompts), "system": system, **extra},
+        extra={"prompts": list(prompts), "system": system, **extra}
+        | ({} if resid_norm is None else {"resid_norm": resid_norm}),
     )

@@ -1,4 +1,13 @@
-"""The unsupervised A/B study's numbers from its rows: per-condition statistics, method × scale tables, best vectors chosen and reported, violins, the proxy check."""
+"""The unsupervised A/B study's numbers from its rows: per-condition statistics, method × scale tables,
+best vectors chosen on the selection half and reported on the other half, violins, the proxy check.
+
+Held-out selection (``evaluation.held_out``, the default): every data set's questions are split
+into two disjoint halves (:func:`split_halves`, seeded, stratified by which letter is the
+behaviour). The full vector × scale grid runs on the *selection* half, where each vector's best
+scale and each method's ranking are chosen (in-sample there); only the chosen conditions and the
+unsteered baseline run on the *report* half, whose numbers (paired against scale 0 on the same
+questions) are the estimates of an effect.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ from steerlab.experiments.studies.unsupervised_ab.summary import (
     BestVector,
     ConditionStats,
     DatasetSummary,
+    HeldOut,
     MethodScale,
     ProxyStats,
     VectorInfo,
@@ -43,7 +53,33 @@ def vector_info(v: SteeringVector) -> VectorInfo:
         residual=x.get("residual"),
         relative_gap=x.get("relative_gap"),
         degenerate=x.get("degenerate"),
+        activation_norm=v.meta.activation_norm,
+        resid_norm=x.get("resid_norm"),
     )
+
+
+def split_halves(questions: Sequence[tuple[str, bool]], seed: int) -> tuple[list[str], list[str]]:
+    """Disjoint (selection, report) halves of question ids, seeded, stratified by a flag.
+
+    Args:
+        questions: ``(question id, flag)``, the flag being "the behaviour letter comes first", so
+            both halves stay rebalanced.
+        seed: the split's seed (the same split on every run with that seed).
+
+    Example:
+        >>> split_halves([("a", True), ("b", True), ("c", False), ("d", False)], 0)[0].__len__()
+        2
+    """
+    rng = np.random.default_rng([seed, 2])
+    sel: list[str] = []
+    rep: list[str] = []
+    for flag in (True, False):
+        ids = sorted(q for q, f in questions if f == flag)
+        order = [ids[i] for i in rng.permutation(len(ids))]
+        cut = (len(ids) + (len(sel) <= len(rep))) // 2  # an odd stratum's extra question evens the halves out
+        sel += order[:cut]
+        rep += order[cut:]
+    return sorted(sel), sorted(rep)
 
 
 def _stats(rows: Sequence[ABRow], base: dict[str, ABRow], n_resamples: int, seed: int) -> ConditionStats:
@@ -71,7 +107,17 @@ def _stats(rows: Sequence[ABRow], base: dict[str, ABRow], n_resamples: int, seed
     )
 
 
-def _method_table(conds: list[ConditionStats], baseline: ConditionStats, n_q: int) -> list[MethodScale]:
+def _method_table(
+    rows: Sequence[ABRow], base: dict[str, ABRow], conds: list[ConditionStats], n_resamples: int, seed: int
+) -> list[MethodScale]:
+    """Per method and scale: the mean over the method's vectors, with a 95% interval from resampling
+    questions (each question's value is its mean over the vectors, so vectors sharing questions are
+    not counted as independent)."""
+    per_q: dict[tuple[str, float], dict[str, list[ABRow]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r.vector is not None:
+            per_q[(r.method, r.scale)][r.question_id].append(r)
+    qids = sorted(base)
     out = []
     for method in METHODS:
         mine = [c for c in conds if c.method == method]
@@ -79,23 +125,31 @@ def _method_table(conds: list[ConditionStats], baseline: ConditionStats, n_q: in
             continue
         n_vec = len({c.vector for c in mine})
         for scale in sorted({0.0, *(c.scale for c in mine)}):
-            cs = [baseline] * n_vec if scale == 0 else [c for c in mine if c.scale == scale]
-            b = [c.behavior.value or 0.0 for c in cs]
-            masses = [c.mass for c in cs if c.mass is not None]
+            cells = {q: [base[q]] for q in qids} if scale == 0 else per_q[(method, scale)]
+            qs = [q for q in qids if cells.get(q)]
+            b = [c.behavior.value or 0.0 for c in mine if c.scale == scale] or [base_rate(base)]
+            masses = [r.letter_mass for q in qs for r in cells[q] if r.letter_mass is not None]
             out.append(
                 MethodScale(
                     method=method,
                     scale=scale,
-                    behavior=float(np.mean(b)),
+                    behavior=mean([float(np.mean([bool(r.matches) for r in cells[q]])) for q in qs], n_resamples, seed),
                     behavior_min=min(b),
                     behavior_max=max(b),
-                    logit_diff=float(np.mean([c.logit_diff.value or 0.0 for c in cs])),
+                    logit_diff=mean(
+                        [float(np.mean([float(r.logit_diff) for r in cells[q]])) for q in qs], n_resamples, seed
+                    ),
                     mass=float(np.mean(masses)) if masses else None,
                     n_vectors=n_vec,
-                    n_questions=n_q,
+                    n_questions=len(qs),
                 )
             )
     return out
+
+
+def base_rate(base: dict[str, ABRow]) -> float:
+    """The unsteered behaviour rate of ``base`` (question → unsteered row)."""
+    return float(np.mean([bool(r.matches) for r in base.values()])) if base else 0.0
 
 
 def _ranking(
@@ -136,7 +190,9 @@ def _ranking(
 
 
 def _violins(rows: Sequence[ABRow], base: dict[str, ABRow], best: list[BestVector], top_k: int) -> list[Violin]:
-    """Per-question logit differences, averaged over each group's vectors, per method × scale."""
+    """Logit differences per method × scale: for ``all``, every (vector, question) value pooled (a
+    mixture over the method's vectors, so its spread does not shrink with how many vectors the method
+    has); for ``top{k}`` the per-question mean over the k best vectors; for ``rank{r}`` one vector."""
     diff: dict[tuple[str, float], dict[str, float]] = defaultdict(dict)  # (vector, scale) → question → diff
     for r in rows:
         diff[(r.vector, r.scale)][r.question_id] = float(r.logit_diff)  # type: ignore[index,arg-type]
@@ -155,45 +211,108 @@ def _violins(rows: Sequence[ABRow], base: dict[str, ABRow], best: list[BestVecto
         for s in scales:
             if s == 0:
                 values = [float(base[q].logit_diff) for q in qids]  # type: ignore[arg-type]
+            elif group == "all":
+                values = [diff[(v, s)][q] for v in vecs for q in qids if q in diff[(v, s)]]
             else:
                 values = [float(np.mean([diff[(v, s)][q] for v in vecs])) for q in qids]
             out.append(Violin(group=group, method=method, scale=s, values=[round(x, 4) for x in values]))
     return out
 
 
-def summarise_dataset(
-    cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: ABSetInfo, degenerate: dict[str, bool | None]
-) -> DatasetSummary:
-    """Every table of one model on one data set (A/B rows only)."""
-    ev = cfg.evaluation
+def _held_out(rows: Sequence[ABRow], best: list[BestVector], n_best: int, n_resamples: int, seed: int) -> list[HeldOut]:
+    """Each method's ``n_best`` best conditions (chosen elsewhere) on ``rows``, paired against scale 0."""
     base = {r.question_id: r for r in rows if r.vector is None}
-    by_cond: dict[tuple[str, float], list[ABRow]] = defaultdict(list)
+    by_cond: dict[tuple[str | None, float], list[ABRow]] = defaultdict(list)
     for r in rows:
+        if r.vector is not None:
+            by_cond[(r.vector, r.scale)].append(r)
+    out = []
+    for b in best:
+        mine = [r for r in by_cond.get((b.vector, b.scale), []) if r.question_id in base]
+        if b.rank > n_best or not mine:
+            continue
+        zero = [base[r.question_id] for r in mine]
+        out.append(
+            HeldOut(
+                method=b.method,
+                vector=b.vector,
+                rank=b.rank,
+                scale=b.scale,
+                selection_delta_behavior=b.delta_behavior,
+                behavior=rate([bool(r.matches) for r in mine]),
+                baseline=rate([bool(r.matches) for r in zero]),
+                delta_behavior=mean(
+                    [float(r.matches) - float(z.matches) for r, z in zip(mine, zero)], n_resamples, seed
+                ),
+                delta_logit=mean(
+                    [float(r.logit_diff) - float(z.logit_diff) for r, z in zip(mine, zero)], n_resamples, seed
+                ),
+                question_ids=sorted(r.question_id for r in mine),
+            )
+        )
+    return out
+
+
+def summarise_dataset(
+    cfg: UnsupervisedABConfig,
+    rows: Sequence[ABRow],
+    info: ABSetInfo,
+    degenerate: dict[str, bool | None],
+    halves: tuple[list[str], list[str]] | None = None,
+    n_best: int = 1,
+) -> DatasetSummary:
+    """Every table of one model on one data set (A/B rows only).
+
+    Args:
+        halves: (selection, report) question ids; None = no split (every number is in-sample).
+        n_best: how many of each method's best conditions to report on the report half.
+    """
+    ev = cfg.evaluation
+    selection = set(halves[0]) if halves else {r.question_id for r in rows}
+    report = set(halves[1]) if halves else set()
+    sel_rows = [r for r in rows if r.question_id in selection]
+    base = {r.question_id: r for r in sel_rows if r.vector is None}
+    by_cond: dict[tuple[str, float], list[ABRow]] = defaultdict(list)
+    for r in sel_rows:
         if r.vector is not None:
             by_cond[(r.vector, r.scale)].append(r)
     baseline = _stats(list(base.values()), base, ev.bootstrap_resamples, cfg.seed)
     conds = [_stats(rs, base, ev.bootstrap_resamples, cfg.seed) for _, rs in sorted(by_cond.items())]
     best = _ranking(conds, baseline, degenerate)
-    steered = [r for r in rows if r.vector is not None]
+    steered = [r for r in sel_rows if r.vector is not None]
+    rep_rows = [r for r in rows if r.question_id in report]
+    rep_base = [r for r in rep_rows if r.vector is None]
     return DatasetSummary(
         **info.model_dump(),
         n_questions=len(base),
         letters_a=sum(r.letters.index(r.behavior_letter) < r.letters.index(r.other_letter) for r in base.values()),
         baseline=baseline,
         conditions=conds,
-        methods=_method_table(conds, baseline, len(base)),
+        methods=_method_table(sel_rows, base, conds, ev.bootstrap_resamples, cfg.seed),
         best=best,
         violins=_violins(steered, base, best, ev.top_k),
+        selection_ids=sorted(selection),
+        report_ids=sorted(report),
+        report_baseline=_stats(rep_base, {}, ev.bootstrap_resamples, cfg.seed) if rep_base else None,
+        held_out=_held_out(rep_rows, best, n_best, ev.bootstrap_resamples, cfg.seed),
     )
 
 
 def summarise_datasets(
-    cfg: UnsupervisedABConfig, rows: Sequence[ABRow], info: dict[str, ABSetInfo], vectors: list[VectorInfo]
+    cfg: UnsupervisedABConfig,
+    rows: Sequence[ABRow],
+    info: dict[str, ABSetInfo],
+    vectors: list[VectorInfo],
+    halves: dict[str, tuple[list[str], list[str]]] | None = None,
+    n_best: int = 1,
 ) -> dict[str, DatasetSummary]:
-    """One model's per-data-set summaries from its A/B rows."""
+    """One model's per-data-set summaries from its A/B rows (see :func:`summarise_dataset`)."""
     degenerate = {v.name: v.degenerate for v in vectors}
     return {
-        name: summarise_dataset(cfg, [r for r in rows if r.dataset == name], i, degenerate) for name, i in info.items()
+        name: summarise_dataset(
+            cfg, [r for r in rows if r.dataset == name], i, degenerate, halves[name] if halves else None, n_best
+        )
+        for name, i in info.items()
     }
 
 

@@ -88,6 +88,11 @@ class EvaluationConfig(Strict):
         description="rows per forward pass: a question's conditions are split into "
         "equal passes of at most this many rows",
     )
+    held_out: bool = Field(
+        True,
+        description="choose each vector's best scale and the best vectors on one half of every data set's "
+        "questions and report them on the other half (false: one set of questions, every number in-sample)",
+    )
     bootstrap_resamples: int = Field(2000, ge=100, description="resamples for the intervals of means")
     top_k: int = Field(3, ge=1, description="top-k and rank-1..k violin plots per method")
 

@@ -4,10 +4,13 @@ The flow, top to bottom (:meth:`UnsupervisedAB.flow`), for every model in the co
   1. vectors  — from the training prompt(s), no labels: MELBO (K in parallel), the top right
                 singular vectors of the source → target Jacobian (block power iteration) and
                 random controls of the same norm; saved under vectors/ (reused on resume)
-  2. A/B grid — every question of every data set unsteered once, and under every vector at
-                every scale (both signs by default), scored from the answer-letter logits;
-                the vector × scale conditions of one question share a batch (per-row vectors
-                and scales), the layers below the source run once per question
+  2. A/B grid — every question of the selection half of every data set (evaluation.held_out;
+                all questions without it) unsteered once, and under every vector at every
+                scale (both signs by default), scored from the answer-letter logits; the
+                vector × scale conditions of one question share a batch (per-row vectors and
+                scales), the layers below the source run once per question
+  2b. held-out — each method's best vectors at the scales chosen on the selection half, and
+                scale 0, on the report half: the numbers the report states as effects
   3. proxy    — for the top vectors of each method, open answers to a sample of questions,
                 with and without steering, parsed (and optionally judged) for the chosen
                 option, against the letter the logits prefer
@@ -27,6 +30,7 @@ from steerlab.experiments.engine.records import make_key
 from steerlab.experiments.engine.registry import ExperimentKind, register_kind
 from steerlab.experiments.studies.unsupervised_ab.analysis import (
     proxy_stats,
+    split_halves,
     summarise_datasets,
     top_vectors,
     vector_info,
@@ -39,6 +43,7 @@ from steerlab.experiments.studies.unsupervised_ab.summary import (
     DEFINITIONS,
     METHODS,
     ABSetInfo,
+    DatasetSummary,
     ModelSummary,
     ProxyStats,
     UnsupervisedSummary,
@@ -48,6 +53,7 @@ from steerlab.interventions.spec import InterventionSpec
 if TYPE_CHECKING:  # torch-heavy modules: imported where used, so loading a config stays light
     from steerlab.evals.ab import ABQuestion
     from steerlab.experiments.engine.run import Run
+    from steerlab.experiments.studies.unsupervised_ab.records import ABRow
     from steerlab.vectors.vector import SteeringVector, VectorSet
 from steerlab.experiments.studies.unsupervised_ab.stages import (
     AB,
@@ -81,6 +87,14 @@ def _stage_vectors(run: Run, cfg: UnsupervisedABConfig, spec: ModelSpec) -> Vect
 
 
 # ---------------------------------------------------------------------------- cells
+
+
+def _behavior_first(q: ABQuestion, invert: bool) -> bool:
+    """Whether the behaviour letter comes first among the question's letters (the split's stratum)."""
+    from steerlab.evals.ab_scoring import question_letters
+
+    behavior, other = question_letters(q, invert)
+    return q.letters.index(behavior) < q.letters.index(other)
 
 
 def _cell(
@@ -167,32 +181,60 @@ class UnsupervisedAB(ExperimentKind[UnsupervisedABConfig, UnsupervisedSummary]):
         vectors = {spec.name: _stage_vectors(run, cfg, spec) for spec in cfg.models}
         table = {f"{model}/{name}": v for model, vs in vectors.items() for name, v in vs.items()}
 
-        # 2. the A/B grid: per question, unsteered once + every vector × scale; one engine batch per
-        #    question, which _score splits into passes of at most ev.batch_size rows
+        # 2. the A/B grid on the selection half: per question, unsteered once + every vector × scale; one
+        #    engine batch per question, which _score splits into passes of at most ev.batch_size rows
+        halves = {
+            name: split_halves([(q.id, _behavior_first(q, invert[name])) for q in abset.questions], cfg.seed)
+            if ev.held_out
+            else ([q.id for q in abset.questions], [])
+            for name, abset in sets.items()
+        }
+        selection = {name: set(h[0]) for name, h in halves.items()}
         per_question = 1 + len(next(iter(vectors.values()))) * len(ev.steered_scales)
         cells = [
             _cell(run, cfg, model, "ab", q, invert[name], v, s)
             for model, vs in vectors.items()
             for name, abset in sets.items()
             for q in abset.questions
+            if q.id in selection[name]
             for v, s in [(None, 0.0)] + [(v, s) for v in vs.values() for s in ev.steered_scales]
         ]
         rows = run.cells(AB, cells, vectors=table, batch_size=per_question, desc=f"A/B grid: {len(cells)} cells")
 
-        # 3. the proxy check: open answers for the top vectors of each method, at their best scale
         info = {name: ABSetInfo.of(s, d) for (name, s), d in zip(sets.items(), cfg.datasets)}
         infos = {model: [vector_info(v) for v in vs.values()] for model, vs in vectors.items()}
-        datasets = {
-            model: summarise_datasets(cfg, [r for r in rows if r.model == model], info, infos[model])
-            for model in vectors
-        }
+        n_best = max(ev.top_k, cfg.proxy_check.vectors_per_method if cfg.proxy_check.enabled else 1)
+
+        def summarise(model: str, got: list[ABRow]) -> dict[str, DatasetSummary]:
+            mine = [r for r in got if r.model == model]
+            return summarise_datasets(cfg, mine, info, infos[model], halves, n_best)
+
+        # 2b. held-out: the best conditions chosen on the selection half, and scale 0, on the report half
+        if ev.held_out:
+            picked = {model: summarise(model, rows) for model in vectors}
+            cells = [
+                _cell(run, cfg, model, "ab", q, invert[name], v, s)
+                for model, vs in vectors.items()
+                for name, abset in sets.items()
+                for q in abset.questions
+                if q.id not in selection[name]
+                for v, s in [(None, 0.0)] + [(vs[n], s) for n, s in top_vectors(picked[model][name], n_best)]
+            ]
+            rows = rows + run.cells(
+                AB, cells, vectors=table, batch_size=1 + 3 * n_best, desc=f"held-out half: {len(cells)} cells"
+            )
+        datasets = {model: summarise(model, rows) for model in vectors}
+
+        # 3. the proxy check: open answers for the top vectors of each method, at their best scale,
+        #    on report-half questions when there is a split
         proxy: dict[str, list[ProxyStats]] = {model: [] for model in vectors}
         if cfg.proxy_check.enabled:
             p = cfg.proxy_check
             cells = []
             for model, vs in vectors.items():
                 for name, abset in sets.items():
-                    qs = abset.questions[: p.n_questions]
+                    report = set(halves[name][1]) or selection[name]
+                    qs = [q for q in abset.questions if q.id in report][: p.n_questions]
                     chosen = top_vectors(datasets[model][name], p.vectors_per_method)
                     cells += [
                         _cell(run, cfg, model, "proxy", q, invert[name], v, s)

@@ -22,7 +22,12 @@ def _setup(cfg: Any) -> list[str]:
         "objective/Jacobian read at the output of the target layer (layers in the vector table below)",
         f"- MELBO: {cfg.melbo.n_vectors} vectors, objective on `{cfg.melbo.positions}`, p = {cfg.melbo.p:g}, "
         f"q = {cfg.melbo.q:g}, {cfg.melbo.steps} steps of {cfg.melbo.optimizer} (lr {cfg.melbo.lr:g}), "
-        f"orthogonal: {'yes' if cfg.melbo.orthogonal else 'no'}, {cfg.melbo.vector_batch_size} trained in parallel",
+        f"orthogonal: {'yes' if cfg.melbo.orthogonal else 'no'}, {cfg.melbo.batch} trained in parallel"
+        + (
+            " (orthogonal in parallel: not the sequential algorithm)"
+            if cfg.melbo.orthogonal and cfg.melbo.batch > 1
+            else ""
+        ),
         f"- Power iteration: {cfg.power_iteration.n_vectors} vectors, objective on `{cfg.power_iteration.positions}`, "
         f"{cfg.power_iteration.iterations} iterations, block oversampled by {cfg.power_iteration.oversample}, "
         f"near-degenerate below a relative gap of {cfg.power_iteration.degenerate_gap:g}",
@@ -78,6 +83,8 @@ def _vectors(model: Any) -> list[str]:
                 LABELS.get(v.method, v.method),
                 f"{v.layer} `{v.site}` → {v.target_layer}",
                 f"{v.norm:.3g}",
+                _f(v.resid_norm, 4),
+                _f(v.activation_norm, 4),
                 obj,
                 _f(v.singular_value, 4),
                 _f(v.residual, 2),
@@ -91,6 +98,8 @@ def _vectors(model: Any) -> list[str]:
             "Method",
             "Source → target layer",
             "Norm",
+            "‖resid_post‖ at source",
+            "‖site‖ at source",
             "MELBO objective (start → end)",
             "σ",
             "Residual",
@@ -98,7 +107,19 @@ def _vectors(model: Any) -> list[str]:
             "Near-degenerate",
         ],
         rows,
-        ["l", "l", "l", "r", "r", "r", "r", "r", "c"],
+        ["l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "c"],
+    )
+
+
+def _norm_line(model: Any) -> str:
+    """The source layer's activation norms, so a scale (the added norm) can be read against them."""
+    v = next((v for v in model.vectors if v.resid_norm is not None), None)
+    if v is None:
+        return ""
+    return (
+        f"Source layer {v.layer}: mean residual-stream norm ‖resid_post‖ = {v.resid_norm:.4g}, mean norm at the "
+        f"injection site `{v.site}` = {_f(v.activation_norm, 4)} (unsteered, over the training prompt's tokens); "
+        "a scale s adds a vector of norm s."
     )
 
 
@@ -108,10 +129,10 @@ def _method_tables(ds: Any) -> list[str]:
     out = []
     for title, cell in (
         (
-            f"{ds.behavior} % (mean over vectors; [min, max] over vectors)",
-            lambda m: f"{100 * m.behavior:.1f}% [{100 * m.behavior_min:.0f}, {100 * m.behavior_max:.0f}]",
+            f"{ds.behavior} % (mean over vectors, 95% interval over questions; range over vectors)",
+            lambda m: f"{pct(m.behavior, 1)} (vectors {100 * m.behavior_min:.0f}–{100 * m.behavior_max:.0f})",
         ),
-        ("mean logit difference", lambda m: f"{m.logit_diff:+.2f}"),
+        ("mean logit difference (mean over vectors, 95% interval over questions)", lambda m: num(m.logit_diff)),
         ("letter mass p(A) + p(B)", lambda m: "–" if m.mass is None else f"{m.mass:.2f}"),
     ):
         rows = []
@@ -119,12 +140,72 @@ def _method_tables(ds: Any) -> list[str]:
             by = {m.scale: m for m in ds.methods if m.method == method}
             rows.append([LABELS.get(method, method), *[cell(by[s]) if s in by else "–" for s in scales]])
         out += [
-            f"**{title}** — {ds.methods[0].n_questions} questions per vector",
+            f"**{title}** — {_where(ds)}, {ds.methods[0].n_questions} questions per vector",
             "",
             *markdown_table(head, rows, ["l", *["r"] * len(scales)]),
             "",
         ]
     return out
+
+
+def _where(ds: Any) -> str:
+    return "selection half" if ds.report_ids else "all questions (no held-out split: in-sample)"
+
+
+def _held_out(ds: Any) -> list[str]:
+    """The best conditions, chosen on the selection half, on the report half — the stated effects."""
+    if not ds.report_ids:
+        return [
+            "**No held-out half** (`evaluation.held_out: false`): the best vectors below are chosen and "
+            "measured on the same questions — IN-SAMPLE, biased upwards, not estimates of an effect.",
+            "",
+        ]
+    rb = ds.report_baseline
+    rows = [
+        [
+            LABELS.get(h.method, h.method),
+            h.rank,
+            h.vector,
+            f"{h.scale:+g}",
+            f"{100 * h.selection_delta_behavior:+.0f} pts",
+            pct(h.behavior),
+            pct(h.baseline),
+            _pts(h.delta_behavior),
+            num(h.delta_logit),
+            h.behavior.n,
+        ]
+        for h in ds.held_out
+    ]
+    return [
+        f"**Held-out estimates** — vector and scale chosen on the selection half ({len(ds.selection_ids)} "
+        f"questions), measured on the disjoint report half ({len(ds.report_ids)} questions; unsteered there: "
+        f"{pct(rb.behavior, 1) if rb else '–'}); Δ paired per question against scale 0",
+        "",
+        *markdown_table(
+            [
+                "Method",
+                "Rank",
+                "Vector",
+                "Scale (chosen)",
+                "Δ on selection half (in-sample)",
+                f"{ds.behavior} % (report half)",
+                "Scale 0 (report half)",
+                "Δ behaviour (paired)",
+                "Δ logit (paired)",
+                "n",
+            ],
+            rows,
+            ["l", "r", "l", "r", "r", "l", "l", "l", "l", "r"],
+        ),
+        "",
+    ]
+
+
+def _pts(e: Any) -> str:
+    """A paired difference of rates in points with its interval."""
+    if e is None or e.value is None:
+        return "–"
+    return f"{100 * e.value:+.0f} pts [{100 * e.low:+.0f}, {100 * e.high:+.0f}]"
 
 
 def _best(ds: Any, k: int) -> list[str]:
@@ -245,21 +326,24 @@ def render_report(cfg: Any, summary: Any, plots: dict[str, dict[str, str]]) -> s
         "",
     ]
     for label, m in summary.models.items():
-        lines += [f"## {label}", "", *_datasets(m), "", "### Vectors", "", *_vectors(m), ""]
+        lines += [f"## {label}", "", *_datasets(m), "", "### Vectors", "", *_vectors(m), "", _norm_line(m), ""]
         for name, ds in m.datasets.items():
             b = ds.baseline
             lines += [
                 f"### {name}",
                 "",
                 f"Unsteered: {ds.behavior} {pct(b.behavior, 1)}, mean logit difference {num(b.logit_diff)}, "
-                f"letter mass {_f(b.mass, 2)}, n = {b.behavior.n} questions.",
+                f"letter mass {_f(b.mass, 2)}, n = {b.behavior.n} questions ({_where(ds)}).",
                 "",
                 *_method_tables(ds),
-                f"**Best vectors** (top {k} per method, each at its best scale)",
+                *_held_out(ds),
+                f"**Best vectors, IN-SAMPLE** (top {k} per method, each at its best scale, chosen and measured "
+                f"on the same {ds.n_questions} questions ({_where(ds)}): biased upwards; the held-out table above "
+                "is the estimate)",
                 "",
                 *_best(ds, k),
                 "",
-                f"**Every vector: {ds.behavior} % by scale**",
+                f"**Every vector: {ds.behavior} % by scale** ({_where(ds)}, in-sample)",
                 "",
                 *_per_vector(ds),
                 "",

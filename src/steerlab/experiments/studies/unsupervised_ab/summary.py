@@ -30,10 +30,22 @@ scale             with unit_norm (default) the norm of the added vector s · v/�
                   so the signed scales evaluate both signs of every vector
 Δ vs baseline     the condition minus the unsteered model on the same questions: Δ% in
                   points; Δ logit paired per question, bootstrap 95% interval
-method × scale    mean over the method's vectors of each vector's value; [min, max] over
-                  vectors (vectors share questions, so no pooled interval is claimed)
-best vector       for each vector, its scale with the largest Δ behaviour % (ties: larger
-                  Δ logit); vectors ranked by that Δ, per method and data set
+halves            each data set's questions split in two disjoint, seeded halves (stratified
+                  by the behaviour letter's position): the full grid runs on the SELECTION
+                  half, only the chosen conditions and scale 0 on the REPORT half
+method × scale    (selection half) mean over the method's vectors; 95% interval by resampling
+                  questions, each question's value being its mean over the vectors
+best vector       (selection half, IN-SAMPLE) for each vector, its scale with the largest
+                  Δ behaviour % (ties: larger Δ logit); vectors ranked by that Δ per method
+held-out          the best vectors at their chosen scales on the REPORT half: behaviour %
+                  (Wilson) and, paired per question against scale 0 on the same questions,
+                  Δ behaviour (points) and Δ logit, bootstrap 95% intervals — the estimates
+                  of an effect; nothing on this half took part in choosing
+violins           all: every (vector, question) value of a method pooled; top-k: per
+                  question mean over the k best vectors; rank-r: one vector (selection half)
+activation norm   mean norm over the training prompt's tokens, unsteered, of the source
+                  layer's residual stream (resid_post) and of the injection site; a scale s
+                  adds a vector of norm s (unit_norm)
 proxy agreement   open answer (greedy) parsed for the option chosen; agreement = the parsed
                   letter is the letter whose logit is larger in the A/B grid, among answers
                   where a letter was parsed; Wilson 95% interval"""
@@ -55,14 +67,14 @@ class ConditionStats(Record):
 
 
 class MethodScale(Record):
-    """One cell of the seed's method × scale table."""
+    """One cell of the seed's method × scale table (selection half)."""
 
     method: str
     scale: float
-    behavior: float
-    behavior_min: float
-    behavior_max: float
-    logit_diff: float
+    behavior: Estimate = Field(description="mean over vectors; interval from resampling questions")
+    behavior_min: float = Field(description="the lowest vector's behaviour rate")
+    behavior_max: float = Field(description="the highest vector's behaviour rate")
+    logit_diff: Estimate = Field(description="mean over vectors; interval from resampling questions")
     mass: float | None
     n_vectors: int
     n_questions: int
@@ -81,6 +93,21 @@ class BestVector(Record):
     delta_logit: Estimate | None
     mass: float | None
     degenerate: bool | None = Field(None, description="power iteration: the vector's singular value is near-degenerate")
+
+
+class HeldOut(Record):
+    """A best condition (vector and scale chosen on the selection half) measured on the report half."""
+
+    method: str
+    vector: str
+    rank: int = Field(description="rank within its method on the selection half")
+    scale: float = Field(description="the scale chosen on the selection half")
+    selection_delta_behavior: float = Field(description="its in-sample Δ behaviour on the selection half")
+    behavior: Estimate = Field(description="behaviour rate on the report half (Wilson)")
+    baseline: Estimate = Field(description="scale 0 on the same report-half questions (Wilson)")
+    delta_behavior: Estimate = Field(description="paired per question vs scale 0, in [−1, 1] (bootstrap)")
+    delta_logit: Estimate = Field(description="paired per question vs scale 0 (bootstrap)")
+    question_ids: list[str] = Field(description="the report-half questions these numbers come from")
 
 
 class Violin(Record):
@@ -121,13 +148,17 @@ class ABSetInfo(Record):
 class DatasetSummary(ABSetInfo):
     """Every table of one model on one data set."""
 
-    n_questions: int
+    n_questions: int = Field(description="questions of the selection half (all questions without a split)")
     letters_a: int = Field(description="questions whose behaviour letter is the earlier one (rebalancing check)")
     baseline: ConditionStats
     conditions: list[ConditionStats]
     methods: list[MethodScale]
     best: list[BestVector]
     violins: list[Violin]
+    selection_ids: list[str] = Field(default_factory=list, description="questions of the selection half")
+    report_ids: list[str] = Field(default_factory=list, description="questions of the report half (empty: no split)")
+    report_baseline: ConditionStats | None = Field(None, description="scale 0 on the report half")
+    held_out: list[HeldOut] = Field(default_factory=list, description="best conditions on the report half")
 
 
 class VectorInfo(Record):
@@ -145,6 +176,8 @@ class VectorInfo(Record):
     residual: float | None = None
     relative_gap: float | None = None
     degenerate: bool | None = None
+    activation_norm: float | None = Field(None, description="mean norm at the injection site (training prompt)")
+    resid_norm: float | None = Field(None, description="mean resid_post norm of the source layer (training prompt)")
 
 
 class ProxyStats(Record):

@@ -48,7 +48,8 @@ def make_random(lm: LanguageModel, t: TrainingConfig, n: int, seed: int) -> Vect
     from steerlab.vectors.vector import SteeringVector, VectorSet
 
     source, target = t.layers(lm.n_layers)
-    act_norm = site_norm(lm, training_batch(lm, t.prompts, t.system_prompt), source, t.site)
+    batch = training_batch(lm, t.prompts, t.system_prompt)
+    act_norm, resid_norm = site_norm(lm, batch, source, t.site), site_norm(lm, batch, source, "resid_post")
     out = []
     for i in range(n):
         v = torch.randn(lm.hidden_size, generator=torch.Generator().manual_seed(vector_seed(seed, "random", i)))
@@ -60,6 +61,7 @@ def make_random(lm: LanguageModel, t: TrainingConfig, n: int, seed: int) -> Vect
             site=t.site,
             radius=t.radius,
             activation_norm=act_norm,
+            resid_norm=resid_norm,
             prompts=t.prompts,
             system=t.system_prompt,
             extra={"index": i, "seed": seed, "source_layer": source, "target_layer": target},
