@@ -15,7 +15,7 @@ same formula with those weights. No sample is made up: nothing is rounded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -156,7 +156,7 @@ class PairCounts:
     first_wins: np.ndarray
     second_wins: np.ndarray
     unparseable: np.ndarray
-    fractional: bool = False
+    fractional: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         check_unique_ids(self.item_ids)

@@ -153,18 +153,26 @@ def render_revealed(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> 
             "## Stated vs revealed",
             "",
             *markdown_table(
-                ["origin", "n", "Pearson r", "Spearman ρ", "per-seed r (mean ± sd, seeds)"],
+                [
+                    "origin",
+                    "tasks",
+                    "n (μ and stated)",
+                    "Pearson r [95% CI]",
+                    "Spearman ρ [95% CI]",
+                    "per-seed r (mean ± sd, seeds)",
+                ],
                 [
                     [
                         s.origin,
                         s.n,
-                        _n(s.pearson),
-                        _n(s.spearman),
+                        s.n_pairs,
+                        f"{_n(s.pearson)} [{_n(s.pearson_low)}, {_n(s.pearson_high)}]",
+                        f"{_n(s.spearman)} [{_n(s.spearman_low)}, {_n(s.spearman_high)}]",
                         f"{_n(s.per_seed_mean)} ± {_n(s.per_seed_sd)} ({s.seeds})",
                     ]
                     for s in summary.stated_revealed
                 ],
-                ["l", "r", "r", "r", "r"],
+                ["l"] + ["r"] * 5,
             ),
             "",
         ]

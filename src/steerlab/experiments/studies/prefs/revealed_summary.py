@@ -61,7 +61,12 @@ class StatedRevealed(Record):
     origin: str
     n: int
     pearson: float | None
+    pearson_low: float | None = Field(None, description="Fisher-z 95% interval of the Pearson r")
+    pearson_high: float | None = None
     spearman: float | None
+    spearman_low: float | None = Field(None, description="Fisher-z 95% interval (se √(1.06/(n−3)))")
+    spearman_high: float | None = None
+    n_pairs: int = Field(0, description="tasks with both a μ and a stated rating (the r's n)")
     per_seed_mean: float | None = Field(description="mean over seeds of Pearson r(μ, that seed's sampled rating)")
     per_seed_sd: float | None
     seeds: int
@@ -308,6 +313,8 @@ def _stated_revealed(
 ) -> list[StatedRevealed]:
     if not rows:
         return []
+    from steerlab.stats.correlation import correlation_interval
+
     stated = _stated(cfg, rows)
     frame = ratings_frame(rows)
     sampled = frame[frame["mode"] == "sample"]
@@ -316,6 +323,10 @@ def _stated_revealed(
         items = [i for i in mu if o in ("all", origin[i])]
         m = np.array([mu[i] for i in items], dtype=float)
         s = np.array([stated.get(i, np.nan) for i in items], dtype=float)
+        both = int((~np.isnan(m) & ~np.isnan(s)).sum())
+        pearson, spearman = _r(m, s, "pearson"), _r(m, s, "spearman")
+        p_lo, p_hi = correlation_interval(pearson if pearson is not None else np.nan, both, "pearson")
+        s_lo, s_hi = correlation_interval(spearman if spearman is not None else np.nan, both, "spearman")
         per_seed = []
         for _, part in sampled.groupby("seed"):
             vals = dict(zip(part["item"], part["value"]))
@@ -326,8 +337,13 @@ def _stated_revealed(
             StatedRevealed(
                 origin=o,
                 n=len(items),
-                pearson=_r(m, s, "pearson"),
-                spearman=_r(m, s, "spearman"),
+                pearson=pearson,
+                pearson_low=fin(p_lo),
+                pearson_high=fin(p_hi),
+                spearman=spearman,
+                spearman_low=fin(s_lo),
+                spearman_high=fin(s_hi),
+                n_pairs=both,
                 per_seed_mean=fin(np.mean(per_seed)) if per_seed else None,
                 per_seed_sd=fin(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
                 seeds=len(per_seed),
