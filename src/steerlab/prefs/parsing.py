@@ -8,8 +8,8 @@ Ratings (:func:`parse_rating`), numeric templates:
   2. The first remaining number (optional sign, optional decimals) is the answer. It must end
      a word (:mod:`steerlab.prefs.words`, the rule of the one-pass scorer): "10" is not "1", and
      "1st" is no number, except an ordinal before "percentile" ("80th percentile" reads 80).
-     With no digits at all, number words are read the same way ("Four" reads 4, "minus two"
-     reads −2; zero to twenty, the tens, "hundred").
+     With no digits at all, a reply that starts with a number word reads it ("Four" reads 4,
+     "minus two" reads −2; zero to twenty, the tens, "hundred"); "a one or two" is no answer.
   3. A number that is not a declared value is ``off_scale`` (e.g. 4 on ban_four_1_5, 7 on 1-5).
 Label templates: the earliest answer word in the reply (whole words, any case; plurals are
 answer strings of their own in the template, "lemons" beside "lemon"; at a
@@ -77,8 +77,10 @@ class Parsed:
 
 
 def _word_number(text: str) -> float | None:
-    """The first number written in words ("Four", "minus two", "twenty-five"), or None."""
-    m = _NUMBER_WORD.search(text)
+    """A reply that starts with a number in words ("Four", "**Four** out of five", "minus two"), or None.
+
+    Only at the start: in prose ("a one or two", "this one") a number word is no answer."""
+    m = _NUMBER_WORD.match(text.lstrip(" \t\n*_\"'(:"))
     if m is None:
         return None
     sign, head, unit = m.groups()
