@@ -126,7 +126,9 @@ def default_lm():
     """
     import steerlab as sl
 
-    return sl.load_model("default", device="cpu")
+    # float32: these tests compare with by-hand fp32 references; what bf16 changes is measured in
+    # bench/ (parity), and auto-dtype resolution is tested in tests/models/test_models_dtype.py.
+    return sl.load_model("default", device="cpu", dtype="float32")
 
 
 def save_tiny(path, arch: str = "llama", seed: int = 0):

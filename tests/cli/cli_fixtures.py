@@ -93,7 +93,19 @@ def vec_file(runner: CliRunner, tiny_dir: Path, pairs_file: Path, tmp_path: Path
 
     out = tmp_path / "v.safetensors"
     res = runner.invoke(
-        app, ["extract", str(tiny_dir), "--pairs", str(pairs_file), "--layers", "1,2", "--out", str(out)]
+        app,
+        [
+            "extract",
+            str(tiny_dir),
+            "--pairs",
+            str(pairs_file),
+            "--layers",
+            "1,2",
+            "--out",
+            str(out),
+            "--dtype",
+            "float32",
+        ],
     )
     assert res.exit_code == 0, res.output
     return out

@@ -42,6 +42,8 @@ def test_extract_prints_norm_table(runner, tiny_dir, pairs_file, tmp_path):
         [
             "extract",
             str(tiny_dir),
+            "--dtype",
+            "float32",
             "--pairs",
             str(pairs_file),
             "--layers",
@@ -70,6 +72,8 @@ def test_extract_from_two_prompt_sets_mean_selector(runner, tiny_dir, tmp_path):
         [
             "extract",
             str(tiny_dir),
+            "--dtype",
+            "float32",
             "--positive",
             str(pos),
             "--negative",

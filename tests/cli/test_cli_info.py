@@ -24,7 +24,10 @@ def _norm_rows(stdout: str) -> dict[int, tuple[float, float]]:
 def test_info_facts(runner, tiny_dir):
     res = runner.invoke(app, ["info", str(tiny_dir)])
     assert res.exit_code == 0, res.output
-    for fact in ("llama (LlamaForCausalLM)", "hidden size", "plain fallback", "cpu / float32"):
+    from steerlab.models.loading import resolve_dtype
+
+    dtype, why = resolve_dtype("auto", "cpu")  # bfloat16 on this CI's AVX512-BF16 CPU
+    for fact in ("llama (LlamaForCausalLM)", "hidden size", "plain fallback", f"cpu / {dtype}", why[:30]):
         assert fact in res.stdout
     assert re.search(r"layers\s*│\s*3\b", res.stdout)
     assert re.search(r"post-instruction tokens\s*│\s*2\b", res.stdout)  # "Assistant", ":"

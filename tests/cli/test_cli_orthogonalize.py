@@ -28,7 +28,7 @@ def test_orthogonalize_writes_a_plain_model_equal_to_hook_ablation(runner, tiny_
     import transformers
 
     out = tmp_path / "edited"
-    res = runner.invoke(app, ["orthogonalize", str(tiny_dir), f"{vec_file}:1", "--out", str(out)])
+    res = runner.invoke(app, ["orthogonalize", str(tiny_dir), f"{vec_file}:1", "--out", str(out), "--dtype", "float32"])
     assert res.exit_code == 0, res.output
     diff = float(re.search(r"vs hook ablation on 2 prompts: ([0-9.e+-]+)", res.output).group(1))
     assert diff <= 1e-4 and "edited 7 weights" in res.output

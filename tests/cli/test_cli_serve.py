@@ -10,7 +10,7 @@ from cli_fixtures import other_dir, pairs_file, runner, tiny_dir, vec_file  # no
 from test_cli_errors import assert_one_line_error
 
 from steerlab.cli import app
-from steerlab.cli.serve import is_loopback
+from steerlab.cli.serve import is_loopback, parse_presets
 
 
 def serve_args(model, *extra):
@@ -74,3 +74,26 @@ def test_port_in_use(runner, tiny_dir, vec_file):
 def test_is_loopback():
     assert is_loopback("127.0.0.1") and is_loopback("127.8.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.org")
+
+
+@pytest.mark.parametrize(
+    ("preset", "fragment"),
+    [
+        ("refusal", "expected NAME=VECTOR@STRENGTH"),
+        ("r=r", "expected NAME=VECTOR@STRENGTH"),
+        ("r=other@0.1", "no vector named 'other'"),
+        ("r=r@lots", "the strength 'lots' is not a number"),
+        ("r=r@nan", "finite number"),
+    ],
+)
+def test_preset_syntax(runner, tiny_dir, vec_file, preset, fragment):
+    res = runner.invoke(app, serve_args(tiny_dir, "--vector", f"r={vec_file}:1", "--preset", preset))
+    assert_one_line_error(res, fragment)
+
+
+def test_parse_presets():
+    assert parse_presets(["a=r@0.1", "b=r@-2", "c=r@ablate"], ["r"]) == {
+        "a": {"vector": "r", "strength": 0.1},
+        "b": {"vector": "r", "strength": -2.0},
+        "c": {"vector": "r", "kind": "ablate"},
+    }

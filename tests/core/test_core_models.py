@@ -78,7 +78,7 @@ def test_load_model_from_local_directory(tmp_path):
     lm = tiny_lm("qwen3")
     lm.model.save_pretrained(tmp_path / "m")
     lm.tokenizer.save_pretrained(tmp_path / "m")
-    loaded = sl.load_model(str(tmp_path / "m"), device="cpu")
+    loaded = sl.load_model(str(tmp_path / "m"), device="cpu", dtype="float32")
     assert loaded.n_layers == 3 and loaded.hidden_size == 32
     ids = torch.tensor([[1, 5, 6, 7]])
     with torch.no_grad():

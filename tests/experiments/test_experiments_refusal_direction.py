@@ -207,7 +207,7 @@ def _raw(model_dir, **over):
     raw = {
         "kind": "refusal_direction",
         "name": "tiny",
-        "models": [{"id": str(model_dir), "device": "cpu"}],
+        "models": [{"id": str(model_dir), "device": "cpu", "dtype": "float32"}],
         "data": {"n_train": 6, "n_val": 3, "n_test": 4},
         "scoring": {"layers": [1, 2], "batch_size": 16, "discovery_tokens": 4},
         "interventions": {"save_model": True},

@@ -26,7 +26,7 @@ def _raw(model_dir, temperature: float, batch_size: int) -> dict:
         "kind": "refusal_study",
         "name": "repro",
         "seed": 11,
-        "models": [{"id": str(model_dir), "layers": [1], "device": "cpu"}],
+        "models": [{"id": str(model_dir), "layers": [1], "device": "cpu", "dtype": "float32"}],
         "data": {"n_pairs": 4, "n_val": 2, "n_test": 3},
         "conditions": {"strengths": [4.0]},
         "generation": {"max_new_tokens": 8, "batch_size": batch_size, "temperature": temperature},

@@ -49,3 +49,27 @@ def test_default_model_served_steered_and_streamed(default_lm):
         assert streamed == ref.text
     finally:
         srv.shutdown()
+
+
+def test_default_model_echo_and_token_ids(default_lm):
+    """Echo log-probabilities equal a plain forward of Gemma to 1e-4; its token ids (with <bos>) get the text's reply."""
+    import torch
+
+    srv = serve(default_lm, check_context=True)
+    try:
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1", api_key="x", max_retries=0)
+        name, text = default_lm.model_id, "Question: What is the capital of France?\nAnswer: Paris"
+        ids = default_lm.tokenizer(text)["input_ids"]
+        assert ids[0] == default_lm.tokenizer.bos_token_id
+        echo = c.completions.create(model=name, prompt=ids, max_tokens=0, echo=True, logprobs=1)
+        with torch.inference_mode():
+            lp = torch.log_softmax(default_lm.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        ref = [lp[t - 1, ids[t]].item() for t in range(1, len(ids))]
+        got = echo.choices[0].logprobs.token_logprobs
+        assert got[0] is None and got[1:] == pytest.approx(ref, abs=1e-4)
+        by_text = c.completions.create(model=name, prompt=text, max_tokens=6, temperature=0)
+        by_ids = c.completions.create(model=name, prompt=ids, max_tokens=6, temperature=0)
+        assert by_ids.choices[0].text == by_text.choices[0].text
+        assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens == len(ids)
+    finally:
+        srv.shutdown()

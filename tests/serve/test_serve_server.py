@@ -253,8 +253,10 @@ def test_transport_level_errors_are_json(server):
     assert status == 413 and "larger than this server allows" in reply["error"]["message"]
     status, reply = post(server, "/v1/nothing", {})
     assert status == 404 and "no route" in reply["error"]["message"]
-    status, reply = post(server, "/v1/completions", {"model": "tiny-llama", "prompt": "x", "echo": True})
-    assert status == 400 and "echo" in reply["error"]["message"]
+    status, reply = post(
+        server, "/v1/completions", {"model": "tiny-llama", "prompt": "x", "echo": True, "stream": True}
+    )
+    assert status == 400 and "echo with stream" in reply["error"]["message"]
 
 
 def test_an_overflowing_steer_fails_alone_not_its_batch_mates(lm, vec):

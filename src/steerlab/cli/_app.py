@@ -136,7 +136,12 @@ ModelArg = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto (cuda → mps → cpu), cpu, cuda, mps, ...")]
-DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: bf16 on CUDA, else fp32).")]
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="auto (bf16 where the CPU or GPU has native bf16 matmul, else fp32), float32, bfloat16 or float16."
+    ),
+]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
 
 

@@ -55,6 +55,7 @@ def model_facts(lm: LanguageModel) -> list[tuple[str, str]]:
         ("chat template", template),
         ("post-instruction tokens", str(lm.chat.post_instruction_tokens())),
         ("device / dtype", f"{lm.device} / {str(next(lm.model.parameters()).dtype).removeprefix('torch.')}"),
+        ("dtype chosen because", lm.dtype_reason),
     ]
 
 

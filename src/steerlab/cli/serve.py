@@ -43,6 +43,31 @@ def load_named_vectors(named: dict[str, str], lm: LanguageModel, *, strict: bool
     return out
 
 
+def parse_presets(specs: Sequence[str], vectors: Sequence[str]) -> dict[str, dict[str, object]]:
+    """``NAME=VECTOR@STRENGTH`` (or ``NAME=VECTOR@ablate``) items → ``{NAME: steer fields}``."""
+    out: dict[str, dict[str, object]] = {}
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        vec, at, how = rest.rpartition("@")
+        name = name.strip()
+        if not sep or not name or not at or not vec or not how:
+            raise InputError(f"--preset: expected NAME=VECTOR@STRENGTH (or NAME=VECTOR@ablate), got {spec!r}")
+        if name in out:
+            raise InputError(f"--preset: the name {name!r} is given twice")
+        if vec not in vectors:
+            known = ", ".join(vectors) or "none (load one with --vector NAME=FILE)"
+            raise InputError(f"--preset {spec}: no vector named {vec!r}; loaded: {known}")
+        if how == "ablate":
+            out[name] = {"vector": vec, "kind": "ablate"}
+            continue
+        try:
+            strength = float(how)
+        except ValueError:
+            raise InputError(f"--preset {spec}: the strength {how!r} is not a number") from None
+        out[name] = {"vector": vec, "strength": strength}
+    return out
+
+
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and ``localhost``."""
     if host == "localhost":
@@ -100,6 +125,37 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(min=0, help="How long a request waits for batch-mates.")] = 20.0,
     max_request_bytes: Annotated[int, typer.Option(min=1, help="Largest request body.")] = 1_000_000,
     max_queue: Annotated[int, typer.Option(min=1, help="Most rows waiting; more get HTTP 429.")] = 256,
+    max_prompt_tokens: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Most tokens in one prompt (longer: HTTP 400 context_length_exceeded). The default keeps one "
+            "request under about a minute of a 2-core CPU on the default model (docs/serve.md).",
+        ),
+    ] = 2048,
+    request_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds a request may take, queue included (then 503; its rows stop).")
+    ] = 120.0,
+    read_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds a client has to send a request's headers, and its body.")
+    ] = 10.0,
+    preset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--preset",
+            help="NAME=VECTOR@STRENGTH or NAME=VECTOR@ablate (repeatable): a model name that steers every request "
+            "with a loaded vector (for clients that cannot send extra_body, e.g. lm-eval).",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Without a key only loopback Host/Origin values are answered (against DNS rebinding); this adds "
+            "a name (repeatable).",
+        ),
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request to stderr.")] = True,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = None,
 ) -> None:
@@ -123,9 +179,24 @@ def serve(
     if default_max_tokens is not None and default_max_tokens > max_tokens:
         raise InputError(f"--default-max-tokens ({default_max_tokens}) must not exceed --max-tokens ({max_tokens})")
     named = split_named_vectors(vector or [])
+    preset_fields = parse_presets(preset or [], list(named))
     lm = load_lm(model, device, dtype)
     vectors = load_named_vectors(named, lm, strict=not allow_other_model)
     names = tuple(dict.fromkeys(served_model_name or [model, lm.model_id]))
+    clash = sorted(set(preset_fields) & set(names))
+    if clash:
+        raise InputError(f"--preset: {', '.join(clash)} is already a name of the model")
+    from pydantic import ValidationError
+
+    from steerlab.serve.protocol import SteerSpec
+
+    try:
+        presets = {n: SteerSpec.model_validate(f) for n, f in preset_fields.items()}
+    except ValidationError as e:
+        raise InputError(f"--preset: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    hosts = tuple(allowed_host or ())
+    if not is_loopback(host) and host not in ("0.0.0.0", "::"):
+        hosts = (*hosts, host)
     config = ServeConfig(
         model_names=names,
         api_key=api_key or None,
@@ -136,6 +207,11 @@ def serve(
         batch_wait_ms=batch_wait_ms,
         max_request_bytes=max_request_bytes,
         max_queue=max_queue,
+        max_prompt_tokens=max_prompt_tokens,
+        request_timeout_s=request_timeout,
+        read_timeout_s=read_timeout,
+        presets=presets,
+        allowed_hosts=hosts,
     )
 
     def ready(address: tuple[str, int]) -> None:
@@ -144,6 +220,7 @@ def serve(
         stderr.print(
             f"serving {names[0]} at http://{shown}:{p}/v1"
             f"{' (API key required)' if api_key else ''}; vectors: {', '.join(vectors) or 'none'}"
+            f"{'; presets: ' + ', '.join(presets) if presets else ''}"
         )
 
-    run_server(create_app(lm, vectors=vectors, config=config), host, port, on_ready=ready)
+    run_server(create_app(lm, vectors=vectors, config=config), host, port, on_ready=ready, access_log=access_log)

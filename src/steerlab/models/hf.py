@@ -75,6 +75,7 @@ class LanguageModel:
     model_id: str
     chat: ChatFormatter = field(default=None)  # type: ignore[assignment]
     batch_size: int = 8
+    dtype_reason: str = "set by the caller"  # why the weights have their dtype (load_model: resolve_dtype)
 
     def __post_init__(self) -> None:
         if self.chat is None:

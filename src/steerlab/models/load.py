@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from steerlab.models.hf import LanguageModel
-from steerlab.models.loading import pick_device, pick_dtype, resolve_spec
+from steerlab.models.loading import pick_device, resolve_dtype, resolve_spec
 
 if TYPE_CHECKING:
     from steerlab.models.backend import ChatBackend
@@ -15,7 +15,7 @@ def load_model(
     spec: str = "default",
     *,
     device: str = "auto",
-    dtype: str | None = None,
+    dtype: str | None = "auto",
     chat_template: str = "auto",
     thinking: bool = False,
     batch_size: int = 8,
@@ -26,7 +26,9 @@ def load_model(
         spec: ``"default"`` (Gemma 3 270M base, shipped on PyPI), a hub id, a local model
             directory, or a ``.gguf`` file.
         device: ``"auto"`` (cuda → mps → cpu) or an explicit torch device string.
-        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or None (bf16 on CUDA, else fp32).
+        dtype: ``"auto"``/None (bf16 on CUDA devices that support it and on CPUs with native
+            bf16 matmul — AVX512-BF16 or AMX —, else fp32), ``"float32"``, ``"bfloat16"`` or
+            ``"float16"``. Scores, means and log-probabilities accumulate in fp32 either way.
         chat_template: ``"auto"`` (the tokenizer's template if it has one, else the plain
             format), or ``"plain"`` to force the plain format.
         thinking: leave Qwen3-style thinking on (off by default).
@@ -36,13 +38,15 @@ def load_model(
         >>> lm = load_model("default")
         >>> lm.generate(["Name three colours."], max_new_tokens=16)
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from steerlab.models.chat import ChatFormatter
 
     dev = pick_device(device)  # checked before any weight is read
+    dtype_name, dtype_reason = resolve_dtype(dtype, dev)
     path, model_id = resolve_spec(spec)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, dev))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype_name))
     model.to(dev)  # type: ignore[arg-type]  # transformers types .to() through a decorator that loses self
     tok = AutoTokenizer.from_pretrained(path)
     return LanguageModel(
@@ -51,6 +55,7 @@ def load_model(
         model_id=model_id,
         chat=ChatFormatter(tok, mode=chat_template, thinking=thinking),
         batch_size=batch_size,
+        dtype_reason=dtype_reason,
     )
 
 

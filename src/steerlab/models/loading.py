@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from steerlab.errors import InputError
 
@@ -60,22 +61,70 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-def pick_dtype(dtype: str | None, device: str):
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags Linux reports in /proc/cpuinfo (empty elsewhere or if unreadable)."""
+    try:
+        text = CPUINFO.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def cpu_native_bf16() -> str | None:
+    """The flag that gives this CPU native bf16 matmul (``avx512_bf16`` or ``amx_bf16``), or None."""
+    flags = cpu_flags()
+    return next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), None)
+
+
+def resolve_dtype(dtype: str | None, device: str) -> tuple[str, str]:
+    """(dtype name, why) for a dtype request on a resolved device.
+
+    ``auto`` (or None) → ``bfloat16`` on a CUDA device that supports it and on a CPU with native
+    bf16 matmul (AVX512-BF16 or AMX: 2–3× fp32 there), else ``float32`` (MPS included: its bf16
+    kernels are incomplete across the torch versions steerlab supports). An explicit name is kept.
+    Scores, means, norms and log-probabilities are accumulated in float32 whatever the weights'
+    dtype.
+    """
+    if dtype not in (None, "auto"):
+        if dtype not in _DTYPE_NAMES:
+            raise InputError(f"unknown dtype {dtype!r}; choose auto or one of {', '.join(_DTYPE_NAMES)}")
+        return _DTYPE_NAMES[dtype], "asked for"
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        if torch.cuda.is_bf16_supported():
+            return "bfloat16", "auto: this CUDA device supports bf16"
+        return "float32", "auto: this CUDA device has no bf16 support"
+    if kind == "cpu":
+        flag = cpu_native_bf16()
+        if flag is not None:
+            return "bfloat16", f"auto: the CPU has native bf16 matmul ({flag})"
+        return "float32", "auto: the CPU has no native bf16 matmul (no avx512_bf16 / amx_bf16)"
+    return "float32", f"auto: float32 on {kind}"
+
+
+def pick_dtype(dtype: str | None, device: str) -> Any:
+    """The torch dtype :func:`resolve_dtype` chooses."""
     import torch
 
-    if dtype in (None, "auto"):
-        return torch.bfloat16 if device == "cuda" else torch.float32
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-    }
-    if dtype not in table:
-        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(table)}")
-    return table[dtype]
+    return getattr(torch, resolve_dtype(dtype, device)[0])
 
 
 def _dequantise_gguf(gguf_path: Path, out: Path) -> None:

@@ -44,7 +44,9 @@ def serve(
         any_model_name: accept any ``model`` in requests (else only ``lm.model_id``).
         check_context: refuse prompts longer than the model's context (the command line does).
         **limits: other :class:`~steerlab.serve.ServeConfig` fields (``max_tokens``, ``max_n``,
-            ``max_batch``, ``batch_wait_ms``, ...).
+            ``max_batch``, ``batch_wait_ms``, ``max_prompt_tokens``, ``request_timeout_s``,
+            ``read_timeout_s``, ``presets``, ...). As on the command line, a server without an
+            ``api_key`` answers loopback ``Host`` / ``Origin`` values only.
     """
     from steerlab.serve import ServeConfig, create_app, start_server
 

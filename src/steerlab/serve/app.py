@@ -19,17 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from steerlab.serve.engine import GroupKey
+from steerlab.serve.engine import GroupKey, Ticket
 from steerlab.serve.protocol import (
     ChatRequest,
     CompletionRequest,
@@ -43,12 +44,23 @@ if TYPE_CHECKING:
     from steerlab.models.hf import LanguageModel
     from steerlab.vectors.vector import SteeringVector
 
+Out = TypeVar("Out")
 
-def _error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> JSONResponse:
-    kind = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(
+
+def _error(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    retry_after: int | None = None,
+) -> JSONResponse:
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}.get(
         status, "invalid_request_error" if status < 500 else "server_error"
     )
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def create_app(
@@ -69,6 +81,7 @@ def create_app(
         try:
             yield
         finally:
+            state.abort_all()
             await state.batcher.stop()
 
     app = FastAPI(title="steerlab serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -76,7 +89,7 @@ def create_app(
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, e: RequestError) -> JSONResponse:
-        return _error(e.status, str(e), param=e.param, code=e.code)
+        return _error(e.status, str(e), param=e.param, code=e.code, retry_after=e.retry_after)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -91,6 +104,8 @@ def create_app(
 
     if state.config.api_key:
         app.add_middleware(_RequireKey, key=state.config.api_key)
+    elif state.config.allowed_hosts is not None:
+        app.add_middleware(_LocalOnly, extra=state.config.allowed_hosts)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -98,6 +113,7 @@ def create_app(
 
     def model_card(name: str) -> dict[str, Any]:
         vecs = [{"name": n, "layer": v.layer, "site": v.site} for n, v in sorted(state.vectors.items())]
+        preset = state.config.presets.get(name)
         return {
             "id": name,
             "object": "model",
@@ -108,12 +124,14 @@ def create_app(
                 "n_layers": lm.n_layers,
                 "hidden_size": lm.hidden_size,
                 "vectors": vecs,
+                "preset": None if preset is None else preset.model_dump(exclude_none=True),
             },
         }
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card(n) for n in state.config.model_names]}
+        names = [state.config.model_names[0], *state.config.presets]
+        return {"object": "list", "data": [model_card(n) for n in names]}
 
     @app.get("/v1/models/{name:path}")
     async def model(name: str) -> dict[str, Any]:
@@ -125,7 +143,7 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
-        req: ChatRequest = parse_request(ChatRequest, await _read_json(request, state.config.max_request_bytes))
+        req: ChatRequest = parse_request(ChatRequest, await _read_json(request, state.config))
         name = state.check_model(req.model)
         conv = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
         try:
@@ -134,16 +152,16 @@ def create_app(
             raise RequestError(f"messages: the model's chat template rejects this conversation ({e})") from None
         stops = (*lm.stop_strings(), *req.stops())
         key = state.group_key(req, stops)
-        counts = state.check_context([text], key.max_tokens)
+        ids = state.check_prompts([text], key.max_tokens)
         if req.stream:
             if req.logprobs:
                 raise RequestError("logprobs with stream=true is not supported; ask without stream", param="logprobs")
-            return _stream(state, "chat.completion.chunk", name, req, key, [text], counts, strip=True)
-        results = await state.generate(key, state.rows([text], req, None))
+            return _stream(state, "chat.completion.chunk", name, req, key, ids, strip=True)
+        results = await _unless_disconnected(request, state.generate(key, state.rows(ids, req, None, Ticket())))
         choices = [
             {
                 "index": j,
-                "message": {"role": "assistant", "content": r.completion.text},
+                "message": {"role": "assistant", "content": state.chat_text(r.completion)},
                 "logprobs": state.chat_logprobs(r),
                 "finish_reason": r.completion.finish_reason,
             }
@@ -156,14 +174,12 @@ def create_app(
             "model": name,
             "system_fingerprint": state.fingerprint,
             "choices": choices,
-            "usage": state.usage(counts, results),
+            "usage": state.usage([len(q) for q in ids], results),
         }
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
-        req: CompletionRequest = parse_request(
-            CompletionRequest, await _read_json(request, state.config.max_request_bytes)
-        )
+        req: CompletionRequest = parse_request(CompletionRequest, await _read_json(request, state.config))
         name = state.check_model(req.model)
         prompts = req.prompts()
         if len(prompts) * req.n > state.config.max_n:
@@ -173,21 +189,29 @@ def create_app(
                 param="prompt",
             )
         key = state.group_key(req, req.stops())
-        counts = state.check_context(prompts, key.max_tokens)
+        ids = state.check_prompts(prompts, key.max_tokens)
         if req.stream:
             if req.logprobs is not None:
                 raise RequestError("logprobs with stream=true is not supported; ask without stream", param="logprobs")
-            return _stream(state, "text_completion", name, req, key, prompts, counts, strip=False)
-        results = await state.generate(key, state.rows(prompts, req, None))
-        choices = [
-            {
-                "index": i,
-                "text": state.raw_text(r.completion, key.stops),
-                "logprobs": state.text_logprobs(r),
-                "finish_reason": r.completion.finish_reason,
-            }
-            for i, r in enumerate(results)
-        ]
+            return _stream(state, "text_completion", name, req, key, ids, strip=False)
+        results = await _unless_disconnected(request, state.generate(key, state.rows(ids, req, None, Ticket())))
+        choices = []
+        for i, r in enumerate(results):
+            prompt = ids[i // req.n]
+            text = state.raw_text(r.completion, key.stops)
+            if req.echo:
+                shown = prompts[i // req.n]
+                text = (
+                    shown if isinstance(shown, str) else state.tokenizer.decode(prompt, skip_special_tokens=True)
+                ) + text
+            choices.append(
+                {
+                    "index": i,
+                    "text": text,
+                    "logprobs": state.text_logprobs(r, prompt if req.echo else None),
+                    "finish_reason": r.completion.finish_reason,
+                }
+            )
         return {
             "id": f"cmpl-{uuid.uuid4().hex}",
             "object": "text_completion",
@@ -195,7 +219,7 @@ def create_app(
             "model": name,
             "system_fingerprint": state.fingerprint,
             "choices": choices,
-            "usage": state.usage(counts, results),
+            "usage": state.usage([len(q) for q in ids], results),
         }
 
     return app
@@ -221,20 +245,110 @@ class _RequireKey:
         await self.app(scope, receive, send)
 
 
-async def _read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON, refusing bodies over ``limit`` bytes (413) and malformed JSON (400)."""
+class _LocalOnly:
+    """ASGI middleware for a server without a key: the ``Host`` header (and ``Origin``, when a
+    browser sends one) must name a loopback address or one of ``extra``, else 403.
+
+    A web page can make the browser POST to ``http://127.0.0.1:8000`` directly (its ``Origin``
+    is then the page's) or through a DNS name it rebinds to 127.0.0.1 (its ``Host`` is then that
+    name); both are refused, while local clients (``Host: 127.0.0.1:8000``, no ``Origin``) pass.
+    """
+
+    def __init__(self, app: Any, extra: Sequence[str] = ()) -> None:
+        self.app = app
+        self.extra = {h.lower() for h in extra}
+
+    def _ok(self, host: str) -> bool:
+        if host.startswith("["):  # [::1]:8000
+            name = host[1:].split("]", 1)[0]
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        name = name.lower()
+        if name in self.extra or name == "localhost" or name.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin")
+            bad = None
+            if not self._ok(host):
+                bad = f"Host {host!r}"
+            elif origin is not None and origin != b"null":
+                o = origin.decode("latin-1")
+                if not self._ok(o.split("://", 1)[-1]):
+                    bad = f"Origin {o!r}"
+            elif origin == b"null":
+                bad = "Origin 'null'"
+            if bad is not None:
+                response = _error(
+                    403,
+                    f"{bad} is not a loopback address; a server without an API key answers local "
+                    "clients only (set STEERLAB_API_KEY, or --allowed-host NAME)",
+                    code="forbidden_host",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, Out]) -> Out:
+    """Await ``work``, cancelling it as soon as the client disconnects (checked every 0.1 s)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.1)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise RequestError("the client disconnected", status=499)
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def _json_content_type(value: str | None) -> bool:
+    media = (value or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _read_json(request: Request, config: ServeConfig) -> Any:
+    """The request body as JSON: 415 unless it is declared JSON, 413 over the size limit, 408 if
+    it does not arrive within the read timeout, 400 when malformed."""
+    if not _json_content_type(request.headers.get("content-type")):
+        raise RequestError(
+            f"Content-Type {request.headers.get('content-type')!r} is not JSON; send 'Content-Type: application/json'",
+            status=415,
+            code="unsupported_media_type",
+        )
+    limit = config.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(
             f"the request body ({declared} bytes) is larger than this server allows ({limit})", status=413
         )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"the request body is larger than this server allows ({limit} bytes)", status=413)
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+
+    async def body() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(f"the request body is larger than this server allows ({limit} bytes)", status=413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        raw = await asyncio.wait_for(body(), config.read_timeout_s)
+    except asyncio.TimeoutError:
+        raise RequestError(f"the request body did not arrive within {config.read_timeout_s:g} s", status=408) from None
     if not raw.strip():
         raise RequestError("the request body is empty; send a JSON object")
 
@@ -257,21 +371,24 @@ def _stream(
     name: str,
     req: ChatRequest | CompletionRequest,
     key: GroupKey,
-    texts: Sequence[str],
-    counts: Sequence[int],
+    ids: Sequence[Sequence[int]],
     *,
     strip: bool,
 ) -> StreamingResponse:
-    """A server-sent-event stream of chunks; its deltas join to the non-streamed reply."""
+    """A server-sent-event stream of chunks; its deltas join to the non-streamed reply.
+
+    When the client disconnects, Starlette cancels this generator, which cancels the
+    generation task; the rows' ticket is cancelled and they leave the batch at its next step.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
-    n_rows = len(texts) * req.n
+    n_rows = len(ids) * req.n
     streams = [TextStream(state.tokenizer, key.stops, strip=strip, eos_ids=state.eos) for _ in range(n_rows)]
 
     def sink(i: int) -> Any:
         return lambda tok: loop.call_soon_threadsafe(queue.put_nowait, (i, tok))
 
-    rows = state.rows(texts, req, [sink(i) for i in range(n_rows)])
+    rows = state.rows(ids, req, [sink(i) for i in range(n_rows)], Ticket())
     ident = f"{'chatcmpl' if strip else 'cmpl'}-{uuid.uuid4().hex}"
     created = int(time.time())
 
@@ -327,7 +444,7 @@ def _stream(
                 )
                 return
             for i, r in enumerate(results):
-                final = r.completion.text if strip else state.raw_text(r.completion, key.stops)
+                final = state.chat_text(r.completion) if strip else state.raw_text(r.completion, key.stops)
                 rest = streams[i].finish(final)
                 if rest:
                     yield _sse(chunk(i, rest, None))
@@ -340,7 +457,7 @@ def _stream(
                         "created": created,
                         "model": name,
                         "choices": [],
-                        "usage": state.usage(counts, results),
+                        "usage": state.usage([len(q) for q in ids], results),
                     }
                 )
             yield "data: [DONE]\n\n"

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -26,11 +29,40 @@ R = TypeVar("R")
 Out = TypeVar("Out")
 
 
+class _ModelThread:
+    """One daemon thread running jobs in order (a ThreadPoolExecutor's threads are joined at
+    interpreter exit, so a batch still in its prefill would hold up a stopping server)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], concurrent.futures.Future[object]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, fut = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as e:  # noqa: BLE001 - handed to the waiting request
+                    fut.set_exception(e)
+
+    def submit(self, fn: Callable[[], Out]) -> concurrent.futures.Future[Out]:
+        fut: concurrent.futures.Future[Out] = concurrent.futures.Future()
+        self._jobs.put((fn, fut))  # type: ignore[arg-type]
+        return fut
+
+    def shutdown(self) -> None:
+        self._jobs.put(None)
+
+
 class QueueFull(Exception):
     """More rows are waiting than the server accepts (``max_queue``)."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity
 class _Pending(Generic[K, R, Out]):
     key: K
     rows: Sequence[R]
@@ -47,6 +79,11 @@ class BatchStats:
     max_rows: int = 0
     sizes: dict[int, int] = field(default_factory=dict)  # rows per batch -> how many batches
     split: int = 0  # batches that failed and were rerun request by request
+    seconds: float = 0.0  # time spent running batches
+
+    def mean_seconds(self) -> float:
+        """Mean time of one batch (0 before the first)."""
+        return self.seconds / self.batches if self.batches else 0.0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -57,6 +94,7 @@ class BatchStats:
             "mean_rows": self.rows / self.batches if self.batches else 0.0,
             "batch_sizes": {str(k): v for k, v in sorted(self.sizes.items())},
             "split_batches": self.split,
+            "mean_batch_seconds": round(self.mean_seconds(), 4),
         }
 
 
@@ -81,7 +119,7 @@ class Batcher(Generic[K, R, Out]):
         self._pending: list[_Pending[K, R, Out]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="steerlab-model")
+        self._pool = _ModelThread("steerlab-model")
 
     async def start(self) -> None:
         """Start the batching loop on the running event loop."""
@@ -97,7 +135,7 @@ class Batcher(Generic[K, R, Out]):
             if not p.future.done():
                 p.future.set_exception(RuntimeError("the server is shutting down"))
         self._pending.clear()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     def queued_rows(self) -> int:
         return sum(len(p.rows) for p in self._pending)
@@ -109,10 +147,16 @@ class Batcher(Generic[K, R, Out]):
         if self.queued_rows() + len(rows) > self.max_queue:
             raise QueueFull(f"{self.queued_rows()} rows are already waiting (the server's limit is {self.max_queue})")
         fut: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(key, rows, fut))
+        pending = _Pending(key, rows, fut)
+        self._pending.append(pending)
         self.stats.requests += 1
         self._wake.set()
-        return await fut
+        try:
+            return await fut
+        except asyncio.CancelledError:  # the caller went away: its rows leave the queue now
+            if pending in self._pending:
+                self._pending.remove(pending)
+            raise
 
     async def _next_batch(self) -> list[_Pending[K, R, Out]]:
         assert self._wake is not None
@@ -153,8 +197,10 @@ class Batcher(Generic[K, R, Out]):
     async def _run(self, batch: list[_Pending[K, R, Out]], *, isolate: bool) -> None:
         """Run one batch; if it fails, rerun its requests one by one so only the culprit fails."""
         rows = [r for p in batch for r in p.rows]
+        started = time.perf_counter()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._pool, self.run, batch[0].key, rows)
+            key = batch[0].key
+            results = await asyncio.wrap_future(self._pool.submit(lambda: self.run(key, rows)))
         except Exception as e:  # noqa: BLE001 - handed to the requests
             if isolate and len(batch) > 1:
                 self.stats.split += 1
@@ -167,6 +213,7 @@ class Batcher(Generic[K, R, Out]):
             return
         s = self.stats
         s.batches += 1
+        s.seconds += time.perf_counter() - started
         s.rows += len(rows)
         s.max_rows = max(s.max_rows, len(rows))
         s.sizes[len(rows)] = s.sizes.get(len(rows), 0) + 1

@@ -7,11 +7,17 @@ Every field is either honoured or refused with a 400 that names it — never sil
   ``seed``, ``stop``, ``stream``, ``stream_options.include_usage``, ``logprobs``,
   ``top_logprobs``, ``user`` (an identifier; it changes nothing), and ``steer`` (steerlab's
   extension, sent with the official client as ``extra_body={"steer": {...}}``);
+* completions also: ``echo`` (the prompt is returned before the reply; with ``logprobs``, its
+  tokens' log-probabilities, the first None; ``max_tokens: 0`` scores the prompt only) and
+  token-id prompts (``list[int]`` / ``list[list[int]]``, as lm-evaluation-harness sends);
 * accepted only at their no-op values: ``presence_penalty`` / ``frequency_penalty`` (0),
-  ``logit_bias`` (empty), ``response_format`` (``{"type": "text"}``), ``echo`` (false),
-  ``best_of`` (1), ``suffix`` (none);
+  ``logit_bias`` (empty), ``response_format`` (``{"type": "text"}``), ``best_of`` (1),
+  ``suffix`` (none);
 * refused by name: OpenAI fields the server does not implement (``tools``, ``audio``, ...);
 * refused as unknown: anything else.
+
+Types are strict (JSON's own): ``"0.1"`` or ``true`` is not a number and ``1`` is not a
+boolean; an integer is accepted where a number is expected.
 """
 
 from __future__ import annotations
@@ -61,15 +67,24 @@ FLOAT32_MAX = 3.4028234663852886e38  # strengths become float32 tensors
 class RequestError(ValueError):
     """A request the server refuses; ``status`` is the HTTP status (400 unless said otherwise)."""
 
-    def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.param = param
         self.code = code
+        self.retry_after = retry_after  # seconds, sent as the Retry-After header
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SteerSpec(_Strict):
@@ -94,6 +109,9 @@ class SteerSpec(_Strict):
             raise ValueError("strength must be a finite number (within float32's range)")
         if isinstance(self.layers, list) and not self.layers:
             raise ValueError("steer: layers must not be empty")
+        if isinstance(self.layers, list) and len(set(self.layers)) != len(self.layers):
+            twice = sorted({x for x in self.layers if self.layers.count(x) > 1})
+            raise ValueError(f"steer: layers {twice} listed more than once (each layer is steered once)")
         return self
 
 
@@ -120,7 +138,7 @@ class ResponseFormat(_Strict):
 
 class _Sampling(_Strict):
     model: str
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=0)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=-1)
@@ -181,6 +199,8 @@ class ChatRequest(_Sampling):
             and (self.max_tokens != self.max_completion_tokens)
         ):
             raise ValueError("max_tokens and max_completion_tokens disagree; give one")
+        if self.max_tokens == 0:
+            raise ValueError("max_tokens must be at least 1")
         if self.messages[-1].role == "assistant":
             raise ValueError("the last message must not be the assistant's (continuing a reply is not supported)")
         return self
@@ -195,7 +215,7 @@ class ChatRequest(_Sampling):
 class CompletionRequest(_Sampling):
     """``POST /v1/completions`` (raw text, no chat formatting)."""
 
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]]
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
     best_of: int | None = None
@@ -203,18 +223,30 @@ class CompletionRequest(_Sampling):
 
     @model_validator(mode="after")
     def _checks(self) -> CompletionRequest:
-        if self.echo:
-            raise ValueError("echo=true is not supported by steerlab serve")
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens 0 is only meaningful with echo=true (scoring the prompt)")
+        if self.echo and self.stream:
+            raise ValueError("echo with stream=true is not supported; ask without stream")
         if self.best_of not in (None, 1):
             raise ValueError("best_of is not supported by steerlab serve (use n)")
         if self.suffix:
             raise ValueError("suffix is not supported by steerlab serve")
         if isinstance(self.prompt, list) and not self.prompt:
             raise ValueError("prompt must not be an empty list")
+        if isinstance(self.prompt, list) and any(isinstance(p, list) and not p for p in self.prompt):
+            raise ValueError("a token-id prompt must not be empty")
         return self
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+    def prompts(self) -> list[str] | list[list[int]]:
+        """The prompts: texts, or token-id lists (one ``list[int]`` is one prompt)."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if all(isinstance(x, int) for x in p):
+            return [[x for x in p if isinstance(x, int)]]
+        if all(isinstance(x, str) for x in p):
+            return [x for x in p if isinstance(x, str)]
+        return [x for x in p if isinstance(x, list)]
 
     def token_limit(self) -> int | None:
         return self.max_tokens

@@ -22,7 +22,10 @@ class ModelSpec(Strict):
     """One model under study (kinds may subclass it with their own per-model fields)."""
 
     id: str = Field(description="load_model spec: 'default', a hub id, a local directory or a .gguf file")
-    dtype: str | None = Field(None, description="float32 / bfloat16 / float16; None = bf16 on CUDA, else fp32")
+    dtype: str | None = Field(
+        None,
+        description="auto (None): bf16 where the device has native bf16 matmul, else fp32; or float32 / bfloat16 / float16",
+    )
     device: str = Field("auto", description="auto (cuda → mps → cpu) or a torch device")
     label: str | None = Field(None, description="short name for tables (default: the id)")
 

@@ -109,12 +109,12 @@ class RunStore:
                     f"{self.root} holds results of a different config; choose another --run-dir or delete it"
                 )
             atomic_write_text(cfg_path, text)
-            self._write_manifest()
+            self._write_manifest(cfg)
         except BaseException:
             self.unlock()
             raise
 
-    def _write_manifest(self) -> None:
+    def _write_manifest(self, cfg: BaseModel | None = None) -> None:
         import torch
         import transformers
 
@@ -128,6 +128,7 @@ class RunStore:
             "transformers": transformers.__version__,
             "python": platform.python_version(),
             "git_revision": _git_revision(),
+            "dtypes": _model_dtypes(cfg),
             "started": [],
         }
         if path.exists():
@@ -176,3 +177,19 @@ class RunStore:
     def write_text(self, name: str, text: str) -> Path:
         atomic_write_text(self.root / name, text)
         return self.root / name
+
+
+def _model_dtypes(cfg: BaseModel | None) -> dict[str, dict[str, str]]:
+    """Per model of the config: the weights' dtype on this machine's device, and why."""
+    from steerlab.models.loading import pick_device, resolve_dtype
+
+    out: dict[str, dict[str, str]] = {}
+    for spec in getattr(cfg, "models", None) or []:
+        try:
+            device = pick_device(spec.device)
+            name, why = resolve_dtype(spec.dtype, device)
+        except InputError as err:
+            out[spec.name] = {"error": str(err)}
+            continue
+        out[spec.name] = {"device": device, "dtype": name, "why": why}
+    return out
