@@ -68,8 +68,9 @@ def test_exact_scores_prefixes_as_whole_words():
     got = lm.option_logprobs(CONVS[:2], ["1", "10", "2"], exact=True)
     for conv, row in zip(CONVS, got):
         assert row["1"] == pytest.approx(_reference(lm, conv, "1", exact_prefix=True), abs=2e-4)
-        assert row["10"] == pytest.approx(_reference(lm, conv, "10"), abs=2e-4)  # prefix of nothing
-        assert row["2"] == pytest.approx(_reference(lm, conv, "2"), abs=2e-4)
+        # every option is a whole word (issue 16): "10" is not "100", "2" is not "2nd"
+        assert row["10"] == pytest.approx(_reference(lm, conv, "10", exact_prefix=True), abs=2e-4)
+        assert row["2"] == pytest.approx(_reference(lm, conv, "2", exact_prefix=True), abs=2e-4)
     loose = lm.option_logprobs(CONVS[:2], ["1", "10", "2"])
     assert all(e["1"] < r["1"] for e, r in zip(got, loose))  # "1" no longer counts "10..."
 

@@ -182,7 +182,7 @@ def _choice(first, second, mode, probs=None, choice=None):
 
 
 def test_oriented_counts_combine_both_orders():
-    cfg = PairwiseConfig(virtual_samples=10)
+    cfg = PairwiseConfig()  # dist: one fractional comparison per order, nothing rounded
     rows = [
         _choice("x", "y", "dist", [0.74, 0.26]),
         _choice("y", "x", "dist", [0.4, 0.6]),
@@ -190,14 +190,38 @@ def test_oriented_counts_combine_both_orders():
         _choice("z", "x", "dist", [0.5, 0.5]),
     ]
     w1, w2, u = oriented_counts(rows, [("x", "y"), ("z", "x")], cfg)
-    # x-y: x wins 7 shown first, 6 shown second; y wins 3 + 4.  z-x: 5/5 in one order, one order unusable
-    assert (w1.tolist(), w2.tolist(), u.tolist()) == ([13, 5], [7, 5], [0, 10])
+    # x-y: x wins 0.74 shown first + 0.6 shown second; y wins 0.26 + 0.4.  z-x: 0.5/0.5, one order unusable
+    assert w1 == pytest.approx([1.34, 0.5]) and w2 == pytest.approx([0.66, 0.5]) and u.tolist() == [0, 1]
     rows = [
         _choice("x", "y", "sample", choice="A"),
         _choice("x", "y", "sample", choice=None),
         _choice("y", "x", "sample", choice="A"),
     ]
     assert [a.tolist() for a in oriented_counts(rows, [("x", "y")], PairwiseConfig(mode="sample"))] == [[1], [1], [1]]
+
+
+def test_pair_level_p_first_by_hand():
+    """Each pair's two P(first) averaged; mean, and a t-test vs 0.5 computed by hand over the pairs."""
+    from scipy.stats import t as student_t
+
+    from steerlab.experiments.studies.prefs.revealed_summary import pair_level_p_first
+
+    rows = [
+        _choice("x", "y", "dist", [0.9, 0.1]),
+        _choice("y", "x", "dist", [0.7, 0.3]),  # pair mean 0.8
+        _choice("x", "z", "dist", [0.6, 0.4]),
+        _choice("z", "x", "dist", [0.5, 0.5]),  # 0.55
+        _choice("y", "z", "dist", [0.2, 0.8]),
+        _choice("z", "y", "dist", [0.4, 0.6]),  # 0.3
+        _choice("w", "x", "dist", [0.99, 0.01]),  # one order only: not a pair-level value
+    ]
+    est, p = pair_level_p_first(rows, 200, 0)
+    means = [0.8, 0.55, 0.3]
+    m = sum(means) / 3
+    sd = math.sqrt(sum((v - m) ** 2 for v in means) / 2)
+    t = (m - 0.5) / (sd / math.sqrt(3))
+    assert est.n == 3 and est.value == pytest.approx(m)
+    assert p == pytest.approx(2 * student_t.sf(abs(t), 2))
 
 
 class FakeAPI:

@@ -64,7 +64,8 @@ NUMERIC = [  # (template, reply, value or reason)
     ("bipolar_neg5_pos5", "0 (neutral)", 0.0),
     ("bipolar_neg5_pos5", "On a -5 to +5 scale, -2", -2.0),
     ("bipolar_neg5_pos5", "-6", "off_scale"),
-    ("percentile_1_100", "85th percentile", "no_answer"),
+    ("percentile_1_100", "85th percentile", 85.0),  # an ordinal before "percentile" is the answer
+    ("percentile_1_100", "85th", "no_answer"),
     ("percentile_1_100", "85", 85.0),
     ("percentile_1_100", "100", 100.0),
     ("percentile_1_100", "0", "off_scale"),
@@ -179,3 +180,23 @@ def test_study_modules_import_without_torch():
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"
     )
+
+
+@pytest.mark.parametrize(
+    "name, reply, value",
+    [
+        ("bipolar_neg5_pos5", "−2", -2.0),  # U+2212 minus: was read as +2
+        ("bipolar_neg5_pos5", "–3, slightly negative", -3.0),  # en dash
+        ("bipolar_neg5_pos5", "minus two", -2.0),
+        ("bipolar_neg5_pos5", "1st", None),  # "1" ends no word here
+        ("anchored_1_5", "Four", 4.0),
+        ("anchored_1_5", "**Four** out of five", 4.0),
+        ("percentile_1_100", "80th percentile", 80.0),
+        ("fruit_rating", "Lemons!", 0.0),
+        ("fruit_rating", "Mangoes", 3.0),
+    ],
+)
+def test_parse_minus_signs_number_words_plurals_ordinals(name, reply, value):
+    from steerlab.prefs.parsing import parse_rating
+
+    assert parse_rating(reply, rating_template(name)).value == value

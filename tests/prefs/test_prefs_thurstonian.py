@@ -165,3 +165,45 @@ def test_active_learning_refuses_bad_settings_before_asking(cfg):
     with pytest.raises(InputError):
         run_active_learning(tuple(map(str, range(12))), oracle, ActiveLearningConfig(**cfg))
     assert oracle.calls == 0  # no model time spent on a run that cannot fit
+
+
+def test_fractional_counts_fit_equals_by_hand_likelihood():
+    """One-pass choices as fractional counts: the fit maximises
+    Σ w₁ log Φ(z) + w₂ log Φ(−z) − λ Σ s² written out by hand (NormalDist, Nelder–Mead from another start)."""
+    from scipy.optimize import minimize
+
+    p_first = {(0, 1): 0.83, (1, 0): 0.41, (1, 2): 0.64, (2, 1): 0.52, (0, 2): 0.91, (2, 0): 0.12}
+    first = np.array([a for a, _ in p_first])
+    second = np.array([b for _, b in p_first])
+    w1 = np.array(list(p_first.values()))
+    data = PairCounts(("a", "b", "c"), first, second, w1, 1 - w1, np.zeros(6), fractional=True)
+    assert data.n_comparisons == 6 and data.merged().first_wins.dtype.kind == "f"
+    lam = 1.0
+    phi = NormalDist().cdf
+
+    def by_hand(x):
+        mu, s = x[:3], x[3:]
+        total = 0.0
+        for (a, b), p in p_first.items():
+            z = (mu[a] - mu[b]) / math.sqrt(math.exp(2 * s[a]) + math.exp(2 * s[b]))
+            total -= p * math.log(phi(z)) + (1 - p) * math.log(phi(-z))
+        return total + lam * sum(v * v for v in s)
+
+    fit = fit_thurstonian(data, lam=lam)
+    ref = minimize(
+        by_hand,
+        np.array([0.3, -0.2, 0.1, 0.2, -0.1, 0.0]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 40000, "maxfev": 40000},
+    )
+    mu_ref = ref.x[:3] - ref.x[:3].mean()
+    assert fit.mu == pytest.approx(mu_ref, abs=1e-4)
+    assert fit.sigma == pytest.approx(np.exp(ref.x[3:]), abs=1e-4)
+    assert fit.nll == pytest.approx(
+        by_hand(np.concatenate([fit.mu, np.log(fit.sigma)])) - lam * np.log(fit.sigma) @ np.log(fit.sigma)
+    )
+
+
+def test_whole_number_counts_still_reject_fractions():
+    with pytest.raises(InputError, match="whole numbers"):
+        PairCounts(("a", "b"), np.array([0]), np.array([1]), np.array([0.4]), np.array([0.6]), np.array([0]))

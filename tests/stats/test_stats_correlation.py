@@ -55,3 +55,24 @@ def test_mixed_conditions_rejected():
     frame.loc[0, "template"] = "other"
     with pytest.raises(InputError, match="slice"):
         cross_seed_correlation(frame, scale=S15)
+
+
+def test_correlation_interval_by_hand():
+    """Fisher z by hand: r = 0.5 over n = 28 pairs, z = atanh(0.5) ± 1.959964 / 5."""
+    from steerlab.stats.correlation import correlation_interval
+
+    z, half = 0.5 * math.log(3.0), 1.959963985 / 5
+    lo, hi = correlation_interval(0.5, 28, "pearson")
+    assert (lo, hi) == pytest.approx((math.tanh(z - half), math.tanh(z + half)), abs=1e-9)
+    lo_s, hi_s = correlation_interval(0.5, 28, "spearman")  # wider by √1.06
+    assert (lo_s, hi_s) == pytest.approx((math.tanh(z - half * 1.06**0.5), math.tanh(z + half * 1.06**0.5)), abs=1e-9)
+    # scipy's own Pearson interval (Fisher) on data with that r agrees
+    from scipy.stats import pearsonr
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=28)
+    y = x + rng.normal(size=28)
+    res = pearsonr(x, y)
+    ci = res.confidence_interval(0.95)
+    assert correlation_interval(float(res.statistic), 28, "pearson") == pytest.approx((ci.low, ci.high), abs=1e-9)
+    assert all(math.isnan(v) for v in correlation_interval(0.5, 3, "pearson"))

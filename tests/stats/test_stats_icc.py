@@ -86,3 +86,13 @@ def test_degenerate_non_integer_tables_by_formula():
     # Each target constant across seeds, targets differ: MSC = MSE = MSW = 0, every form 1.
     constant_targets = icc_table(np.repeat([[0.1], [0.7], [0.3], [2.9]], 3, axis=1))
     assert [getattr(constant_targets, f) for f in FORMS] == pytest.approx([1.0] * 6)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_value_raises_instead_of_all_nan(bad):
+    table = np.array([[1.0, 2.0], [3.0, 3.0], [2.0, bad]])
+    with pytest.raises(InputError, match=r"1 infinite value\(s\), first at row 2, column 1"):
+        icc_table(table)
+    # the same row marked missing is dropped, and the rest equals the 2-row table by hand
+    table[2, 1] = np.nan
+    assert icc_table(table).icc_c1 == pytest.approx(icc_table(table[:2]).icc_c1)

@@ -304,7 +304,7 @@ class LanguageModel:
         """Per conversation, ``{option: log P(reply starts with option)}`` from one forward pass
         (:class:`~steerlab.models.backend.OptionScorer`; how: :mod:`steerlab.models.option_scores`).
 
-        ``exact=True`` scores options that are token prefixes of others ("1" of "10") as whole words.
+        ``exact=True`` scores every option as a whole word ("1" is not "10", "15" or "1st").
         """
         from steerlab.models.option_scores import option_logprobs
 

@@ -30,10 +30,11 @@ How it is computed (and why it is cheap):
    for at most ``chunk`` positions at a time (one row of ``vocab`` floats per position), through
    :meth:`LanguageModel.logits_for <steerlab.models.hf.LanguageModel.logits_for>` so soft-capping
    is applied. The option tokens' own logits come from the same rows.
-4. **Exact answers** (``exact=True``): an option whose tokens are a prefix of another option's
-   (``"1"`` of ``"10"`` when digits are split) is scored as "the option, then a token that does
-   not start with a letter or digit": ``+ log(1 − P(next token continues the word))``. Rating
-   distributions use this so ``"10"`` does not also count ``"100"``; A/B choices do not need it.
+4. **Exact answers** (``exact=True``): every option is scored as "the option, then a token that
+   does not continue the word" (:func:`steerlab.prefs.words.continues_word`, the rule the
+   sampled-reply parser uses too): ``+ log(1 − P(next token continues the word))``. Rating
+   distributions use this so ``"1"`` on −5..+5 counts neither ``"10"``, ``"15"`` nor ``"1st"``,
+   whether or not another option spells the longer word; A/B choices do not need it.
 
 Per-row interventions (one strength per row) work as in :meth:`LanguageModel.complete
 <steerlab.models.hf.LanguageModel.complete>`: every pass keeps the batch's rows in order, so
@@ -57,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from steerlab.errors import InputError
+from steerlab.prefs.words import continues_word
 
 if TYPE_CHECKING:
     from steerlab.interventions.base import Intervention
@@ -77,7 +79,7 @@ class OptionPlan:
 
     Attributes:
         spellings: option → token sequences that spell it (one or two).
-        needs_end: spellings (token tuples) scored with the "word ends here" factor.
+        needs_end: spellings (token tuples) scored with the "word ends here" factor (all, when exact).
         nodes: every node at which a next-token distribution is needed, root first.
         paths: the maximal non-root nodes; each is one pass (or one cached round).
     """
@@ -106,7 +108,7 @@ def plan_options(lm: LanguageModel, prompt: str, options: Sequence[str], *, exac
         lm: The model (its tokenizer and chat format).
         prompt: A formatted prompt ending where the reply begins.
         options: Non-empty, distinct answer strings.
-        exact: Add the "word ends here" factor to options that are token prefixes of others.
+        exact: Add the "word ends here" factor to every option.
     """
     if not options:
         raise InputError("option_logprobs: no options given")
@@ -125,7 +127,7 @@ def plan_options(lm: LanguageModel, prompt: str, options: Sequence[str], *, exac
                 seqs = [s for s in seqs if s[: len(ids)] != ids] + [ids]
         spellings[o] = tuple(seqs)
     every = [s for seqs in spellings.values() for s in seqs]
-    needs_end = frozenset(s for s in every if exact and any(len(t) > len(s) and t[: len(s)] == s for t in every))
+    needs_end = frozenset(every) if exact else frozenset()
     nodes: dict[Node, None] = {(): None}
     for s in every:
         for j in range(len(s)):
@@ -151,7 +153,7 @@ def continuation_mask(tokenizer: Any, vocab_size: int) -> torch.Tensor:
         return cached
     pieces = tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(tokenizer)))))
     special = set(getattr(tokenizer, "all_special_ids", []))
-    flags = [i not in special and bool(p) and p[0] not in "▁ĠĊ" and p[0].isalnum() for i, p in enumerate(pieces)]
+    flags = [i not in special and bool(p) and p[0] not in "▁ĠĊ" and continues_word(p) for i, p in enumerate(pieces)]
     mask = torch.zeros(vocab_size, dtype=torch.bool)
     mask[: len(flags)] = torch.tensor(flags, dtype=torch.bool)
     _CONTINUES[tokenizer] = mask
@@ -293,7 +295,7 @@ def option_logprobs(
         lm: The local model.
         conversations: User messages (str) or conversations.
         options: Distinct answer strings (``"1"``..``"5"``, ``"A"``/``"B"``, ``"apple"``).
-        exact: Score options that are token prefixes of other options as complete words.
+        exact: Score every option as a complete word (the next token does not continue it).
         system: A system prompt for every conversation.
         interventions: Applied to every pass; per-row values need ``batch_size`` equal to the
             number of conversations.

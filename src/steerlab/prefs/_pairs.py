@@ -4,12 +4,18 @@ A row ``(first, second, first_wins, second_wins, unparseable)`` says: item ``fir
 shown in the first position and ``second`` in the second; the judge chose the first
 ``first_wins`` times, the second ``second_wins`` times, and gave an unusable answer
 ``unparseable`` times. The same two items asked in the other order form a separate row.
+
+Counts are whole numbers, unless the counts are *fractional* (``fractional=True``): then a
+row's wins may be any non-negative reals, e.g. one choice read from one scoring pass counts
+as ``P(first)`` wins for the first-shown item and ``1 − P(first)`` for the second (weight 1
+per asked order), and the Thurstonian likelihood ``Σ w₁ log Φ(z) + w₂ log Φ(−z)`` is the
+same formula with those weights. No sample is made up: nothing is rounded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -43,6 +49,18 @@ def _int_array(x: object, name: str) -> np.ndarray:
     if arr.size and not np.array_equal(as_int, arr):
         raise InputError(f"{name}: counts and indices must be whole numbers")
     return as_int
+
+
+def _count_array(x: object, name: str, fractional: bool) -> np.ndarray:
+    """Whole-number counts, or (``fractional``) finite float weights."""
+    if not fractional:
+        return _int_array(x, name)
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim != 1:
+        raise InputError(f"{name}: expected a 1-d array, got shape {arr.shape}")
+    if arr.size and not np.all(np.isfinite(arr)):
+        raise InputError(f"{name}: contains NaN or infinite values")
+    return arr
 
 
 def _check_ids_present(frame: pd.DataFrame) -> None:
@@ -119,7 +137,7 @@ def graph_columns(graph: ComparisonGraph | None) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True, eq=False)
 class PairCounts:
-    """All pairwise outcomes of one experiment, as parallel integer arrays (shape (m,)).
+    """All pairwise outcomes of one experiment, as parallel arrays (shape (m,)).
 
     Attributes:
         item_ids: Item ids; ``first``/``second`` index into this tuple.
@@ -128,6 +146,8 @@ class PairCounts:
         first_wins: Times the first-shown item was chosen.
         second_wins: Times the second-shown item was chosen.
         unparseable: Answers that named neither item.
+        fractional: Counts are non-negative real weights (floats) instead of whole numbers
+            (see the module docstring); every derived table keeps them so.
     """
 
     item_ids: tuple[str, ...]
@@ -136,10 +156,14 @@ class PairCounts:
     first_wins: np.ndarray
     second_wins: np.ndarray
     unparseable: np.ndarray
+    fractional: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         check_unique_ids(self.item_ids)
-        arrays = {c: _int_array(getattr(self, c), c) for c in COLUMNS}
+        arrays = {
+            c: _int_array(getattr(self, c), c) if i < 2 else _count_array(getattr(self, c), c, self.fractional)
+            for i, c in enumerate(COLUMNS)
+        }
         sizes = {a.size for a in arrays.values()}
         if len(sizes) > 1:
             raise InputError(f"pair arrays have different lengths: { {c: a.size for c, a in arrays.items()} }")
@@ -164,14 +188,14 @@ class PairCounts:
 
     @property
     def n_comparisons(self) -> int:
-        """Number of parseable comparisons (wins of either side)."""
-        return int(self.first_wins.sum() + self.second_wins.sum())
+        """Number of parseable comparisons (wins of either side; fractional: the total weight, rounded)."""
+        return int(np.rint(self.first_wins.sum() + self.second_wins.sum()))
 
     def comparison_graph(self) -> ComparisonGraph:
         """Comparisons per item and connected components (see :class:`ComparisonGraph`)."""
         n = self.n_items
         w = (self.first_wins + self.second_wins).astype(float)
-        per_item = (np.bincount(self.first, w, n) + np.bincount(self.second, w, n)).astype(np.int64)
+        per_item = np.rint(np.bincount(self.first, w, n) + np.bincount(self.second, w, n)).astype(np.int64)
         used = w > 0
         adjacency = coo_matrix((np.ones(int(used.sum())), (self.first[used], self.second[used])), shape=(n, n))
         _, raw = connected_components(adjacency, directed=False)  # arbitrary labels, (n,)
@@ -193,19 +217,23 @@ class PairCounts:
 
     def select(self, mask: np.ndarray) -> PairCounts:
         """Rows where ``mask`` is true (or the given row indices)."""
-        return PairCounts(self.item_ids, *(getattr(self, c)[mask] for c in COLUMNS))
+        return PairCounts(self.item_ids, *(getattr(self, c)[mask] for c in COLUMNS), fractional=self.fractional)
 
     def with_counts(self, first_wins: np.ndarray, second_wins: np.ndarray) -> PairCounts:
         """Same pairs with new win counts (unparseable set to zero); used by resampling."""
         zeros = np.zeros_like(self.first)
-        return PairCounts(self.item_ids, self.first, self.second, first_wins, second_wins, zeros)
+        return PairCounts(
+            self.item_ids, self.first, self.second, first_wins, second_wins, zeros, fractional=self.fractional
+        )
 
     def concat(self, other: PairCounts) -> PairCounts:
         """Rows of ``self`` followed by rows of ``other`` (same items required)."""
         if tuple(other.item_ids) != tuple(self.item_ids):
             raise InputError("cannot concatenate pair counts over different item lists")
+        if other.fractional != self.fractional:
+            raise InputError("cannot concatenate fractional and whole-number pair counts")
         cols = (np.concatenate([getattr(self, c), getattr(other, c)]) for c in COLUMNS)
-        return PairCounts(self.item_ids, *cols)
+        return PairCounts(self.item_ids, *cols, fractional=self.fractional)
 
     def over_items(self, item_ids: Sequence[str]) -> PairCounts:
         """The same rows re-indexed onto another item list (e.g. a fit's ``item_ids``).
@@ -234,15 +262,23 @@ class PairCounts:
         remap = np.full(self.n_items, -1, dtype=np.int64)
         remap[used] = [pos[self.item_ids[i]] for i in used]
         return PairCounts(
-            target, remap[self.first], remap[self.second], self.first_wins, self.second_wins, self.unparseable
+            target,
+            remap[self.first],
+            remap[self.second],
+            self.first_wins,
+            self.second_wins,
+            self.unparseable,
+            fractional=self.fractional,
         )
 
     def merged(self) -> PairCounts:
         """Sum rows that share the same ordered pair."""
         key = self.first * self.n_items + self.second
         uniq, inv = np.unique(key, return_inverse=True)
-        sums = [np.bincount(inv, weights=getattr(self, c), minlength=uniq.size).astype(np.int64) for c in COLUMNS[2:]]
-        return PairCounts(self.item_ids, uniq // self.n_items, uniq % self.n_items, *sums)
+        sums = [np.bincount(inv, weights=getattr(self, c), minlength=uniq.size) for c in COLUMNS[2:]]
+        if not self.fractional:
+            sums = [x.astype(np.int64) for x in sums]
+        return PairCounts(self.item_ids, uniq // self.n_items, uniq % self.n_items, *sums, fractional=self.fractional)
 
     def to_frame(self) -> pd.DataFrame:
         """Long DataFrame with item ids in ``first``/``second`` and the three count columns."""

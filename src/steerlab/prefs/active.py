@@ -45,7 +45,10 @@ from steerlab.prefs.synthetic import random_orientation
 from steerlab.prefs.thurstonian import ThurstonianFit, check_settings, fit_thurstonian
 
 Oracle = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-"""Given (first, second) item-index arrays, return (first_wins, second_wins, unparseable)."""
+"""Given (first, second) item-index arrays, return (first_wins, second_wins, unparseable).
+
+Float win arrays are fractional counts (:class:`PairCounts` ``fractional=True``), e.g. P(first)
+and 1 − P(first) from one scoring pass; integer arrays are sampled answers."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,8 @@ class ActiveLearningResult:
 
 def _ask(oracle: Oracle, ids: tuple[str, ...], pairs: np.ndarray, rng: np.random.Generator) -> PairCounts:
     first, second = random_orientation(pairs, rng)
-    return PairCounts(ids, first, second, *oracle(first, second))
+    wins = oracle(first, second)
+    return PairCounts(ids, first, second, *wins, fractional=any(np.asarray(w).dtype.kind == "f" for w in wins[:2]))
 
 
 def probit_information(z: np.ndarray) -> np.ndarray:

@@ -10,7 +10,9 @@ answer string ``s``. Then
     scale mass = Σ_u q(u)                     (how much of the reply distribution lands on the scale)
     expected  = Σ_v p(v) · v,   entropy = −Σ_v p(v) log p(v)  (nats)
 
-The local model scores answers as whole words (``exact=True``: "10" is not "100"); an API
+The local model scores every answer as a whole word (``exact=True``, the rule of
+:mod:`steerlab.prefs.words` that the reply parser uses: "1" is not "10" or "1st", the "A" of
+"Answer: B" is no "A"); an API
 scores what its top log-probabilities show (others are -inf). For a pairwise question the
 options are "A" and "B": ``p_first = P(A) / (P(A) + P(B))`` with mass ``P(A) + P(B)``.
 
@@ -94,7 +96,7 @@ def _scores(
 ) -> list[dict[str, float]]:
     from steerlab.models.hf import LanguageModel
 
-    if isinstance(scorer, LanguageModel):  # the local model reads whole answers ("10" is not "100")
+    if isinstance(scorer, LanguageModel):  # the local model reads whole answers ("1" is not "10")
         return scorer.option_logprobs(conversations, options, exact=True, **kwargs)
     if kwargs:
         raise TypeError(f"{type(scorer).__name__} takes no {', '.join(kwargs)} in option_logprobs")

@@ -54,15 +54,16 @@ def score_probabilities(p_first: np.ndarray, data: PairCounts) -> PairMetrics:
     if p.shape != data.first.shape:
         raise InputError(f"{p.shape[0] if p.ndim else 0} probabilities for {data.first.size} pairs")
     wa, wb = data.first_wins, data.second_wins
-    total = int(wa.sum() + wb.sum())
+    total = float(wa.sum() + wb.sum())  # fractional counts: weights, so sums stay real until the end
     if total == 0:
         raise InputError("no parseable held-out comparisons")
-    correct = int(wa[p > 0.5].sum() + wb[p < 0.5].sum())
-    ties = int((wa + wb)[p == 0.5].sum())
+    correct = float(wa[p > 0.5].sum() + wb[p < 0.5].sum())
+    ties = float((wa + wb)[p == 0.5].sum())
     scored = total - ties
     pc = np.clip(p, _EPS, 1 - _EPS)
     nll = -(wa @ np.log(pc) + wb @ np.log1p(-pc)) / total
-    return PairMetrics(correct / scored if scored else float("nan"), correct, scored, ties, float(nll))
+    accuracy = correct / scored if scored else float("nan")
+    return PairMetrics(accuracy, round(correct), round(scored), round(ties), float(nll))
 
 
 def evaluate_pairs(model: PairModel, data: PairCounts) -> PairMetrics:

@@ -62,6 +62,9 @@ class ConditionReliability:
         discrimination: Share of items with a non-modal rating (seed 004's d).
         informative_r: Cross-seed r over those items.
         distribution: Share of parsed ratings at each declared value.
+        icc_n: Items (targets) the ICC used: those rated by every seed (0 without an ICC).
+        discrimination_n: Items with a parsed rating, the denominator of d.
+        informative_n: Items with a non-modal rating (those of the informative r).
     """
 
     n_items: int
@@ -79,6 +82,9 @@ class ConditionReliability:
     discrimination: float
     informative_r: float
     distribution: tuple[float, ...]
+    icc_n: int = 0
+    discrimination_n: int = 0
+    informative_n: int = 0
 
 
 def condition_reliability(frame: pd.DataFrame, scale: Scale) -> ConditionReliability:
@@ -119,6 +125,9 @@ def condition_reliability(frame: pd.DataFrame, scale: Scale) -> ConditionReliabi
         discrimination=disc.item_rate if disc else NAN,
         informative_r=float(info),
         distribution=kl.distribution if kl else tuple(NAN for _ in scale.values),
+        icc_n=icc.n if icc else 0,
+        discrimination_n=disc.n_items if disc else 0,
+        informative_n=round(disc.item_rate * disc.n_items) if disc and np.isfinite(disc.item_rate) else 0,
     )
 
 

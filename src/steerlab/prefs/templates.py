@@ -60,7 +60,8 @@ class RatingTemplate:
     def options(self) -> dict[str, float]:
         """Every answer string → its value: the options whose log-probabilities are read.
 
-        Word answers also appear capitalised ("good", "Good"), as a reply may start either way.
+        Word answers also appear capitalised ("good", "Good"), as a reply may start either way;
+        negative numbers also with the Unicode minus ("−2" beside "-2").
         """
         out: dict[str, float] = {}
         for v, strings in self.answers:
@@ -68,6 +69,8 @@ class RatingTemplate:
                 out[s] = v
                 if self.kind == "labels":
                     out.setdefault(s[:1].upper() + s[1:], v)
+                elif s.startswith("-"):  # a Unicode minus, as the parser reads it too
+                    out.setdefault("\u2212" + s[1:], v)
         return out
 
     def conversation(self, task: str, completion: str, context: str | None = None) -> Conversation:

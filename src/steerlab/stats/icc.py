@@ -95,7 +95,7 @@ def _sums_of_squares(x: np.ndarray) -> tuple[float, float, float]:
 
 
 def icc_table(table: np.ndarray | pd.DataFrame) -> ICCResult:
-    """ICCs of an n targets x k raters table (NaN = missing; such rows are dropped).
+    """ICCs of an n targets x k raters table (NaN = missing; such rows are dropped; ±inf raises InputError).
 
     A form whose numerator and denominator are both zero (e.g. every form on a constant
     table) is NaN: without variance the ICC is undefined.
@@ -106,6 +106,13 @@ def icc_table(table: np.ndarray | pd.DataFrame) -> ICCResult:
     x = np.asarray(table, dtype=float)
     if x.ndim != 2:
         raise InputError(f"expected a 2-d targets x raters table, got shape {x.shape}")
+    infinite = np.isinf(x)
+    if infinite.any():
+        r, c = (int(v) for v in np.argwhere(infinite)[0])
+        raise InputError(
+            f"icc_table: {int(infinite.sum())} infinite value(s), first at row {r}, column {c} ({x[r, c]}); "
+            "an ICC needs finite ratings (mark a missing rating as NaN)"
+        )
     keep = ~np.isnan(x).any(axis=1)
     x, dropped = x[keep], int((~keep).sum())
     n, k = x.shape

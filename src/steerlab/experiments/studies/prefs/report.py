@@ -69,17 +69,17 @@ def condition_table(entries: Sequence[Any]) -> list[str]:
             e.label,
             e.n_items,
             _unparseable(e),
-            _n(e.mean),
+            f"{_n(e.mean)} ({e.n_parsed})",
             f"{_n(e.seed_r)} ± {_n(e.seed_r_std)} ({e.seed_pairs})",
-            _n(e.informative_r),
-            pct(e.discrimination),
-            _n(e.icc_a1),
-            f"{_n(e.kl)} ({_n(e.kl_normalized)})",
-            _n(e.dist_expected),
+            f"{_n(e.informative_r)} ({e.informative_n})",
+            f"{pct(e.discrimination)} ({e.discrimination_n})",
+            f"{_n(e.icc_a1)} ({e.icc_n})",
+            f"{_n(e.kl)} ({_n(e.kl_normalized)}; {e.n_parsed})",
+            f"{_n(e.dist_expected)} ({e.dist_n})",
             _n(e.dist_expected_sd),
             _n(e.dist_entropy),
             pct(e.dist_scale_mass),
-            _n(e.dist_kl),
+            f"{_n(e.dist_kl)} ({e.dist_n})",
         ]
         for e in entries
     ]
@@ -87,17 +87,17 @@ def condition_table(entries: Sequence[Any]) -> list[str]:
         "condition",
         "items",
         "unparseable",
-        "mean",
-        "seed r ± sd (pairs)",
-        "informative r",
-        "d",
-        "ICC(A,1)",
-        "KL (norm.)",
-        "E[rating]",
+        "mean (n ratings)",
+        "seed r ± sd (seed pairs)",
+        "informative r (n items)",
+        "d (n items)",
+        "ICC(A,1) (n items)",
+        "KL (norm.; n ratings)",
+        "E[rating] (n items)",
         "sd of E",
         "entropy",
         "scale mass",
-        "KL of mean dist.",
+        "KL of mean dist. (n items)",
     ]
     return markdown_table(header, rows, ["l"] + ["r"] * (len(header) - 1))
 
@@ -125,7 +125,7 @@ def render_stated(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Pa
     frame = pd.DataFrame(
         [
             {
-                "label": e.label,
+                "label": f"{e.label} (n={e.icc_n or e.n_items})",
                 "mean": e.seed_r,
                 "std": e.seed_r_std,
                 "kl": e.kl,
@@ -137,29 +137,41 @@ def render_stated(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Pa
             for e in entries
         ]
     ).astype({"mean": float, "std": float, "kl": float, "icc": float})
-    plots = []
+    plots: list[Path] = []
+    left_out: list[tuple[str, str]] = []
     sampled = frame.dropna(subset=["mean"])
     if len(sampled):
         plots.append(plot_seed_sensitivity(sampled, out_dir / "seed_sensitivity.png"))
         plots.append(plot_correlation_pairs(sampled, out_dir / "informative_correlation.png"))
+    else:
+        left_out += [
+            (n, "no condition has a cross-seed r") for n in ("seed_sensitivity.png", "informative_correlation.png")
+        ]
     if len(frame.dropna(subset=["kl", "icc"])):
         plots.append(plot_kl_vs_icc(frame.dropna(subset=["kl", "icc"]), out_dir / "kl_vs_icc.png"))
+    else:
+        left_out.append(("kl_vs_icc.png", "no condition has both a KL and an ICC"))
     plots.append(plot_scale_use(entries, out_dir / "score_distributions.png"))
     by_origin = pd.DataFrame([o.model_dump() for o in summary.by_origin])
     if len(by_origin):
         by_origin["condition"] = (
             by_origin["rater"] + "/" + by_origin["template"] if len(cfg.models) > 1 else by_origin["template"]
         )
+    drawable = by_origin.dropna(subset=["r"]) if len(by_origin) else by_origin
+    if len(by_origin) and not len(drawable):
+        left_out.append(("seed_r_by_origin.png", "no origin has a cross-seed r (too few shared items per seed pair)"))
+    if len(drawable):
+        drawable = drawable.assign(origin=drawable["origin"] + " (n=" + drawable["n_items"].astype(str) + ")")
         plots.append(
             plot_grouped_bars(
-                by_origin.astype({"r": float, "r_std": float}),
+                drawable.astype({"r": float, "r_std": float}),
                 out_dir / "seed_r_by_origin.png",
                 group="origin",
                 bar="condition",
                 value="r",
                 err="r_std",
                 ylabel="mean cross-seed r",
-                title="Stability by task origin",
+                title="Stability by task origin (n = items per origin)",
             )
         )
     cons = pd.DataFrame([p.model_dump() for p in summary.consistency])
@@ -172,7 +184,7 @@ def render_stated(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Pa
                 y="consistency",
                 xlabel="mean rating (scaled to 0-1)",
                 ylabel="task consistency",
-                title="Task consistency vs mean rating",
+                title=f"Task consistency vs mean rating (n = {len(cons)} items)",
             )
         )
     lines = _header(
@@ -216,8 +228,15 @@ def render_stated(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> Pa
             ),
             "",
         ]
-    lines += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots]]
+    lines += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots], *_left_out(left_out)]
     return _write(out_dir, lines)
+
+
+def _left_out(left_out: Sequence[tuple[str, str]]) -> list[str]:
+    """Report lines naming the plots that were not drawn, and why (a plot with no data is not drawn)."""
+    if not left_out:
+        return []
+    return ["", "Plots left out (no data to draw):", "", *[f"- `{name}`: {why}" for name, why in left_out]]
 
 
 def _est(e: Any) -> str:
@@ -261,7 +280,8 @@ def render_sysprompt(cfg: Any, summary: Any, out_dir: Path, definitions: str) ->
                 col_label="measurement context",
                 ylabel=f"rating ({summary.template})",
                 ylim=(lo, hi),
-                title=f"{origin} tasks",
+                title=f"{origin} tasks (n = {min(len(g.values) for g in cells.values())}–"
+                f"{max(len(g.values) for g in cells.values())} ratings per cell)",
             )
         )
         rows = [[p] + [_est(cells[(p, c)].rating) if (p, c) in cells else "–" for c in contexts] for p in personas]

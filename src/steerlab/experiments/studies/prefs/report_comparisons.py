@@ -32,11 +32,15 @@ def render_self_cross(cfg: Any, summary: Any, out_dir: Path, definitions: str) -
             m.loc[c.rater, c.completer] = float("nan") if v is None else v
         return m
 
+    def n_range(get: Any) -> str:
+        ns = [int(get(c)) for c in summary.cells]
+        return f"n = {min(ns)}" if min(ns) == max(ns) else f"n = {min(ns)}–{max(ns)}"
+
     plot = plot_heatmaps(
         {
-            "mean rating": matrix(lambda c: c.mean),
-            "ICC(A,1)": matrix(lambda c: c.entry.icc_a1),
-            "KL from uniform": matrix(lambda c: c.entry.kl),
+            f"mean rating ({n_range(lambda c: c.entry.dist_n or c.entry.n_parsed)} per cell)": matrix(lambda c: c.mean),
+            f"ICC(A,1) ({n_range(lambda c: c.entry.icc_n)} items/cell)": matrix(lambda c: c.entry.icc_a1),
+            f"KL from uniform ({n_range(lambda c: c.entry.n_parsed)} ratings/cell)": matrix(lambda c: c.entry.kl),
         },
         out_dir / "self_cross_heatmaps.png",
         xlabel="completions by",

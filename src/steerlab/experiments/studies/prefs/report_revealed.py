@@ -58,7 +58,7 @@ def render_revealed(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> 
         )
     )
     how = (
-        f"one pass per order ({cfg.pairwise.virtual_samples} virtual samples)"
+        "one pass per order (one fractional comparison each)"
         if summary.mode == "dist"
         else f"{cfg.pairwise.samples} sampled replies per order" + (" with reasoning" if cfg.pairwise.reasoning else "")
     )
@@ -93,10 +93,17 @@ def render_revealed(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> 
         "",
         "## Position bias",
         "",
-        f"First-shown task chosen: **{pct(summary.first_position, 1)}** of {summary.first_position.n} comparisons "
-        f"(binomial p = {_n(summary.first_position_p, 4)})"
+        (
+            f"First-shown task chosen: **{pct(summary.first_position, 1)}** of {summary.first_position.n} comparisons "
+            f"(binomial p = {_n(summary.first_position_p, 4)})"
+            if summary.first_position_unit == "comparisons"
+            else f"Mean P(first-shown) over {summary.first_position.n} pairs asked both ways (each pair's two "
+            f"orders averaged; 50% = no position bias): **{pct(summary.first_position, 1)}** (bootstrap over "
+            f"pairs; t-test vs 50%: p = {_n(summary.first_position_p, 4)})"
+        )
         + (
-            f"; mean P(first) {_n(summary.mean_p_first, 3)}, mean P(A)+P(B) {pct(summary.letter_mass)}"
+            f"; mean P(first) over all {summary.n_choice_cells} cells {_n(summary.mean_p_first, 3)}, "
+            f"mean P(A)+P(B) {pct(summary.letter_mass)}"
             if summary.mean_p_first is not None
             else ""
         )
@@ -146,18 +153,26 @@ def render_revealed(cfg: Any, summary: Any, out_dir: Path, definitions: str) -> 
             "## Stated vs revealed",
             "",
             *markdown_table(
-                ["origin", "n", "Pearson r", "Spearman ρ", "per-seed r (mean ± sd, seeds)"],
+                [
+                    "origin",
+                    "tasks",
+                    "n (μ and stated)",
+                    "Pearson r [95% CI]",
+                    "Spearman ρ [95% CI]",
+                    "per-seed r (mean ± sd, seeds)",
+                ],
                 [
                     [
                         s.origin,
                         s.n,
-                        _n(s.pearson),
-                        _n(s.spearman),
+                        s.n_pairs,
+                        f"{_n(s.pearson)} [{_n(s.pearson_low)}, {_n(s.pearson_high)}]",
+                        f"{_n(s.spearman)} [{_n(s.spearman_low)}, {_n(s.spearman_high)}]",
                         f"{_n(s.per_seed_mean)} ± {_n(s.per_seed_sd)} ({s.seeds})",
                     ]
                     for s in summary.stated_revealed
                 ],
-                ["l", "r", "r", "r", "r"],
+                ["l"] + ["r"] * 5,
             ),
             "",
         ]

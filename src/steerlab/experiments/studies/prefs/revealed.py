@@ -6,8 +6,8 @@ The flow (:meth:`PrefsRevealed.flow`), for the (first) model:
   2. choose   — :func:`steerlab.prefs.run_active_learning` asks for pairs (a random regular
                 graph, a held-out set, then rounds of informative pairs among *sampled*
                 candidates, never all N² pairs); each pair is asked in BOTH orders. A choice is
-                read from one pass (``mode: dist``: P(A), P(B) → ``virtual_samples`` expected
-                counts per order) or from ``samples`` sampled replies (``mode: sample``,
+                read from one pass (``mode: dist``: P(A), P(B) → one fractional comparison
+                per order, P(first) wins for the first-shown task) or from ``samples`` sampled replies (``mode: sample``,
                 optionally reasoning first and ending with "Answer: A/B"). Every round is one
                 ``run.cells`` call, so a resumed run replays the loop from the rows on disk
   3. rate     — (optional) stated ratings of the same completions, for stated–revealed
@@ -42,14 +42,16 @@ from steerlab.experiments.studies.prefs.revealed_summary import (
 from steerlab.experiments.studies.prefs.stages import CHOOSE, COMPLETE, RATE, PrefsKind
 
 DEFINITIONS = """\
-choice (dist)     P(first) = P(A) / (P(A) + P(B)) from one pass; it counts as `virtual_samples` comparisons:
-                  round(K·P(first)) for the first-shown task, the rest for the second
+choice (dist)     P(first) = P(A) / (P(A) + P(B)) from one pass; one fractional comparison per order:
+                  P(first) wins for the first-shown task, 1 − P(first) for the other (nothing rounded)
 choice (sample)   `samples` sampled replies per order, parsed (unparseable replies are counted, not fitted)
 μ                 Thurstonian utility (steerlab.prefs.fit_thurstonian, λ as configured), mean zero
 held-out acc.     share of held-out comparisons whose winner had predicted P > 0.5
-first-position    share of comparisons won by the task shown first (A); Wilson 95% interval and
-rate              exact binomial p against 0.5; order consistency = share of pairs whose winner is the
-                  same in both orders
+first-position    sample: share of comparisons won by the task shown first (A), Wilson 95% interval,
+rate              exact binomial p against 0.5. dist: mean P(first) over pairs asked both ways (a pair's
+                  two orders averaged: 0.5 without position bias), bootstrap interval over pairs,
+                  one-sample t-test against 0.5, n = pairs. Order consistency = share of pairs whose
+                  winner (the larger share, by task) is the same in both orders
 position split    win rate of an origin's tasks when shown first / second, and the part of its win rate
                   expected from position alone (steerlab.prefs.position_decomposition)
 refusal–μ         point-biserial r between the refusal-marker verdict of a task's completion and its μ
@@ -91,7 +93,7 @@ class PrefsRevealed(PrefsKind):
 
         # 2. active learning with the model as the oracle; every pair asked in both orders
         p, k = cfg.pairwise, cfg.pairwise.samples if cfg.pairwise.mode == "sample" else 1
-        per_pair = 2 * (p.samples if p.mode == "sample" else p.virtual_samples)
+        per_pair = 2 * (p.samples if p.mode == "sample" else 1)
         choices: dict[str, PrefRow] = {}
 
         def oracle(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,7 +19,6 @@ class PairwiseConfig(Strict):
     template: str = Field("prefer_completing", description="pairwise template name")
     mode: Literal["dist", "sample"] = Field("dist", description="dist: P(A)/P(B) from one pass; sample: K replies")
     samples: int = Field(10, ge=1, description="sample mode: replies per order")
-    virtual_samples: int = Field(10, ge=1, description="dist mode: comparisons one probability counts as")
     reasoning: bool = Field(False, description="sample mode: ask for reasoning, then 'Answer: A/B'")
     max_new_tokens: int = Field(6, ge=1, description="sample mode: tokens per reply (reasoning needs ~64)")
     temperature: float = Field(1.0, ge=0, description="sample mode: sampling temperature")

@@ -61,7 +61,12 @@ class StatedRevealed(Record):
     origin: str
     n: int
     pearson: float | None
+    pearson_low: float | None = Field(None, description="Fisher-z 95% interval of the Pearson r")
+    pearson_high: float | None = None
     spearman: float | None
+    spearman_low: float | None = Field(None, description="Fisher-z 95% interval (se √(1.06/(n−3)))")
+    spearman_high: float | None = None
+    n_pairs: int = Field(0, description="tasks with both a μ and a stated rating (the r's n)")
     per_seed_mean: float | None = Field(description="mean over seeds of Pearson r(μ, that seed's sampled rating)")
     per_seed_sd: float | None
     seeds: int
@@ -78,8 +83,14 @@ class PrefsRevealedSummary(Summary):
     utilities: list[UtilityRow]
     by_origin: list[OriginMu]
     history: list[RoundRow]
-    first_position: Estimate
-    first_position_p: float | None
+    first_position: Estimate = Field(
+        description="sample mode: rate over comparisons (Wilson); dist mode: mean P(first) over pairs "
+        "asked both ways (each pair's two orders averaged; bootstrap over pairs), n = pairs"
+    )
+    first_position_p: float | None = Field(
+        description="sample: binomial test vs 0.5; dist: one-sample t-test of the pair means vs 0.5"
+    )
+    first_position_unit: str = Field("comparisons", description="what first_position.n counts")
     mean_p_first: float | None = Field(description="dist mode: mean P(first) over all cells")
     letter_mass: float | None = Field(description="dist mode: mean P(A) + P(B)")
     order_consistency: float | None
@@ -89,14 +100,17 @@ class PrefsRevealedSummary(Summary):
     stated_revealed: list[StatedRevealed]
 
 
-def cell_counts(row: PrefRow, pairwise: PairwiseConfig) -> tuple[int, int, int]:
-    """(first-shown wins, second-shown wins, unparseable) that one choice row stands for."""
+def cell_counts(row: PrefRow, pairwise: PairwiseConfig) -> tuple[float, float, float]:
+    """(first-shown wins, second-shown wins, unparseable) that one choice row stands for.
+
+    A sampled reply is one whole comparison; a one-pass choice is one *fractional* comparison,
+    ``P(first)`` wins for the first-shown task and ``1 − P(first)`` for the other (nothing rounded).
+    """
     if row.mode == "dist":
         if row.probs is None:
-            return 0, 0, pairwise.virtual_samples
-        first = round(pairwise.virtual_samples * row.probs[0])
-        return first, pairwise.virtual_samples - first, 0
-    return int(row.choice == "A"), int(row.choice == "B"), int(row.choice is None)
+            return 0.0, 0.0, 1.0
+        return float(row.probs[0]), 1.0 - float(row.probs[0]), 0.0
+    return float(row.choice == "A"), float(row.choice == "B"), float(row.choice is None)
 
 
 def oriented_counts(
@@ -109,7 +123,7 @@ def oriented_counts(
         pairs: The pairs as the active-learning loop oriented them.
         pairwise: How rows become counts (:func:`cell_counts`).
     """
-    wins: dict[tuple[str, str], list[int]] = {}
+    wins: dict[tuple[str, str], list[float]] = {}
     for r in rows:
         w1, w2, u = cell_counts(r, pairwise)
         for key, (x, y) in (((r.item, r.item_b), (w1, w2)), ((r.item_b, r.item), (w2, w1))):
@@ -118,8 +132,10 @@ def oriented_counts(
             acc[1] += y
         wins[(r.item, r.item_b)][2] += u  # type: ignore[index]
     out = np.array(
-        [[wins[(a, b)][0], wins[(a, b)][1], wins[(a, b)][2] + wins[(b, a)][2]] for a, b in pairs], dtype=np.int64
+        [[wins[(a, b)][0], wins[(a, b)][1], wins[(a, b)][2] + wins[(b, a)][2]] for a, b in pairs], dtype=float
     ).reshape(-1, 3)
+    if pairwise.mode == "sample":  # whole answers stay whole numbers
+        out = out.astype(np.int64)
     return out[:, 0], out[:, 1], out[:, 2]
 
 
@@ -128,7 +144,10 @@ def position_counts(rows: Sequence[PrefRow], ids: Sequence[str], pairwise: Pairw
     from steerlab.prefs import PairCounts
 
     pos = {i: n for n, i in enumerate(ids)}
-    counts = np.array([cell_counts(r, pairwise) for r in rows], dtype=np.int64).reshape(-1, 3)
+    counts = np.array([cell_counts(r, pairwise) for r in rows], dtype=float).reshape(-1, 3)
+    fractional = pairwise.mode == "dist"
+    if not fractional:
+        counts = counts.astype(np.int64)
     return PairCounts(
         tuple(ids),
         np.array([pos[r.item] for r in rows], dtype=np.int64),
@@ -136,6 +155,7 @@ def position_counts(rows: Sequence[PrefRow], ids: Sequence[str], pairwise: Pairw
         counts[:, 0],
         counts[:, 1],
         counts[:, 2],
+        fractional=fractional,
     ).merged()
 
 
@@ -193,9 +213,13 @@ def summarise(
         for h in result.history
     ]
     counts = position_counts(choices, ids, cfg.pairwise)
-    k = int(counts.first_wins.sum())
-    w = wilson_interval(k, counts.n_comparisons)  # NaN interval when nothing was parseable
-    p_first = first_position_rate(counts).p_value if counts.n_comparisons else None
+    if counts.fractional:
+        first_position, p_first = pair_level_p_first(choices, cfg.bootstrap_resamples, cfg.seed)
+    else:
+        k = int(counts.first_wins.sum())
+        w = wilson_interval(k, counts.n_comparisons)  # NaN interval when nothing was parseable
+        first_position = Estimate(value=fin(w.value), low=fin(w.low), high=fin(w.high), n=w.n)
+        p_first = first_position_rate(counts).p_value if counts.n_comparisons else None
     cons = order_consistency(counts)
     position = [
         PositionRow(
@@ -233,8 +257,9 @@ def summarise(
         utilities=utilities,
         by_origin=by_origin,
         history=history,
-        first_position=Estimate(value=fin(w.value), low=fin(w.low), high=fin(w.high), n=w.n),
+        first_position=first_position,
         first_position_p=fin(p_first),
+        first_position_unit="pairs" if counts.fractional else "comparisons",
         mean_p_first=fin(np.mean([r.probs[0] for r in dist])) if dist else None,
         letter_mass=fin(np.mean([r.scale_mass for r in dist])) if dist else None,
         order_consistency=fin(cons.rate),
@@ -243,6 +268,28 @@ def summarise(
         refusal=refusal,
         stated_revealed=_stated_revealed(stated_rows, mu, origin, cfg),
     )
+
+
+def pair_means_p_first(rows: Sequence[PrefRow]) -> list[float]:
+    """Per unordered pair scored in both orders, the mean of its two P(first-shown chosen).
+
+    Without position bias P(first | A, B) + P(first | B, A) = P(A over B) + P(B over A) = 1, so
+    each pair's mean is 0.5 whatever the tasks' contents; above 0.5 the model favours the first slot.
+    """
+    by_order = {(r.item, r.item_b): float(r.probs[0]) for r in rows if r.mode == "dist" and r.probs is not None}
+    return [(p + by_order[(b, a)]) / 2 for (a, b), p in sorted(by_order.items()) if a < b and (b, a) in by_order]
+
+
+def pair_level_p_first(rows: Sequence[PrefRow], n_resamples: int, seed: int) -> tuple[Estimate, float | None]:
+    """Mean P(first) over pairs (:func:`pair_means_p_first`), its bootstrap interval over pairs,
+    and the two-sided one-sample t-test of the pair means against 0.5 (None below 2 pairs)."""
+    from scipy.stats import ttest_1samp
+
+    means = pair_means_p_first(rows)
+    if len(means) < 2:
+        return mean(means, n_resamples, seed), None
+    p = float(ttest_1samp(means, 0.5).pvalue) if np.ptp(means) > 0 else (1.0 if means[0] == 0.5 else 0.0)
+    return mean(means, n_resamples, seed), p
 
 
 def _stated(cfg: PrefsRevealedConfig, rows: Sequence[PrefRow]) -> dict[str, float]:
@@ -266,6 +313,8 @@ def _stated_revealed(
 ) -> list[StatedRevealed]:
     if not rows:
         return []
+    from steerlab.stats.correlation import correlation_interval
+
     stated = _stated(cfg, rows)
     frame = ratings_frame(rows)
     sampled = frame[frame["mode"] == "sample"]
@@ -274,6 +323,10 @@ def _stated_revealed(
         items = [i for i in mu if o in ("all", origin[i])]
         m = np.array([mu[i] for i in items], dtype=float)
         s = np.array([stated.get(i, np.nan) for i in items], dtype=float)
+        both = int((~np.isnan(m) & ~np.isnan(s)).sum())
+        pearson, spearman = _r(m, s, "pearson"), _r(m, s, "spearman")
+        p_lo, p_hi = correlation_interval(pearson if pearson is not None else np.nan, both, "pearson")
+        s_lo, s_hi = correlation_interval(spearman if spearman is not None else np.nan, both, "spearman")
         per_seed = []
         for _, part in sampled.groupby("seed"):
             vals = dict(zip(part["item"], part["value"]))
@@ -284,8 +337,13 @@ def _stated_revealed(
             StatedRevealed(
                 origin=o,
                 n=len(items),
-                pearson=_r(m, s, "pearson"),
-                spearman=_r(m, s, "spearman"),
+                pearson=pearson,
+                pearson_low=fin(p_lo),
+                pearson_high=fin(p_hi),
+                spearman=spearman,
+                spearman_low=fin(s_lo),
+                spearman_high=fin(s_hi),
+                n_pairs=both,
                 per_seed_mean=fin(np.mean(per_seed)) if per_seed else None,
                 per_seed_sd=fin(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
                 seeds=len(per_seed),

@@ -62,6 +62,9 @@ class ConditionEntry(Record):
     discrimination: float | None = Field(description="share of items with a non-modal rating (d)")
     informative_r: float | None = Field(description="cross-seed r over those items")
     distribution: list[float | None] = Field(description="share of sampled ratings at each declared value")
+    icc_n: int = Field(0, description="items the ICC used (rated by every seed)")
+    discrimination_n: int = Field(0, description="items with a parsed rating (d's denominator)")
+    informative_n: int = Field(0, description="items with a non-modal rating (the informative r's items)")
     values: list[float] = Field(description="the declared values")
     dist_n: int = Field(0, description="items with an answer distribution (one pass)")
     dist_expected: float | None = Field(None, description="mean expected rating")
@@ -110,6 +113,9 @@ def condition_entry(rater: str, template: Any, sampled: Any, dist: Any, label: s
             discrimination=fin(rel.discrimination),
             informative_r=fin(rel.informative_r),
             distribution=fins(rel.distribution),
+            icc_n=rel.icc_n,
+            discrimination_n=rel.discrimination_n,
+            informative_n=rel.informative_n,
         )
     else:
         fields.update(
