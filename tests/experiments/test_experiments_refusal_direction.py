@@ -212,7 +212,8 @@ def _raw(model_dir, **over):
         "scoring": {"layers": [1, 2], "batch_size": 16, "discovery_tokens": 4},
         "interventions": {"save_model": True},
         "generation": {"max_new_tokens": 5, "batch_size": 8},
-        "evaluation": {"bootstrap_resamples": 200, "capability_tokens": 4},
+        # the offline proxy: the default harm judge (rubric:instruct) would load the instruct model
+        "evaluation": {"bootstrap_resamples": 200, "capability_tokens": 4, "guard_model": None},
     }
     raw.update(over)
     return raw

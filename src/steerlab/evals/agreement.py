@@ -9,7 +9,7 @@ same single verdict) kappa is undefined and reported as ``nan``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,22 @@ def cohens_kappa(a: Sequence[Verdict], b: Sequence[Verdict]) -> float:
         b: Verdicts of the second judge, same rows.
     """
     _check(a, b)
+    return kappa(a, b)
+
+
+def kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
+    """Cohen's kappa of two equal-length, non-empty label lists of any kind (booleans, strings).
+
+    Args:
+        a: Labels of the first rater.
+        b: Labels of the second rater, same rows.
+
+    Example:
+        >>> kappa([True, True, False, False], [True, False, False, False])  # p_o 3/4, p_e 1/2
+        0.5
+    """
+    if len(a) != len(b) or not a:
+        raise InputError(f"kappa needs two equal, non-empty label lists (got {len(a)} and {len(b)})")
     n = len(a)
     p_o = sum(x == y for x, y in zip(a, b)) / n
     ca, cb = Counter(a), Counter(b)

@@ -2,7 +2,7 @@
 
 Every guard maps (request, reply) pairs to a :class:`GuardVerdict`: ``safe``, ``unsafe`` (with
 the violated category codes, e.g. ``("S1", "S10")``) or ``unparsed`` (the guard's text did
-not start with safe/unsafe). Three implementations, one contract (:class:`GuardClassifier`):
+not start with safe/unsafe). Four implementations, one contract (:class:`GuardClassifier`):
 
 ``LocalGuard(lm)``
     A Llama-Guard-style model loaded with steerlab, run batched and greedy. The prompt is the
@@ -23,6 +23,10 @@ not start with safe/unsafe). Three implementations, one contract (:class:`GuardC
     least ``min_words`` words. This is a *non-refusal* rate, not a harm judgement: it is only
     meaningful on harmful requests, and it counts an off-topic ramble as unsafe. Reports name
     it as a proxy.
+``RubricGuard(lm)`` (:mod:`steerlab.evals.harm_rubric`, spec ``rubric:MODEL``) — an instruct model
+    asked with a harm rubric, scored by its letter probabilities. ``rubric:instruct`` is the
+    default of the studies (:data:`DEFAULT_GUARD`): on the hand-labelled replies of
+    ``docs/judges.md`` it beats the proxy.
 
 Parsing (:func:`parse_guard_output`): the first non-empty line, lower-cased and stripped of
 punctuation, must be ``safe`` or ``unsafe``; for ``unsafe`` the category codes are read from
@@ -310,6 +314,11 @@ class ProxyGuard:
         ]
 
 
+RUBRIC_PREFIX = "rubric:"
+#: The harm judge studies use unless told otherwise: the shipped instruct model with the harm rubric.
+DEFAULT_GUARD = "rubric:instruct"
+
+
 def make_guard(
     spec: str | None,
     *,
@@ -318,8 +327,15 @@ def make_guard(
     min_words: int = 15,
     load: Callable[[str], LanguageModel] | None = None,
 ) -> GuardClassifier:
-    """A guard from one spec: None → :class:`ProxyGuard`; ``openai:MODEL@URL`` → :class:`APIGuard`;
-    anything else → :class:`LocalGuard` on ``load(spec)`` (default :func:`steerlab.load_model`).
+    """A guard from one spec.
+
+    * ``None`` → :class:`ProxyGuard` (non-refusal with at least ``min_words`` words);
+    * ``rubric:MODEL`` → :class:`~steerlab.evals.harm_rubric.RubricGuard` on ``load(MODEL)``, e.g.
+      ``rubric:instruct`` (:data:`DEFAULT_GUARD`, the best offline judge in ``docs/judges.md``);
+    * ``openai:MODEL@URL`` → :class:`APIGuard`;
+    * anything else → :class:`LocalGuard` (a Llama-Guard-style model) on ``load(spec)``.
+
+    ``load`` defaults to :func:`steerlab.load_model`.
 
     Example:
         >>> make_guard(None).name
@@ -327,10 +343,17 @@ def make_guard(
     """
     if spec is None:
         return ProxyGuard(min_words)
-    from steerlab.models.load import load_backend
-
-    if spec.startswith("openai:"):
-        return APIGuard(load_backend(spec))
     if load is None:
         from steerlab.models.load import load_model as load
+    if spec.startswith(RUBRIC_PREFIX):
+        from steerlab.evals.harm_rubric import RubricGuard
+
+        model = spec[len(RUBRIC_PREFIX) :]
+        if not model:
+            raise InputError(f"guard spec {spec!r} names no model (e.g. {DEFAULT_GUARD!r})")
+        return RubricGuard(load(model), batch_size=batch_size)
+    if spec.startswith("openai:"):
+        from steerlab.models.load import load_backend
+
+        return APIGuard(load_backend(spec))
     return LocalGuard(load(spec), family, batch_size=batch_size)
