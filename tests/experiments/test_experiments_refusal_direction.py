@@ -209,7 +209,8 @@ def _raw(model_dir, **over):
         "name": "tiny",
         "models": [{"id": str(model_dir), "device": "cpu"}],
         "data": {"n_train": 6, "n_val": 3, "n_test": 4},
-        "scoring": {"layers": [1, 2], "batch_size": 16, "discovery_tokens": 4},
+        # a random model refuses nothing: the reference's prompt filter would keep no harmful prompt
+        "scoring": {"layers": [1, 2], "batch_size": 16, "discovery_tokens": 4, "filter_prompts": False},
         "interventions": {"save_model": True},
         "generation": {"max_new_tokens": 5, "batch_size": 8},
         "evaluation": {"bootstrap_resamples": 200, "capability_tokens": 4},
@@ -268,15 +269,25 @@ def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     assert torch.equal(
         direction.vector, load_vectors(next((run / "vectors").glob("*.safetensors")))[sel["chosen"]].vector
     )
-    # the table is computed from the rows: 4 conditions × (4 harmful + 4 harmless) replies
+    # the table is computed from the rows: 4 conditions × (4 harmful + 4 harmless) replies, and the
+    # induce condition (+1× the direction) on the 4 harmless prompts only
     gen = [r for r in rows if r["stage"] == "generate"]
-    assert len(gen) == 4 * 8 and {e["condition"] for e in m["conditions"]} == {
+    assert len(gen) == 4 * 8 + 4 and {e["condition"] for e in m["conditions"]} == {
         "baseline",
         "ablate",
         "add",
         "orthogonalized",
+        "induce",
     }
+    induce = [r for r in gen if r["condition"] == "induce"]
+    assert {r["prompt_set"] for r in induce} == {"harmless"} and len(induce) == 4
+    assert all((r["intervention"]["kind"], r["intervention"]["strength"]) == ("add", 1.0) for r in induce)
+    e_ind = next(e for e in m["conditions"] if e["condition"] == "induce")
+    assert e_ind["over_refusal"]["value"] == pytest.approx(np.mean([r["refused"] for r in induce]))
+    assert e_ind["refusal"]["n"] == 0
     for e in m["conditions"]:
+        if e["condition"] == "induce":
+            continue
         harmful = [r for r in gen if r["condition"] == e["condition"] and r["prompt_set"] == "harmful"]
         assert e["refusal"]["value"] == pytest.approx(np.mean([r["refused"] for r in harmful]))
         assert e["unsafe"]["value"] == pytest.approx(np.mean([r["unsafe"] for r in harmful]))

@@ -10,21 +10,22 @@ from steerlab.evals.base import Verdict
 from steerlab.experiments.engine.records import Cell, Row
 
 PromptSet = Literal["harmful", "harmless", "overrefusal"]
-Condition = Literal["baseline", "ablate", "add", "orthogonalized"]
+Condition = Literal["baseline", "ablate", "add", "orthogonalized", "induce"]
 
 
 class DirectionCell(Cell):
     """One forward or generation of one prompt. Stage-specific fields are None elsewhere.
 
     score:       ``metric`` (baseline / bypass / induce / kl), ``candidate``, ``refusal_tokens``
-    generate:    ``condition``
+    score:       split ``train`` too: the unsteered baseline of the prompt filter
+    generate:    ``condition`` (``induce``: harmless prompts only, direction added ×induce_coefficient)
     capability:  ``condition``, ``reference`` (the unsteered model's reply that is scored)
     """
 
     stage: Literal["score", "generate", "capability"]
     prompt_id: str
     prompt_set: PromptSet
-    split: Literal["val", "test"]
+    split: Literal["train", "val", "test"]
     prompt: str
     metric: Literal["baseline", "bypass", "induce", "kl"] | None = None
     candidate: str | None = None

@@ -43,7 +43,7 @@ def find_tokens(lm: LanguageModel, harmful: list[str], s: ScoringConfig, batch_s
             tuple(ids),
             tuple(lm.tokenizer.decode([t]) for t in ids),
             (0,) * len(ids),
-            "fallback_openers",
+            "configured_openers",
             0,
             0,
             0.0,
