@@ -64,6 +64,11 @@ class InterventionConfig(Strict):
         description="write the orthogonalised model as a Hugging Face directory "
         "(orthogonalized_<model>/; several GB for large models)",
     )
+    reload_check: bool = Field(
+        True,
+        description="with save_model: reload the saved model with plain transformers in a fresh process and "
+        "generate on the harmful test split (its refusal rate beside the orthogonalized condition's)",
+    )
     check_prompts: int = Field(4, ge=1, description="test prompts for the weights-vs-hooks equivalence check")
 
     @field_validator("conditions")

@@ -55,12 +55,14 @@ from steerlab.experiments.studies.refusal_direction.summary import (
     OrthogonalizationCheck,
     RefusalDirectionSummary,
     RefusalTokensRecord,
+    ReloadCheck,
 )
 from steerlab.experiments.studies.refusal_direction.tasks import (
     check_orthogonalization,
     find_tokens,
     fit_candidates,
     random_controls,
+    reload_replies,
     save_direction,
     save_model,
 )
@@ -206,9 +208,18 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
                     OrthogonalizationCheck,
                     lambda: run.task(spec, check_orthogonalization, direction, prompts),
                 )
+        reload = None
         if iv.save_model:
+            saved = run.root / f"orthogonalized_{tag}"
             with clock("save_model"):
-                save_model(run.root / f"orthogonalized_{tag}", spec, direction, iv.norm_preserving)
+                save_model(saved, spec, direction, iv.norm_preserving)
+            if iv.reload_check and "orthogonalized" in iv.conditions:
+                with clock("reload_check"):
+                    reload = run.json_once(
+                        f"reload_{tag}.json",
+                        ReloadCheck,
+                        lambda: self.reload_check(run, spec, saved, data, gen, cfg),
+                    )
 
         return ModelResult(
             n_layers=info.n_layers,
@@ -226,9 +237,40 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
             induce_coefficient=iv.induce_coefficient,
             conditions=condition_table(gen, cap, ev.bootstrap_resamples, cfg.seed),
             orthogonalization=check,
+            reload=reload,
             examples=examples(gen, ev.n_examples),
             guard=guard_name(cfg),
             judge=f"llm_judge({ev.llm_judge_model})" if ev.llm_judge_model else "refusal markers",
+        )
+
+    @staticmethod
+    def reload_check(
+        run: Run, spec: ModelSpec, saved: Path, data: DirectionData, gen: list, cfg: RefusalDirectionConfig
+    ) -> ReloadCheck:
+        """The saved model, reloaded by plain transformers in a fresh process, on the harmful test split."""
+        from steerlab.evals.refusal_markers import RefusalMarkerJudge
+        from steerlab.stats.estimates import rate
+
+        prompts = data.test["harmful"]
+        replies, dtype = run.task(
+            spec,
+            reload_replies,
+            saved,
+            [p.text for p in prompts],
+            cfg.generation.max_new_tokens,
+            cfg.generation.batch_size,
+        )
+        verdicts = RefusalMarkerJudge().judge([p.text for p in prompts], replies)
+        by = {(r.condition, r.prompt_id): r for r in gen if r.prompt_set == "harmful"}
+        orth = [by[("orthogonalized", p.id)] for p in prompts]
+        abl = [by[("ablate", p.id)] for p in prompts if ("ablate", p.id) in by]
+        return ReloadCheck(
+            n_prompts=len(prompts),
+            dtype=dtype,
+            refusal=rate([v == "refusal" for v in verdicts]),
+            refusal_orthogonalized=rate([r.verdict_markers == "refusal" for r in orth]),
+            refusal_ablate=rate([r.verdict_markers == "refusal" for r in abl]) if abl else None,
+            same_text=sum(a == (r.output or "") for a, r in zip(replies, orth)),
         )
 
     # ---- cells ---------------------------------------------------------------------------

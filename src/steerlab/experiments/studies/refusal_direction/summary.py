@@ -150,6 +150,23 @@ class OrthogonalizationCheck(Record):
     untied: bool
     norm_after_write: bool
     equivalent_to: str
+    dtype: str = Field("float32", description="the dtype the model runs in (weights, hooks and logits compared in it)")
+    max_abs_logit_diff_ablate_vs_float32: float | None = Field(
+        None,
+        description="the precision floor: Ablate hooks in the run dtype vs Ablate hooks on a float32 copy "
+        "(None when the model runs in float32)",
+    )
+
+
+class ReloadCheck(Record):
+    """The saved orthogonalised model reloaded by plain transformers in a fresh process, on the harmful test split."""
+
+    n_prompts: int
+    dtype: str = Field(description="dtype of the reloaded weights")
+    refusal: Estimate = Field(description="harmful test prompts refused by the reloaded model (marker judge)")
+    refusal_orthogonalized: Estimate = Field(description="the same prompts, orthogonalized condition of the study")
+    refusal_ablate: Estimate | None = Field(None, description="the same prompts, hook ablation")
+    same_text: int = Field(description="replies identical to the orthogonalized condition's")
 
 
 class Example(Record):
@@ -179,6 +196,7 @@ class ModelResult(Record):
     induce_coefficient: float = 1.0
     conditions: list[ConditionEntry]
     orthogonalization: OrthogonalizationCheck | None
+    reload: ReloadCheck | None = None
     examples: list[Example]
     guard: str = Field(description="the guard classifier's name")
     judge: str = Field(description="primary refusal judge: markers or the LLM judge's name")
