@@ -97,6 +97,98 @@ def test_filters_are_relaxed_in_order_when_nothing_survives():
     assert sel.chosen == "b"
 
 
+def _row(cand, metric, value, pid="p"):
+    from steerlab.experiments.studies.refusal_direction.records import ScoreRow
+
+    finite = value is not None and np.isfinite(value)
+    return ScoreRow(
+        key=f"{cand}|{metric}|{pid}",
+        model="m",
+        seed=0,
+        stage="score",
+        prompt_id=pid,
+        prompt_set="harmful" if metric == "bypass" else "harmless",
+        split="val",
+        prompt="x",
+        metric=metric,
+        candidate=cand,
+        refusal_score=(value if finite else None) if metric != "kl" else 0.0,
+        kl=(value if finite else None) if metric == "kl" else None,
+        finite=finite,
+    )
+
+
+def test_a_candidate_with_a_nan_or_infinite_score_is_dropped_not_an_error():
+    from steerlab.experiments.studies.refusal_direction.selection import candidate_scores
+
+    rows = []
+    for cand, bypass, kl in (("ok", -2.0, 0.01), ("nan", float("nan"), 0.01), ("inf", -9.0, float("inf"))):
+        for pid, extra in (("a", 0.0), ("b", 1.0)):
+            rows += [_row(cand, "bypass", bypass + extra, pid), _row(cand, "induce", 1.0, pid)]
+            rows += [_row(cand, "kl", kl, pid)]
+    dropped: list[str] = []
+    norms = {c: (-1, 2, 1.0) for c in ("ok", "nan", "inf")}
+    scores = candidate_scores(rows, norms, dropped)
+    assert [c.name for c in scores] == ["ok"] and dropped == ["nan", "inf"]
+    assert scores[0].bypass == pytest.approx(-1.5) and scores[0].kl == pytest.approx(0.01)  # mean of -2 and -1
+    _, sel = select_candidate(scores, 10, dropped_nonfinite=dropped)
+    assert sel.chosen == "ok" and sel.dropped_nonfinite == ["nan", "inf"]
+    # the rows themselves hold no NaN (JSON-safe): None and finite=False
+    bad = next(r for r in rows if r.candidate == "nan" and r.metric == "bypass")
+    assert bad.refusal_score is None and not bad.finite
+    with pytest.raises(ValueError, match="2 dropped as NaN/inf"):
+        select_candidate([], 10, dropped_nonfinite=["x", "y"])
+
+
+def test_prompt_filter_keeps_refused_harmful_and_answered_harmless_prompts():
+    from steerlab.data import Prompt
+    from steerlab.errors import InputError
+    from steerlab.experiments.studies.refusal_direction.data import DirectionData
+    from steerlab.experiments.studies.refusal_direction.selection import filter_prompts
+
+    def ps(prefix, n):
+        return [Prompt(f"{prefix}{i}", f"{prefix} {i}", None, None, None, None) for i in range(n)]
+
+    data = DirectionData(
+        train={"harmful": ps("th", 4), "harmless": ps("tl", 4)},
+        val={"harmful": ps("vh", 3), "harmless": ps("vl", 3)},
+        test={"harmful": ps("xh", 2), "harmless": ps("xl", 2)},
+        overrefusal=[],
+        dropped_overlaps={},
+    )
+    # crafted baseline scores: > 0 = refused. 0.0 exactly is neither (the reference's strict inequalities)
+    crafted = {
+        ("train", "harmful"): [2.0, -1.0, 0.0, 0.5],  # keep th0, th3
+        ("train", "harmless"): [-3.0, 1.0, -0.1, None],  # keep tl0, tl2 (None = not finite: dropped)
+        ("val", "harmful"): [-2.0, 4.0, 0.1],  # keep vh1, vh2
+        ("val", "harmless"): [0.0, -1.0, 2.0],  # keep vl1
+    }
+    prefix = {
+        ("train", "harmful"): "th",
+        ("train", "harmless"): "tl",
+        ("val", "harmful"): "vh",
+        ("val", "harmless"): "vl",
+    }
+    scores = {
+        (sp, name, f"{prefix[sp, name]}{i}"): v for (sp, name), vals in crafted.items() for i, v in enumerate(vals)
+    }
+    out, rec = filter_prompts(data, scores)
+    assert [p.id for p in out.train["harmful"]] == ["th0", "th3"]
+    assert [p.id for p in out.train["harmless"]] == ["tl0", "tl2"]
+    assert [p.id for p in out.val["harmful"]] == ["vh1", "vh2"]
+    assert [p.id for p in out.val["harmless"]] == ["vl1"]
+    assert out.test == data.test  # the test split is never filtered
+    assert rec.kept == {"train/harmful": 2, "train/harmless": 2, "val/harmful": 2, "val/harmless": 1}
+    assert rec.before == {"train/harmful": 4, "train/harmless": 4, "val/harmful": 3, "val/harmless": 3}
+    # off: everything kept, still counted
+    same, rec = filter_prompts(data, scores, enabled=False)
+    assert same.train == data.train and rec.kept == rec.before and not rec.enabled
+    # a model that refuses nothing: one clear line
+    none_refused = {k: (-1.0 if k[1] == "harmful" else v) for k, v in scores.items()}
+    with pytest.raises(InputError, match="refuses only 0 of 4 train harmful prompts.*filter_prompts: false"):
+        filter_prompts(data, none_refused)
+
+
 # ---------------------------------------------------------------------------- data
 
 

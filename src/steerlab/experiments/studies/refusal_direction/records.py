@@ -38,8 +38,13 @@ class ScoreRow(DirectionCell, Row):
     """A scored validation prompt (stage ``score``): refusal log-odds, and KL for ``metric="kl"``."""
 
     version: int = Field(2, description="row schema version (2: one row type per stage)")
-    refusal_score: float = Field(description="refusal log-odds at the last prompt position")
-    kl: float | None = Field(None, description="metric kl: last-position KL(unsteered || ablated) (nats)")
+    refusal_score: float | None = Field(
+        description="refusal log-odds at the last prompt position (None: NaN or infinite, e.g. an overflow)"
+    )
+    kl: float | None = Field(
+        None, description="metric kl: last-position KL(unsteered || ablated) (nats; None if not finite)"
+    )
+    finite: bool = Field(True, description="False: a score of this row was NaN or infinite (stored as None)")
 
 
 class GenerationRow(DirectionCell, Row):

@@ -136,8 +136,7 @@ def candidate_scores(
     for r in rows:
         if r.candidate is not None and r.metric is not None:
             value = r.kl if r.metric == "kl" else r.refusal_score
-            assert value is not None, "a kl score row carries its KL"
-            acc[(r.candidate, r.metric)].append(value)
+            acc[(r.candidate, r.metric)].append(float("nan") if value is None or not r.finite else value)
     out = []
     for name, (position, layer, norm) in norms.items():
         parts = {m: acc.get((name, m), []) for m in ("bypass", "induce", "kl")}
@@ -164,14 +163,15 @@ def candidate_scores(
 
 
 def filter_prompts(
-    data: DirectionData, scores: dict[tuple[str, str, str], float], *, enabled: bool = True
+    data: DirectionData, scores: dict[tuple[str, str, str], float | None], *, enabled: bool = True
 ) -> tuple[DirectionData, PromptFilterRecord]:
     """The reference's ``filter_data``: keep the train/val harmful prompts whose unsteered refusal score
     is > 0 (the model refuses them) and the harmless ones whose score is < 0 (it does not).
 
     Args:
         data: the splits.
-        scores: ``(split, prompt_set, prompt_id)`` → baseline refusal score, for every train/val prompt.
+        scores: ``(split, prompt_set, prompt_id)`` → baseline refusal score, for every train/val prompt
+            (None = not finite: the prompt is dropped).
         enabled: False = keep everything (the record still counts the prompts).
 
     Raises:
@@ -191,7 +191,10 @@ def filter_prompts(
         key = (split, name, p.id)
         if key not in scores:
             raise ValueError(f"filter_prompts: no baseline score for {key}")
-        return scores[key] > 0 if name == "harmful" else scores[key] < 0
+        score = scores[key]
+        if score is None:  # not finite: neither refused nor answered
+            return False
+        return score > 0 if name == "harmful" else score < 0
 
     before: dict[str, int] = {}
     kept: dict[str, int] = {}
@@ -215,7 +218,7 @@ def filter_prompts(
 def baseline_scores(rows: Sequence[ScoreRow], n_resamples: int, seed: int) -> BaselineScores:
     by_set: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        if r.metric == "baseline":
+        if r.metric == "baseline" and r.split == "val" and r.refusal_score is not None:
             by_set[r.prompt_set].append(float(r.refusal_score))
     return BaselineScores(
         harmful=mean(by_set["harmful"], n_resamples, seed), harmless=mean(by_set["harmless"], n_resamples, seed)
