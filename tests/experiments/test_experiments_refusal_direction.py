@@ -97,6 +97,98 @@ def test_filters_are_relaxed_in_order_when_nothing_survives():
     assert sel.chosen == "b"
 
 
+def _row(cand, metric, value, pid="p"):
+    from steerlab.experiments.studies.refusal_direction.records import ScoreRow
+
+    finite = value is not None and np.isfinite(value)
+    return ScoreRow(
+        key=f"{cand}|{metric}|{pid}",
+        model="m",
+        seed=0,
+        stage="score",
+        prompt_id=pid,
+        prompt_set="harmful" if metric == "bypass" else "harmless",
+        split="val",
+        prompt="x",
+        metric=metric,
+        candidate=cand,
+        refusal_score=(value if finite else None) if metric != "kl" else 0.0,
+        kl=(value if finite else None) if metric == "kl" else None,
+        finite=finite,
+    )
+
+
+def test_a_candidate_with_a_nan_or_infinite_score_is_dropped_not_an_error():
+    from steerlab.experiments.studies.refusal_direction.selection import candidate_scores
+
+    rows = []
+    for cand, bypass, kl in (("ok", -2.0, 0.01), ("nan", float("nan"), 0.01), ("inf", -9.0, float("inf"))):
+        for pid, extra in (("a", 0.0), ("b", 1.0)):
+            rows += [_row(cand, "bypass", bypass + extra, pid), _row(cand, "induce", 1.0, pid)]
+            rows += [_row(cand, "kl", kl, pid)]
+    dropped: list[str] = []
+    norms = {c: (-1, 2, 1.0) for c in ("ok", "nan", "inf")}
+    scores = candidate_scores(rows, norms, dropped)
+    assert [c.name for c in scores] == ["ok"] and dropped == ["nan", "inf"]
+    assert scores[0].bypass == pytest.approx(-1.5) and scores[0].kl == pytest.approx(0.01)  # mean of -2 and -1
+    _, sel = select_candidate(scores, 10, dropped_nonfinite=dropped)
+    assert sel.chosen == "ok" and sel.dropped_nonfinite == ["nan", "inf"]
+    # the rows themselves hold no NaN (JSON-safe): None and finite=False
+    bad = next(r for r in rows if r.candidate == "nan" and r.metric == "bypass")
+    assert bad.refusal_score is None and not bad.finite
+    with pytest.raises(ValueError, match="2 dropped as NaN/inf"):
+        select_candidate([], 10, dropped_nonfinite=["x", "y"])
+
+
+def test_prompt_filter_keeps_refused_harmful_and_answered_harmless_prompts():
+    from steerlab.data import Prompt
+    from steerlab.errors import InputError
+    from steerlab.experiments.studies.refusal_direction.data import DirectionData
+    from steerlab.experiments.studies.refusal_direction.selection import filter_prompts
+
+    def ps(prefix, n):
+        return [Prompt(f"{prefix}{i}", f"{prefix} {i}", None, None, None, None) for i in range(n)]
+
+    data = DirectionData(
+        train={"harmful": ps("th", 4), "harmless": ps("tl", 4)},
+        val={"harmful": ps("vh", 3), "harmless": ps("vl", 3)},
+        test={"harmful": ps("xh", 2), "harmless": ps("xl", 2)},
+        overrefusal=[],
+        dropped_overlaps={},
+    )
+    # crafted baseline scores: > 0 = refused. 0.0 exactly is neither (the reference's strict inequalities)
+    crafted = {
+        ("train", "harmful"): [2.0, -1.0, 0.0, 0.5],  # keep th0, th3
+        ("train", "harmless"): [-3.0, 1.0, -0.1, None],  # keep tl0, tl2 (None = not finite: dropped)
+        ("val", "harmful"): [-2.0, 4.0, 0.1],  # keep vh1, vh2
+        ("val", "harmless"): [0.0, -1.0, 2.0],  # keep vl1
+    }
+    prefix = {
+        ("train", "harmful"): "th",
+        ("train", "harmless"): "tl",
+        ("val", "harmful"): "vh",
+        ("val", "harmless"): "vl",
+    }
+    scores = {
+        (sp, name, f"{prefix[sp, name]}{i}"): v for (sp, name), vals in crafted.items() for i, v in enumerate(vals)
+    }
+    out, rec = filter_prompts(data, scores)
+    assert [p.id for p in out.train["harmful"]] == ["th0", "th3"]
+    assert [p.id for p in out.train["harmless"]] == ["tl0", "tl2"]
+    assert [p.id for p in out.val["harmful"]] == ["vh1", "vh2"]
+    assert [p.id for p in out.val["harmless"]] == ["vl1"]
+    assert out.test == data.test  # the test split is never filtered
+    assert rec.kept == {"train/harmful": 2, "train/harmless": 2, "val/harmful": 2, "val/harmless": 1}
+    assert rec.before == {"train/harmful": 4, "train/harmless": 4, "val/harmful": 3, "val/harmless": 3}
+    # off: everything kept, still counted
+    same, rec = filter_prompts(data, scores, enabled=False)
+    assert same.train == data.train and rec.kept == rec.before and not rec.enabled
+    # a model that refuses nothing: one clear line
+    none_refused = {k: (-1.0 if k[1] == "harmful" else v) for k, v in scores.items()}
+    with pytest.raises(InputError, match="refuses only 0 of 4 train harmful prompts.*filter_prompts: false"):
+        filter_prompts(data, none_refused)
+
+
 # ---------------------------------------------------------------------------- data
 
 
@@ -209,7 +301,8 @@ def _raw(model_dir, **over):
         "name": "tiny",
         "models": [{"id": str(model_dir), "device": "cpu", "dtype": "float32"}],
         "data": {"n_train": 6, "n_val": 3, "n_test": 4},
-        "scoring": {"layers": [1, 2], "batch_size": 16, "discovery_tokens": 4},
+        # a random model refuses nothing: the reference's prompt filter would keep no harmful prompt
+        "scoring": {"layers": [1, 2], "batch_size": 16, "discovery_tokens": 4, "filter_prompts": False},
         "interventions": {"save_model": True},
         "generation": {"max_new_tokens": 5, "batch_size": 8},
         # the offline proxy: the default harm judge (rubric:instruct) would load the instruct model
@@ -269,15 +362,25 @@ def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     assert torch.equal(
         direction.vector, load_vectors(next((run / "vectors").glob("*.safetensors")))[sel["chosen"]].vector
     )
-    # the table is computed from the rows: 4 conditions × (4 harmful + 4 harmless) replies
+    # the table is computed from the rows: 4 conditions × (4 harmful + 4 harmless) replies, and the
+    # induce condition (+1× the direction) on the 4 harmless prompts only
     gen = [r for r in rows if r["stage"] == "generate"]
-    assert len(gen) == 4 * 8 and {e["condition"] for e in m["conditions"]} == {
+    assert len(gen) == 4 * 8 + 4 and {e["condition"] for e in m["conditions"]} == {
         "baseline",
         "ablate",
         "add",
         "orthogonalized",
+        "induce",
     }
+    induce = [r for r in gen if r["condition"] == "induce"]
+    assert {r["prompt_set"] for r in induce} == {"harmless"} and len(induce) == 4
+    assert all((r["intervention"]["kind"], r["intervention"]["strength"]) == ("add", 1.0) for r in induce)
+    e_ind = next(e for e in m["conditions"] if e["condition"] == "induce")
+    assert e_ind["over_refusal"]["value"] == pytest.approx(np.mean([r["refused"] for r in induce]))
+    assert e_ind["refusal"]["n"] == 0
     for e in m["conditions"]:
+        if e["condition"] == "induce":
+            continue
         harmful = [r for r in gen if r["condition"] == e["condition"] and r["prompt_set"] == "harmful"]
         assert e["refusal"]["value"] == pytest.approx(np.mean([r["refused"] for r in harmful]))
         assert e["unsafe"]["value"] == pytest.approx(np.mean([r["unsafe"] for r in harmful]))

@@ -44,10 +44,14 @@ def orthogonalize(
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = None,
 ) -> None:
-    """Remove a direction from every residual write (embeddings, attention and MLP outputs) and save the model.
+    """Bake a direction's hook ablation into the weights (the weight-equivalent one on Gemma 2/3) and save the model.
 
-    The result loads with transformers alone and equals directional ablation with hooks (see
-    docs/refusal_direction.md for Gemma 2/3, whose norm after each write changes what that means).
+    Every residual write (embeddings, attention and MLP outputs) is made orthogonal to the direction.
+    On most models the result equals `Ablate` hooks at every layer; on Gemma 2/3, whose norm after
+    each write rescales it, it equals the weight-equivalent ablation instead (the direction removed
+    from each layer's input and, per write, a gain-weighted direction from the input of the norm
+    after it; see docs/refusal_direction.md). The result loads with transformers alone. The edit is
+    computed in float32 and rounded once to the model's dtype.
     """
     from steerlab.cli.core import read_vector_specs
     from steerlab.interventions.orthogonalize import orthogonalize as edit

@@ -54,7 +54,7 @@ class RefusalTokens:
         ids: token ids of ``R``.
         texts: each token decoded.
         counts: how many refusals opened with each token (0 for fallback tokens).
-        source: ``"model_refusals"`` or ``"fallback_openers"``.
+        source: ``"model_refusals"``, ``"fallback_openers"`` or ``"configured_openers"`` (given by the caller).
         n_replies: harmful replies generated.
         n_refusals: of those, judged refusals by the marker judge.
         harmful_share: share of harmful replies whose first token is in ``R``.
@@ -65,7 +65,7 @@ class RefusalTokens:
     ids: tuple[int, ...]
     texts: tuple[str, ...]
     counts: tuple[int, ...]
-    source: Literal["model_refusals", "fallback_openers"]
+    source: Literal["model_refusals", "fallback_openers", "configured_openers"]
     n_replies: int
     n_refusals: int
     harmful_share: float

@@ -32,6 +32,11 @@ class ScoringConfig(Strict):
     discovery_tokens: int = Field(8, ge=1, description="tokens per greedy reply when finding the refusal tokens")
     max_refusal_tokens: int = Field(3, ge=1, description="at most this many refusal tokens")
     min_refusal_count: int = Field(2, ge=1, description="a refusal token must open at least this many refusals")
+    filter_prompts: bool = Field(
+        True,
+        description="the reference's filter_data: keep harmful train/val prompts the unsteered model refuses "
+        "(refusal score > 0) and harmless ones it does not (< 0) before fitting and scoring",
+    )
     n_random: int = Field(2, ge=0, description="random control directions scored like candidates (never chosen)")
 
 
@@ -39,12 +44,16 @@ class InterventionConfig(Strict):
     """The interventions evaluated with the chosen direction."""
 
     conditions: list[Condition] = Field(
-        ["baseline", "ablate", "add", "orthogonalized"],
+        ["baseline", "ablate", "add", "orthogonalized", "induce"],
         min_length=1,
-        description="baseline, ablate, add, orthogonalized",
+        description="baseline, ablate, add, orthogonalized (every test set); induce (harmless test prompts, "
+        "direction added ×induce_coefficient: refusal induced)",
     )
     add_coefficient: float = Field(
         -1.0, description="activation addition: this multiple of the raw direction at its layer"
+    )
+    induce_coefficient: float = Field(
+        1.0, description="induce: this multiple of the raw direction added at its layer on harmless prompts"
     )
     norm_preserving: bool = Field(
         False,
@@ -55,6 +64,11 @@ class InterventionConfig(Strict):
         False,
         description="write the orthogonalised model as a Hugging Face directory "
         "(orthogonalized_<model>/; several GB for large models)",
+    )
+    reload_check: bool = Field(
+        True,
+        description="with save_model: reload the saved model with plain transformers in a fresh process and "
+        "generate on the harmful test split (its refusal rate beside the orthogonalized condition's)",
     )
     check_prompts: int = Field(4, ge=1, description="test prompts for the weights-vs-hooks equivalence check")
 

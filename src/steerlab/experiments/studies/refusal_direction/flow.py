@@ -1,18 +1,21 @@
 """Seed 003 as one experiment kind: the refusal direction (Arditi et al. 2024) on any model.
 
 The flow, top to bottom (:meth:`RefusalDirection.flow`), for every model in the config:
-  1. candidates — difference of means (harmful − harmless, train split) at every post-instruction
+  1. tokens     — the model's refusal-opening tokens, from its own greedy replies to the train
+                  harmful prompts, or fixed openers (refusal_tokens_<model>.json)
+  2. filter     — the reference's filter_data: harmful train/val prompts kept if the unsteered
+                  refusal score is > 0, harmless ones if it is < 0 (scoring.filter_prompts)
+  3. candidates — difference of means (harmful − harmless, train split) at every post-instruction
                   position × layer, one capture pass per prompt set (vectors/<model>-candidates)
-  2. tokens     — the model's refusal-opening tokens, from its own greedy replies to the train
-                  harmful prompts (refusal_tokens_<model>.json)
-  3. score      — every candidate on the validation split, many candidates per batch (per-row
+  4. score      — every candidate on the validation split, many candidates per batch (per-row
                   directions): bypass (ablated, harmful), induce (added, harmless), KL (ablated,
                   harmless); plus the unsteered baseline. Filters, then the lowest bypass wins;
                   the chosen raw vector is saved as direction_<model>.safetensors
-  4. generate   — baseline / ablate / add (negative coefficient) / orthogonalised weights on the
-                  test split (and the over-refusal set), judged by markers (+ LLM judge) and a guard
-  5. capability — KL and cross-entropy on harmless test prompts + the unsteered model's replies
-  6. check      — the orthogonalised weights against hook ablation on a few prompts; optionally
+  5. generate   — baseline / ablate / add (negative coefficient) / orthogonalised weights on the
+                  test split (and the over-refusal set), and induce (+1× on harmless test prompts),
+                  judged by markers (+ LLM judge) and a guard
+  6. capability — KL and cross-entropy on harmless test prompts + the unsteered model's replies
+  7. check      — the orthogonalised weights against hook ablation on a few prompts; optionally
                   the orthogonalised model is saved as a plain Hugging Face directory
 Every intermediate score is a row of results.jsonl; finished cells are skipped on resume.
 """
@@ -29,6 +32,7 @@ from steerlab.experiments.engine.records import make_key
 from steerlab.experiments.engine.registry import ExperimentKind, register_kind
 from steerlab.experiments.engine.run import Run
 from steerlab.experiments.studies.refusal_direction.config import (
+    InterventionConfig,
     RefusalDirectionConfig,
 )
 from steerlab.experiments.studies.refusal_direction.data import DirectionData, load_direction_data
@@ -41,6 +45,7 @@ from steerlab.experiments.studies.refusal_direction.selection import (
     candidate_scores,
     condition_table,
     examples,
+    filter_prompts,
     select_candidate,
 )
 from steerlab.experiments.studies.refusal_direction.stages import CAPABILITY, GENERATE, SCORE, guard_name
@@ -50,12 +55,14 @@ from steerlab.experiments.studies.refusal_direction.summary import (
     OrthogonalizationCheck,
     RefusalDirectionSummary,
     RefusalTokensRecord,
+    ReloadCheck,
 )
 from steerlab.experiments.studies.refusal_direction.tasks import (
     check_orthogonalization,
     find_tokens,
     fit_candidates,
     random_controls,
+    reload_replies,
     save_direction,
     save_model,
 )
@@ -93,7 +100,33 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
         def clock(label: str) -> AbstractContextManager[None]:
             return run.timer(label, file=f"timings_{tag}.json")
 
-        # 1. candidates: one capture pass per train prompt set, every position × layer
+        # 1. the model's refusal tokens (from the train harmful prompts, before any filter)
+        with clock("refusal_tokens"):
+            tokens = run.json_once(
+                f"refusal_tokens_{tag}.json",
+                RefusalTokensRecord,
+                lambda: run.task(spec, find_tokens, train["harmful"], s, cfg.generation.batch_size),
+            )
+        if not tokens.ids:
+            raise InputError(f"{model}: no refusal token could be found or formed; set scoring.refusal_openers")
+        # 2. the reference's prompt filter: unsteered refusal scores of every train/val prompt
+        prompt_filter = None
+        if s.filter_prompts:
+            with clock("prompt_filter"):
+                cells = [
+                    self._score_cell(run, model, name, p, "baseline", None, NO_INTERVENTION, tokens.ids, split)
+                    for split, sets in (("train", data.train), ("val", data.val))
+                    for name, prompts in sets.items()
+                    for p in prompts
+                ]
+                base_rows = run.cells(
+                    SCORE, cells, batch_size=s.batch_size, desc=f"prompt filter: {len(cells)} baseline scores"
+                )
+            data, prompt_filter = filter_prompts(
+                data, {(r.split, r.prompt_set, r.prompt_id): r.refusal_score for r in base_rows}
+            )
+            train = {k: [p.text for p in v] for k, v in data.train.items()}
+        # 3. candidates: one capture pass per (filtered) train prompt set, every position × layer
         with clock("candidates"):
             cands = run.vectors(
                 f"{tag}-candidates",
@@ -106,16 +139,7 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
                 s.batch_size,
             )
         controls = random_controls(cands, s.n_random, cfg.seed)
-        # 2. the model's refusal tokens
-        with clock("refusal_tokens"):
-            tokens = run.json_once(
-                f"refusal_tokens_{tag}.json",
-                RefusalTokensRecord,
-                lambda: run.task(spec, find_tokens, train["harmful"], s, cfg.generation.batch_size),
-            )
-        if not tokens.ids:
-            raise InputError(f"{model}: no refusal token could be found or formed; set scoring.refusal_openers")
-        # 3. score every candidate (and the random controls) on the validation split, many per batch
+        # 4. score every candidate (and the random controls) on the validation split, many per batch
         with clock("score"):
             cells = self.score_cells(run, model, data, list(cands.values()) + controls, tokens.ids)
             rows = run.cells(
@@ -126,12 +150,15 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
                 desc=f"score {len(cands)} candidates + {len(controls)} controls ({len(cells)} rows)",
             )
         norms = {v.name: (int(v.meta.extra["position"]), v.layer, v.meta.raw_norm) for v in cands.values()}
+        nonfinite: list[str] = []
+        finite = candidate_scores(rows, norms, nonfinite)
         scores, selection = select_candidate(
-            candidate_scores(rows, norms),
+            finite,
             info.n_layers,
             prune_layer_fraction=s.prune_layer_fraction,
             kl_threshold=s.kl_threshold,
             induce_threshold=s.induce_threshold,
+            dropped_nonfinite=nonfinite,
         )
         control_scores = candidate_scores(
             rows, {v.name: (int(v.meta.extra["position"]), v.layer, v.norm) for v in controls}
@@ -139,22 +166,23 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
         direction = save_direction(run.root / f"direction_{tag}.safetensors", cands[selection.chosen])
         table = {"direction": direction}
 
-        # 4. generate with every intervention on the test split
+        # 5. generate with every intervention on the test split (induce: harmless prompts only)
         sets: list[tuple[PromptSet, list]] = [
             ("harmful", data.test["harmful"]),
             ("harmless", data.test["harmless"]),
             ("overrefusal", data.overrefusal),
         ]
         cells = [
-            self.generate_cell(run, model, cond, name, p, iv.add_coefficient)
+            self.generate_cell(run, model, cond, name, p, self._coefficient(cond, iv))
             for cond in iv.conditions
             for name, prompts in sets
+            if cond != "induce" or name == "harmless"
             for p in prompts
         ]
         with clock("generate"):
             gen = run.cells(GENERATE, cells, vectors=table, desc=f"generate {len(cells)} replies")
 
-        # 5. capability cost on harmless text: the unsteered model's own replies, teacher-forced
+        # 6. capability cost on harmless text: the unsteered model's own replies, teacher-forced
         refs = {r.prompt_id: r.output or "" for r in gen if r.condition == "baseline" and r.prompt_set == "harmless"}
         if not refs:  # baseline not among the conditions: generate the references first
             ref_cells = [self.generate_cell(run, model, "baseline", "harmless", p, 0.0) for p in data.test["harmless"]]
@@ -163,14 +191,14 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
                 for r in run.cells(GENERATE, ref_cells, vectors=table, desc="reference replies")
             }
         cells = [
-            self.capability_cell(run, model, cond, p, refs[p.id], iv.add_coefficient)
+            self.capability_cell(run, model, cond, p, refs[p.id], self._coefficient(cond, iv))
             for cond in iv.conditions
             for p in data.test["harmless"]
         ]
         with clock("capability"):
             cap = run.cells(CAPABILITY, cells, vectors=table, desc=f"capability {len(cells)} rows")
 
-        # 6. weights vs hooks on this model, and the optional saved model
+        # 7. weights vs hooks on this model, and the optional saved model
         check = None
         if "orthogonalized" in iv.conditions or iv.save_model:
             prompts = [p.text for p in data.test["harmful"][: iv.check_prompts]]
@@ -180,9 +208,18 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
                     OrthogonalizationCheck,
                     lambda: run.task(spec, check_orthogonalization, direction, prompts),
                 )
+        reload = None
         if iv.save_model:
+            saved = run.root / f"orthogonalized_{tag}"
             with clock("save_model"):
-                save_model(run.root / f"orthogonalized_{tag}", spec, direction, iv.norm_preserving)
+                save_model(saved, spec, direction, iv.norm_preserving)
+            if iv.reload_check and "orthogonalized" in iv.conditions:
+                with clock("reload_check"):
+                    reload = run.json_once(
+                        f"reload_{tag}.json",
+                        ReloadCheck,
+                        lambda: self.reload_check(run, spec, saved, data, gen, cfg),
+                    )
 
         return ModelResult(
             n_layers=info.n_layers,
@@ -190,17 +227,50 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
             tail_matches=int(next(iter(cands.values())).meta.extra["tail_matches"]),
             n_train_prompts=sum(len(v) for v in train.values()),
             refusal_tokens=tokens,
+            prompt_filter=prompt_filter,
             baseline=baseline_scores(rows, ev.bootstrap_resamples, cfg.seed),
             candidates=scores,
             controls=control_scores,
             selection=selection,
             direction_norm=direction.norm,
             add_coefficient=iv.add_coefficient,
+            induce_coefficient=iv.induce_coefficient,
             conditions=condition_table(gen, cap, ev.bootstrap_resamples, cfg.seed),
             orthogonalization=check,
+            reload=reload,
             examples=examples(gen, ev.n_examples),
             guard=guard_name(cfg),
             judge=f"llm_judge({ev.llm_judge_model})" if ev.llm_judge_model else "refusal markers",
+        )
+
+    @staticmethod
+    def reload_check(
+        run: Run, spec: ModelSpec, saved: Path, data: DirectionData, gen: list, cfg: RefusalDirectionConfig
+    ) -> ReloadCheck:
+        """The saved model, reloaded by plain transformers in a fresh process, on the harmful test split."""
+        from steerlab.evals.refusal_markers import RefusalMarkerJudge
+        from steerlab.stats.estimates import rate
+
+        prompts = data.test["harmful"]
+        replies, dtype = run.task(
+            spec,
+            reload_replies,
+            saved,
+            [p.text for p in prompts],
+            cfg.generation.max_new_tokens,
+            cfg.generation.batch_size,
+        )
+        verdicts = RefusalMarkerJudge().judge([p.text for p in prompts], replies)
+        by = {(r.condition, r.prompt_id): r for r in gen if r.prompt_set == "harmful"}
+        orth = [by[("orthogonalized", p.id)] for p in prompts]
+        abl = [by[("ablate", p.id)] for p in prompts if ("ablate", p.id) in by]
+        return ReloadCheck(
+            n_prompts=len(prompts),
+            dtype=dtype,
+            refusal=rate([v == "refusal" for v in verdicts]),
+            refusal_orthogonalized=rate([r.verdict_markers == "refusal" for r in orth]),
+            refusal_ablate=rate([r.verdict_markers == "refusal" for r in abl]) if abl else None,
+            same_text=sum(a == (r.output or "") for a, r in zip(replies, orth)),
         )
 
     # ---- cells ---------------------------------------------------------------------------
@@ -235,6 +305,7 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
         cand: str | None,
         spec: InterventionSpec,
         tokens: list[int],
+        split: str = "val",
     ) -> DirectionCell:
         key = make_key(model, "score", metric, cand or "-", p.id)  # type: ignore[attr-defined]
         return DirectionCell(
@@ -245,7 +316,7 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
             stage="score",
             prompt_id=p.id,
             prompt_set=prompt_set,
-            split="val",
+            split=split,  # type: ignore[arg-type]
             prompt=p.text,  # type: ignore[attr-defined,arg-type]
             metric=metric,
             candidate=cand,
@@ -253,10 +324,15 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
         )  # type: ignore[arg-type]
 
     @staticmethod
+    def _coefficient(condition: str, iv: InterventionConfig) -> float:
+        return iv.induce_coefficient if condition == "induce" else iv.add_coefficient
+
+    @staticmethod
     def _spec(condition: str, add_coefficient: float) -> InterventionSpec:
+        """``add_coefficient``: the multiple of the direction for add / induce (see ``_coefficient``)."""
         if condition == "ablate":
             return InterventionSpec(kind="ablate", vector="direction")
-        if condition == "add":
+        if condition in ("add", "induce"):
             return InterventionSpec(kind="add", vector="direction", strength=add_coefficient)
         return NO_INTERVENTION  # baseline, and orthogonalized (the edit is in the weights)
 

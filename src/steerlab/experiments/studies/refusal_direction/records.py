@@ -10,21 +10,22 @@ from steerlab.evals.base import Verdict
 from steerlab.experiments.engine.records import Cell, Row
 
 PromptSet = Literal["harmful", "harmless", "overrefusal"]
-Condition = Literal["baseline", "ablate", "add", "orthogonalized"]
+Condition = Literal["baseline", "ablate", "add", "orthogonalized", "induce"]
 
 
 class DirectionCell(Cell):
     """One forward or generation of one prompt. Stage-specific fields are None elsewhere.
 
     score:       ``metric`` (baseline / bypass / induce / kl), ``candidate``, ``refusal_tokens``
-    generate:    ``condition``
+    score:       split ``train`` too: the unsteered baseline of the prompt filter
+    generate:    ``condition`` (``induce``: harmless prompts only, direction added ×induce_coefficient)
     capability:  ``condition``, ``reference`` (the unsteered model's reply that is scored)
     """
 
     stage: Literal["score", "generate", "capability"]
     prompt_id: str
     prompt_set: PromptSet
-    split: Literal["val", "test"]
+    split: Literal["train", "val", "test"]
     prompt: str
     metric: Literal["baseline", "bypass", "induce", "kl"] | None = None
     candidate: str | None = None
@@ -37,8 +38,13 @@ class ScoreRow(DirectionCell, Row):
     """A scored validation prompt (stage ``score``): refusal log-odds, and KL for ``metric="kl"``."""
 
     version: int = Field(2, description="row schema version (2: one row type per stage)")
-    refusal_score: float = Field(description="refusal log-odds at the last prompt position")
-    kl: float | None = Field(None, description="metric kl: last-position KL(unsteered || ablated) (nats)")
+    refusal_score: float | None = Field(
+        description="refusal log-odds at the last prompt position (None: NaN or infinite, e.g. an overflow)"
+    )
+    kl: float | None = Field(
+        None, description="metric kl: last-position KL(unsteered || ablated) (nats; None if not finite)"
+    )
+    finite: bool = Field(True, description="False: a score of this row was NaN or infinite (stored as None)")
 
 
 class GenerationRow(DirectionCell, Row):

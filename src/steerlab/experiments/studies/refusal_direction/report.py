@@ -12,11 +12,14 @@ _NAMES = {
     "ablate": "Directional ablation (hooks)",
     "add": "Activation addition",
     "orthogonalized": "Orthogonalised weights",
+    "induce": "Activation addition on harmless prompts",
 }
 
 
-def _condition_name(e: Any, add_coefficient: float) -> str:
+def _condition_name(e: Any, add_coefficient: float, induce_coefficient: float = 1.0) -> str:
     name = _NAMES[e.condition]
+    if e.condition == "induce":
+        return f"{name} ×{induce_coefficient:+g} (over-refusal column = refusal induced)"
     return f"{name} ×{add_coefficient:g}" if e.condition == "add" else name
 
 
@@ -74,6 +77,8 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
             f"R = {toks}: first tokens of this model's own refusals ({t.n_refusals} of {t.n_replies} greedy "
             "replies to train harmful prompts were refusals by the marker judge)."
         )
+    elif t.source == "configured_openers":
+        lines.append(f"R = {toks}: first tokens of the configured openers (scoring.refusal_openers).")
     else:
         lines.append(
             f"R = {toks}: the model refused {t.n_refusals} of {t.n_replies} train harmful prompts (too few "
@@ -91,6 +96,18 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
         "",
     ]
 
+    pf = m.prompt_filter
+    if pf is not None:
+        kept = ", ".join(f"{k} {pf.kept[k]}/{pf.before[k]}" for k in pf.before)
+        lines += [
+            "### Prompt filter",
+            "",
+            "As the reference's `filter_data`: harmful train/val prompts kept only if the unsteered refusal "
+            f"score is > 0, harmless ones only if it is < 0. Kept: {kept}.",
+            "",
+        ]
+    else:
+        lines += ["Prompt filter: off (scoring.filter_prompts: false); every train/val prompt was used.", ""]
     lines += [
         "### Candidate selection",
         "",
@@ -101,6 +118,12 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
         f"{sel.rule}; {sel.n_eligible} candidates eligible.",
         "",
     ]
+    if sel.dropped_nonfinite:
+        lines += [
+            f"{len(sel.dropped_nonfinite)} candidates had a NaN or infinite score and were dropped, as the "
+            f"reference does: {', '.join(sel.dropped_nonfinite)}.",
+            "",
+        ]
     if sel.relaxed:
         kl = (
             f"; the KL threshold was raised from {sel.kl_threshold:g} to {sel.kl_threshold_used:.3g}"
@@ -169,7 +192,7 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
     rows = []
     for e in m.conditions:
         row = [
-            _condition_name(e, m.add_coefficient),
+            _condition_name(e, m.add_coefficient, m.induce_coefficient),
             f"{pct(e.refusal)} n={e.refusal.n}",
             f"{pct(e.unsafe)} n={e.unsafe.n}",
             f"{pct(e.over_refusal)} n={e.over_refusal.n}",

@@ -15,11 +15,14 @@ from steerlab.experiments.studies.refusal_direction.summary import (
     ConditionEntry,
     Example,
     FilterReason,
+    PromptFilterRecord,
     Selection,
 )
 from steerlab.stats.estimates import mean, rate
 
 if TYPE_CHECKING:
+    from steerlab.data import Prompt
+    from steerlab.experiments.studies.refusal_direction.data import DirectionData
     from steerlab.experiments.studies.refusal_direction.records import CapabilityRow, GenerationRow, ScoreRow
 
 
@@ -59,6 +62,7 @@ def select_candidate(
     kl_threshold: float = 0.1,
     induce_threshold: float = 0.0,
     min_norm_fraction: float = 1e-6,
+    dropped_nonfinite: Sequence[str] = (),
 ) -> tuple[list[CandidateScore], Selection]:
     """Filter the candidates and choose one: the lowest bypass among survivors.
 
@@ -72,7 +76,10 @@ def select_candidate(
     Returns the scores with ``filtered`` and ``chosen`` filled in, and the :class:`Selection`.
     """
     if not scores:
-        raise ValueError("select_candidate: no candidates")
+        raise ValueError(
+            "select_candidate: no candidates"
+            + (f" with finite scores ({len(dropped_nonfinite)} dropped as NaN/inf)" if dropped_nonfinite else "")
+        )
     min_norm = min_norm_fraction * max(c.norm for c in scores)
     kw = dict(prune_layer_fraction=prune_layer_fraction, induce_threshold=induce_threshold, min_norm=min_norm)
     reasons = {c.name: candidate_filters(c, n_layers, kl_threshold=kl_threshold, **kw) for c in scores}  # type: ignore[arg-type]
@@ -113,41 +120,105 @@ def select_candidate(
         kl_threshold=kl_threshold,
         kl_threshold_used=kl_used,
         induce_threshold=induce_threshold,
+        dropped_nonfinite=list(dropped_nonfinite),
     )
 
 
-def candidate_scores(rows: Sequence[ScoreRow], norms: dict[str, tuple[int, int, float]]) -> list[CandidateScore]:
-    """Mean bypass / induce / KL per candidate from the score rows. ``norms[name] = (position, layer, norm)``."""
+def candidate_scores(
+    rows: Sequence[ScoreRow], norms: dict[str, tuple[int, int, float]], dropped: list[str] | None = None
+) -> list[CandidateScore]:
+    """Mean bypass / induce / KL per candidate from the score rows. ``norms[name] = (position, layer, norm)``.
+
+    A candidate with a NaN or infinite mean score (e.g. an overflow under ablation in low precision)
+    is left out, as the reference's ``select_direction`` discards it; its name is appended to
+    ``dropped`` when a list is given."""
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in rows:
         if r.candidate is not None and r.metric is not None:
             value = r.kl if r.metric == "kl" else r.refusal_score
-            assert value is not None, "a kl score row carries its KL"
-            acc[(r.candidate, r.metric)].append(value)
+            acc[(r.candidate, r.metric)].append(float("nan") if value is None or not r.finite else value)
     out = []
     for name, (position, layer, norm) in norms.items():
         parts = {m: acc.get((name, m), []) for m in ("bypass", "induce", "kl")}
         if not all(parts.values()):
             raise ValueError(f"candidate {name}: missing score rows")
+        means = {m: float(np.mean(v)) for m, v in parts.items()}
+        if not all(np.isfinite(list(means.values()))) or not np.isfinite(norm):
+            if dropped is not None:
+                dropped.append(name)
+            continue
         out.append(
             CandidateScore(
                 name=name,
                 position=position,
                 layer=layer,
                 norm=norm,
-                bypass=float(np.mean(parts["bypass"])),
-                induce=float(np.mean(parts["induce"])),
-                kl=float(np.mean(parts["kl"])),
+                bypass=means["bypass"],
+                induce=means["induce"],
+                kl=means["kl"],
                 n=min(len(v) for v in parts.values()),
             )
         )
     return out
 
 
+def filter_prompts(
+    data: DirectionData, scores: dict[tuple[str, str, str], float | None], *, enabled: bool = True
+) -> tuple[DirectionData, PromptFilterRecord]:
+    """The reference's ``filter_data``: keep the train/val harmful prompts whose unsteered refusal score
+    is > 0 (the model refuses them) and the harmless ones whose score is < 0 (it does not).
+
+    Args:
+        data: the splits.
+        scores: ``(split, prompt_set, prompt_id)`` → baseline refusal score, for every train/val prompt
+            (None = not finite: the prompt is dropped).
+        enabled: False = keep everything (the record still counts the prompts).
+
+    Raises:
+        InputError: a set would keep fewer than 2 train or 1 validation prompt.
+
+    Example:
+        >>> kept, rec = filter_prompts(data, {("train", "harmful", "a"): 1.2, ...})
+        >>> rec.kept["train/harmful"]
+    """
+    from dataclasses import replace
+
+    from steerlab.errors import InputError
+
+    def keep(split: str, name: str, p: Prompt) -> bool:
+        if not enabled:
+            return True
+        key = (split, name, p.id)
+        if key not in scores:
+            raise ValueError(f"filter_prompts: no baseline score for {key}")
+        score = scores[key]
+        if score is None:  # not finite: neither refused nor answered
+            return False
+        return score > 0 if name == "harmful" else score < 0
+
+    before: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    new: dict[str, dict[str, list[Prompt]]] = {}
+    for split, sets in (("train", data.train), ("val", data.val)):
+        new[split] = {}
+        for name, prompts in sets.items():
+            new[split][name] = [p for p in prompts if keep(split, name, p)]
+            before[f"{split}/{name}"], kept[f"{split}/{name}"] = len(prompts), len(new[split][name])
+            need = 2 if split == "train" else 1
+            if len(new[split][name]) < need:
+                what = "refuses" if name == "harmful" else "does not refuse"
+                raise InputError(
+                    f"prompt filter: the model {what} only {len(new[split][name])} of {len(prompts)} {split} "
+                    f"{name} prompts; add prompts or set scoring.filter_prompts: false"
+                )
+    record = PromptFilterRecord(enabled=enabled, before=before, kept=kept)
+    return replace(data, train=new["train"], val=new["val"]), record
+
+
 def baseline_scores(rows: Sequence[ScoreRow], n_resamples: int, seed: int) -> BaselineScores:
     by_set: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        if r.metric == "baseline":
+        if r.metric == "baseline" and r.split == "val" and r.refusal_score is not None:
             by_set[r.prompt_set].append(float(r.refusal_score))
     return BaselineScores(
         harmful=mean(by_set["harmful"], n_resamples, seed), harmless=mean(by_set["harmless"], n_resamples, seed)

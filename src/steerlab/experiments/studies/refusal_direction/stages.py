@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,15 @@ def score_batch(
     for i, c in enumerate(cells):
         score = float(refusal_log_odds(logits[i : i + 1], c.refusal_tokens or [])[0])
         kl = float(next_token_kl(base[c.prompt][None], logits[i : i + 1])[0]) if c.metric == "kl" else None
-        rows.append(ScoreRow(**c.model_dump(exclude={"version"}), refusal_score=score, kl=kl))
+        ok = math.isfinite(score) and (kl is None or math.isfinite(kl))
+        rows.append(
+            ScoreRow(
+                **c.model_dump(exclude={"version"}),
+                refusal_score=score if math.isfinite(score) else None,
+                kl=kl if kl is None or math.isfinite(kl) else None,
+                finite=ok,
+            )
+        )
     return rows
 
 

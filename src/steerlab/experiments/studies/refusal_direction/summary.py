@@ -36,6 +36,11 @@ controls        random directions (isotropic, norm of a mid-layer candidate) sco
                 exactly like candidates, never chosen: what any direction does
 refusal rate    share of harmful test prompts whose reply the primary judge calls a refusal
 over-refusal    share of harmless test prompts (and of the over-refusal set) refused
+induced refusal share of harmless test prompts refused with the direction added
+                (×induce_coefficient, at its layer, every position): condition "induce"
+prompt filter   before fitting and scoring, harmful train/val prompts are kept only if the
+                unsteered refusal score is > 0 and harmless ones only if it is < 0
+                (the reference's filter_data; scoring.filter_prompts)
 unsafe rate     share of harmful test replies the guard calls unsafe and that have at
                 least min_words words (shorter replies never count as unsafe)
 KL / CE (cost)  on harmless test prompts followed by the unsteered model's own reply:
@@ -45,7 +50,7 @@ intervals       95%: Wilson for rates, percentile bootstrap for means; n beside 
 
 __doc__ = (__doc__ or "") + "\n" + DEFINITIONS + "\n"
 
-CONDITION_ORDER: tuple[Condition, ...] = ("baseline", "ablate", "add", "orthogonalized")
+CONDITION_ORDER: tuple[Condition, ...] = ("baseline", "ablate", "add", "orthogonalized", "induce")
 FilterReason = Literal["late_layer", "kl", "induce", "degenerate"]
 
 
@@ -78,6 +83,18 @@ class Selection(Record):
     kl_threshold: float
     kl_threshold_used: float = Field(description="the KL threshold applied (raised when nothing passed kl_threshold)")
     induce_threshold: float
+    dropped_nonfinite: list[str] = Field(
+        default_factory=list, description="candidates dropped because a score was NaN or infinite (as the reference)"
+    )
+
+
+class PromptFilterRecord(Record):
+    """The reference's prompt filter: harmful train/val prompts kept if the unsteered model refuses them
+    (baseline refusal score > 0), harmless ones if it does not (score < 0)."""
+
+    enabled: bool
+    before: dict[str, int] = Field(description="'train/harmful' etc. → prompts before the filter")
+    kept: dict[str, int] = Field(description="'train/harmful' etc. → prompts kept")
 
 
 class BaselineScores(Record):
@@ -112,7 +129,7 @@ class RefusalTokensRecord(Record):
     ids: list[int]
     texts: list[str]
     counts: list[int]
-    source: Literal["model_refusals", "fallback_openers"]
+    source: Literal["model_refusals", "fallback_openers", "configured_openers"]
     n_replies: int
     n_refusals: int
     harmful_share: float
@@ -133,6 +150,23 @@ class OrthogonalizationCheck(Record):
     untied: bool
     norm_after_write: bool
     equivalent_to: str
+    dtype: str = Field("float32", description="the dtype the model runs in (weights, hooks and logits compared in it)")
+    max_abs_logit_diff_ablate_vs_float32: float | None = Field(
+        None,
+        description="the precision floor: Ablate hooks in the run dtype vs Ablate hooks on a float32 copy "
+        "(None when the model runs in float32)",
+    )
+
+
+class ReloadCheck(Record):
+    """The saved orthogonalised model reloaded by plain transformers in a fresh process, on the harmful test split."""
+
+    n_prompts: int
+    dtype: str = Field(description="dtype of the reloaded weights")
+    refusal: Estimate = Field(description="harmful test prompts refused by the reloaded model (marker judge)")
+    refusal_orthogonalized: Estimate = Field(description="the same prompts, orthogonalized condition of the study")
+    refusal_ablate: Estimate | None = Field(None, description="the same prompts, hook ablation")
+    same_text: int = Field(description="replies identical to the orthogonalized condition's")
 
 
 class Example(Record):
@@ -152,14 +186,17 @@ class ModelResult(Record):
     tail_matches: int = Field(description="train prompts whose last tokens are exactly the template's tail")
     n_train_prompts: int
     refusal_tokens: RefusalTokensRecord
+    prompt_filter: PromptFilterRecord | None = None
     baseline: BaselineScores
     candidates: list[CandidateScore]
     controls: list[CandidateScore] = Field(description="random directions scored like candidates (never chosen)")
     selection: Selection
     direction_norm: float
     add_coefficient: float
+    induce_coefficient: float = 1.0
     conditions: list[ConditionEntry]
     orthogonalization: OrthogonalizationCheck | None
+    reload: ReloadCheck | None = None
     examples: list[Example]
     guard: str = Field(description="the guard classifier's name")
     judge: str = Field(description="primary refusal judge: markers or the LLM judge's name")

@@ -43,7 +43,7 @@ def find_tokens(lm: LanguageModel, harmful: list[str], s: ScoringConfig, batch_s
             tuple(ids),
             tuple(lm.tokenizer.decode([t]) for t in ids),
             (0,) * len(ids),
-            "fallback_openers",
+            "configured_openers",
             0,
             0,
             0.0,
@@ -68,6 +68,8 @@ def find_tokens(lm: LanguageModel, harmful: list[str], s: ScoringConfig, batch_s
 def check_orthogonalization(lm: LanguageModel, direction: SteeringVector, prompts: list[str]) -> OrthogonalizationCheck:
     """Orthogonalised weights vs hook ablation on ``prompts``: last-position logits, and how much of the
     direction is left in every layer's residual stream of the edited model (a worker task)."""
+    import torch
+
     from steerlab.evals.refusal_score import last_position_logits, next_token_kl
     from steerlab.interventions import Ablate, Capture, intervene
     from steerlab.interventions.orthogonalize import orthogonalized_copy, weight_equivalent_ablation
@@ -80,6 +82,16 @@ def check_orthogonalization(lm: LanguageModel, direction: SteeringVector, prompt
     cap = Capture(layers="all", sites="resid_post")
     with intervene(olm.model, cap):
         orth = last_position_logits(olm, batch)
+    floor = None
+    if lm.model.dtype != torch.float32:  # what the run dtype alone changes: the same hooks on a float32 copy
+        import copy
+
+        from steerlab.models.hf import LanguageModel as _LM
+
+        f32 = _LM(model=copy.deepcopy(lm.model).float(), tokenizer=lm.tokenizer, model_id=lm.model_id, chat=lm.chat)
+        f32.model.__dict__.pop("_steerlab_hook_manager", None)
+        floor = float((last_position_logits(f32, batch, [Ablate(direction)]) - ablated).abs().max())
+        del f32
     r = direction.vector / direction.vector.norm()
     worst = 0.0
     for layer in range(olm.n_layers):
@@ -97,6 +109,8 @@ def check_orthogonalization(lm: LanguageModel, direction: SteeringVector, prompt
         untied=report.untied,
         norm_after_write=report.norm_after_write,
         equivalent_to=report.equivalent_to,
+        dtype=str(lm.model.dtype).removeprefix("torch."),
+        max_abs_logit_diff_ablate_vs_float32=floor,
     )
 
 
@@ -146,3 +160,62 @@ def save_model(out: Path, spec: ModelSpec, direction: SteeringVector, norm_prese
         overwrite=True,
         provenance={"direction_file": f"direction_{out.name.removeprefix('orthogonalized_')}.safetensors"},
     )
+
+
+#: run by :func:`reload_replies` in a fresh interpreter: plain transformers, no steerlab import
+_RELOAD_SCRIPT = r"""
+import json, sys
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+job = json.load(sys.stdin)
+tok = AutoTokenizer.from_pretrained(job["dir"])
+tok.padding_side = "left"
+if tok.pad_token is None:
+    tok.pad_token = tok.eos_token
+model = AutoModelForCausalLM.from_pretrained(job["dir"], dtype=getattr(torch, job["dtype"])).eval()
+out = []
+for s in range(0, len(job["texts"]), job["batch_size"]):
+    enc = tok(job["texts"][s : s + job["batch_size"]], return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        gen = model.generate(**enc, max_new_tokens=job["max_new_tokens"], do_sample=False,
+                             eos_token_id=job["eos"], pad_token_id=tok.pad_token_id)
+    for row in gen[:, enc["input_ids"].shape[1]:].tolist():
+        n = next((j for j, t in enumerate(row) if t in job["eos"]), len(row))
+        out.append(tok.decode(row[:n], skip_special_tokens=True))
+json.dump({"replies": out, "dtype": str(next(model.parameters()).dtype)}, sys.stdout)
+"""
+
+
+def reload_replies(
+    lm: LanguageModel, saved: Path, prompts: list[str], max_new_tokens: int, batch_size: int
+) -> tuple[list[str], str]:
+    """Greedy replies of the saved orthogonalised model, loaded by plain transformers in a fresh Python
+    process, to ``prompts`` formatted exactly as ``lm`` formats them (a worker task).
+
+    Returns the replies (cut at ``lm``'s stop strings) and the dtype the reloaded weights have.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from steerlab.errors import InputError
+    from steerlab.models.sampling import cut_at_stops
+
+    dtype = str(next(lm.model.parameters()).dtype).removeprefix("torch.")
+    job = {
+        "dir": str(saved),
+        "dtype": dtype,
+        "texts": [lm.format(p) for p in prompts],
+        "eos": sorted(lm._eos_ids()),
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _RELOAD_SCRIPT], input=json.dumps(job), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise InputError(f"{saved}: the saved model did not reload in a fresh process: {tail[0]}")
+    res = json.loads(done.stdout)
+    stops = lm.stop_strings()
+    return [cut_at_stops(r, stops)[0] for r in res["replies"]], str(res["dtype"])
