@@ -150,7 +150,7 @@ def score_judge(
         raise InputError(f"{name}: {len(predicted)} verdicts for {len(rows)} rows")
     truth = [r.unsafe for r in rows]
     hits = sum(p == t for p, t in zip(predicted, truth))
-    by_label = {
+    by_label: dict[str, tuple[int, int]] = {
         lab: (sum(p for p, r in zip(predicted, rows) if r.label == lab), sum(r.label == lab for r in rows))
         for lab in LABELS
     }
