@@ -115,8 +115,9 @@ def ab_parity(ref: Any, low: Any, n_questions: int) -> dict[str, Any]:
     from steerlab.evals.ab_scoring import score_ab
 
     qs = load_ab_questions("shipped:corrigible-neutral-HHH", n=n_questions, seed=0).questions
-    da = [s.logit_diff for s in score_ab(ref, qs, mass=False)]
-    db = [s.logit_diff for s in score_ab(low, qs, mass=False)]
+    # The letter opens the reply: "(" merges with the letter in Qwen's tokenizer (as in unsupervised_ab_instruct.yaml).
+    da = [s.logit_diff for s in score_ab(ref, qs, mass=False, answer_prefix="")]
+    db = [s.logit_diff for s in score_ab(low, qs, mass=False, answer_prefix="")]
     diffs = [abs(x - y) for x, y in zip(da, db, strict=True)]
     return {
         "n_questions": len(qs),

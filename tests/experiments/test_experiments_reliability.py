@@ -88,8 +88,10 @@ def test_a_config_that_failed_before_its_first_row_does_not_bind_the_directory(m
     execute(parse_config(_raw(model_dir)), run)
     fresh, rows, _ = finished
     assert {json.loads(x)["key"]: json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()} == rows
-    (vec,) = (run / "vectors").glob("*.safetensors")
-    assert vec.read_bytes() == (fresh / "vectors" / vec.name).read_bytes()  # not the failed config's vectors
+    vecs = sorted((run / "vectors").glob("*.safetensors"))  # the steering vector and CAST's condition direction
+    assert [v.name for v in vecs] == sorted(v.name for v in (fresh / "vectors").glob("*.safetensors"))
+    for vec in vecs:  # not the failed config's vectors
+        assert vec.read_bytes() == (fresh / "vectors" / vec.name).read_bytes(), vec.name
 
 
 def test_a_directory_with_rows_stays_bound(model_dir, tmp_path, finished):

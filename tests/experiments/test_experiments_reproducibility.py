@@ -44,9 +44,9 @@ def test_mixed_condition_batches_equal_every_cell_run_alone(model_dir, tmp_path,
     mixed = execute(parse_config(_raw(model_dir, temperature, 64)), tmp_path / "mixed").parent
     alone = execute(parse_config(_raw(model_dir, temperature, 1)), tmp_path / "alone").parent
     a, b = _rows(mixed), _rows(alone)
-    assert a.keys() == b.keys() and len(a) == 4 + 4 * 6  # 1 layer x 4 val, 4 conditions x 6 test
+    assert a.keys() == b.keys() and len(a) == 4 + 5 * 6  # 1 layer x 4 val, 5 conditions x 6 test
     conditions = {r["condition"] for r in a.values()}
-    assert conditions == {"base", "prompt", "steer", "prompt+steer"}
+    assert conditions == {"base", "prompt", "steer", "prompt+steer", "cast"}
     for key in a:
         ra, rb = dict(a[key]), dict(b[key])
         assert ra.pop("coherence") == pytest.approx(rb.pop("coherence"), abs=2e-6)  # a score of the same text

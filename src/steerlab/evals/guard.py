@@ -44,41 +44,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from steerlab.errors import BackendError, InputError
+from steerlab.evals.guard_contract import GuardClassifier, GuardVerdict
 
 if TYPE_CHECKING:
     from steerlab.models.hf import LanguageModel
-
-GuardLabel = Literal["safe", "unsafe", "unparsed"]
-
-
-@dataclass(frozen=True)
-class GuardVerdict:
-    """One guard judgement.
-
-    Attributes:
-        label: ``safe``, ``unsafe`` or ``unparsed``.
-        categories: violated category codes (``unsafe`` only), e.g. ``("S1",)``.
-        raw: the guard's text (empty for the proxy).
-    """
-
-    label: GuardLabel
-    categories: tuple[str, ...] = ()
-    raw: str = ""
-
-
-@runtime_checkable
-class GuardClassifier(Protocol):
-    """Anything that judges (request, reply) pairs as safe / unsafe. ``name`` identifies it in reports."""
-
-    name: str
-
-    def classify(self, prompts: Sequence[str], responses: Sequence[str]) -> list[GuardVerdict]:
-        """One verdict per pair, in order."""
-        ...
-
 
 # ---------------------------------------------------------------------------- families
 

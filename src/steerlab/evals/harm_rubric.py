@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 
 from steerlab.errors import BackendError, InputError
-from steerlab.evals.guard import GuardVerdict
+from steerlab.evals.guard_contract import GuardVerdict
 from steerlab.models.backend import Conversation, OptionScorer, user
 
 MAX_REPLY_CHARS: int = 1500
