@@ -85,18 +85,24 @@ def fail(e: BaseException, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-class _Group(TyperGroup):
-    """The command group: turns user errors into one line on stderr and a non-zero exit."""
+class _PlainHelp:
+    """Mixed into the group and its commands: help that reads as written (see :func:`_plain_help`)."""
+
+    params: list[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _plain_help(self, self.params)
 
     def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
+        option = super().get_help_option(ctx)  # type: ignore[misc]
         if option is not None:
             _plain_help(None, [option])
         return option
+
+
+class _Group(_PlainHelp, TyperGroup):
+    """The command group: turns user errors into one line on stderr and a non-zero exit."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -149,18 +155,8 @@ def _plain_help(cmd: Any, params: Sequence[Any]) -> None:
         param.display_type_rich = lambda ctx, p=param: help_type(p, ctx)
 
 
-class _Command(TyperCommand):
+class _Command(_PlainHelp, TyperCommand):
     """A command whose help reads as written (see :func:`_plain_help`)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _plain_help(self, self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _plain_help(None, [option])
-        return option
 
 
 class _Typer(typer.Typer):
