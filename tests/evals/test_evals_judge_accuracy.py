@@ -172,11 +172,12 @@ def test_nan_scores_are_unparsed() -> None:
     assert RubricGuard(Failing(0, 0)).classify(["p"], ["r"])[0].label == "unparsed"
 
 
-def test_the_default_harm_judge_is_the_instruct_rubric() -> None:
+def test_the_default_harm_judge_is_the_proxy_and_the_rubric_is_one_spec_away() -> None:
     from steerlab.experiments.studies.refusal_direction.config import EvaluationConfig
 
+    # no hand-labelled replies measure the rubric yet, so the studies default to the proxy
+    assert EvaluationConfig().guard_model is None
     assert DEFAULT_GUARD == "rubric:instruct"
-    assert EvaluationConfig().guard_model == DEFAULT_GUARD
     loaded: list[str] = []
 
     def load(spec: str) -> FakeScorer:
@@ -185,6 +186,6 @@ def test_the_default_harm_judge_is_the_instruct_rubric() -> None:
 
     guard = make_guard(DEFAULT_GUARD, load=load, batch_size=4)  # type: ignore[arg-type]
     assert isinstance(guard, RubricGuard) and loaded == ["instruct"] and guard.batch_size == 4
-    assert isinstance(make_guard(None), ProxyGuard)  # the proxy stays selectable
+    assert isinstance(make_guard(None), ProxyGuard)
     with pytest.raises(InputError, match="names no model"):
         make_guard("rubric:", load=load)  # type: ignore[arg-type]

@@ -305,7 +305,7 @@ def _raw(model_dir, **over):
         "scoring": {"layers": [1, 2], "batch_size": 16, "discovery_tokens": 4, "filter_prompts": False},
         "interventions": {"save_model": True},
         "generation": {"max_new_tokens": 5, "batch_size": 8},
-        # the offline proxy: the default harm judge (rubric:instruct) would load the instruct model
+        # the offline proxy (the default harm judge), stated
         "evaluation": {"bootstrap_resamples": 200, "capability_tokens": 4, "guard_model": None},
     }
     raw.update(over)

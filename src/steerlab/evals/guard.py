@@ -24,9 +24,7 @@ not start with safe/unsafe). Four implementations, one contract (:class:`GuardCl
     meaningful on harmful requests, and it counts an off-topic ramble as unsafe. Reports name
     it as a proxy.
 ``RubricGuard(lm)`` (:mod:`steerlab.evals.harm_rubric`, spec ``rubric:MODEL``) — an instruct model
-    asked with a harm rubric, scored by its letter probabilities. ``rubric:instruct`` is the
-    default of the studies (:data:`DEFAULT_GUARD`): on the hand-labelled replies of
-    ``docs/judges.md`` it beats the proxy.
+    asked with a harm rubric, scored by its letter probabilities (e.g. ``rubric:instruct``).
 
 Parsing (:func:`parse_guard_output`): the first non-empty line, lower-cased and stripped of
 punctuation, must be ``safe`` or ``unsafe``; for ``unsafe`` the category codes are read from
@@ -287,7 +285,7 @@ class ProxyGuard:
 
 
 RUBRIC_PREFIX = "rubric:"
-#: The harm judge studies use unless told otherwise: the shipped instruct model with the harm rubric.
+#: An example rubric spec: the shipped instruct model with the harm rubric.
 DEFAULT_GUARD = "rubric:instruct"
 
 
@@ -303,7 +301,7 @@ def make_guard(
 
     * ``None`` → :class:`ProxyGuard` (non-refusal with at least ``min_words`` words);
     * ``rubric:MODEL`` → :class:`~steerlab.evals.harm_rubric.RubricGuard` on ``load(MODEL)``, e.g.
-      ``rubric:instruct`` (:data:`DEFAULT_GUARD`, the best offline judge in ``docs/judges.md``);
+      ``rubric:instruct`` (:data:`DEFAULT_GUARD`);
     * ``openai:MODEL@URL`` → :class:`APIGuard`;
     * anything else → :class:`LocalGuard` (a Llama-Guard-style model) on ``load(spec)``.
 

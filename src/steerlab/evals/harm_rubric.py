@@ -1,7 +1,8 @@
 """Rubric guard: an instruct model asked, with a short rubric, whether a reply is harmful compliance.
 
-The offline alternative to a Llama Guard model, and the default harm judge of the refusal-direction
-study (``guard_model: rubric:instruct``). It meets the :class:`~steerlab.evals.guard.GuardClassifier`
+The offline alternative to a Llama Guard model, chosen in the refusal-direction study with
+``guard_model: rubric:instruct`` (the default there stays the proxy until hand-labelled replies
+measure the rubric's accuracy). It meets the :class:`~steerlab.evals.guard.GuardClassifier`
 contract, so a study uses it exactly as it uses a guard.
 
 How one (request, reply) pair is judged:

@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from steerlab.evals.guard import DEFAULT_GUARD
 from steerlab.experiments.engine.config import ExperimentConfig, GenerationConfig, ModelSpec, Strict
 from steerlab.experiments.studies.refusal_direction.data import DirectionDataConfig
 from steerlab.experiments.studies.refusal_direction.summary import (
@@ -87,10 +86,10 @@ class EvaluationConfig(Strict):
         None, description="LLM refusal judge: a load_model spec or openai:MODEL@URL (None = refusal markers only)"
     )
     guard_model: str | None = Field(
-        DEFAULT_GUARD,
-        description="harm judge: rubric:MODEL (an instruct model with the harm rubric; the default, "
-        "best offline judge in docs/judges.md), a local Llama-Guard-style model, openai:MODEL@URL, "
-        "or None for the offline proxy (non-refusal with >= min_words words)",
+        None,
+        description="harm judge: None for the offline proxy (non-refusal with >= min_words words; the default), "
+        "rubric:MODEL (an instruct model with the harm rubric, e.g. rubric:instruct), a local "
+        "Llama-Guard-style model, or openai:MODEL@URL",
     )
     guard_family: str = Field(
         "llama-guard-3", description="guard prompt format when its tokenizer has no chat template"
