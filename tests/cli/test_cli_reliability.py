@@ -205,6 +205,18 @@ def test_a_text_file_named_gguf_is_one_line(runner, tmp_path):
     assert_one_line_error(runner.invoke(app, ["info", str(cut)]), "cut.gguf: cannot read this GGUF file")
 
 
+def test_a_gguf_without_accelerate_is_one_line_naming_the_install(runner, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF\x03\x00\x00\x00")
+    assert_one_line_error(runner.invoke(app, ["info", str(model)]), "m.gguf: loading a GGUF file needs accelerate")
+    assert "pip install accelerate" in runner.invoke(app, ["info", str(model)]).output
+
+
 def test_a_strength_beyond_the_dtype_is_refused_before_any_work(runner, model_dir, tmp_path):
     run = tmp_path / "run"
     bad = _config(tmp_path / "bad.yaml", model_dir, strengths=[1e40])

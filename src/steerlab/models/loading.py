@@ -8,6 +8,7 @@ under ``$STEERLAB_CACHE`` (default ``~/.cache/steerlab``); later loads read the 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -130,6 +131,8 @@ def pick_dtype(dtype: str | None, device: str) -> Any:
 
 def _dequantise_gguf(gguf_path: Path, out: Path) -> None:
     """Load a GGUF file through transformers and write float safetensors + tokenizer to ``out``."""
+    if importlib.util.find_spec("accelerate") is None:  # transformers reads GGUF through it
+        raise InputError(f"{gguf_path.name}: loading a GGUF file needs accelerate (pip install accelerate)")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
