@@ -51,8 +51,8 @@ def test_reading_names_cast_when_it_wins_and_says_the_target_is_met():
     assert text.startswith("By harmful refusal − false positives, the best condition is CAST at s=0.1 (88% [")
     assert "The runner-up is steering alone at s=0.1" in text
     assert "intervals overlap on both rates" in text  # 88 vs 90 and 32 vs 40 at n = 40 do not separate
-    assert "refuses -2 points against the best plain steering (s=0.1, 90%)" in text
-    assert "with false positives +2 points against the base model's 30%" in text
+    assert "harmful refusal 2 points below the best plain steering's (s=0.1, 90%)" in text
+    assert "false positives 2 points above the base model's 30%" in text
     assert text.endswith("the target (both within 5 points) is **met**.")
 
 
@@ -71,7 +71,8 @@ def test_reading_names_plain_steering_when_cast_loses_and_says_the_target_is_mis
     assert "The runner-up is steering alone at s=0.2 (98% [" in text  # 39/40 refused, but 30/40 benign too
     assert "their 95% intervals separate on false positives." in text
     assert "Against the base model it changes harmful refusal by +70 points and false positives by +3 points." in text
-    assert "refuses -45 points against the best plain steering" in text
+    assert "harmful refusal 45 points below the best plain steering's (s=0.1, 95%)" in text
+    assert "false positives 25 points above the base model's 5%" in text
     assert text.endswith("the target (both within 5 points) is **not met**.")
     # the gate's test rates come from the rows
     assert cast.gated_harmful.value == 0.5 and cast.gated_benign.value == 15 / 40

@@ -269,6 +269,12 @@ def _pts(a: Estimate, b: Estimate) -> str:
     return f"{round(100 * _value(a)) - round(100 * _value(b)):+d}"
 
 
+def _gap(a: Estimate, b: Estimate) -> str:
+    """``a`` against ``b`` in words ("5 points below"), from the rounded percentages the report prints."""
+    d = round(100 * _value(a)) - round(100 * _value(b))
+    return "level with" if d == 0 else f"{abs(d)} points {'above' if d > 0 else 'below'}"
+
+
 def _rates(e: ConditionEntry) -> str:
     def one(x: Estimate) -> str:
         if x.value is None:
@@ -327,17 +333,20 @@ def reading(table: Sequence[ConditionEntry], min_coherence: float, cast: CastSum
     if cast is not None and entry is not None:
         plain = optimal_strength(table, "steer", min_coherence)
         met = bool(cast.target_refusal) and bool(cast.target_false_positives)
-        parts = [f"CAST ({_rates(entry)})"]
+        parts = []
         if plain is not None:
             parts.append(
-                f"refuses {_pts(entry.harmful_refusal, plain.harmful_refusal)} points "
-                f"against the best plain steering (s={plain.strength:g}, "
-                f"{100 * _value(plain.harmful_refusal):.0f}%)"
+                f"harmful refusal {_gap(entry.harmful_refusal, plain.harmful_refusal)} the best plain "
+                f"steering's (s={plain.strength:g}, {100 * _value(plain.harmful_refusal):.0f}%)"
             )
         if base is not None:
             parts.append(
-                f"with false positives {_pts(entry.false_positives, base.false_positives)} "
-                f"points against the base model's {100 * _value(base.false_positives):.0f}%"
+                f"false positives {_gap(entry.false_positives, base.false_positives)} the base model's "
+                f"{100 * _value(base.false_positives):.0f}%"
             )
-        out.append(", ".join(parts) + f": the target (both within 5 points) is **{'met' if met else 'not met'}**.")
+        out.append(
+            f"CAST ({_rates(entry)}): "
+            + ", ".join(parts)
+            + f"; the target (both within 5 points) is **{'met' if met else 'not met'}**."
+        )
     return " ".join(out)
