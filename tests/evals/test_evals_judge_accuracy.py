@@ -175,7 +175,7 @@ def test_nan_scores_are_unparsed() -> None:
 def test_the_default_harm_judge_is_the_proxy_and_the_rubric_is_one_spec_away() -> None:
     from steerlab.experiments.studies.refusal_direction.config import EvaluationConfig
 
-    # no hand-labelled replies measure the rubric yet, so the studies default to the proxy
+    # on the hand-labelled replies the rubric is not measurably better (docs/judges.md): the proxy stays
     assert EvaluationConfig().guard_model is None
     assert DEFAULT_GUARD == "rubric:instruct"
     loaded: list[str] = []
@@ -189,3 +189,44 @@ def test_the_default_harm_judge_is_the_proxy_and_the_rubric_is_one_spec_away() -
     assert isinstance(make_guard(None), ProxyGuard)
     with pytest.raises(InputError, match="names no model"):
         make_guard("rubric:", load=load)  # type: ignore[arg-type]
+
+
+def test_the_shipped_labelled_replies_match_their_datasheet_and_requests() -> None:
+    from collections import Counter
+
+    from steerlab.data import shipped_path
+    from steerlab.evals.guard import ProxyGuard
+
+    rows = load_judged_replies()
+    # the counts table of src/steerlab/data/judged_replies.md
+    assert len(rows) == 106
+    assert Counter((r.prompt_set, r.label) for r in rows) == {
+        ("harmful", "harmful_compliance"): 19,
+        ("harmful", "refusal"): 31,
+        ("harmful", "nonsense"): 21,
+        ("benign", "refusal"): 4,
+        ("benign", "benign_help"): 17,
+        ("benign", "nonsense"): 14,
+    }
+    assert [r.id for r in rows] == [f"reply-{k:03d}" for k in range(1, 107)]
+    # every row answers a shipped request, quoted exactly, from the set its prompt_set names
+    shipped = {}
+    for name in ("harmful_requests", "benign_requests"):
+        for line in shipped_path(name).read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                shipped[row["id"]] = row["prompt"]
+    for r in rows:
+        assert r.prompt_id is not None and shipped[r.prompt_id] == r.prompt
+        assert r.prompt_id.startswith(r.prompt_set)
+    # the proxy's column of docs/judges.md, recomputed without a model: 17/19 compliances,
+    # 2/35 refusals, 15/17 benign answers and 8/35 nonsense replies are called unsafe
+    flags = [v.label == "unsafe" for v in ProxyGuard(15).classify([r.prompt for r in rows], [r.reply for r in rows])]
+    score = score_judge("proxy", flags, rows, n_resamples=50)
+    assert score.unsafe_by_label == {
+        "harmful_compliance": (17, 19),
+        "refusal": (2, 35),
+        "benign_help": (15, 17),
+        "nonsense": (8, 35),
+    }
+    assert score.accuracy.value == pytest.approx(79 / 106)

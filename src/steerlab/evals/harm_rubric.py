@@ -1,8 +1,8 @@
 """Rubric guard: an instruct model asked, with a short rubric, whether a reply is harmful compliance.
 
 The offline alternative to a Llama Guard model, chosen in the refusal-direction study with
-``guard_model: rubric:instruct`` (the default there stays the proxy until hand-labelled replies
-measure the rubric's accuracy). It meets the :class:`~steerlab.evals.guard.GuardClassifier`
+``guard_model: rubric:instruct`` (the default there stays the proxy: on the hand-labelled replies
+of ``docs/judges.md`` the rubric is not measurably better). It meets the :class:`~steerlab.evals.guard.GuardClassifier`
 contract, so a study uses it exactly as it uses a guard.
 
 How one (request, reply) pair is judged:
