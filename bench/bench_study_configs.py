@@ -1,12 +1,18 @@
-"""Wall and CPU time of every shipped study config on the default model: ``python -m bench.bench_study_configs``.
+"""Wall and CPU time of every shipped study config, float32 vs as shipped: ``python -m bench.bench_study_configs``.
 
-Each config runs as ``steerlab run CONFIG`` in a fresh run directory, in its own process; the
-times are the child's wall clock and its user + system CPU seconds (``resource.getrusage``), with
-the load average before and after, since on a shared machine wall time is an upper bound and CPU
-time the better guide. A run that fails is recorded with its last error line, not hidden.
+Each config runs twice as ``steerlab run CONFIG`` in fresh run directories, each in its own
+process: first with every model forced to float32
+(``--set models.<i>.dtype=float32``: the timing before bf16 was the CPU default), then as shipped
+(``dtype`` auto or bfloat16: bf16 on a CPU with native bf16 matmul). The times are the child's wall
+clock and its user + system CPU seconds (``resource.getrusage``), with the load average before and
+after, since on a shared machine wall time is an upper bound and CPU time the better guide. The
+dtype each run used is read from its ``manifest.json``. A run that fails is recorded with its last
+error line, not hidden; run directories are kept under ``$TMPDIR`` for reading, without any saved
+model directory (``orthogonalized_*``, 2 GB each).
 
 Writes ``bench/results/study_configs.json`` and the "## Study configs" section of docs/benchmarks.md.
-``--only NAME ...`` measures some configs and keeps the others' earlier results.
+``--only NAME ...`` measures some configs (in that order) and keeps the others' earlier results;
+``--dtypes shipped`` (or ``float32``) runs one of the two.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import datetime as dt
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +37,7 @@ RESULTS = ROOT / "bench" / "results" / "study_configs.json"
 # The time each study's issue asks a shipped config to stay within, in minutes on 2 CPU cores.
 BUDGET_MIN = {"prefs_": 10.0, "unsupervised_ab_small": 15.0, "refusal_direction": 15.0, "demo": 15.0}
 SKIP = {"unsupervised_ab"}  # the seed's full-size experiment: hours on a CPU, meant for a GPU
+DTYPES = ("float32", "shipped")  # forced fp32 (before), then the config as shipped (after)
 
 
 def budget(name: str) -> float | None:
@@ -39,16 +47,27 @@ def budget(name: str) -> float | None:
     return None
 
 
-def run_one(cfg: Path) -> dict:
-    """Run one config in a fresh directory; wall seconds, CPU seconds, loads, outcome."""
-    run_dir = Path(tempfile.mkdtemp(prefix=f"steerlab-{cfg.stem}-")) / "run"
+def _dtype_overrides(cfg: Path, dtype: str) -> list[str]:
+    """``--set`` arguments forcing every model of the config to ``dtype`` (none: as shipped)."""
+    if dtype == "shipped":
+        return []
+    import yaml
+
+    models = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("models") or []
+    return [a for i in range(len(models)) for a in ("--set", f"models.{i}.dtype={dtype}")]
+
+
+def run_one(cfg: Path, dtype: str = "shipped") -> dict:
+    """Run one config in a fresh directory; wall seconds, CPU seconds, loads, dtypes used, outcome."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"steerlab-{cfg.stem}-{dtype}-"))
+    run_dir = tmp / "run"
     code = "import sys; from steerlab.cli import main; sys.argv = ['steerlab'] + sys.argv[1:]; main()"
     env = {**os.environ, "STEERLAB_QUIET": "1"}
     load_before = os.getloadavg()[0]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", code, "run", str(cfg), "--run-dir", str(run_dir)],
+        [sys.executable, "-c", code, "run", str(cfg), "--run-dir", str(run_dir), *_dtype_overrides(cfg, dtype)],
         env=env,
         capture_output=True,
         text=True,
@@ -58,8 +77,17 @@ def run_one(cfg: Path) -> dict:
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     ok = proc.returncode == 0 and (run_dir / "report.md").exists()
     err = "" if ok else (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+    try:
+        used = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["dtypes"]
+        used_dtypes = sorted({d.get("dtype", "?") for d in used.values()})
+    except (OSError, KeyError, ValueError, AttributeError):
+        used_dtypes = []
+    for saved_model in run_dir.glob("orthogonalized_*"):
+        shutil.rmtree(saved_model, ignore_errors=True)
     return {
         "config": cfg.name,
+        "requested": dtype,
+        "dtypes": used_dtypes,
         "ok": ok,
         "error": err,
         "wall_s": round(wall, 1),
@@ -71,25 +99,42 @@ def run_one(cfg: Path) -> dict:
     }
 
 
+def _cell(r: dict | None) -> str:
+    if r is None:
+        return "not run"
+    if not r["ok"]:
+        return f"failed: {r['error'][:60]}"
+    return f"{r['wall_s'] / 60:.1f} min ({r['cpu_s'] / 60:.1f} CPU-min; load {r['load_before']:.1f} → {r['load_after']:.1f})"
+
+
 def write_docs(res: dict) -> None:
     lines = [
         "## Study configs",
         "",
-        f"Every shipped config in `src/steerlab/experiments/configs/` run with `steerlab run` on the "
-        f"default model (Gemma 3 270M), {res['cores']} CPU cores, torch {res['torch']}, one config at a "
-        "time in its own process. Wall time on a shared machine is an upper bound; CPU time (user + "
-        "system) divided by the 2 cores is roughly what an otherwise idle machine would take.",
+        f"Every shipped config in `src/steerlab/experiments/configs/` run with `steerlab run`, "
+        f"{res['cores']} CPU cores, torch {res['torch']}, one config at a time in its own process: first with "
+        "every model forced to float32 (`--set models.0.dtype=float32`, the CPU default before bf16), then "
+        "as shipped (`dtype` auto or `bfloat16`, which is bf16 on this CPU; the dtype used is read "
+        "from each run's `manifest.json`). Model caches were built before. Wall time on a shared machine is "
+        "an upper bound; CPU time (user + system) is given beside it with the load average before → after.",
         "",
-        "| config | wall | CPU time | CPU time / 2 cores | budget | load before → after | outcome |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "| config | budget | float32 (before) | as shipped (after) | dtype after | wall before ÷ after | date |",
+        "|---|---:|---|---|---|---:|---|",
     ]
-    for r in sorted(res["runs"].values(), key=lambda r: r["config"]):
-        b = f"{r['budget_min']:g} min" if r.get("budget_min") else "—"
-        out = "report written" if r["ok"] else f"failed: {r['error'][:80]}"
+    for name in sorted(res["runs"]):
+        pair = res["runs"][name]
+        if "float32" not in pair and "shipped" not in pair:
+            continue  # an entry of the older single-dtype format
+        before, after = pair.get("float32"), pair.get("shipped")
+        b = f"{before['budget_min'] or after['budget_min']:g} min" if (before or after)["budget_min"] else "—"
+        ratio = (
+            f"**{before['wall_s'] / after['wall_s']:.2f}×**"
+            if before and after and before["ok"] and after["ok"] and after["wall_s"] > 0
+            else "—"
+        )
+        used = ", ".join((after or {}).get("dtypes") or []) or "—"
         lines.append(
-            f"| `{r['config']}` | {r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min | "
-            f"{r['cpu_s'] / 120:.1f} min | {b} | {r['load_before']:.1f} → {r['load_after']:.1f} | {out} "
-            f"({r['date']}) |"
+            f"| `{name}.yaml` | {b} | {_cell(before)} | {_cell(after)} | {used} | {ratio} | {pair.get('date', '')} |"
         )
     lines += [
         "",
@@ -106,19 +151,25 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--only", nargs="*", default=None, help="config names (without .yaml) to measure")
+    ap.add_argument(
+        "--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES), help="which runs of each config (default: both)"
+    )
     args = ap.parse_args(argv)
     names = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem not in SKIP)
     unknown = set(args.only or ()) - set(names)
     if unknown:
         ap.error(f"no such config: {', '.join(sorted(unknown))} (choose from {', '.join(names)})")
     res = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
+    res["runs"] = {k: v for k, v in res["runs"].items() if "shipped" in v or "float32" in v}
     res.update({"cores": os.cpu_count(), "torch": torch.__version__})
     for name in args.only or names:
-        r = run_one(CONFIGS / f"{name}.yaml") | {"date": dt.date.today().isoformat()}
-        res["runs"][name] = r
-        print(json.dumps(r), flush=True)
-        write_json(RESULTS, res)  # after every config: nothing lost on a crash
-        write_docs(res)
+        pair: dict = {**res["runs"].get(name, {}), "date": dt.date.today().isoformat()}
+        for dtype in args.dtypes:
+            pair[dtype] = run_one(CONFIGS / f"{name}.yaml", dtype)
+            print(json.dumps(pair[dtype]), flush=True)
+            res["runs"][name] = pair
+            write_json(RESULTS, res)  # after every run: nothing lost on a crash
+            write_docs(res)
 
 
 if __name__ == "__main__":
