@@ -65,11 +65,16 @@ def logit_parity(ref: Any, low: Any, prompts: Sequence[str]) -> dict[str, float]
     a, b = _last_logits(ref, prompts), _last_logits(low, prompts)
     kl = next_token_kl(a, b)
     lp_a, lp_b = torch.log_softmax(a.double(), -1), torch.log_softmax(b.double(), -1)
-    top = a.argmax(-1)
+    top, top_low = a.argmax(-1), b.argmax(-1)
     top_lp_diff = (lp_a.gather(1, top[:, None]) - lp_b.gather(1, top[:, None])).abs()
+    agree = top == top_low
+    # where the two differ: how far apart fp32 itself put its own top-1 and bf16's choice (nats)
+    flip_margins = (lp_a.gather(1, top[:, None]) - lp_a.gather(1, top_low[:, None]))[~agree, 0]
     return {
         "n_prompts": len(prompts),
-        "top1_agreement": float((top == b.argmax(-1)).double().mean()),
+        "n_top1_agree": int(agree.sum()),
+        "top1_agreement": float(agree.double().mean()),
+        "fp32_margin_where_they_differ": [round(float(x), 4) for x in flip_margins],
         "kl_mean": float(kl.mean()),
         "kl_max": float(kl.max()),
         "top1_logprob_absdiff_max": float(top_lp_diff.max()),
@@ -138,12 +143,17 @@ def parity(
     n_pairs: int = 24,
     n_ab: int = 8,
     new_tokens: int = 32,
+    logit_prompts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Every parity measurement, with the load average after each."""
+    """Every parity measurement, with the load average after each.
+
+    ``logit_prompts`` (default: the harmful and benign prompts) are the next-token comparison's:
+    one forward each, so a larger set than the generated replies' is cheap.
+    """
     prompts = [*harmful, *benign]
     out: dict[str, Any] = {}
     for name, fn in [
-        ("logits", lambda: logit_parity(ref, low, prompts)),
+        ("logits", lambda: logit_parity(ref, low, list(logit_prompts or prompts))),
         ("vectors", lambda: vector_parity(ref, low, n_pairs, layers)),
         ("verdicts", lambda: verdict_parity(ref, low, prompts, new_tokens)),
         ("ab", lambda: ab_parity(ref, low, n_ab)),

@@ -34,7 +34,15 @@ def run_model(spec: str, device: str = "cpu") -> dict[str, Any]:
     low = sl.load_model(spec, device=device, dtype="bfloat16")
     n = ref.n_layers
     harmful, benign = shipped_prompts()
-    res = parity(ref, low, harmful=harmful, benign=benign, layers=[n // 4, n // 2, (3 * n) // 4])
+    every_harmful, every_benign = shipped_prompts(n_harmful=10_000, n_benign=10_000)
+    res = parity(
+        ref,
+        low,
+        harmful=harmful,
+        benign=benign,
+        layers=[n // 4, n // 2, (3 * n) // 4],
+        logit_prompts=[*every_harmful, *every_benign],  # every shipped request: one forward each
+    )
     res["model_id"] = ref.model_id
     del ref, low
     gc.collect()
@@ -48,6 +56,22 @@ def verdicts(m: dict[str, Any]) -> dict[str, bool]:
         "kl_mean": m["logits"]["kl_mean"] <= TARGETS["kl_mean"],
         "cosine_min": m["vectors"]["cosine_min"] >= TARGETS["cosine_min"],
     }
+
+
+def _top1(lg: dict[str, Any]) -> str:
+    """Agreement with its count and Wilson interval, and fp32's own margin where bf16 picks another token."""
+    if "n_top1_agree" not in lg:  # results written before the count was kept
+        return f"{lg['top1_agreement']:.1%}"
+    from steerlab.stats.bootstrap import wilson_interval
+
+    est = wilson_interval(lg["n_top1_agree"], lg["n_prompts"])
+    text = (
+        f"{lg['top1_agreement']:.1%} ({lg['n_top1_agree']}/{lg['n_prompts']}; 95% CI [{est.low:.1%}, {est.high:.1%}])"
+    )
+    margins = lg.get("fp32_margin_where_they_differ") or []
+    if margins:
+        text += f"; where they differ, fp32's top-2 was {', '.join(f'{m:.3f}' for m in margins)} nats behind its top-1"
+    return text
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -68,7 +92,7 @@ def markdown(res: dict[str, Any]) -> str:
         rows = [
             (
                 f"next-token top-1 agreement ({lg['n_prompts']} prompts)",
-                f"{lg['top1_agreement']:.1%}",
+                _top1(lg),
                 ok["top1_agreement"],
                 lg,
             ),
