@@ -96,7 +96,20 @@ def run_one(cfg: Path, dtype: str = "shipped") -> dict:
         "load_after": round(os.getloadavg()[0], 2),
         "budget_min": budget(cfg.stem),
         "run_dir": str(run_dir),
+        "date": dt.date.today().isoformat(),
     }
+
+
+def upgrade(entry: dict) -> dict:
+    """An entry of the older single-run format, from before ``dtype: auto`` existed: it ran in float32."""
+    if "float32" in entry or "shipped" in entry:
+        return entry
+    return {"float32": {**entry, "requested": "float32", "dtypes": ["float32"]}, "date": entry.get("date", "")}
+
+
+def _dates(pair: dict) -> str:
+    days = [r.get("date") or pair.get("date", "") for r in (pair.get("float32"), pair.get("shipped")) if r]
+    return " / ".join(dict.fromkeys(d for d in days if d)) or pair.get("date", "")
 
 
 def _cell(r: dict | None) -> str:
@@ -116,26 +129,24 @@ def write_docs(res: dict) -> None:
         "every model forced to float32 (`--set models.0.dtype=float32`, the CPU default before bf16), then "
         "as shipped (`dtype` auto or `bfloat16`, which is bf16 on this CPU; the dtype used is read "
         "from each run's `manifest.json`). Model caches were built before. Wall time on a shared machine is "
-        "an upper bound; CPU time (user + system) is given beside it with the load average before → after.",
+        "an upper bound; CPU time (user + system) is given beside it with the load average before → after. "
+        "Where the float32 run is dated earlier than the shipped one, it is the run from before `dtype: auto` "
+        "existed (fp32 was then the CPU default), on a shared machine, not measured side by side.",
         "",
         "| config | budget | float32 (before) | as shipped (after) | dtype after | wall before ÷ after | date |",
         "|---|---:|---|---|---|---:|---|",
     ]
     for name in sorted(res["runs"]):
         pair = res["runs"][name]
-        if "float32" not in pair and "shipped" not in pair:
-            continue  # an entry of the older single-dtype format
         before, after = pair.get("float32"), pair.get("shipped")
         b = f"{before['budget_min'] or after['budget_min']:g} min" if (before or after)["budget_min"] else "—"
         ratio = (
             f"**{before['wall_s'] / after['wall_s']:.2f}×**"
-            if before and after and before["ok"] and after["ok"] and after["wall_s"] > 0
+            if before and after and before["ok"] and after["ok"] and after["wall_s"] > 0 and " / " not in _dates(pair)
             else "—"
         )
         used = ", ".join((after or {}).get("dtypes") or []) or "—"
-        lines.append(
-            f"| `{name}.yaml` | {b} | {_cell(before)} | {_cell(after)} | {used} | {ratio} | {pair.get('date', '')} |"
-        )
+        lines.append(f"| `{name}.yaml` | {b} | {_cell(before)} | {_cell(after)} | {used} | {ratio} | {_dates(pair)} |")
     lines += [
         "",
         f"Not run here: {', '.join(sorted(f'`{s}.yaml`' for s in SKIP))} (the seed's full-size experiment).",
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         ap.error(f"no such config: {', '.join(sorted(unknown))} (choose from {', '.join(names)})")
     res = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
-    res["runs"] = {k: v for k, v in res["runs"].items() if "shipped" in v or "float32" in v}
+    res["runs"] = {k: upgrade(v) for k, v in res["runs"].items()}
     res.update({"cores": os.cpu_count(), "torch": torch.__version__})
     for name in args.only or names:
         pair: dict = {**res["runs"].get(name, {}), "date": dt.date.today().isoformat()}

@@ -20,3 +20,24 @@ def test_float32_overrides_reach_every_model_and_shipped_adds_none(name):
     assert len(forced.models) == len(shipped.models) == len(args) // 2
     assert [m.dtype for m in forced.models] == ["float32"] * len(shipped.models)
     assert [m.id for m in forced.models] == [m.id for m in shipped.models]
+
+
+def test_an_entry_from_before_dtype_auto_is_a_float32_run_without_a_side_by_side_ratio(monkeypatch):
+    import bench.bench_study_configs as bsc
+
+    old = {"config": "x.yaml", "ok": True, "error": "", "wall_s": 120.0, "cpu_s": 200.0, "load_before": 1.0}
+    old |= {"load_after": 2.0, "budget_min": 10.0, "run_dir": "r", "date": "2026-11-24"}
+    pair = bsc.upgrade(old)
+    assert pair["float32"]["wall_s"] == 120.0 and pair["float32"]["dtypes"] == ["float32"]
+    assert bsc.upgrade(pair) is pair
+    new = {**old, "requested": "shipped", "dtypes": ["bfloat16"], "wall_s": 60.0, "date": "2026-12-04"}
+    written: list[str] = []
+    monkeypatch.setattr(bsc, "write_section", lambda _path, _head, text: written.append(text))
+    res = {"cores": 2, "torch": "t", "runs": {"x": {**pair, "shipped": new, "date": "2026-12-04"}}}
+    bsc.write_docs(res)
+    row = next(line for line in written[0].splitlines() if line.startswith("| `x.yaml`"))
+    assert "2026-11-24 / 2026-12-04" in row and "2.00×" not in row  # different days: no ratio
+    res["runs"]["x"]["float32"] = {**pair["float32"], "date": "2026-12-04"}
+    bsc.write_docs(res)
+    row = next(line for line in written[1].splitlines() if line.startswith("| `x.yaml`"))
+    assert "**2.00×**" in row and "| 2026-12-04 |" in row
