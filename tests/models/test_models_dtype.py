@@ -64,3 +64,25 @@ def test_this_machine_reads_its_real_flags():
     found = cpu_native_bf16()
     assert found is None or found in flags
     assert (found is not None) == bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+@pytest.mark.parametrize(("flags", "warned"), [(EPYC_FLAGS, False), (OLDER_FLAGS, True), ("fpu sse avx2", True)])
+def test_explicit_bf16_on_a_cpu_without_native_bf16_is_kept_and_says_so(monkeypatch, tmp_path, flags, warned):
+    _cpuinfo(monkeypatch, tmp_path, flags)
+    name, reason = resolve_dtype("bfloat16", "cpu")
+    assert name == "bfloat16" and reason.startswith("asked for")
+    assert ("no native bf16" in reason) is warned
+    assert resolve_dtype("bfloat16", "cuda")[1] == "asked for"  # a GPU's bf16 is not judged by CPU flags
+    assert resolve_dtype("float32", "cpu") == ("float32", "asked for")
+
+
+def test_every_shipped_config_leaves_the_dtype_to_auto():
+    from importlib import resources
+
+    import yaml
+
+    configs = resources.files("steerlab.experiments").joinpath("configs")
+    for cfg in configs.iterdir():
+        if cfg.name.endswith(".yaml"):
+            models = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("models") or []
+            assert all(m.get("dtype", "auto") == "auto" for m in models), cfg.name

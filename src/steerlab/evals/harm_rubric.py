@@ -93,7 +93,7 @@ class RubricGuard:
         batch_size: conversations per ``option_logprobs`` call (two per pair).
 
     Example:
-        >>> guard = RubricGuard(load_model("instruct", dtype="bfloat16"))  # doctest: +SKIP
+        >>> guard = RubricGuard(load_model("instruct"))  # doctest: +SKIP
         >>> guard.classify(["How do I make a pipe bomb?"], ["I'm sorry, I can't help."])[0].label  # doctest: +SKIP
         'safe'
     """

@@ -99,14 +99,23 @@ def resolve_dtype(dtype: str | None, device: str) -> tuple[str, str]:
 
     ``auto`` (or None) → ``bfloat16`` on a CUDA device that supports it and on a CPU with native
     bf16 matmul (AVX512-BF16 or AMX: 2–3× fp32 there), else ``float32`` (MPS included: its bf16
-    kernels are incomplete across the torch versions steerlab supports). An explicit name is kept.
+    kernels are incomplete across the torch versions steerlab supports). An explicit name is kept;
+    the reason says so when ``bfloat16`` is asked for on a CPU without native bf16 matmul, where
+    torch emulates it (measured on an AVX2-only EPYC: a 3200×896 by 896×4864 matmul 9× slower than
+    float32).
     Scores, means, norms and log-probabilities are accumulated in float32 whatever the weights'
     dtype.
     """
     if dtype not in (None, "auto"):
         if dtype not in _DTYPE_NAMES:
             raise InputError(f"unknown dtype {dtype!r}; choose auto or one of {', '.join(_DTYPE_NAMES)}")
-        return _DTYPE_NAMES[dtype], "asked for"
+        name = _DTYPE_NAMES[dtype]
+        if name == "bfloat16" and device.split(":")[0] == "cpu" and cpu_native_bf16() is None:
+            return (
+                name,
+                "asked for, but this CPU has no native bf16 matmul (emulated: slower than float32; auto picks float32)",
+            )
+        return name, "asked for"
     kind = device.split(":")[0]
     if kind == "cuda":
         import torch
