@@ -1,6 +1,7 @@
-"""What is left after bf16, tried: ``python -m bench.bench_decode_options [--model default]``.
+"""What is left of the decode step, tried: ``python -m bench.bench_decode_options [--model default]``.
 
-Plain Hugging Face ``generate`` on the bf16 model, the same 8 chat-formatted shipped prompts and
+Plain Hugging Face ``generate`` on the model in the dtype ``auto`` picks (bf16 on a CPU with native
+bf16 matmul, else fp32; ``--dtype`` forces one), the same 8 chat-formatted shipped prompts and
 exactly ``--new-tokens`` greedy tokens per row, three ways in interleaved rounds in one process:
 the dynamic cache (what steerlab's ``complete`` uses), a static cache
 (``cache_implementation="static"``), and a static cache with the model's forward compiled by
@@ -43,10 +44,10 @@ def _generate(lm: Any, enc: dict[str, torch.Tensor], new_tokens: int, way: str) 
         return lm.model.generate(**enc, **kwargs)
 
 
-def run(model: str, batch: int, new_tokens: int, rounds: int) -> dict[str, Any]:
+def run(model: str, batch: int, new_tokens: int, rounds: int, dtype: str = "auto") -> dict[str, Any]:
     import steerlab as sl
 
-    lm = sl.load_model(model, device="cpu", dtype="bfloat16")
+    lm = sl.load_model(model, device="cpu", dtype=dtype)
     harmful, benign = shipped_prompts()
     prompts = [*harmful, *benign][:batch]
     lm.tokenizer.padding_side = "left"
@@ -77,6 +78,8 @@ def run(model: str, batch: int, new_tokens: int, rounds: int) -> dict[str, Any]:
     return {
         "model": model,
         "model_id": lm.model_id,
+        "dtype": str(lm.model.dtype).removeprefix("torch."),
+        "dtype_reason": lm.dtype_reason,
         "batch": batch,
         "new_tokens": new_tokens,
         "rounds": rounds,
@@ -95,7 +98,8 @@ def write_docs(res: dict[str, Any]) -> None:
         "## Decode options tried",
         "",
         f"`{COMMAND}` ({res['date']}, torch {res['torch']}, transformers {res['transformers']}). "
-        f"Hugging Face `generate` on the {res['model']} model in bf16, batch {res['batch']}, exactly "
+        f"Hugging Face `generate` on the {res['model']} model in {res.get('dtype', 'bfloat16')} "
+        f"({res.get('dtype_reason', 'asked for')}), batch {res['batch']}, exactly "
         f"{res['new_tokens']} greedy tokens per row, {res['rounds']} interleaved rounds after a warm-up, "
         "medians. Load average (1/5/15 min) before the rounds and after each: "
         f"{' → '.join(str(x) for x in res['loads'])}.",
@@ -115,8 +119,13 @@ def write_docs(res: dict[str, Any]) -> None:
         "",
         f"A static cache runs at {static:.2f}× the dynamic cache's speed and the compiled static-cache decode at "
         f"{compiled:.2f}× (its first call, compilation included, took {res['first_call_s'][WAYS[2]]:.0f} s). "
-        f"On this CPU compiling the decode step {verdict} at this size, so steerlab's `complete` keeps the "
-        'dynamic cache and eager mode; the decode-step profile in "bf16 generation" shows where the time goes.',
+        f"On this CPU compiling the decode step {verdict} at this size"
+        + (
+            ", so steerlab's `complete` keeps the dynamic cache and eager mode"
+            if verdict == "does not pay"
+            else "; steerlab's `complete` still uses the dynamic cache and eager mode"
+        )
+        + '; the decode-step profile in "bf16 generation" shows where the time goes.',
         "",
     ]
     write_section(DOCS, "## Decode options tried", "\n".join(lines))
@@ -130,9 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dtype", default="auto", help="auto (as steerlab picks), float32 or bfloat16")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
-    res = run(args.model, args.batch, args.new_tokens, args.rounds)
+    res = run(args.model, args.batch, args.new_tokens, args.rounds, args.dtype)
     res.update(
         {
             "date": dt.datetime.now().isoformat(timespec="seconds"),
