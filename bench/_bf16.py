@@ -32,6 +32,22 @@ def load_avg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def run_header() -> dict[str, Any]:
+    """What every bf16 benchmark records first: when, torch, 2 threads, the load, the CPU's bf16 flag."""
+    import datetime as dt
+
+    from steerlab.models.loading import cpu_native_bf16
+
+    torch.set_num_threads(2)
+    return {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_start": load_avg(),
+        "cpu_native_bf16": cpu_native_bf16(),  # None: torch emulates bf16 matmul on this CPU
+    }
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -335,3 +351,10 @@ def decode_profile(lm: Any, prompts: Sequence[str], batch: int, steps: int = 8) 
         "vocab_rows": head.weight.shape[0],
         "load": load_avg(),
     }
+
+
+def bf16_kind(res: dict[str, Any]) -> str:
+    """How the CPU of a result ran bf16 matmuls, for the docs line (older results did not record it)."""
+    if "cpu_native_bf16" not in res:
+        return "not recorded"
+    return f"native ({res['cpu_native_bf16']})" if res["cpu_native_bf16"] else "emulated (no avx512_bf16 / amx_bf16)"

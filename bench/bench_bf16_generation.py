@@ -13,15 +13,21 @@ implementation in use. Writes bench/results/bf16_generation.json and the
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from bench._bf16 import decode_profile, load_avg, machine_fraction, machine_peaks, shipped_prompts, throughput
+from bench._bf16 import (
+    bf16_kind,
+    decode_profile,
+    load_avg,
+    machine_fraction,
+    machine_peaks,
+    run_header,
+    shipped_prompts,
+    throughput,
+)
 from bench._docs import DOCS, write_json, write_section
 
 RESULTS = Path(__file__).parent / "results" / "bf16_generation.json"
@@ -69,7 +75,7 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "## bf16 generation",
         "",
-        f"`{COMMAND}` ({res['date']}, torch {res['torch']}, {res['threads']} threads; load average at start"
+        f"`{COMMAND}` ({res['date']}, torch {res['torch']}, {res['threads']} threads; CPU bf16 matmul: {bf16_kind(res)}; load average at start"
         f" {res['load_start']}). Machine peaks measured in the same process: `torch.mm` 2048²"
         f" {pk['mm_gflops_float32']:.0f} GFLOP/s fp32, {pk['mm_gflops_bfloat16']:.0f} GFLOP/s bf16; copy of a"
         f" 512 MB tensor {pk['copy_gb_per_s']:.1f} GB/s (read + write).",
@@ -135,12 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.render_only:
         res = json.loads(RESULTS.read_text())
     else:
-        torch.set_num_threads(2)
         res = {
-            "date": dt.datetime.now().isoformat(timespec="seconds"),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "load_start": load_avg(),
+            **run_header(),
             "new_tokens": a.new_tokens,
             "rounds": a.rounds,
             "peaks": machine_peaks(),

@@ -11,15 +11,12 @@ Writes bench/results/bf16_parity.json and the "## bf16 parity" section of docs/b
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from bench._bf16 import load_avg, parity, shipped_prompts
+from bench._bf16 import bf16_kind, parity, run_header, shipped_prompts
 from bench._docs import DOCS, write_json, write_section
 
 RESULTS = Path(__file__).parent / "results" / "bf16_parity.json"
@@ -78,7 +75,7 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "## bf16 parity",
         "",
-        f"`{COMMAND}` ({res['date']}, torch {res['torch']}, {res['threads']} threads). Each model loaded in",
+        f"`{COMMAND}` ({res['date']}, torch {res['torch']}, {res['threads']} threads; CPU bf16 matmul: {bf16_kind(res)}). Each model loaded in",
         "float32 and in bfloat16 side by side; bf16 compared with fp32. Targets: top-1 ≥ 98%, mean KL ≤ 0.01",
         "nats, vector cosine ≥ 0.999. Load average (1/5/15 min) after each part in the last column.",
         "",
@@ -141,12 +138,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.render_only:
         res = json.loads(RESULTS.read_text())
     else:
-        torch.set_num_threads(2)
         res = {
-            "date": dt.datetime.now().isoformat(timespec="seconds"),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "load_start": load_avg(),
+            **run_header(),
             "models": {spec: run_model(spec) for spec in a.models.split(",")},
         }
         write_json(RESULTS, res)
