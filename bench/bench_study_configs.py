@@ -115,9 +115,13 @@ def _dates(pair: dict) -> str:
 def _cell(r: dict | None) -> str:
     if r is None:
         return "not run"
+    note = f"; {r['note']}" if r.get("note") else ""
     if not r["ok"]:
-        return f"failed: {r['error'][:60]}"
-    return f"{r['wall_s'] / 60:.1f} min ({r['cpu_s'] / 60:.1f} CPU-min; load {r['load_before']:.1f} → {r['load_after']:.1f})"
+        return f"failed after {r['wall_s'] / 60:.1f} min: {r['error'][:60]}{note}"
+    return (
+        f"{r['wall_s'] / 60:.1f} min ({r['cpu_s'] / 60:.1f} CPU-min; load {r['load_before']:.1f} → "
+        f"{r['load_after']:.1f}){note}"
+    )
 
 
 def write_docs(res: dict) -> None:
@@ -127,8 +131,8 @@ def write_docs(res: dict) -> None:
         f"Every shipped config in `src/steerlab/experiments/configs/` run with `steerlab run`, "
         f"{res['cores']} CPU cores, torch {res['torch']}, one config at a time in its own process: first with "
         "every model forced to float32 (`--set models.0.dtype=float32`, the CPU default before bf16), then "
-        "as shipped (`dtype` auto or `bfloat16`, which is bf16 on this CPU; the dtype used is read "
-        "from each run's `manifest.json`). Model caches were built before. Wall time on a shared machine is "
+        "as shipped (`dtype: auto`: bf16 on a CPU with native bf16 matmul, float32 otherwise; the dtype "
+        "used is read from each run's `manifest.json`). Model caches were built before. Wall time on a shared machine is "
         "an upper bound; CPU time (user + system) is given beside it with the load average before → after. "
         "Where the float32 run is dated earlier than the shipped one, it is the run from before `dtype: auto` "
         "existed (fp32 was then the CPU default), on a shared machine, not measured side by side.",
