@@ -143,7 +143,8 @@ def write_docs(res: dict) -> None:
     for name in sorted(res["runs"]):
         pair = res["runs"][name]
         before, after = pair.get("float32"), pair.get("shipped")
-        b = f"{before['budget_min'] or after['budget_min']:g} min" if (before or after)["budget_min"] else "—"
+        minutes = (before or after or {}).get("budget_min")
+        b = f"{minutes:g} min" if minutes else "—"
         ratio = (
             f"**{before['wall_s'] / after['wall_s']:.2f}×**"
             if before and after and before["ok"] and after["ok"] and after["wall_s"] > 0 and " / " not in _dates(pair)

@@ -41,3 +41,15 @@ def test_an_entry_from_before_dtype_auto_is_a_float32_run_without_a_side_by_side
     bsc.write_docs(res)
     row = next(line for line in written[1].splitlines() if line.startswith("| `x.yaml`"))
     assert "**2.00×**" in row and "| 2026-12-04 |" in row
+
+
+def test_a_config_measured_only_as_shipped_gets_its_row(monkeypatch):
+    import bench.bench_study_configs as bsc
+
+    run = {"config": "y.yaml", "requested": "shipped", "dtypes": ["float32"], "ok": True, "error": "", "wall_s": 353.3}
+    run |= {"cpu_s": 684.0, "load_before": 1.95, "load_after": 1.92, "budget_min": 10.0, "run_dir": "r"}
+    written: list[str] = []
+    monkeypatch.setattr(bsc, "write_section", lambda _path, _head, text: written.append(text))
+    bsc.write_docs({"cores": 2, "torch": "t", "runs": {"y": {"shipped": run, "date": "2026-12-04"}}})
+    row = next(line for line in written[0].splitlines() if line.startswith("| `y.yaml`"))
+    assert row.split(" | ")[1:5] == ["10 min", "not run", "5.9 min (11.4 CPU-min; load 1.9 → 1.9)", "float32"]
