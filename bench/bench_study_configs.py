@@ -135,7 +135,9 @@ def write_docs(res: dict) -> None:
         "used is read from each run's `manifest.json`). Model caches were built before. Wall time on a shared machine is "
         "an upper bound; CPU time (user + system) is given beside it with the load average before → after. "
         "Where the float32 run is dated earlier than the shipped one, it is the run from before `dtype: auto` "
-        "existed (fp32 was then the CPU default), on a shared machine, not measured side by side.",
+        "existed (fp32 was then the CPU default), on a shared machine, not measured side by side. "
+        "Where the dtype after is float32 (a CPU without native bf16 matmul), as shipped already is the "
+        "float32 run, so none was made beside it.",
         "",
         "| config | budget | float32 (before) | as shipped (after) | dtype after | wall before ÷ after | date |",
         "|---|---:|---|---|---|---:|---|",
