@@ -86,3 +86,17 @@ def test_every_shipped_config_leaves_the_dtype_to_auto():
         if cfg.name.endswith(".yaml"):
             models = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("models") or []
             assert all(m.get("dtype", "auto") == "auto" for m in models), cfg.name
+
+
+@pytest.mark.parametrize(("flags", "noted"), [(OLDER_FLAGS, True), (EPYC_FLAGS, False)])
+def test_load_model_notes_emulated_bf16_in_one_line(monkeypatch, tmp_path, capsys, flags, noted):
+    from conftest import save_tiny
+    from steerlab.models.load import load_model
+
+    model_dir = save_tiny(tmp_path / "tiny")
+    _cpuinfo(monkeypatch, tmp_path, flags)
+    lm = load_model(str(model_dir), device="cpu", dtype="bfloat16")
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert lm.model.dtype == torch.bfloat16
+    assert lm.dtype_reason == (loading.EMULATED_BF16 if noted else "asked for")
+    assert err == ([f"note: {model_dir}: bfloat16 {loading.EMULATED_BF16}"] if noted else [])

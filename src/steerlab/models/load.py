@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from steerlab.models.hf import LanguageModel
-from steerlab.models.loading import pick_device, resolve_dtype, resolve_spec
+from steerlab.models.loading import EMULATED_BF16, pick_device, resolve_dtype, resolve_spec
 
 if TYPE_CHECKING:
     from steerlab.models.backend import ChatBackend
@@ -46,8 +46,8 @@ def load_model(
 
     dev = pick_device(device)  # checked before any weight is read
     dtype_name, dtype_reason = resolve_dtype(dtype, dev)
-    if "no native bf16" in dtype_reason and dtype_reason.startswith("asked for"):
-        print(f"note: {spec}: bfloat16 {dtype_reason[len('asked for, but ') :]}", file=sys.stderr)
+    if dtype_reason == EMULATED_BF16:
+        print(f"note: {spec}: bfloat16 {dtype_reason}", file=sys.stderr)
     path, model_id = resolve_spec(spec)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype_name))
     model.to(dev)  # type: ignore[arg-type]  # transformers types .to() through a decorator that loses self

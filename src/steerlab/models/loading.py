@@ -94,6 +94,10 @@ def cpu_native_bf16() -> str | None:
     return next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), None)
 
 
+# The reason an explicit bfloat16 gets on a CPU where torch emulates it (load_model also prints it).
+EMULATED_BF16 = "asked for, but this CPU has no native bf16 matmul (emulated: slower than float32; auto picks float32)"
+
+
 def resolve_dtype(dtype: str | None, device: str) -> tuple[str, str]:
     """(dtype name, why) for a dtype request on a resolved device.
 
@@ -106,17 +110,14 @@ def resolve_dtype(dtype: str | None, device: str) -> tuple[str, str]:
     Scores, means, norms and log-probabilities are accumulated in float32 whatever the weights'
     dtype.
     """
+    kind = device.split(":")[0]
     if dtype not in (None, "auto"):
         if dtype not in _DTYPE_NAMES:
             raise InputError(f"unknown dtype {dtype!r}; choose auto or one of {', '.join(_DTYPE_NAMES)}")
         name = _DTYPE_NAMES[dtype]
-        if name == "bfloat16" and device.split(":")[0] == "cpu" and cpu_native_bf16() is None:
-            return (
-                name,
-                "asked for, but this CPU has no native bf16 matmul (emulated: slower than float32; auto picks float32)",
-            )
+        if name == "bfloat16" and kind == "cpu" and cpu_native_bf16() is None:
+            return name, EMULATED_BF16
         return name, "asked for"
-    kind = device.split(":")[0]
     if kind == "cuda":
         import torch
 
