@@ -98,8 +98,8 @@ def write_docs(res: dict[str, Any]) -> None:
         "## Decode options tried",
         "",
         f"`{COMMAND}` ({res['date']}, torch {res['torch']}, transformers {res['transformers']}). "
-        f"Hugging Face `generate` on the {res['model']} model in {res.get('dtype', 'bfloat16')} "
-        f"({res.get('dtype_reason', 'asked for')}), batch {res['batch']}, exactly "
+        f"Hugging Face `generate` on the {res['model']} model in {res['dtype']} "
+        f"({res['dtype_reason']}), batch {res['batch']}, exactly "
         f"{res['new_tokens']} greedy tokens per row, {res['rounds']} interleaved rounds after a warm-up, "
         "medians. Load average (1/5/15 min) before the rounds and after each: "
         f"{' → '.join(str(x) for x in res['loads'])}.",

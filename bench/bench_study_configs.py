@@ -107,9 +107,10 @@ def upgrade(entry: dict) -> dict:
     return {"float32": {**entry, "requested": "float32", "dtypes": ["float32"]}, "date": entry.get("date", "")}
 
 
-def _dates(pair: dict) -> str:
+def _days(pair: dict) -> list[str]:
+    """The distinct days the pair's runs were made on (a run without its own date has the pair's)."""
     days = [r.get("date") or pair.get("date", "") for r in (pair.get("float32"), pair.get("shipped")) if r]
-    return " / ".join(dict.fromkeys(d for d in days if d)) or pair.get("date", "")
+    return list(dict.fromkeys(d for d in days if d)) or [pair.get("date", "")]
 
 
 def _cell(r: dict | None) -> str:
@@ -149,11 +150,13 @@ def write_docs(res: dict) -> None:
         b = f"{minutes:g} min" if minutes else "—"
         ratio = (
             f"**{before['wall_s'] / after['wall_s']:.2f}×**"
-            if before and after and before["ok"] and after["ok"] and after["wall_s"] > 0 and " / " not in _dates(pair)
+            if before and after and before["ok"] and after["ok"] and after["wall_s"] > 0 and len(_days(pair)) == 1
             else "—"
         )
         used = ", ".join((after or {}).get("dtypes") or []) or "—"
-        lines.append(f"| `{name}.yaml` | {b} | {_cell(before)} | {_cell(after)} | {used} | {ratio} | {_dates(pair)} |")
+        lines.append(
+            f"| `{name}.yaml` | {b} | {_cell(before)} | {_cell(after)} | {used} | {ratio} | {' / '.join(_days(pair))} |"
+        )
     lines += [
         "",
         f"Not run here: {', '.join(sorted(f'`{s}.yaml`' for s in SKIP))} (the seed's full-size experiment).",
