@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench._docs import DOCS, write_json, write_section
+from steerlab.models.loading import cpu_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "src" / "steerlab" / "experiments" / "configs"
@@ -97,6 +98,7 @@ def run_one(cfg: Path, dtype: str = "shipped") -> dict:
         "budget_min": budget(cfg.stem),
         "run_dir": str(run_dir),
         "date": dt.date.today().isoformat(),
+        "cpu_native_bf16": cpu_native_bf16(),  # None: torch emulates bf16 on this CPU
     }
 
 
@@ -113,10 +115,25 @@ def _days(pair: dict) -> list[str]:
     return list(dict.fromkeys(d for d in days if d)) or [pair.get("date", "")]
 
 
+def side_by_side(pair: dict) -> bool:
+    """Both runs ok, on one day and on one kind of CPU (its bf16 flag recorded in both): a ratio means something.
+
+    The VM under this project changes between sessions (one day gave an AVX2-only EPYC, another one
+    with avx512_bf16), so a day alone does not make two runs comparable.
+    """
+    before, after = pair.get("float32"), pair.get("shipped")
+    if not (before and after and before["ok"] and after["ok"] and after["wall_s"] > 0):
+        return False
+    recorded = "cpu_native_bf16" in before and "cpu_native_bf16" in after
+    return len(_days(pair)) == 1 and recorded and before["cpu_native_bf16"] == after["cpu_native_bf16"]
+
+
 def _cell(r: dict | None) -> str:
     if r is None:
         return "not run"
     note = f"; {r['note']}" if r.get("note") else ""
+    if "cpu_native_bf16" in r:
+        note += f"; CPU bf16: {r['cpu_native_bf16'] or 'emulated'}"
     if not r["ok"]:
         return f"failed after {r['wall_s'] / 60:.1f} min: {r['error'][:60]}{note}"
     return (
@@ -136,7 +153,9 @@ def write_docs(res: dict) -> None:
         "used is read from each run's `manifest.json`). Model caches were built before. Wall time on a shared machine is "
         "an upper bound; CPU time (user + system) is given beside it with the load average before → after. "
         "Where the float32 run is dated earlier than the shipped one, it is the run from before `dtype: auto` "
-        "existed (fp32 was then the CPU default), on a shared machine, not measured side by side. "
+        "existed (fp32 was then the CPU default), on a shared machine, not measured side by side. A ratio "
+        "is given only for two runs made on the same day on the same kind of CPU (each run records its "
+        "CPU's bf16 flag; the VM has changed between sessions). "
         "Where the dtype after is float32 (a CPU without native bf16 matmul), as shipped already is the "
         "float32 run, so none was made beside it.",
         "",
@@ -148,11 +167,7 @@ def write_docs(res: dict) -> None:
         before, after = pair.get("float32"), pair.get("shipped")
         minutes = (before or after or {}).get("budget_min")
         b = f"{minutes:g} min" if minutes else "—"
-        ratio = (
-            f"**{before['wall_s'] / after['wall_s']:.2f}×**"
-            if before and after and before["ok"] and after["ok"] and after["wall_s"] > 0 and len(_days(pair)) == 1
-            else "—"
-        )
+        ratio = f"**{before['wall_s'] / after['wall_s']:.2f}×**" if before and after and side_by_side(pair) else "—"
         used = ", ".join((after or {}).get("dtypes") or []) or "—"
         lines.append(
             f"| `{name}.yaml` | {b} | {_cell(before)} | {_cell(after)} | {used} | {ratio} | {' / '.join(_days(pair))} |"

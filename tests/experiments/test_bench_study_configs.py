@@ -22,7 +22,7 @@ def test_float32_overrides_reach_every_model_and_shipped_adds_none(name):
     assert [m.id for m in forced.models] == [m.id for m in shipped.models]
 
 
-def test_an_entry_from_before_dtype_auto_is_a_float32_run_without_a_side_by_side_ratio(monkeypatch):
+def test_a_ratio_needs_both_runs_on_one_day_and_one_kind_of_cpu(monkeypatch):
     import bench.bench_study_configs as bsc
 
     old = {"config": "x.yaml", "ok": True, "error": "", "wall_s": 120.0, "cpu_s": 200.0, "load_before": 1.0}
@@ -40,7 +40,16 @@ def test_an_entry_from_before_dtype_auto_is_a_float32_run_without_a_side_by_side
     res["runs"]["x"]["float32"] = {**pair["float32"], "date": "2026-12-04"}
     bsc.write_docs(res)
     row = next(line for line in written[1].splitlines() if line.startswith("| `x.yaml`"))
-    assert "**2.00×**" in row and "| 2026-12-04 |" in row
+    assert "| 2026-12-04 |" in row and "2.00×" not in row  # same day, CPU not recorded: no ratio
+    res["runs"]["x"]["float32"]["cpu_native_bf16"] = None  # an AVX2-only VM in the morning,
+    res["runs"]["x"]["shipped"]["cpu_native_bf16"] = "avx512_bf16"  # a native-bf16 one at night
+    bsc.write_docs(res)
+    row = next(line for line in written[2].splitlines() if line.startswith("| `x.yaml`"))
+    assert "2.00×" not in row and "CPU bf16: emulated" in row and "CPU bf16: avx512_bf16" in row
+    res["runs"]["x"]["float32"]["cpu_native_bf16"] = "avx512_bf16"
+    bsc.write_docs(res)
+    row = next(line for line in written[3].splitlines() if line.startswith("| `x.yaml`"))
+    assert "**2.00×**" in row and "| 2026-12-04 |" in row  # 120 s / 60 s
 
 
 def test_a_config_measured_only_as_shipped_gets_its_row(monkeypatch):
