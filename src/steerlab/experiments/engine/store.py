@@ -121,7 +121,7 @@ class RunStore:
             text = dump_config(cfg)
             cfg_path = self.root / "config.yaml"
             if cfg_path.exists() and cfg_path.read_text(encoding="utf-8") != text:
-                if self.has_rows():
+                if self.has_rows() and not _same_config(cfg_path.read_text(encoding="utf-8"), cfg):
                     raise ConfigError(
                         f"{self.root} holds results of a different config; choose another --run-dir or delete it"
                     )
@@ -258,3 +258,15 @@ def _model_dtypes(cfg: BaseModel | None) -> dict[str, dict[str, str]]:
             continue
         out[spec.name] = {"device": device, "dtype": name, "why": why}
     return out
+
+
+def _same_config(stored: str, cfg: BaseModel) -> bool:
+    """Whether a stored config.yaml describes ``cfg``'s experiment: equal once read by the current
+    config model, so a field a newer steerlab adds (with its default) does not orphan a run."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        return type(cfg).model_validate(yaml.safe_load(stored)) == cfg
+    except (yaml.YAMLError, ValidationError, TypeError):
+        return False
