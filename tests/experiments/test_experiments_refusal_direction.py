@@ -243,6 +243,26 @@ def test_held_out_sources_drop_prompts_already_in_the_pool(tmp_path):
         load_direction_data(cfg.model_copy(update={"n_test": 11}), seed=0)
 
 
+def test_max_chars_drops_long_prompts_from_every_set_before_splitting(tmp_path):
+    short = [f"harmful request {i}" for i in range(8)]  # 17 characters each
+    pool = _jsonl(tmp_path / "pool.jsonl", short + ["x" * 40, "y" * 31])
+    held = _jsonl(tmp_path / "held.jsonl", [f"new {i}" for i in range(4)] + ["z" * 100])
+    harmless = _jsonl(tmp_path / "harmless.jsonl", [f"bake bread {i}" for i in range(12)] + ["w" * 30])
+    cfg = DirectionDataConfig(
+        harmful=[pool], harmful_test=[held], harmless=[harmless], n_train=4, n_val=4, n_test=4, max_chars=30
+    )
+    data = load_direction_data(cfg, seed=0)
+    kept = {p.text for split in (data.train, data.val, data.test) for p in split["harmful"]}
+    assert kept == set(short) | {f"new {i}" for i in range(4)}  # exactly the 8 + 4 short ones remain
+    # 40 and 31 characters are over 30, 30 is not: the "w" * 30 prompt stays in the harmless pool
+    assert data.dropped_long == {"harmful": 2, "harmful_test": 1}
+    harmless_kept = {p.text for split in (data.train, data.val, data.test) for p in split["harmless"]}
+    assert len(harmless_kept) == 12 and all(len(t) <= 30 for t in harmless_kept)
+    with pytest.raises(ConfigError, match=r"data\.harmful: 8 distinct prompts"):
+        load_direction_data(cfg.model_copy(update={"n_val": 5}), seed=0)
+    assert load_direction_data(cfg.model_copy(update={"max_chars": None}), seed=0).dropped_long == {}
+
+
 # ---------------------------------------------------------------------------- batched scoring
 
 

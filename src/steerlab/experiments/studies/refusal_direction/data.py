@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import Field
@@ -62,6 +62,12 @@ class DirectionDataConfig(Strict):
     n_val: int = Field(8, ge=1, description="prompts per set to score the candidates (Arditi et al.: 32)")
     n_test: int = Field(20, ge=1, description="prompts per set for the reported generations (Arditi et al.: 100)")
     n_overrefusal: int | None = Field(20, ge=1, description="at most this many over-refusal prompts (None = all)")
+    max_chars: int | None = Field(
+        None,
+        ge=1,
+        description="drop prompts longer than this many characters from every source before splitting "
+        "(None = keep all): one long prompt pads its whole batch, in every candidate's forwards",
+    )
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class DirectionData:
     test: dict[str, list[Prompt]]
     overrefusal: list[Prompt]
     dropped_overlaps: dict[str, int]  # test / over-refusal rows dropped because the pool held them
+    dropped_long: dict[str, int] = field(default_factory=dict)  # set → rows over ``max_chars``, per source set
 
 
 def normalise(text: str) -> str:
@@ -154,6 +161,12 @@ def _pool(
     return out, dropped
 
 
+def _short(rows: list[Prompt], max_chars: int | None) -> tuple[list[Prompt], int]:
+    """The rows of at most ``max_chars`` characters (all when None), and how many were longer."""
+    kept = rows if max_chars is None else [r for r in rows if len(r.text) <= max_chars]
+    return kept, len(rows) - len(kept)
+
+
 def _shuffled(rows: list[Prompt], seed: int, name: str) -> list[Prompt]:
     rows = list(rows)
     random.Random(f"{seed}|{name}").shuffle(rows)
@@ -166,12 +179,14 @@ def load_direction_data(cfg: DirectionDataConfig, seed: int) -> DirectionData:
     val: dict[str, list[Prompt]] = {}
     test: dict[str, list[Prompt]] = {}
     dropped: dict[str, int] = {}
+    too_long: dict[str, int] = {}
     used: set[str] = set()
     for set_name, sources, test_sources in (
         ("harmful", cfg.harmful, cfg.harmful_test),
         ("harmless", cfg.harmless, cfg.harmless_test),
     ):
         pool, _ = _pool(sources, set_name, cfg.text_column)
+        pool, too_long[set_name] = _short(pool, cfg.max_chars)
         pool = _shuffled(pool, seed, set_name)
         need = cfg.n_train + cfg.n_val + (0 if test_sources else cfg.n_test)
         if len(pool) < need:
@@ -184,6 +199,7 @@ def load_direction_data(cfg: DirectionDataConfig, seed: int) -> DirectionData:
         fit_keys = {normalise(r.text) for r in train[set_name] + val[set_name]}
         if test_sources:
             held, dropped[f"{set_name}_test"] = _pool(test_sources, set_name, cfg.text_column, exclude=fit_keys)
+            held, too_long[f"{set_name}_test"] = _short(held, cfg.max_chars)
             held = _shuffled(held, seed, f"{set_name}_test")
             if len(held) < cfg.n_test:
                 raise ConfigError(
@@ -198,10 +214,11 @@ def load_direction_data(cfg: DirectionDataConfig, seed: int) -> DirectionData:
     over: list[Prompt] = []
     if cfg.overrefusal:
         rows, dropped["overrefusal"] = _pool(cfg.overrefusal, "harmless", cfg.text_column, exclude=used)
+        rows, too_long["overrefusal"] = _short(rows, cfg.max_chars)
         over = _with_split(_shuffled(rows, seed, "overrefusal")[: cfg.n_overrefusal], "test")
         if not over:
             raise ConfigError("data.overrefusal: no prompts left after removing those in the other splits")
-    return DirectionData(train, val, test, over, dropped)
+    return DirectionData(train, val, test, over, dropped, {k: n for k, n in too_long.items() if n})
 
 
 def _with_split(rows: list[Prompt], split: str) -> list[Prompt]:

@@ -88,6 +88,7 @@ class RefusalDirection(ExperimentKind[RefusalDirectionConfig, RefusalDirectionSu
             test={k: len(v) for k, v in data.test.items()},
             overrefusal=len(data.overrefusal),
             dropped_overlaps=data.dropped_overlaps,
+            dropped_long=data.dropped_long,
         )
         return RefusalDirectionSummary(name=cfg.name, data=counts, models=models)
 

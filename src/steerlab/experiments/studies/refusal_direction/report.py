@@ -42,7 +42,12 @@ def render_report(cfg: Any, summary: Any, definitions: str) -> str:
         "",
         f"- Splits (prompts per set): train {d.train}, val {d.val}, test {d.test}, over-refusal set "
         f"{d.overrefusal}; disjoint by normalised text"
-        + (f" (overlapping prompts dropped from held-out sources: {d.dropped_overlaps})" if d.dropped_overlaps else ""),
+        + (f" (overlapping prompts dropped from held-out sources: {d.dropped_overlaps})" if d.dropped_overlaps else "")
+        + (
+            f"; prompts over {cfg.data.max_chars} characters dropped before splitting: {d.dropped_long}"
+            if d.dropped_long
+            else ""
+        ),
         f"- Candidates read at `{s.site}`; filters: last {s.prune_layer_fraction:.0%} of layers pruned, "
         f"KL > {s.kl_threshold:g} dropped, induce < {s.induce_threshold:g} dropped",
         f"- Generation: at most {g.max_new_tokens} new tokens, temperature {g.temperature:g} (the published "

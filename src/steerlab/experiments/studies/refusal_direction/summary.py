@@ -208,6 +208,7 @@ class DataCounts(Record):
     test: dict[str, int]
     overrefusal: int
     dropped_overlaps: dict[str, int]
+    dropped_long: dict[str, int] = {}  # set → prompts over data.max_chars, dropped before splitting
 
 
 class RefusalDirectionSummary(Summary):
