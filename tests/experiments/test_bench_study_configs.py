@@ -59,6 +59,6 @@ def test_a_config_measured_only_as_shipped_gets_its_row(monkeypatch):
     run |= {"cpu_s": 684.0, "load_before": 1.95, "load_after": 1.92, "budget_min": 10.0, "run_dir": "r"}
     written: list[str] = []
     monkeypatch.setattr(bsc, "write_section", lambda _path, _head, text: written.append(text))
-    bsc.write_docs({"cores": 2, "torch": "t", "runs": {"y": {"shipped": run, "date": "2026-12-04"}}})
-    row = next(line for line in written[0].splitlines() if line.startswith("| `y.yaml`"))
+    bsc.write_docs({"cores": 2, "torch": "t", "runs": {"prefs_y": {"shipped": run, "date": "2026-12-04"}}})
+    row = next(line for line in written[0].splitlines() if line.startswith("| `prefs_y.yaml`"))
     assert row.split(" | ")[1:5] == ["10 min", "not run", "5.9 min (11.4 CPU-min; load 1.9 → 1.9)", "float32"]
