@@ -9,6 +9,7 @@ import pytest
 from steerlab.errors import InputError
 from steerlab.prefs import Scale
 from steerlab.stats import icc_across_seeds, icc_table
+from steerlab.stats.icc import icc_a1_interval
 
 TABLE = np.array([[1, 3], [2, 3], [4, 6]], dtype=float)
 
@@ -58,6 +59,29 @@ def test_against_pingouin():
     assert ours.icc_ak == pytest.approx(ref["ICC(A,k)"])
     assert ours.icc_ck == pytest.approx(ref["ICC(C,k)"])
 
+
+
+@pytest.mark.parametrize("seed, n, k", [(0, 25, 4), (1, 12, 2), (2, 7, 3)])
+def test_icc_a1_interval_against_pingouin(seed, n, k):
+    pg = pytest.importorskip("pingouin")
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 1)) + rng.normal(size=(1, k)) * 0.5 + rng.normal(size=(n, k)) * 0.7
+    long = pd.DataFrame([(i, j, x[i, j]) for i in range(n) for j in range(k)], columns=["t", "r", "y"])
+    ref = pg.intraclass_corr(long, targets="t", raters="r", ratings="y").set_index("Type").loc["ICC(A,1)", "CI95"]
+    low, high = icc_a1_interval(icc_table(x))
+    assert (low, high) == pytest.approx((ref[0], ref[1]), abs=0.005 + 1e-9)  # pingouin rounds its bounds to 2 places
+    assert low < icc_table(x).icc_a1 < high
+    # unrounded: the same bounds from the other algebraic form of the Satterthwaite df (via F_j = MSC/MSE)
+    from scipy.stats import f
+
+    r = icc_table(x)
+    fj, icc = r.ms_cols / r.ms_error, r.icc_a1
+    v = (k - 1) * (n - 1) * (k * icc * fj + n * (1 + (k - 1) * icc) - k * icc) ** 2
+    v /= (n - 1) * k**2 * icc**2 * fj**2 + (n * (1 + (k - 1) * icc) - k * icc) ** 2
+    fu, fl = f.ppf(0.975, n - 1, v), f.ppf(0.975, v, n - 1)
+    spread = k * r.ms_cols + (k * n - k - n) * r.ms_error
+    assert low == pytest.approx(n * (r.ms_rows - fu * r.ms_error) / (fu * spread + n * r.ms_rows), rel=1e-9)
+    assert high == pytest.approx(n * (fl * r.ms_rows - r.ms_error) / (spread + n * fl * r.ms_rows), rel=1e-9)
 
 FORMS = ("icc1", "icc1k", "icc_c1", "icc_ck", "icc_a1", "icc_ak")
 

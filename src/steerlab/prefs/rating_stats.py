@@ -27,6 +27,7 @@ from steerlab.prefs._ratings import Scale
 from steerlab.stats import (
     cross_seed_correlation,
     discrimination,
+    icc_a1_interval,
     icc_across_seeds,
     informative_correlation,
     kl_from_uniform,
@@ -56,6 +57,7 @@ class ConditionReliability:
         seed_r_std: Its std over seed pairs.
         seed_pairs: Seed pairs with a defined r.
         icc_a1: ICC(A,1), two-way absolute agreement.
+        icc_a1_ci: Its 95% confidence interval (McGraw & Wong; NaN bounds where undefined).
         icc_1: ICC(1,1), one-way.
         kl: KL from uniform (nats) over the declared scale.
         kl_normalized: KL / log K.
@@ -83,6 +85,7 @@ class ConditionReliability:
     informative_r: float
     distribution: tuple[float, ...]
     icc_n: int = 0
+    icc_a1_ci: tuple[float, float] = (NAN, NAN)
     discrimination_n: int = 0
     informative_n: int = 0
 
@@ -119,6 +122,7 @@ def condition_reliability(frame: pd.DataFrame, scale: Scale) -> ConditionReliabi
         seed_r_std=corr.std if corr else NAN,
         seed_pairs=corr.n_pairs if corr else 0,
         icc_a1=icc.icc_a1 if icc else NAN,
+        icc_a1_ci=icc_a1_interval(icc) if icc else (NAN, NAN),
         icc_1=icc.icc1 if icc else NAN,
         kl=kl.kl if kl else NAN,
         kl_normalized=kl.kl_normalized if kl else NAN,

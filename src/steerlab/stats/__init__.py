@@ -8,7 +8,7 @@ from steerlab.stats.discrimination import Discrimination, discrimination, inform
 from steerlab.stats.distribution import KLFromUniform, kl_from_uniform
 from steerlab.stats.group_tests import MannWhitney, PointBiserial, mann_whitney, point_biserial
 from steerlab.stats.groups import per_group
-from steerlab.stats.icc import ICCResult, icc_across_seeds, icc_table
+from steerlab.stats.icc import ICCResult, icc_a1_interval, icc_across_seeds, icc_table
 
 __all__ = [
     "CrossSeedCorrelation",
@@ -20,6 +20,7 @@ __all__ = [
     "correlation_over_seed_pairs",
     "cross_seed_correlation",
     "discrimination",
+    "icc_a1_interval",
     "icc_across_seeds",
     "icc_table",
     "informative_correlation",

@@ -138,6 +138,34 @@ def icc_table(table: np.ndarray | pd.DataFrame) -> ICCResult:
     )
 
 
+def icc_a1_interval(res: ICCResult, level: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of ICC(A,1) (McGraw & Wong 1996, case 2A, with the Satterthwaite
+    degrees of freedom), the interval pingouin and SPSS report. NaN bounds where ICC(A,1) is
+    undefined or the mean squares leave no variance to test.
+
+    Args:
+        res: An :func:`icc_table` result.
+        level: Coverage, e.g. 0.95.
+    """
+    from scipy.stats import f as f_dist
+
+    n, k, icc = res.n, res.k, res.icc_a1
+    msr, msc, mse = res.ms_rows, res.ms_cols, res.ms_error
+    if not np.isfinite(icc) or icc >= 1 or mse <= 0:
+        return float("nan"), float("nan")
+    a = k * icc / (n * (1 - icc))
+    b = 1 + k * icc * (n - 1) / (n * (1 - icc))
+    num = (a * msc + b * mse) ** 2
+    den = (a * msc) ** 2 / (k - 1) + (b * mse) ** 2 / ((n - 1) * (k - 1))
+    v = num / den if den > 0 else float("inf")
+    q = 1 - (1 - level) / 2
+    f_lo, f_hi = float(f_dist.ppf(q, n - 1, v)), float(f_dist.ppf(q, v, n - 1))
+    spread = k * msc + (k * n - k - n) * mse
+    low = n * (msr - f_lo * mse) / (f_lo * spread + n * msr)
+    high = n * (f_hi * msr - mse) / (spread + n * f_hi * msr)
+    return float(low), float(high)
+
+
 def icc_across_seeds(ratings: pd.DataFrame, *, scale: Scale | None) -> ICCResult:
     """ICCs of one (rater, template) condition with items as targets and seeds as raters.
 

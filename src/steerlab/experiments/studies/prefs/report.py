@@ -62,6 +62,11 @@ def _unparseable(e: Any) -> str:
     return f"{bad}/{e.n_answers}" + (f" ({parts})" if parts else "")
 
 
+def _interval(bounds: Sequence[float | None]) -> str:
+    """`` [low, high]`` when both bounds are defined, else nothing."""
+    return f" [{_n(bounds[0])}, {_n(bounds[1])}]" if all(b is not None for b in bounds) else ""
+
+
 def condition_table(entries: Sequence[Any]) -> list[str]:
     """The per-condition table of sampled reliability and one-pass scale use."""
     rows = [
@@ -73,7 +78,7 @@ def condition_table(entries: Sequence[Any]) -> list[str]:
             f"{_n(e.seed_r)} ± {_n(e.seed_r_std)} ({e.seed_pairs})",
             f"{_n(e.informative_r)} ({e.informative_n})",
             f"{pct(e.discrimination)} ({e.discrimination_n})",
-            f"{_n(e.icc_a1)} ({e.icc_n})",
+            f"{_n(e.icc_a1)}{_interval(e.icc_a1_ci)} ({e.icc_n})",
             f"{_n(e.kl)} ({_n(e.kl_normalized)}; {e.n_parsed})",
             f"{_n(e.dist_expected)} ({e.dist_n})",
             _n(e.dist_expected_sd),
@@ -91,7 +96,7 @@ def condition_table(entries: Sequence[Any]) -> list[str]:
         "seed r ± sd (seed pairs)",
         "informative r (n items)",
         "d (n items)",
-        "ICC(A,1) (n items)",
+        "ICC(A,1) [95% CI] (n items)",
         "KL (norm.; n ratings)",
         "E[rating] (n items)",
         "sd of E",

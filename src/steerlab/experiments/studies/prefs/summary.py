@@ -56,6 +56,7 @@ class ConditionEntry(Record):
     seed_r_std: float | None = Field(description="std of r over seed pairs")
     seed_pairs: int
     icc_a1: float | None = Field(description="ICC(A,1): items as targets, seeds as raters")
+    icc_a1_ci: list[float | None] = Field([None, None], description="95% interval of ICC(A,1) (McGraw & Wong)")
     icc_1: float | None = Field(description="ICC(1,1)")
     kl: float | None = Field(description="KL from uniform over the declared scale (sampled ratings)")
     kl_normalized: float | None
@@ -107,6 +108,7 @@ def condition_entry(rater: str, template: Any, sampled: Any, dist: Any, label: s
             seed_r_std=fin(rel.seed_r_std),
             seed_pairs=rel.seed_pairs,
             icc_a1=fin(rel.icc_a1),
+            icc_a1_ci=[fin(b) for b in rel.icc_a1_ci],
             icc_1=fin(rel.icc_1),
             kl=fin(rel.kl),
             kl_normalized=fin(rel.kl_normalized),
