@@ -60,7 +60,6 @@ def test_against_pingouin():
     assert ours.icc_ck == pytest.approx(ref["ICC(C,k)"])
 
 
-
 @pytest.mark.parametrize("seed, n, k", [(0, 25, 4), (1, 12, 2), (2, 7, 3)])
 def test_icc_a1_interval_against_pingouin(seed, n, k):
     pg = pytest.importorskip("pingouin")
@@ -82,6 +81,7 @@ def test_icc_a1_interval_against_pingouin(seed, n, k):
     spread = k * r.ms_cols + (k * n - k - n) * r.ms_error
     assert low == pytest.approx(n * (r.ms_rows - fu * r.ms_error) / (fu * spread + n * r.ms_rows), rel=1e-9)
     assert high == pytest.approx(n * (fl * r.ms_rows - r.ms_error) / (spread + n * fl * r.ms_rows), rel=1e-9)
+
 
 FORMS = ("icc1", "icc1k", "icc_c1", "icc_ck", "icc_a1", "icc_ak")
 
