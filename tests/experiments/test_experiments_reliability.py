@@ -105,10 +105,15 @@ def test_a_config_yaml_from_before_a_new_field_existed_still_resumes(model_dir, 
     """config.yaml written by an older steerlab lacks a field added since (with its default): the
     run is the same experiment, so it resumes (and config.yaml is rewritten in full); a changed
     value is still refused."""
+    import shutil
+
     import yaml
 
     fresh, rows, lines = finished
-    run = _copy_rows(tmp_path, lines)
+    run = tmp_path / "run"
+    shutil.copytree(fresh, run)  # rows and artifacts (the vectors the rows were made with)
+    vectors = {v.name: v.stat().st_mtime_ns for v in (run / "vectors").glob("*.safetensors")}
+    assert vectors
     old = yaml.safe_load((fresh / "config.yaml").read_text())
     assert old["data"]["text_column"] == "prompt"  # a field left at its default, as if added later
     del old["data"]["text_column"]
@@ -116,6 +121,7 @@ def test_a_config_yaml_from_before_a_new_field_existed_still_resumes(model_dir, 
     execute(parse_config(_raw(model_dir)), run)
     assert (run / "config.yaml").read_text() == (fresh / "config.yaml").read_text()
     assert {json.loads(x)["key"]: json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()} == rows
+    assert {v.name: v.stat().st_mtime_ns for v in (run / "vectors").glob("*.safetensors")} == vectors  # kept
     old["seed"] = 5
     (run / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
     with pytest.raises(ConfigError, match="holds results of a different config"):

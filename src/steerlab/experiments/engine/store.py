@@ -120,12 +120,15 @@ class RunStore:
         try:
             text = dump_config(cfg)
             cfg_path = self.root / "config.yaml"
-            if cfg_path.exists() and cfg_path.read_text(encoding="utf-8") != text:
-                if self.has_rows() and not _same_config(cfg_path.read_text(encoding="utf-8"), cfg):
+            stored = cfg_path.read_text(encoding="utf-8") if cfg_path.exists() else text
+            if stored != text:
+                if not self.has_rows():
+                    self._discard_artifacts()  # a config that failed before its first row
+                elif not _same_config(stored, cfg):
                     raise ConfigError(
                         f"{self.root} holds results of a different config; choose another --run-dir or delete it"
                     )
-                self._discard_artifacts()
+                # else: the same experiment, written by an older steerlab; its rows and artifacts stay
             atomic_write_text(cfg_path, text)
             self._write_manifest(cfg)
         except OSError as e:
