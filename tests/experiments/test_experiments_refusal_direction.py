@@ -420,6 +420,10 @@ def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     # report and plots, re-rendered from summary + config alone
     text = report.read_text()
     assert "Orthogonalised weights" in text and "offline proxy" in text
+    tokens = json.loads(next(run.glob("refusal_tokens_*.json")).read_text())
+    assert tokens["n_replies"] > 0  # the tiny model's R comes from generated replies: their share carries its n
+    assert "Share of greedy train replies opening with a token of R: harmful " in text
+    assert f"(n={tokens['n_replies']})" in text
     assert any(line.startswith(f"| {sel['chosen']} |") and "★" in line for line in text.splitlines())  # in the table
     assert len(list(run.glob("candidates_*.png"))) == 1 and len(list(run.glob("before_after_*.png"))) == 1
     (run / "report.md").unlink()

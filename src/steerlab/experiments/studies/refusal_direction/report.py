@@ -89,11 +89,13 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
             f"R = {toks}: the model refused {t.n_refusals} of {t.n_replies} train harmful prompts (too few "
             "to learn from), so R is the first token of standard refusal openers as this tokenizer writes them."
         )
-    share = f"harmful {pct(t.harmful_share)}" + (
+    share = f"harmful {pct(t.harmful_share)} (n={t.n_replies})" + (
         f", harmless {pct(t.harmless_share)}" if t.harmless_share is not None else ""
     )
     lines += [
-        f"Share of greedy train replies opening with a token of R: {share}.",
+        f"Share of greedy train replies opening with a token of R: {share}."
+        if t.n_replies
+        else "No train replies were generated to check R against (the tokens were configured).",
         "",
         f"Baseline refusal score (validation): harmful {num(m.baseline.harmful)} (n={m.baseline.harmful.n}), "
         f"harmless {num(m.baseline.harmless)} (n={m.baseline.harmless.n}). (A score of 0 means P(R) = 1/2; "
