@@ -105,7 +105,17 @@ def run_one(cfg: Path, dtype: str = "shipped") -> dict:
         "run_dir": str(run_dir),
         "date": dt.date.today().isoformat(),
         "cpu_native_bf16": cpu_native_bf16(),  # None: torch emulates bf16 on this CPU
+        "boot_id": boot_id(),
     }
+
+
+def boot_id() -> str:
+    """This boot of this machine (Linux), or "" where the kernel does not say: two runs that share one
+    were made on the same (virtual) CPU, whatever the date."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
 
 
 def upgrade(entry: dict) -> dict:
@@ -122,7 +132,9 @@ def _days(pair: dict) -> list[str]:
 
 
 def side_by_side(pair: dict) -> bool:
-    """Both runs ok, on one day and on one kind of CPU (its bf16 flag recorded in both): a ratio means something.
+    """Both runs ok and on one machine, so a ratio means something: the same boot of it where both runs
+    recorded one (a pair measured across midnight counts), else one day and one kind of CPU (its bf16
+    flag recorded in both).
 
     The VM under this project changes between sessions (one day gave an AVX2-only EPYC, another one
     with avx512_bf16), so a day alone does not make two runs comparable.
@@ -130,6 +142,8 @@ def side_by_side(pair: dict) -> bool:
     before, after = pair.get("float32"), pair.get("shipped")
     if not (before and after and before["ok"] and after["ok"] and after["wall_s"] > 0):
         return False
+    if before.get("boot_id") and after.get("boot_id"):
+        return bool(before["boot_id"] == after["boot_id"])
     recorded = "cpu_native_bf16" in before and "cpu_native_bf16" in after
     return len(_days(pair)) == 1 and recorded and before["cpu_native_bf16"] == after["cpu_native_bf16"]
 
@@ -160,8 +174,9 @@ def write_docs(res: dict) -> None:
         "an upper bound; CPU time (user + system) is given beside it with the load average before → after. "
         "Where the float32 run is dated earlier than the shipped one, it is the run from before `dtype: auto` "
         "existed (fp32 was then the CPU default), on a shared machine, not measured side by side. A ratio "
-        "is given only for two runs made on the same day on the same kind of CPU (each run records its "
-        "CPU's bf16 flag; the VM has changed between sessions). "
+        "is given only for two runs made on one boot of one machine (each run records the kernel's boot id; "
+        "the VM has changed between sessions), or, for runs from before that was recorded, on the same day "
+        "on the same kind of CPU (its bf16 flag). "
         "Where the dtype after is float32 (a CPU without native bf16 matmul), as shipped already is the "
         "float32 run, so none was made beside it.",
         "",

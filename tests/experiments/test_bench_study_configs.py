@@ -62,3 +62,23 @@ def test_a_config_measured_only_as_shipped_gets_its_row(monkeypatch):
     bsc.write_docs({"cores": 2, "torch": "t", "runs": {"prefs_y": {"shipped": run, "date": "2026-12-04"}}})
     row = next(line for line in written[0].splitlines() if line.startswith("| `prefs_y.yaml`"))
     assert row.split(" | ")[1:5] == ["10 min", "not run", "5.9 min (11.4 CPU-min; load 1.9 → 1.9)", "float32"]
+
+
+def test_one_boot_of_one_machine_decides_the_ratio_where_both_runs_recorded_it(monkeypatch):
+    import bench.bench_study_configs as bsc
+
+    run = {"config": "z.yaml", "ok": True, "error": "", "wall_s": 300.0, "cpu_s": 500.0, "load_before": 1.0}
+    run |= {"load_after": 1.0, "budget_min": 10.0, "run_dir": "r", "cpu_native_bf16": "avx512_bf16"}
+    before = {**run, "requested": "float32", "dtypes": ["float32"], "date": "2026-12-04", "boot_id": "a"}
+    after = {**run, "requested": "shipped", "dtypes": ["bfloat16"], "wall_s": 100.0, "date": "2026-12-05"}
+    written: list[str] = []
+    monkeypatch.setattr(bsc, "write_section", lambda _path, _head, text: written.append(text))
+    for boot, ratio in (("a", True), ("b", False)):  # across midnight on one boot; a reboot the same night
+        pair = {"float32": before, "shipped": {**after, "boot_id": boot}, "date": "2026-12-05"}
+        assert bsc.side_by_side(pair) is ratio
+        bsc.write_docs({"cores": 2, "torch": "t", "runs": {"z": pair}})
+        row = next(line for line in written[-1].splitlines() if line.startswith("| `z.yaml`"))
+        assert ("**3.00×**" in row) is ratio and "2026-12-04 / 2026-12-05" in row  # 300 s / 100 s
+    same_day_other_boot = {"float32": before, "shipped": {**after, "date": "2026-12-04", "boot_id": "b"}}
+    assert not bsc.side_by_side(same_day_other_boot)
+    assert bsc.boot_id() == bsc.boot_id()  # stable within one boot (empty off Linux)
