@@ -97,6 +97,41 @@ def test_filters_are_relaxed_in_order_when_nothing_survives():
     assert sel.chosen == "b"
 
 
+def test_the_report_says_why_the_filters_were_relaxed_from_the_scores():
+    from types import SimpleNamespace
+
+    from steerlab.experiments.studies.refusal_direction.report import _relaxed_reading
+    from steerlab.experiments.studies.refusal_direction.summary import BaselineScores
+    from steerlab.stats.estimates import Estimate, rate
+
+    # the instruct model's case: it refuses, yet no candidate within KL reaches induce 0 at the prompt's end
+    scores = [
+        _c("a", 2, -5.0, induce=-1.5, kl=0.05),
+        _c("b", 3, -1.0, induce=-0.34),  # the highest induce within KL, by hand
+        _c("c", 4, -2.0, induce=3.0, kl=0.5),  # induces, but over KL
+        _c("late", 9, -9.0, induce=9.0),  # pruned: not counted
+    ]
+    out, sel = select_candidate(scores, 10)
+    assert sel.relaxed == ["induce"]
+    base = BaselineScores(
+        harmful=Estimate(value=2.0, low=1.5, high=2.5, n=32), harmless=Estimate(value=-3.9, low=-4.5, high=-3.3, n=32)
+    )
+    induced = SimpleNamespace(condition="induce", over_refusal=rate([True] * 32 + [False] * 8))
+    unsteered = SimpleNamespace(condition="baseline", over_refusal=rate([True] * 4 + [False] * 36))
+    m = SimpleNamespace(candidates=out, baseline=base, conditions=[unsteered, induced])
+    text = _relaxed_reading(m, sel)
+    assert "the induce filter was relaxed." in text and "seldom refuses" not in text
+    assert "Of the 2 candidates within KL 0.1" in text and "b's -0.34 (n=4)" in text
+    assert "from -3.90 [-4.50, -3.30] unsteered (n=32)" in text
+    assert "refuse 80% [65, 90] of harmless test prompts (n=40), against 10% [4, 23] unsteered" in text
+    # nothing within KL either: the KL sentence instead, with the smallest KL of the allowed candidates
+    out, sel = select_candidate([_c("a", 2, -5.0, induce=-1.0, kl=0.5), _c("c", 4, -2.0, kl=0.9)], 10)
+    text = _relaxed_reading(SimpleNamespace(candidates=out, baseline=base, conditions=[]), sel)
+    assert "the induce and kl filters were relaxed; the KL threshold was raised from 0.1 to 1" in text
+    assert "Every one of the 2 candidates outside the pruned layers" in text and "a's 0.500, n=4" in text
+    assert "in generation" not in text  # no induce condition was generated
+
+
 def _row(cand, metric, value, pid="p"):
     from steerlab.experiments.studies.refusal_direction.records import ScoreRow
 

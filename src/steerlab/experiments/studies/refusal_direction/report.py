@@ -29,6 +29,48 @@ def _quote(text: str, limit: int = 160) -> str:
     return text.replace("|", "\\|") or "(empty)"
 
 
+def _relaxed_reading(m: Any, sel: Any) -> str:
+    """Why the selection filters were relaxed, read from the candidates' own scores (and, for the induce
+    filter, what generation then showed)."""
+    kl = (
+        f"; the KL threshold was raised from {sel.kl_threshold:g} to {sel.kl_threshold_used:.3g}"
+        if "kl" in sel.relaxed
+        else ""
+    )
+    filters = (
+        f"the {sel.relaxed[0]} filter was" if len(sel.relaxed) == 1 else f"the {' and '.join(sel.relaxed)} filters were"
+    )
+    text = f"**No candidate passed every filter**: {filters} relaxed{kl}. "
+    allowed = [c for c in m.candidates if not {"late_layer", "degenerate"} & set(c.filtered)]
+    within_kl = [c for c in allowed if "kl" not in c.filtered]
+    if within_kl:
+        top = max(within_kl, key=lambda c: c.induce)
+        text += (
+            f"Of the {len(within_kl)} candidates within KL {sel.kl_threshold:g} (late layers and degenerate "
+            f"vectors aside), none brings the harmless prompts' refusal score up to {sel.induce_threshold:g} "
+            f"when added: the highest is {top.name}'s {top.induce:+.2f} (n={top.n}), from "
+            f"{num(m.baseline.harmless)} unsteered (n={m.baseline.harmless.n})."
+        )
+    elif allowed:
+        low = min(allowed, key=lambda c: c.kl)
+        text += (
+            f"Every one of the {len(allowed)} candidates outside the pruned layers costs more than KL "
+            f"{sel.kl_threshold:g} when ablated (the smallest is {low.name}'s {low.kl:.3f}, n={low.n}); compare "
+            "the candidates with the random controls below before reading anything into the choice."
+        )
+    induced = next((e for e in m.conditions if e.condition == "induce"), None)
+    base = next((e for e in m.conditions if e.condition == "baseline"), None)
+    if "induce" in sel.relaxed and induced is not None and induced.over_refusal.n:
+        text += (
+            " The induce score is a next-token score at the prompt's end; in generation, adding the chosen "
+            f"direction made the model refuse {pct(induced.over_refusal)} of harmless test prompts "
+            f"(n={induced.over_refusal.n})"
+            + (f", against {pct(base.over_refusal)} unsteered" if base is not None and base.over_refusal.n else "")
+            + "."
+        )
+    return text
+
+
 def render_report(cfg: Any, summary: Any, definitions: str) -> str:
     """The Markdown report (a ``RefusalDirectionConfig`` and its ``RefusalDirectionSummary``)."""
     d, s, g = summary.data, cfg.scoring, cfg.generation
@@ -132,18 +174,7 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
             "",
         ]
     if sel.relaxed:
-        kl = (
-            f"; the KL threshold was raised from {sel.kl_threshold:g} to {sel.kl_threshold_used:.3g}"
-            if "kl" in sel.relaxed
-            else ""
-        )
-        lines += [
-            f"**No candidate passed every filter**: the {' and '.join(sel.relaxed)} filter(s) were relaxed{kl}. "
-            "On a model that seldom refuses, no direction raises the refusal score of harmless prompts; where "
-            "every ablation costs more than the KL threshold, compare the candidates with the random controls "
-            "below before reading anything into the choice.",
-            "",
-        ]
+        lines += [_relaxed_reading(m, sel), ""]
     lines += [f"![candidate heatmaps](candidates_{tag}.png)", ""]
     best = sorted(m.candidates, key=lambda c: (not c.chosen, not c.eligible, c.bypass))[:10]
     lines += markdown_table(
