@@ -72,6 +72,11 @@ def test_pipeline_table_matches_rows(model_dir, tmp_path):
     _check_cast(run, summary["models"][label], eval_rows)
     base = next(e for e in conds if e["condition"] == "base")
     assert f"| {base['harmful_refusal']['n']} / {base['false_positives']['n']} |" in text
+    seldom = "This model seldom refuses on its own (base harmful refusal "
+    assert (seldom in text) is (base["harmful_refusal"]["value"] < 0.5)  # read from the base row, with its n
+    if seldom in text:
+        assert f"{seldom}{100 * base['harmful_refusal']['value']:.0f}% [" in text
+        assert f"], n={base['harmful_refusal']['n']})" in text and "as expected of a base" not in text
 
 
 def _check_cast(run, model_summary, eval_rows):

@@ -455,6 +455,11 @@ def test_pipeline_end_to_end(model_dir, tmp_path, monkeypatch):
     # report and plots, re-rendered from summary + config alone
     text = report.read_text()
     assert "Orthogonalised weights" in text and "offline proxy" in text
+    base = next(e for e in m["conditions"] if e["condition"] == "baseline")["refusal"]
+    seldom = "The unsteered model seldom refuses here (baseline refusal "
+    assert (seldom in text) is (base["value"] < 0.2) and "as expected of a base" not in text
+    if seldom in text:
+        assert f"of harmful test prompts, n={base['n']})" in text
     tokens = json.loads(next(run.glob("refusal_tokens_*.json")).read_text())
     assert tokens["n_replies"] > 0  # the tiny model's R comes from generated replies: their share carries its n
     assert "Share of greedy train replies opening with a token of R: harmful " in text

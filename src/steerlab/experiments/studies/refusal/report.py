@@ -121,8 +121,8 @@ def render_report(cfg: RefusalStudyConfig, summary: RefusalSummary) -> str:
         if (base.harmful_refusal.value or 0) < 0.5:
             lines += [
                 "**Reading.** This model seldom refuses on its own (base harmful refusal "
-                f"{pct(base.harmful_refusal.value)}), as expected of a base (not instruction-tuned) "
-                "model. The study therefore shows steering *inducing* refusal, and what that costs: watch "
+                f"{pct(base.harmful_refusal)}, n={base.harmful_refusal.n}). "
+                "The study therefore shows steering *inducing* refusal, and what that costs: watch "
                 "the false-positive rate on benign requests (many of them built to look harmful) and the "
                 "coherence column as strength grows.",
                 "",

@@ -306,9 +306,8 @@ def _model_section(label: str, m: Any, cfg: Any) -> list[str]:
     if base is not None and (base.refusal.value or 0) < 0.2:
         lines += [
             "**Reading.** The unsteered model seldom refuses here (baseline refusal "
-            f"{pct(base.refusal)}), as expected of a base model: the direction found separates harmful from "
-            "harmless prompts, but there is little refusal for ablation to remove. Compare the over-refusal "
-            "and KL columns to see what each intervention costs.",
+            f"{pct(base.refusal)} of harmful test prompts, n={base.refusal.n}): there is little refusal for "
+            "ablation to remove. Compare the over-refusal and KL columns to see what each intervention costs.",
             "",
         ]
     return lines
