@@ -20,6 +20,7 @@ import torch
 from steerlab.errors import InputError
 from steerlab.models.backend import Completion, Conversation, FinishReason
 from steerlab.models.chat import ChatFormatter
+from steerlab.models.head_precision import fp32_top_head, fp32_top_logits, is_half
 from steerlab.models.layers import arch_spec, base_model, hidden_size, num_layers
 from steerlab.models.sampling import SeededSampler, StopOnStrings, cut_at_stops, row_seeds
 
@@ -233,7 +234,7 @@ class LanguageModel:
         if token_ids is not None:
             ids = torch.as_tensor(token_ids, device=w.device)
             w, bias = w[ids], None if bias is None else bias[ids]
-        return self._head(h, w, bias)
+        return self._head(h, w, bias, refine_top=token_ids is None)
 
     def vocab_logsumexp(self, h: torch.Tensor, *, chunk: int = 16384) -> torch.Tensor:
         """``log Σ_v exp(logit_v)`` over the whole vocabulary for hidden states ``[..., d]`` → ``[...]`` float32.
@@ -255,20 +256,25 @@ class LanguageModel:
         assert total is not None
         return total.reshape(h.shape[:-1])
 
-    def _head(self, h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def _head(
+        self, h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, *, refine_top: bool = False
+    ) -> torch.Tensor:
         """``h @ wᵀ (+ bias)`` with the model's final-logit soft-capping.
 
         In a bf16/fp16 model a slice of at most ``_FP32_HEAD_ROWS`` rows (the A/B letters, rating
         digits of :meth:`logits_for` with ``token_ids``) is multiplied in float32: a bf16 logit
         near 20 is rounded to a step of 0.125, as large as the logit differences these scores
-        compare, and upcasting a few rows costs nothing. The full head stays in the model's dtype
-        (its kernels accumulate in fp32); callers upcast its logits before log-softmax.
+        compare, and upcasting a few rows costs nothing. The full head runs in the model's dtype
+        (its kernels accumulate in fp32); with ``refine_top`` its logits come back as float32 with
+        each position's top rows recomputed in float32 (:func:`fp32_top_logits`).
         """
-        if w.dtype in (torch.bfloat16, torch.float16) and w.shape[0] <= _FP32_HEAD_ROWS:
+        if is_half(w) and w.shape[0] <= _FP32_HEAD_ROWS:
             w, bias = w.float(), None if bias is None else bias.float()
         logits = h.to(w.dtype) @ w.T
         if bias is not None:
             logits = logits + bias
+        if refine_top and is_half(w):
+            logits = fp32_top_logits(h, w, logits, bias)
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
@@ -473,7 +479,7 @@ class LanguageModel:
             processors.append(SeededSampler(seeds, temperature, max_new_tokens, top_k=top_k, top_p=top_p))
         if processors:
             kwargs["logits_processor"] = LogitsProcessorList(processors)
-        with self.session(interventions, batch.prompt_len):
+        with self.session(interventions, batch.prompt_len), fp32_top_head(self.model):
             out = self.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
         eos = self._eos_ids()
         results = []
